@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+DEMO_ARGS ?=
+
+.PHONY: install demo test lint bench broker-start broker-stop clean
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing ubridge with its development tools"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ubridge demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+broker-start: $(STAMP)
+	$(BIN)/ubridge broker start
+
+broker-stop: $(STAMP)
+	$(BIN)/ubridge broker stop
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Throughput and latency harnesses: ``make bench`` prints ``bench <name> <value> <unit>`` lines."""

@@ -1,0 +1,67 @@
+"""``make bench``: every figure against the real local broker, one line each: ``bench <name> <value> <unit>``.
+
+1. passthrough: bare kafka-python consume → produce → commit of the raw events (the ceiling);
+2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink;
+3. end-to-end latency at a fixed offered rate through every stage, simulators included.
+
+Throughput is timed from a stage's first record to its last, so consumer-group joins do not count.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from benchmarks.harness import (
+    Clock,
+    end_to_end,
+    passthrough,
+    produce_raw,
+    run_stage,
+)
+from connectors.broker.local_kafka import start_broker, stop_broker
+
+
+def main() -> int:
+    """Run every benchmark and print the figures."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
+    parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="ubridge-bench-"))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    started_here = bootstrap is None
+    if bootstrap is None:
+        bootstrap = start_broker(home, progress=lambda line: print(f"# {line}", file=sys.stderr)).bootstrap
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    try:
+        raw_topic = produce_raw(bootstrap, prefix, args.events)
+        figures = {"passthrough": passthrough(bootstrap, raw_topic, prefix)}
+        _line("passthrough_throughput", figures["passthrough"].rate, "events/s")
+        for stage in ("normaliser", "router", "sink"):
+            clock: Clock = run_stage(stage, bootstrap, prefix)
+            figures[stage] = clock
+            _line(f"{stage}_throughput", clock.rate, "events/s")
+            if stage != "sink":
+                _line(f"{stage}_vs_passthrough", 100 * clock.rate / figures["passthrough"].rate, "percent")
+        latency = end_to_end(bootstrap, prefix + "e2e.", rate_per_s=args.rate, seconds=args.latency_seconds)
+        _line("e2e_offered_rate", args.rate, "events/s")
+        _line("e2e_tasks", latency.count, "tasks")
+        _line("e2e_latency_p50", latency.p50_ms, "ms")
+        _line("e2e_latency_p99", latency.p99_ms, "ms")
+    finally:
+        if started_here:
+            stop_broker(home)
+    return 0
+
+
+def _line(name: str, value: float, unit: str) -> None:
+    print(f"bench {name} {value:.1f} {unit}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ubridge's I/O: the runtime, one folder per outside system, the stages' wiring and the CLI."""

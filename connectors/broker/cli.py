@@ -1,0 +1,97 @@
+"""``ubridge broker start|stop|status``: the local Kafka broker for the demo and the tests.
+
+Progress goes to stderr and results to stdout, whose last line after a successful ``start`` or ``status`` is
+machine-readable::
+
+    $ ubridge broker start
+    bootstrap=127.0.0.1:9092
+
+Exit codes: 0 done (``status``: running), 1 the broker failed, 2 a tool to install is missing, 3 ``status``
+found no broker.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Final
+
+from connectors.broker.local_kafka import (
+    BrokerError,
+    BrokerInfo,
+    PrerequisiteError,
+    broker_status,
+    start_broker,
+    stop_broker,
+)
+
+DEFAULT_HOME: Final = Path.home() / ".cache" / "ubridge" / "broker"
+EXIT_FAILED: Final = 1
+EXIT_MISSING_TOOL: Final = 2
+EXIT_STOPPED: Final = 3
+
+
+# Quoted because _SubParsersAction is generic only to type checkers; subscripting it at run time fails.
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``broker`` command and its ``start``, ``stop`` and ``status`` subcommands to ``subparsers``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home", type=Path, default=DEFAULT_HOME, help=f"the broker's directory (default: {DEFAULT_HOME})"
+    )
+    broker = subparsers.add_parser(
+        "broker", help="run a local Apache Kafka broker for the demo and the tests"
+    )
+    commands = broker.add_subparsers(dest="broker_command", required=True)
+    start = commands.add_parser(
+        "start", parents=[common], help="start the broker (fetches Kafka from Maven Central the first time)"
+    )
+    start.add_argument(
+        "--port", type=int, default=None, help="client port (default: 9092, or a free one if 9092 is taken)"
+    )
+    start.set_defaults(func=_start)
+    commands.add_parser("stop", parents=[common], help="stop the broker").set_defaults(func=_stop)
+    status = commands.add_parser(
+        "status", parents=[common], help="say whether the broker runs (exit 3 if not)"
+    )
+    status.set_defaults(func=_status)
+
+
+def _start(args: argparse.Namespace) -> int:
+    running = broker_status(args.home)
+    if running is not None:
+        return _report("already running", running)
+    try:
+        info = start_broker(args.home, port=args.port, progress=_progress)
+    except PrerequisiteError as exc:
+        return _fail(exc, EXIT_MISSING_TOOL)
+    except BrokerError as exc:
+        return _fail(exc, EXIT_FAILED)
+    return _report("started", info)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    home = args.home.expanduser()
+    print(f"stopped the broker in {home}" if stop_broker(home) else f"no broker was running in {home}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    info = broker_status(args.home)
+    if info is None:
+        print(f"stopped: no broker running in {args.home.expanduser()}")
+        return EXIT_STOPPED
+    return _report("running", info)
+
+
+def _report(state: str, info: BrokerInfo) -> int:
+    print(f"{state}: Kafka broker pid {info.pid} in {info.home}")
+    print(f"bootstrap={info.bootstrap}")
+    return 0
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _fail(exc: BrokerError, code: int) -> int:
+    print(f"ubridge: {exc}", file=sys.stderr)
+    return code

@@ -1,0 +1,278 @@
+"""Start, stop and find a single-node Apache Kafka broker on 127.0.0.1, for the demo and the tests.
+
+A broker lives in a *home* directory holding its ``server.properties``, its data, its logs and, while it
+runs, ``broker.json`` with its pid and ports. The broker is detached from whoever started it, so it outlives
+``ubridge broker start``; :func:`stop_broker` ends it with SIGTERM. The Kafka jars are shared by every home
+(see :mod:`connectors.broker.kafka_install`).
+
+Example::
+
+    info = start_broker(Path("~/.cache/ubridge/broker").expanduser())
+    print(info.bootstrap)  # 127.0.0.1:9092
+    stop_broker(info.home)
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from connectors.broker.kafka_install import (
+    DEPLOY_DIR,
+    BrokerError,
+    PrerequisiteError,
+    choose_ports,
+    ensure_kafka,
+    find_java,
+    kafka_cache,
+    new_cluster_id,
+    render_properties,
+    server_properties,
+)
+
+__all__ = ["BrokerError", "BrokerInfo", "PrerequisiteError", "broker_status", "start_broker", "stop_broker"]
+
+STATE_FILE: Final = "broker.json"
+PROPERTIES_FILE: Final = "server.properties"
+OUTPUT_FILE: Final = "broker.out"
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 30.0
+# C1 only: the broker answers about a second sooner, and a laptop broker never needs the speed C2 buys later.
+_JVM_OPTIONS: Final = ("-Xmx512m", "-Xms256m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
+_POLL_S: Final = 0.2
+_REPORT_EVERY_S: Final = 10.0
+_log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """A running local broker: where clients connect, its process id, and its home directory."""
+
+    bootstrap: str
+    pid: int
+    home: Path
+
+
+@dataclass(frozen=True)
+class _State:
+    pid: int
+    port: int
+    controller_port: int
+
+
+def broker_status(home: Path) -> BrokerInfo | None:
+    """The broker running from ``home``, or None; a state file whose process is gone counts as stopped."""
+    home = home.expanduser().resolve()
+    state = _read_state(home)
+    if state is None or not _is_our_broker(state.pid, home):
+        return None
+    return BrokerInfo(bootstrap=f"127.0.0.1:{state.port}", pid=state.pid, home=home)
+
+
+def start_broker(
+    home: Path, *, port: int | None = None, progress: Callable[[str], None] | None = None
+) -> BrokerInfo:
+    """Start the broker of ``home`` and wait until it answers; return the running one if there is one.
+
+    Args:
+        home: The broker's directory, created if missing; its data survives a restart.
+        port: The client port: None for 9092 or, if taken, any free port; 0 for any free port.
+        progress: Called with a line of text at each slow step (fetching, formatting, waiting).
+
+    Returns:
+        The running broker.
+
+    Raises:
+        PrerequisiteError: No JDK 17+, or no Maven when the jars are not cached yet.
+        BrokerError: The jars could not be fetched, or the broker did not come up within 60 s.
+    """
+    home = home.expanduser().resolve()
+    running = broker_status(home)
+    if running is not None:
+        return running
+    report = progress or (lambda _line: None)
+    began = time.monotonic()
+    java = find_java()
+    libs = ensure_kafka(kafka_cache(), report)
+    broker_port, controller_port = choose_ports(port)
+    _configure(home, java=java, libs=libs, port=broker_port, controller_port=controller_port, report=report)
+    pid = _launch(java, libs, home)
+    _write_state(home, _State(pid=pid, port=broker_port, controller_port=controller_port))
+    info = BrokerInfo(bootstrap=f"127.0.0.1:{broker_port}", pid=pid, home=home)
+    try:
+        _wait_until_answering(info, report)
+    except BaseException:
+        # A broker that never answered is of no use to anyone, and would hold its ports.
+        stop_broker(home)
+        raise
+    elapsed_s = round(time.monotonic() - began, 1)
+    _log.info("broker_started", bootstrap=info.bootstrap, pid=pid, home=str(home), elapsed_s=elapsed_s)
+    return info
+
+
+def stop_broker(home: Path) -> bool:
+    """Stop the broker of ``home``: SIGTERM, then SIGKILL after 30 s; True if one was running."""
+    home = home.expanduser().resolve()
+    state = _read_state(home)
+    if state is None:
+        return False
+    running = _is_our_broker(state.pid, home)
+    if running:
+        _terminate(state.pid, home)
+        _log.info("broker_stopped", pid=state.pid, home=str(home))
+    (home / STATE_FILE).unlink(missing_ok=True)
+    return running
+
+
+def _configure(
+    home: Path, *, java: str, libs: Path, port: int, controller_port: int, report: Callable[[str], None]
+) -> None:
+    data = home / "data"
+    settings = server_properties(port=port, controller_port=controller_port, data_dir=data)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / PROPERTIES_FILE).write_text(render_properties(settings), encoding="utf-8")
+    if (data / "meta.properties").is_file():
+        return
+    report(f"formatting a new single-node KRaft cluster in {data}")
+    # Without meta.properties an earlier format did not finish; its leftovers would make this one fail.
+    shutil.rmtree(data, ignore_errors=True)
+    command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone"]
+    command += ["-t", new_cluster_id(), "-c", str(home / PROPERTIES_FILE)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        msg = f"formatting the broker storage in {data} failed: {last_line[0]}"
+        raise BrokerError(msg)
+
+
+def _launch(java: str, libs: Path, home: Path) -> int:
+    logging_options = [
+        f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={home / 'logs'}",
+        # Kafka shuts down in a JVM shutdown hook; log4j's own hook would close the log before it finishes.
+        "-Dlog4j2.shutdownHookEnabled=false",
+    ]
+    command = [java, *_JVM_OPTIONS, *logging_options, "-cp", f"{libs}/*", "kafka.Kafka"]
+    command.append(str(home / PROPERTIES_FILE))
+    # sh puts java in the background and exits at once, so the broker is nobody's child: it outlives a
+    # short-lived caller, and a long-lived one (pytest) has no zombie to reap when it ends.
+    script = 'out=$1; shift; "$@" >"$out" 2>&1 </dev/null & echo $!'
+    done = subprocess.run(  # noqa: S603
+        ["/bin/sh", "-c", script, "sh", str(home / OUTPUT_FILE), *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    return int(done.stdout.strip())
+
+
+def _wait_until_answering(info: BrokerInfo, report: Callable[[str], None]) -> None:
+    report(f"waiting for the broker to answer on {info.bootstrap}")
+    logs = f"{info.home / 'logs' / 'server.log'} and {info.home / OUTPUT_FILE}"
+    began = time.monotonic()
+    next_report_s = _REPORT_EVERY_S
+    while (waited_s := time.monotonic() - began) < START_TIMEOUT_S:
+        if not _is_our_broker(info.pid, info.home):
+            msg = f"the broker exited while starting; see {logs}"
+            raise BrokerError(msg)
+        if _answers(info.bootstrap):
+            return
+        if waited_s >= next_report_s:
+            report(f"still waiting for {info.bootstrap} ({waited_s:.0f} s)")
+            next_report_s += _REPORT_EVERY_S
+        time.sleep(_POLL_S)
+    msg = f"the broker did not answer on {info.bootstrap} within {waited_s:.0f} s; see {logs}"
+    raise BrokerError(msg)
+
+
+def _answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except OSError:
+        # Nothing listens yet; checking first keeps kafka-python from logging a connection error per poll.
+        return False
+    # Imported here so that `status` and `stop`, which never talk Kafka, do not pay 0.3 s to import it.
+    from kafka import KafkaAdminClient  # noqa: PLC0415
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+    return True
+
+
+def _terminate(pid: int, home: Path) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_for_exit(pid, home, STOP_TIMEOUT_S):
+        return
+    _log.warning("broker_killed", pid=pid, home=str(home), timeout_s=STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_for_exit(pid, home, 5.0)
+
+
+def _wait_for_exit(pid: int, home: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _is_our_broker(pid, home):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
+def _is_our_broker(pid: int, home: Path) -> bool:
+    """Whether ``pid`` is the broker of ``home``, and not a process that got the pid after it died."""
+    try:
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and _is_alive(pid)
+    return os.fsencode(home / PROPERTIES_FILE) in command_line.split(b"\0")
+
+
+def _is_alive(pid: int) -> bool:
+    # Without /proc (macOS) the pid is all there is to go on.
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        # EPERM still means the pid exists, only that it belongs to another user.
+        return isinstance(exc, PermissionError)
+    return True
+
+
+def _read_state(home: Path) -> _State | None:
+    path = home / STATE_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return _State(pid=int(raw["pid"]), port=int(raw["port"]), controller_port=int(raw["controller_port"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        _log.warning("broker_state_ignored", path=str(path))
+        return None
+
+
+def _write_state(home: Path, state: _State) -> None:
+    text = json.dumps({"pid": state.pid, "port": state.port, "controller_port": state.controller_port})
+    (home / STATE_FILE).write_text(text + "\n", encoding="utf-8")

@@ -1,0 +1,159 @@
+"""The ``ubridge`` command.
+
+::
+
+    ubridge broker start|stop|status        a local single-node Kafka for the demo and tests
+    ubridge run --config ubridge.yaml       run every configured stage (or --stage NAME ...)
+    ubridge config check ubridge.yaml       validate a configuration and list its stages
+    ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
+    ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
+"""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from kafka.errors import KafkaError
+
+from connectors.app import App, UnknownStageError
+from connectors.broker import cli as broker_cli
+from connectors.demo import cli as demo_cli
+from connectors.registry import stage_specs
+from connectors.runtime.kafka import make_consumer
+from connectors.runtime.logs import configure_logging
+from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
+from connectors.tail import dumps, follow, render
+from schemas import Codec
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ubridge`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ubridge", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(title="commands")
+    broker_cli.register(sub)
+    demo_cli.register(sub)
+
+    run = sub.add_parser("run", help="run the configured stages until SIGTERM")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--stage", action="append", dest="stages", metavar="NAME", help="run only this stage (repeatable)"
+    )
+    run.set_defaults(func=_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(title="config commands")
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=_config_check)
+
+    tail = sub.add_parser("tail", help="print a topic's records decoded, as JSON lines")
+    tail.add_argument("topic")
+    tail.add_argument("--config", type=Path, help="take the bootstrap address from this configuration")
+    tail.add_argument("--bootstrap", help="host:port (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not the newest"
+    )
+    tail.add_argument("--max", type=int, default=None, help="stop after this many records")
+    tail.add_argument(
+        "--idle-timeout-s", type=float, default=None, help="stop after this long without records"
+    )
+    tail.add_argument("--unmasked", action="store_true", help="show phone and ID numbers in clear")
+    tail.set_defaults(func=_tail)
+    return parser
+
+
+def _load(path: Path) -> Settings | None:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"ubridge: invalid configuration\n{exc}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    obs = settings.observability
+    configure_logging(json=obs.log_format == "json", level=obs.log_level)
+    try:
+        app = App(settings, only=args.stages)
+    except UnknownStageError as exc:
+        print(f"ubridge: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        app.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app.start()
+    except KafkaError as exc:
+        log.error("kafka_unreachable", bootstrap=settings.kafka.bootstrap, error=str(exc))
+        return 1
+    while not app.wait(timeout_s=0.5):
+        pass
+    log.info("process_stopped", failed=app.failed)
+    return 1 if app.failed else 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = _load(args.path)
+    if settings is None:
+        return 2
+    print(f"{args.path}: valid")
+    for spec in stage_specs(settings):
+        print(f"  stage {spec.name}")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    configure_logging(json=False, level="warning")
+    kafka = KafkaSettings(bootstrap=args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    if args.config is not None:
+        settings = _load(args.config)
+        if settings is None:
+            return 2
+        kafka = settings.kafka
+    consumer = make_consumer(kafka, group_id=None)
+    codec = Codec.default()
+    try:
+        records = follow(
+            consumer, args.topic, from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout_s
+        )
+        for count, record in enumerate(records, start=1):
+            print(dumps(render(record, codec, masked=not args.unmasked)), flush=True)
+            if args.max is not None and count >= args.max:
+                break
+    except LookupError as exc:
+        print(f"ubridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        consumer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Runs the demo: broker, simulators, every stage, a replay of traffic with faults, then the summary.
+
+Faults are injected on purpose so the summary shows ubridge coping: one utility answers 503 to a tenth
+of requests, one answers 429 with Retry-After, one loses some acknowledgements after storing the task
+(idempotent re-delivery), one is down for the first seconds (its tasks wait; the others' do not).
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from connectors.app import App
+from connectors.demo.expected import Expectation, expected_tasks
+from connectors.demo.summary import UtilityFigures, stage_table, utility_table
+from connectors.settings import Settings, load_settings
+from routing.service_areas import load_service_areas
+from simulators.approval import ApprovalSimulator
+from simulators.utility import UtilitySimulator
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "yantai-water": {"error_rate": 0.10, "error_status": 503},
+    "yantai-gas": {"error_rate": 0.05, "error_status": 429, "retry_after_s": 0.2},
+    "liaocheng-gas": {"latency_ms": 10, "fail_after_store_rate": 0.05},
+    "jinan-heat": {"outage_s": 5.0, "retry_after_s": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Knobs of ``ubridge demo``."""
+
+    events: int
+    rate_per_s: float
+    bootstrap: str
+    workdir: Path
+    metrics_port: int
+    timeout_s: float
+    seed: int
+    faults: bool = True
+    topic_prefix: str | None = None
+
+
+@dataclass
+class DemoResult:
+    """What the run produced, for the summary and the exit code."""
+
+    utilities: list[UtilityFigures]
+    stages: dict[str, dict[str, float]]
+    expectation: Expectation
+
+    @property
+    def ok(self) -> bool:
+        """Every expected task reached its utility exactly once."""
+        return all(row.exactly_once for row in self.utilities)
+
+
+class Demo:
+    """Owns the simulators and the in-process ubridge for one demo run."""
+
+    def __init__(self, options: DemoOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
+        self.approval = ApprovalSimulator(seed=options.seed)
+        self.utilities = {
+            u: UtilitySimulator(u, token=f"demo-token-{u}") for u in sorted(self.areas.utilities())
+        }
+        self.published_at: dict[int, datetime] = {}
+        self.registry = CollectorRegistry()
+        self.app: App | None = None
+
+    def start(self) -> Settings:
+        """Start the simulators and ubridge; returns the configuration it wrote and runs."""
+        approval_url = self.approval.start()
+        urls = {u: sim.start() for u, sim in self.utilities.items()}
+        config_path = self._write_config(approval_url, urls)
+        settings = load_settings(config_path)
+        self.app = App(settings, registry=self.registry)
+        self.app.start()
+        with self.console.status("waiting for every stage to join its consumer group"):
+            _wait_for(self.app.ready, timeout_s=60)
+        for utility, faults in FAULTS.items() if self.options.faults else ():
+            if utility in self.utilities:
+                self.utilities[utility].set_faults(**faults)
+        self.console.print(f"configuration: {config_path}")
+        self.console.print(
+            f"metrics:       http://127.0.0.1:{self.app.health.port if self.app.health else '-'}/metrics"
+        )
+        return settings
+
+    def replay(self) -> Expectation:
+        """Publish the events upstream at the configured rate while showing delivery progress."""
+        feeder = threading.Thread(target=self._feed, name="demo-feed", daemon=True)
+        with _progress(self.console) as progress:
+            published = progress.add_task("events published upstream", total=self.options.events)
+            delivered = progress.add_task("tasks delivered to utilities", total=None)
+            feeder.start()
+            while feeder.is_alive():
+                progress.update(published, completed=len(self.published_at))
+                progress.update(delivered, completed=self._delivered())
+                time.sleep(0.2)
+            progress.update(published, completed=len(self.published_at))
+            expectation = self._expectation()
+            progress.update(delivered, total=expectation.total)
+            deadline = time.monotonic() + self.options.timeout_s
+            while self._delivered() < expectation.total and time.monotonic() < deadline:
+                progress.update(delivered, completed=self._delivered())
+                time.sleep(0.2)
+            progress.update(delivered, completed=self._delivered())
+        _settle(self.registry, quiet_s=1.5, timeout_s=15)
+        return expectation
+
+    def result(self, expectation: Expectation) -> DemoResult:
+        """Compare what arrived with what should have, utility by utility."""
+        rows = [self._figures(u, sim, expectation) for u, sim in self.utilities.items()]
+        return DemoResult(rows, _stage_figures(self.registry), expectation)
+
+    def stop(self) -> None:
+        """Stop ubridge (commits in-flight work) and the simulators."""
+        if self.app is not None:
+            self.app.stop()
+            self.app.wait(timeout_s=30)
+        for sim in self.utilities.values():
+            sim.stop()
+        self.approval.stop()
+
+    def _feed(self) -> None:
+        chunk = max(1, int(self.options.rate_per_s / 10))
+        remaining = self.options.events
+        while remaining > 0:
+            started = time.monotonic()
+            events = self.approval.generate(min(chunk, remaining), invalid_rate=0.01, unserved_rate=0.03)
+            now = datetime.now(UTC)
+            for event in events:
+                self.published_at[int(event["seq"])] = now
+            remaining -= len(events)
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+    def _expectation(self) -> Expectation:
+        assert self.app is not None  # noqa: S101 - started before replay
+        settings = self.app.settings
+        source = settings.sources.gonggai_interface.name if settings.sources.gonggai_interface else "gonggai"
+        return expected_tasks(
+            self.approval.events(),
+            self.areas,
+            source=source,
+            status_codes=settings.routing.status_codes,
+            now=datetime.now(UTC),
+        )
+
+    def _delivered(self) -> int:
+        return sum(sim.stats().unique for sim in self.utilities.values())
+
+    def _figures(self, utility: str, sim: UtilitySimulator, expectation: Expectation) -> UtilityFigures:
+        received = sim.tasks()
+        expected = expectation.tasks.get(utility, set())
+        ids = [t.task_id for t in received]
+        latencies = []
+        for task in received:
+            seq = expectation.event_of_task.get(task.task_id)
+            if seq is not None and seq in self.published_at:
+                latencies.append((task.received_at - self.published_at[seq]).total_seconds())
+        stage = f"sink-{utility}"
+        return UtilityFigures(
+            utility=utility,
+            expected=len(expected),
+            delivered=len(set(ids)),
+            missing=len(expected - set(ids)),
+            unexpected=len(set(ids) - expected) + (len(ids) - len(set(ids))),
+            resent=sim.stats().repeats,
+            retries=int(_sum_samples(self.registry, "ubridge_delivery_retries_total", {"utility": utility})),
+            dead_lettered=int(
+                _sum_samples(self.registry, "ubridge_records_dead_lettered_total", {"stage": stage})
+            ),
+            latencies_s=latencies,
+        )
+
+    def _write_config(self, approval_url: str, urls: dict[str, str]) -> Path:
+        self.options.workdir.mkdir(parents=True, exist_ok=True)
+        document = {
+            "kafka": {
+                "bootstrap": self.options.bootstrap,
+                "topic_prefix": self.options.topic_prefix or f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}.",
+            },
+            "observability": {
+                "log_format": "json",
+                "log_level": "info",
+                "metrics_port": self.options.metrics_port,
+            },
+            "sources": {
+                "gonggai_interface": {
+                    "base_url": approval_url,
+                    "token": "approval-token",
+                    "page_size": 200,
+                    "poll_interval_s": 0.2,
+                }
+            },
+            "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
+            "utilities": [
+                {
+                    "id": utility,
+                    "endpoint": f"{url}/v1/tasks",
+                    "auth": {"type": "bearer", "token": f"demo-token-{utility}"},
+                    "timeout_s": 5,
+                    "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 2.0},
+                }
+                for utility, url in urls.items()
+            ],
+        }
+        path = self.options.workdir / "ubridge.yaml"
+        path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+
+def print_summary(console: Console, result: DemoResult) -> None:
+    """The tables and the verdict."""
+    exp = result.expectation
+    console.print()
+    console.print(stage_table(result.stages))
+    console.print(utility_table(result.utilities))
+    console.print(
+        f"upstream events: {exp.invalid} invalid (dead-lettered by the normaliser), "
+        f"{exp.unserved} in regions no utility serves (dead-lettered by the router), "
+        f"{exp.filtered} not triggers (filtered)."
+    )
+    verdict = (
+        "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
+    )
+    console.print(verdict)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<32}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _settle(registry: CollectorRegistry, *, quiet_s: float, timeout_s: float) -> None:
+    """Wait until no stage has consumed anything for ``quiet_s`` (late re-sends included)."""
+    deadline = time.monotonic() + timeout_s
+    last = _sum_samples(registry, "ubridge_records_in_total", {})
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+        time.sleep(0.2)
+        now = _sum_samples(registry, "ubridge_records_in_total", {})
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+
+
+def _sum_samples(registry: CollectorRegistry, name: str, match: dict[str, str]) -> float:
+    total = 0.0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
+                total += sample.value
+    return total
+
+
+def _stage_figures(registry: CollectorRegistry) -> dict[str, dict[str, float]]:
+    names = {
+        "ubridge_records_in_total": "in",
+        "ubridge_records_out_total": "out",
+        "ubridge_records_filtered_total": "filtered",
+        "ubridge_records_dead_lettered_total": "dead_lettered",
+    }
+    stages: dict[str, dict[str, float]] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            column = names.get(sample.name)
+            if column is not None:
+                row = stages.setdefault(sample.labels["stage"], {})
+                row[column] = row.get(column, 0.0) + sample.value
+    return stages

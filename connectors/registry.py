@@ -1,0 +1,145 @@
+"""The one explicit list of what ships: every stage ubridge can run, and the topics each needs.
+
+Which stages run is decided by the configuration (a source without settings is not run; every
+configured utility gets its own sink). Nothing registers itself on import.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from connectors.gonggai.interface_source import GonggaiInterfaceSource
+from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.router.stage import ProjectRouter
+from connectors.runtime.interface import Processor, StageState
+from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
+from connectors.runtime.metrics import Metrics
+from connectors.runtime.source_runner import SourceRunner, read_cursor
+from connectors.runtime.stage import StageLoop
+from connectors.settings import Settings, UtilitySettings
+from connectors.utility.sink import UtilitySink, stage_name
+from routing.service_areas import load_service_areas
+from schemas import Codec
+
+
+class Runnable(Protocol):
+    """A built stage, ready to run in its own thread."""
+
+    stage: str
+    state: StageState
+
+    def run(self) -> None:
+        """Run until the shared stop event is set."""
+        ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every stage builder gets."""
+
+    settings: Settings
+    metrics: Metrics
+    stop: threading.Event
+    codec: Codec
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage that can run: its name and how to build it."""
+
+    name: str
+    build: Callable[[Context], Runnable]
+
+
+def topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic the configured stages read or write."""
+    partitions = settings.kafka.partitions
+    names = ["raw_gonggai", "project_events", "tasks", "task_status"]
+    specs = [TopicSpec(settings.topic(n), partitions) for n in names]
+    specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
+    specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings)]
+    return specs
+
+
+def stage_specs(settings: Settings) -> list[StageSpec]:
+    """The stages this configuration runs, in flow order."""
+    specs = []
+    gonggai = settings.sources.gonggai_interface
+    if gonggai is not None and gonggai.enabled:
+        specs.append(StageSpec(gonggai.name, _gonggai_interface))
+    specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
+    specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
+    return specs
+
+
+def _gonggai_interface(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.sources.gonggai_interface
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    source = GonggaiInterfaceSource(config, raw_topic=settings.topic("raw_gonggai"))
+    offsets_topic = settings.topic("source_offsets")
+    reader = make_consumer(settings.kafka, group_id=None)
+    try:
+        cursor = read_cursor(reader, offsets_topic, config.name)
+    finally:
+        reader.close()
+    return SourceRunner(
+        source,
+        producer=make_producer(settings.kafka, transactional_id=f"ubridge-source-{config.name}"),
+        offsets_topic=offsets_topic,
+        poll_interval_s=config.poll_interval_s,
+        retry=config.retry,
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        start_cursor=cursor,
+    )
+
+
+def _normaliser(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = GonggaiNormaliser(
+        input_topic=settings.topic("raw_gonggai"),
+        output_topic=settings.topic("project_events"),
+        status_codes=settings.routing.status_codes,
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
+
+
+def _router(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = ProjectRouter(
+        input_topic=settings.topic("project_events"),
+        output_topic=settings.topic("tasks"),
+        areas=load_service_areas(settings.routing.service_areas),
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
+
+
+def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
+    def build(ctx: Context) -> Runnable:
+        sink = UtilitySink(
+            utility,
+            input_topic=ctx.settings.topic("tasks"),
+            codec=ctx.codec,
+            metrics=ctx.metrics,
+            stop=ctx.stop,
+        )
+        return _loop(ctx, sink)
+
+    return build
+
+
+def _loop(ctx: Context, processor: Processor) -> StageLoop:
+    kafka = ctx.settings.kafka
+    group = f"{kafka.topic_prefix}ubridge.{processor.stage}"
+    return StageLoop(
+        processor,
+        consumer=make_consumer(kafka, group_id=group),
+        producer=make_producer(kafka),
+        dlq_topic=ctx.settings.dlq_topic(processor.stage),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+    )

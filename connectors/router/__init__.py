@@ -1,0 +1,1 @@
+"""The router stage: project events to utility tasks."""

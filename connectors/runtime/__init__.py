@@ -1,0 +1,1 @@
+"""What every stage shares: the stage loop, the source runner, dead letters, metrics, logs, health."""

@@ -1,0 +1,41 @@
+"""Dead letters: the original record, untouched, plus headers that say where it came from and why.
+
+Header names follow Kafka Connect's ``__connect.errors.*`` context, under ``ubridge.``. The message is
+masked: a reason may quote a phone or ID number from the record, and operators read these headers.
+"""
+
+from datetime import UTC, datetime
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from connectors.runtime.interface import Output
+from routing.errors import DataError
+from routing.privacy import mask_text
+
+PREFIX = "ubridge.error."
+
+
+def dead_letter(record: ConsumerRecord, error: DataError, *, stage: str, topic: str, now: datetime) -> Output:
+    """The dead-letter output for ``record``, which ``stage`` could not process because of ``error``."""
+    context = {
+        "stage": stage,
+        "class": type(error).__name__,
+        "field": error.field,
+        "message": mask_text(str(error)),
+        "topic": record.topic,
+        "partition": str(record.partition),
+        "offset": str(record.offset),
+        "failed_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
+    }
+    ours = tuple((PREFIX + name, value.encode()) for name, value in context.items())
+    original = tuple((name, value) for name, value in (record.headers or []) if not name.startswith(PREFIX))
+    return Output(topic=topic, key=record.key, value=record.value, headers=original + ours)
+
+
+def error_context(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:
+    """The ``ubridge.error.*`` headers of a dead letter as a plain mapping (for ``ubridge tail``)."""
+    return {
+        name.removeprefix(PREFIX): value.decode("utf-8", "replace")
+        for name, value in headers
+        if name.startswith(PREFIX)
+    }

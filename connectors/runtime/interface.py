@@ -1,0 +1,96 @@
+"""The connector interface: what a source, a transform and a sink promise the runtime.
+
+Contract:
+    * **At-least-once.** The runtime commits a consumer offset only after every output of that record (or
+      its dead letter) is acknowledged by Kafka; a source's cursor is committed in the same Kafka
+      transaction as the records it covers. A crash therefore repeats work, never loses it, so every
+      step must be idempotent (task ids are deterministic; utilities deduplicate on ``Idempotency-Key``).
+    * **Errors.** Raise ``DataError`` for a record that can never succeed: the runtime dead-letters it with
+      its original bytes and moves on. Raise ``RetriableError`` for the outside world failing: sources are
+      polled again after a backoff, sinks retry inside their client. Anything else stops the stage.
+    * **Threads.** Each stage runs in one thread of its own with its own Kafka clients; a connector object
+      is used by that thread only, and ``close()`` is called once, from it.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from routing.errors import DataError
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """What one poll of a source returned: raw records and the cursor that follows them."""
+
+    records: Sequence[Output]
+    cursor: str
+    has_more: bool = False
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A record handled with nothing left to do; ``outputs`` may be empty (filtered or delivered)."""
+
+    outputs: Sequence[Output] = ()
+    filtered_reason: str | None = None
+
+
+Outcome = Delivered | DataError
+
+
+class Source(Protocol):
+    """Reads an upstream system from a cursor."""
+
+    name: str
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        """Return the records after ``cursor`` (None: from the start). Raise RetriableError to back off."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Processor(Protocol):
+    """Consumes records and says, in order, what became of each (transforms and sinks alike)."""
+
+    stage: str
+
+    @property
+    def input_topics(self) -> Sequence[str]:
+        """Topics the stage consumes."""
+        ...
+
+    def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
+        """Yield one outcome per record, in order; stop early by raising StopRequested."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass
+class StageState:
+    """What the health endpoint reports of one stage."""
+
+    started: bool = False
+    ready: bool = False
+    failed: bool = False
+    detail: list[str] = field(default_factory=list)

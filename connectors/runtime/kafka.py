@@ -1,0 +1,76 @@
+"""Thin factories for kafka-python clients with the settings every ubridge stage shares."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from connectors.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic a stage needs; compacted topics keep the latest record per key (changelogs, cursors)."""
+
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+def make_producer(
+    kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
+) -> KafkaProducer:
+    """An idempotent producer that waits for every in-sync replica before acknowledging."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "client_id": kafka.client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": None,
+    }
+    if transactional_id is not None:
+        options["transactional_id"] = transactional_id
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A consumer that commits only when told to and never sees aborted transactions."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "client_id": kafka.client_id,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_poll_records": kafka.max_poll_records,
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.session_timeout_ms // 3,
+    }
+    options.update(overrides)
+    return KafkaConsumer(**options)
+
+
+def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=kafka.client_id)
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in {s.name: s for s in specs}.values() if spec.name not in existing]
+        created = []
+        for spec in missing:
+            configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, kafka.replication_factor, topic_configs=configs)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                continue  # another process created it between the listing and now
+        return created
+    finally:
+        admin.close()

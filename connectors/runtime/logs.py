@@ -1,0 +1,60 @@
+"""structlog set-up: JSON lines in production, readable lines in a terminal, personal data always masked.
+
+``configure_logging()`` is called once, by the entry point. Every string value of every event passes
+through :func:`routing.privacy.mask_text`, and keys that name secrets are replaced outright, so neither a
+careless ``log.info(..., body=raw)`` nor an exception message can leak a phone or ID number.
+"""
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from routing.privacy import mask_text
+
+_SECRET_KEYS = frozenset({"token", "password", "secret", "authorization", "api_key", "client_secret"})
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {k: "***" if str(k).lower() in _SECRET_KEYS else _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    return value
+
+
+def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Structlog processor: mask phone and ID numbers in every value, blank out secrets."""
+    for key, value in event_dict.items():
+        event_dict[key] = "***" if key.lower() in _SECRET_KEYS else _mask(value)
+    return event_dict
+
+
+def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog for the whole process.
+
+    Args:
+        json: One JSON object per line (production) instead of the console renderer.
+        level: Minimum level name (debug, info, warning, error).
+        stream: Where lines go; standard error by default.
+    """
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_personal_data,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,76 @@
+"""Every Prometheus metric ubridge exports, in one place.
+
+Labels come from small fixed sets (stage, utility, outcome, reason); never ids or personal data.
+Each instance owns its collectors in the ``registry`` it is given, so tests use a fresh
+``CollectorRegistry()``.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The collectors of one ubridge process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.records_in = Counter(
+            "ubridge_records_in_total", "Records a stage consumed or read.", ["stage"], registry=registry
+        )
+        self.records_out = Counter(
+            "ubridge_records_out_total",
+            "Records a stage produced or delivered.",
+            ["stage"],
+            registry=registry,
+        )
+        self.records_filtered = Counter(
+            "ubridge_records_filtered_total",
+            "Records a stage consumed and deliberately produced nothing for.",
+            ["stage", "reason"],
+            registry=registry,
+        )
+        self.records_dead_lettered = Counter(
+            "ubridge_records_dead_lettered_total",
+            "Records sent to a stage's dead-letter topic.",
+            ["stage", "error_class"],
+            registry=registry,
+        )
+        self.processing_seconds = Histogram(
+            "ubridge_processing_seconds",
+            "Time a stage spent on one record, delivery retries included.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "ubridge_delivery_seconds",
+            "Duration of one HTTP delivery attempt to a utility.",
+            ["utility", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_retries = Counter(
+            "ubridge_delivery_retries_total",
+            "Delivery attempts that failed retriably and were tried again.",
+            ["utility", "reason"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "ubridge_consumer_lag_records",
+            "Records in the stage's assigned input partitions not yet consumed.",
+            ["stage"],
+            registry=registry,
+        )
+        self.source_cursor = Gauge(
+            "ubridge_source_cursor",
+            "Last committed cursor of a source, when numeric.",
+            ["stage"],
+            registry=registry,
+        )
+        self.stage_up = Gauge(
+            "ubridge_stage_up",
+            "1 while a stage's loop runs, 0 once it stopped.",
+            ["stage"],
+            registry=registry,
+        )

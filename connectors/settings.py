@@ -1,0 +1,217 @@
+"""The configuration tree: one YAML file, validated at start-up with errors that name the file and key.
+
+Example ``ubridge.yaml``::
+
+    kafka: {bootstrap: "127.0.0.1:9092"}
+    sources:
+      gonggai_interface: {base_url: "http://approval:8080", token: "${GONGGAI_TOKEN}"}
+    routing: {service_areas: service-areas.yaml}
+    utilities:
+      - id: yantai-water
+        endpoint: "http://water:8081/v1/tasks"
+        auth: {type: bearer, token: "${YANTAI_WATER_TOKEN}"}
+
+``${NAME}`` is replaced by the environment variable NAME, so secrets stay out of the file; relative paths
+are resolved against the file's folder.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Strict):
+    """How to reach the cluster and how to name and size topics."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "ubridge"
+    topic_prefix: str = Field("", description="Prepended to every topic name (isolated test runs, tenants).")
+    partitions: Annotated[int, Field(ge=1)] = 3
+    replication_factor: Annotated[int, Field(ge=1)] = 1
+    max_poll_records: Annotated[int, Field(ge=1)] = 500
+    session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
+
+
+class TopicNames(_Strict):
+    """Topic names before the prefix (DESIGN §2)."""
+
+    raw_gonggai: str = "ubridge.raw.gonggai.v1"
+    project_events: str = "ubridge.canonical.project-events.v1"
+    tasks: str = "ubridge.tasks.v1"
+    task_status: str = "ubridge.task-status.v1"
+    source_offsets: str = "ubridge.source-offsets.v1"
+    dlq_pattern: str = "ubridge.dlq.{stage}.v1"
+
+
+class ObservabilitySettings(_Strict):
+    """Logs and the metrics/health endpoint."""
+
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+
+
+class RetrySettings(_Strict):
+    """Capped exponential backoff with full jitter; ``max_elapsed_s: null`` retries until delivered."""
+
+    initial_backoff_s: Annotated[float, Field(gt=0)] = 0.2
+    max_backoff_s: Annotated[float, Field(gt=0)] = 30.0
+    max_elapsed_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class GonggaiInterfaceSettings(_Strict):
+    """工改系统 data interface, pulled over HTTP with a persisted cursor."""
+
+    enabled: bool = True
+    name: str = "gonggai-interface"
+    base_url: str
+    token: SecretStr
+    page_size: Annotated[int, Field(ge=1, le=500)] = 200
+    poll_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retry: RetrySettings = RetrySettings()
+
+
+class SourcesSettings(_Strict):
+    """Every upstream connector; absent means not run."""
+
+    gonggai_interface: GonggaiInterfaceSettings | None = None
+
+
+class RoutingSettings(_Strict):
+    """Service areas and the approval system's status-code table."""
+
+    service_areas: Path
+    status_codes: dict[int, Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]] = {
+        1: "RECEIVED",
+        11: "GRANTED",
+        13: "REFUSED",
+    }
+
+
+class BearerAuth(_Strict):
+    """``Authorization: Bearer <token>``."""
+
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class UtilitySettings(_Strict):
+    """One utility's business system: its own endpoint, credentials and retry state."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+    endpoint: str
+    auth: BearerAuth
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_in_flight: Annotated[int, Field(ge=1, le=64)] = 8
+    retry: RetrySettings = RetrySettings()
+
+
+class Settings(_Strict):
+    """The whole configuration of one ubridge process."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicNames = TopicNames()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    sources: SourcesSettings = SourcesSettings()
+    routing: RoutingSettings
+    utilities: list[UtilitySettings] = []
+
+    @field_validator("utilities")
+    @classmethod
+    def _unique_ids(cls, utilities: list[UtilitySettings]) -> list[UtilitySettings]:
+        ids = [u.id for u in utilities]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            message = f"utility ids must be unique, repeated: {', '.join(duplicates)}"
+            raise ValueError(message)
+        return utilities
+
+    def topic(self, name: str) -> str:
+        """Full name of a topic field of :class:`TopicNames` (prefix applied)."""
+        return self.kafka.topic_prefix + str(getattr(self.topics, name))
+
+    def dlq_topic(self, stage: str) -> str:
+        """Full name of a stage's dead-letter topic."""
+        return self.kafka.topic_prefix + self.topics.dlq_pattern.format(stage=stage)
+
+
+def _expand_env(node: Any, path: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1))
+        if value is None:
+            message = f"{path}: environment variable {match.group(1)} is not set"
+            raise ConfigError(message)
+        return value
+
+    return _ENV_REF.sub(substitute, node)
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        lines.append(f"{origin}: {key or '<top>'}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_settings(document: Any, *, origin: str = "<memory>", base_dir: Path | None = None) -> Settings:
+    """Validate a parsed YAML document.
+
+    Raises:
+        ConfigError: naming ``origin`` and each bad key.
+    """
+    if not isinstance(document, dict):
+        message = f"{origin}: the top level must be a mapping of sections"
+        raise ConfigError(message)
+    try:
+        expanded = _expand_env(document, "")
+    except ConfigError as exc:
+        message = f"{origin}: {exc}"
+        raise ConfigError(message) from exc
+    try:
+        settings = Settings.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from exc
+    areas = settings.routing.service_areas
+    if base_dir is not None and not areas.is_absolute():
+        settings = settings.model_copy(
+            update={"routing": settings.routing.model_copy(update={"service_areas": base_dir / areas})}
+        )
+    return settings
+
+
+def load_settings(path: Path) -> Settings:
+    """Read, expand and validate a YAML configuration file.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, or invalid keys.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        message = f"{path}: {exc}"
+        raise ConfigError(message) from exc
+    return parse_settings(document, origin=str(path), base_dir=path.parent)

@@ -1,0 +1,1 @@
+"""Utility business systems: the HTTP sink that delivers tasks, one per utility."""

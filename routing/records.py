@@ -1,0 +1,140 @@
+"""Typed views of the Avro records in ``schemas/``; fastavro reads and writes these dicts as they are.
+
+Timestamps are timezone-aware UTC ``datetime`` objects (fastavro's ``timestamp-millis`` mapping).
+Field meanings are documented once, in the ``.avsc`` files.
+"""
+
+from datetime import datetime
+from typing import Literal, NotRequired, TypedDict
+
+Service = Literal["WATER", "GAS", "HEAT"]
+ItemStatus = Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]
+TaskKind = Literal["PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION"]
+TaskAction = Literal["CREATE", "CANCEL"]
+TaskStage = Literal[
+    "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"
+]
+ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
+ApplicantType = Literal["PERSON", "ENTERPRISE"]
+
+SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
+
+
+class Demand(TypedDict):
+    """ubridge.v1.Demand."""
+
+    service: Service
+    pipe_diameter_mm: int | None
+    load: float | None
+    load_unit: str | None
+    heated_area_m2: float | None
+
+
+class Document(TypedDict):
+    """ubridge.v1.Document."""
+
+    kind: str
+    number: str | None
+    title: str
+    url: str | None
+    digest: str | None
+
+
+class ProjectEvent(TypedDict):
+    """ubridge.v1.ProjectEvent."""
+
+    event_id: str
+    source: str
+    source_record_id: str
+    project_code: str
+    project_name: str
+    region_code: str
+    site_address: str
+    builder_name: str
+    builder_uscc: str | None
+    contact_name: str | None
+    contact_mobile: str | None
+    stage: int
+    item_code: str | None
+    item_instance_code: str | None
+    item_name: str | None
+    item_status: ItemStatus
+    retraction: bool
+    occurred_at: datetime
+    ingested_at: datetime
+    time_zone: str
+    project_nature: str | None
+    floor_area_m2: float | None
+    land_area_m2: float | None
+    investment_10k_cny: float | None
+    demands: list[Demand]
+    documents: list[Document]
+    flags: list[str]
+
+
+class UtilityTask(TypedDict):
+    """ubridge.v1.UtilityTask."""
+
+    task_id: str
+    kind: TaskKind
+    action: TaskAction
+    utility_id: str
+    service: Service
+    demand: Demand | None
+    project_code: str | None
+    project_name: str | None
+    region_code: str
+    site_address: str
+    builder_name: str | None
+    builder_uscc: str | None
+    contact_name: str | None
+    contact_mobile: str | None
+    project_nature: str | None
+    floor_area_m2: float | None
+    land_area_m2: float | None
+    trigger_stage: int | None
+    documents: list[Document]
+    missing_materials: list[str]
+    application_id: str | None
+    source: str
+    source_event_id: str
+    occurred_at: datetime
+    ingested_at: datetime
+    created_at: datetime
+    contact_due: datetime | None
+    flags: list[str]
+
+
+class TaskStatus(TypedDict):
+    """ubridge.v1.TaskStatus."""
+
+    task_id: str
+    utility_id: str
+    application_id: str | None
+    stage: TaskStage
+    occurred_at: datetime
+    reported_at: datetime
+    pipe_length_m: float | None
+    reason: str | None
+    detail: str | None
+
+
+class ConnectionApplication(TypedDict):
+    """ubridge.v1.ConnectionApplication."""
+
+    application_id: str
+    kind: ApplicationKind
+    services: list[Service]
+    applicant_type: ApplicantType
+    applicant_name: str
+    applicant_id_number: str | None
+    applicant_uscc: str | None
+    applicant_mobile: str
+    project_code: str | None
+    region_code: str
+    site_address: str
+    materials: list[Document]
+    note: str | None
+    filed_at: datetime
+    ingested_at: datetime
+    time_zone: NotRequired[str]

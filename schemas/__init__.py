@@ -1,0 +1,161 @@
+"""The published Avro contract of ubridge and its one codec.
+
+Every record on a canonical or task topic is Avro *single-object encoded* (DESIGN §9)::
+
+    C3 01 | CRC-64-AVRO of the writer schema's parsing canonical form (8 bytes, little-endian) | body
+
+so any consumer can find the writer schema among the published ones. Decoding resolves that writer schema
+(the current one or any earlier version kept under ``history/``) and reads into the current schema.
+
+Example:
+    >>> codec = Codec.default()
+    >>> raw = codec.encode("ProjectEvent", event)
+    >>> name, record = codec.decode(raw)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fastavro.schema
+
+from routing.errors import DataError
+
+SCHEMA_DIR = Path(__file__).parent
+NAMESPACE = "ubridge.v1"
+RECORDS = ("ProjectEvent", "ConnectionApplication", "UtilityTask", "TaskStatus")
+MAGIC = b"\xc3\x01"
+_HEADER_LEN = 10
+
+
+def schema_path(name: str) -> Path:
+    """Path of the current ``.avsc`` file of a named type."""
+    return SCHEMA_DIR / f"{NAMESPACE}.{name}.avsc"
+
+
+def load_current(name: str) -> dict[str, Any]:
+    """The current schema of a record, each named type it references inlined where it first appears."""
+    schema: dict[str, Any] = _inline(_read_named(name), set())
+    return schema
+
+
+def _read_named(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return schema
+
+
+def _inline(node: Any, defined: set[str]) -> Any:
+    """Replace references to other ``.avsc`` files by their definition, once; Avro forbids redefinition."""
+    if isinstance(node, str):
+        short = node.removeprefix(f"{NAMESPACE}.")
+        if short in defined or not schema_path(short).exists():
+            return node
+        return _inline(_read_named(short), defined)
+    if isinstance(node, list):
+        return [_inline(item, defined) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") in ("record", "enum", "fixed"):
+        defined.add(node["name"])
+    return {
+        key: _inline(value, defined) if key in ("type", "items", "values", "fields") else value
+        for key, value in node.items()
+    }
+
+
+def history(name: str) -> list[tuple[int, dict[str, Any]]]:
+    """Earlier published versions of a record, oldest first, as ``(version, schema)``."""
+    folder = SCHEMA_DIR / "history" / name
+    versions = sorted(folder.glob("v*.avsc"), key=lambda p: int(p.stem[1:]))
+    return [(int(p.stem[1:]), json.loads(p.read_text(encoding="utf-8"))) for p in versions]
+
+
+def fingerprint(schema: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO fingerprint of a schema's parsing canonical form, in single-object byte order."""
+    canonical = fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(schema))
+    # fastavro renders the fingerprint's bytes little-endian, the order single-object encoding wants.
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class _Writer:
+    name: str
+    parsed: Any
+
+
+class Codec:
+    """Encodes and decodes ubridge records in Avro single-object encoding.
+
+    Thread-safe: it holds only parsed schemas, which fastavro never mutates.
+    """
+
+    def __init__(self, records: tuple[str, ...] = RECORDS) -> None:
+        self._current: dict[str, Any] = {}
+        self._header: dict[str, bytes] = {}
+        self._writers: dict[bytes, _Writer] = {}
+        for name in records:
+            current = load_current(name)
+            parsed = fastavro.parse_schema(current)
+            self._current[name] = parsed
+            self._header[name] = MAGIC + fingerprint(current)
+            self._writers[fingerprint(current)] = _Writer(name, parsed)
+            for _, old in history(name):
+                self._writers.setdefault(fingerprint(old), _Writer(name, fastavro.parse_schema(old)))
+
+    @classmethod
+    @cache
+    def default(cls) -> Codec:
+        """The process-wide codec over every published record."""
+        return cls()
+
+    def encode(self, name: str, record: dict[str, Any] | Any) -> bytes:
+        """Single-object encode ``record`` with the current schema of ``name``.
+
+        Raises:
+            DataError: the record does not fit the schema (missing field, wrong type).
+        """
+        out = io.BytesIO()
+        out.write(self._header[name])
+        try:
+            fastavro.schemaless_writer(out, self._current[name], record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DataError("", f"record does not fit {NAMESPACE}.{name}: {exc}") from exc
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Decode a single-object encoded record into the current schema of its type.
+
+        Raises:
+            DataError: not single-object encoded, an unknown fingerprint, or a corrupt body.
+        """
+        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
+            raise DataError("", "not Avro single-object encoded (missing C3 01 marker)")
+        writer = self._writers.get(data[2:_HEADER_LEN])
+        if writer is None:
+            raise DataError("", f"unknown schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        try:
+            record = fastavro.schemaless_reader(
+                io.BytesIO(data[_HEADER_LEN:]), writer.parsed, self._current[writer.name]
+            )
+        except Exception as exc:  # fastavro raises bare EOFError/ValueError/IndexError on corrupt bodies
+            raise DataError("", f"corrupt {NAMESPACE}.{writer.name} body: {exc}") from exc
+        if not isinstance(record, dict):
+            raise DataError("", f"{NAMESPACE}.{writer.name} body is not a record")
+        return writer.name, record
+
+    def decode_as(self, name: str, data: bytes) -> dict[str, Any]:
+        """Decode and check the record is of the expected type.
+
+        Raises:
+            DataError: as :meth:`decode`, or the record is of another type.
+        """
+        actual, record = self.decode(data)
+        if actual != name:
+            raise DataError("", f"expected {NAMESPACE}.{name}, got {NAMESPACE}.{actual}")
+        return record

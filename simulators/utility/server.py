@@ -1,0 +1,238 @@
+"""A utility's business system, simulated: it receives tasks idempotently and can misbehave on demand.
+
+Contract:
+
+- ``POST /v1/tasks`` with ``Authorization: Bearer <token>``, ``Idempotency-Key: <task id>`` and the task as a
+  JSON object (at least ``task_id`` and ``utility_id``). Answers 201 ``{"status": "created", "task_id",
+  "utility_ref"}`` the first time a key is seen; 200 ``{"status": "duplicate", ...the original ref}`` for a
+  repeated key (never a second task, whatever the body); 401 on a bad token; 400 ``{"error": ...}`` when the
+  key is missing, the body is not a JSON object, ``task_id`` is missing or differs from the key; 422 when
+  ``utility_id`` names another utility.
+- Faults strike before the task is stored, except ``fail_after_store_rate``: the task is stored and the
+  answer is a 503 (a lost acknowledgement). 429 and 503 answers carry ``Retry-After``.
+- Control plane, never faulted or delayed: ``GET /_sim/tasks``, ``GET /_sim/stats``, ``POST /_sim/faults``
+  with the keyword names of `UtilitySimulator.set_faults` (answers 204).
+
+Example:
+    >>> simulator = UtilitySimulator("yantai-water", token="T")
+    >>> url = simulator.start()  # then POST f"{url}/v1/tasks"
+    >>> simulator.stop()
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from simulators._http import (
+    NO_CONTENT,
+    FaultPlan,
+    JsonHttpServer,
+    Request,
+    Response,
+    dispatch,
+    error_response,
+    json_response,
+    unauthorized,
+)
+
+TASKS_PATH = "/v1/tasks"
+_REF_PREFIXES = {"water": "W", "gas": "G", "heat": "H", "power": "E", "telecom": "T"}
+
+
+@dataclass(frozen=True)
+class ReceivedTask:
+    """A task as the utility stored it.
+
+    Attributes:
+        task_id: the task id (equal to the ``Idempotency-Key`` it arrived with).
+        received_at: when it was first stored (UTC, aware).
+        body: the JSON body of the first delivery.
+        utility_ref: the utility's own reference, e.g. ``W-000123``.
+    """
+
+    task_id: str
+    received_at: datetime
+    body: dict[str, Any]
+    utility_ref: str
+
+
+@dataclass(frozen=True)
+class SimStats:
+    """Counters over ``POST /v1/tasks`` requests.
+
+    Attributes:
+        requests: every request, whatever the answer.
+        unique: tasks stored.
+        repeats: requests answered as duplicates of a stored task.
+        faults_injected: injected errors, outage answers and lost acknowledgements.
+        rejected: tasks refused with 422 because they belong to another utility.
+    """
+
+    requests: int = 0
+    unique: int = 0
+    repeats: int = 0
+    faults_injected: int = 0
+    rejected: int = 0
+
+
+class UtilitySimulator:
+    """One utility's business system (water, gas or heat company), thread-safe."""
+
+    def __init__(
+        self, utility_id: str, *, token: str, host: str = "127.0.0.1", port: int = 0, seed: int = 11
+    ) -> None:
+        self.utility_id = utility_id
+        self._token = token
+        self._lock = threading.Lock()
+        self._tasks: dict[str, ReceivedTask] = {}
+        self._counts: Counter[str] = Counter()
+        self._ref_prefix = _ref_prefix(utility_id)
+        self._faults = FaultPlan(seed)
+        self._http = JsonHttpServer(self._handle, host=host, port=port)
+        self._routes = {
+            ("POST", TASKS_PATH): self._receive,
+            ("GET", "/_sim/tasks"): lambda _: json_response(
+                200, {"tasks": list(map(_task_json, self.tasks()))}
+            ),
+            ("GET", "/_sim/stats"): lambda _: json_response(200, dataclasses.asdict(self.stats())),
+            ("POST", "/_sim/faults"): self._faults_route,
+        }
+
+    def start(self) -> str:
+        """Start serving and return the base URL, e.g. ``http://127.0.0.1:41234``."""
+        return self._http.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._http.stop()
+
+    def set_faults(
+        self,
+        *,
+        error_rate: float = 0.0,
+        error_status: int = 503,
+        latency_ms: int = 0,
+        outage_s: float = 0.0,
+        retry_after_s: float | None = None,
+        fail_after_store_rate: float = 0.0,
+    ) -> None:
+        """Replace the fault plan of ``POST /v1/tasks``; no arguments clears every fault.
+
+        Args:
+            error_rate: probability in [0, 1] that a request is answered ``error_status`` (task not stored).
+            error_status: the injected status.
+            latency_ms: delay added to every task response.
+            outage_s: every task request fails with 503 for this many seconds from now.
+            retry_after_s: ``Retry-After`` on 429 and 503 answers; None means 1 second.
+            fail_after_store_rate: probability that a newly stored task is answered 503 anyway.
+        """
+        self._faults.configure(
+            error_rate=error_rate,
+            error_status=error_status,
+            latency_ms=latency_ms,
+            outage_s=outage_s,
+            retry_after_s=retry_after_s,
+            fail_after_store_rate=fail_after_store_rate,
+        )
+
+    def tasks(self) -> list[ReceivedTask]:
+        """Return a copy of the unique tasks, in arrival order."""
+        with self._lock:
+            return copy.deepcopy(list(self._tasks.values()))
+
+    def stats(self) -> SimStats:
+        """Return the request counters."""
+        with self._lock:
+            return SimStats(**self._counts)
+
+    def _handle(self, request: Request) -> Response:
+        return dispatch(self._routes, request)
+
+    def _receive(self, request: Request) -> Response:
+        self._count("requests")
+        fault = self._faults.intercept()
+        if fault is not None:
+            self._count("faults_injected")
+            return fault
+        if not request.bearer_matches(self._token):
+            return unauthorized()
+        body = _valid_task(request)
+        if isinstance(body, Response):
+            return body
+        if body.get("utility_id") != self.utility_id:
+            self._count("rejected")
+            return error_response(422, f"utility_id {body.get('utility_id')!r} is not {self.utility_id!r}")
+        return self._store(body["task_id"], body)
+
+    def _store(self, task_id: str, body: dict[str, Any]) -> Response:
+        with self._lock:
+            known = self._tasks.get(task_id)
+            if known is not None:
+                self._counts["repeats"] += 1
+                return _answer(200, "duplicate", known)
+            self._counts["unique"] += 1
+            task = ReceivedTask(
+                task_id, datetime.now(UTC), body, f"{self._ref_prefix}-{self._counts['unique']:06d}"
+            )
+            self._tasks[task_id] = task
+        lost = self._faults.lost_acknowledgement()
+        if lost is not None:
+            self._count("faults_injected")
+            return lost
+        return _answer(201, "created", task)
+
+    def _faults_route(self, request: Request) -> Response:
+        try:
+            self.set_faults(**request.json_object())
+        except (TypeError, ValueError) as exc:
+            return error_response(400, f"bad fault plan: {exc}")
+        return NO_CONTENT
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            self._counts[counter] += 1
+
+
+def _valid_task(request: Request) -> dict[str, Any] | Response:
+    """Return the task body, or the 400 answer that explains why it is malformed."""
+    key = request.headers.get("idempotency-key", "")
+    if not key:
+        return error_response(400, "the Idempotency-Key header is required")
+    try:
+        body = request.json_object()
+    except ValueError:
+        return error_response(400, "the body is not a JSON object")
+    if not body.get("task_id"):
+        return error_response(400, "the body lacks task_id")
+    if body["task_id"] != key:
+        return error_response(400, "task_id differs from the Idempotency-Key")
+    return body
+
+
+def _ref_prefix(utility_id: str) -> str:
+    """Pick a reference prefix from the service named in the id (``yantai-water`` → ``W``)."""
+    for word, prefix in _REF_PREFIXES.items():
+        if word in utility_id.lower():
+            return prefix
+    return "U"
+
+
+def _answer(status: int, outcome: str, task: ReceivedTask) -> Response:
+    return json_response(
+        status, {"status": outcome, "task_id": task.task_id, "utility_ref": task.utility_ref}
+    )
+
+
+def _task_json(task: ReceivedTask) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "received_at": task.received_at.isoformat(),
+        "utility_ref": task.utility_ref,
+        "body": task.body,
+    }

@@ -1,0 +1,154 @@
+import json
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import CollectorRegistry
+
+from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.runtime.dlq import error_context
+from connectors.runtime.interface import Outcome, Processor
+from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
+from connectors.runtime.metrics import Metrics
+from connectors.runtime.stage import StageLoop
+from connectors.settings import KafkaSettings
+from schemas import Codec
+from simulators.approval import ApprovalSimulator
+from tests.support import read_topic, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Topics:
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.kafka = KafkaSettings(bootstrap=bootstrap)
+        self.raw, self.out, self.dlq = f"{prefix}raw", f"{prefix}events", f"{prefix}dlq"
+        self.group = f"{prefix}normaliser"
+        ensure_topics(self.kafka, [TopicSpec(t, 1) for t in (self.raw, self.out, self.dlq)])
+
+    def produce(self, values: list[bytes]) -> None:
+        producer = make_producer(self.kafka)
+        for value in values:
+            producer.send(self.raw, key=b"k", value=value, headers=[("ubridge.source", b"gonggai-interface")])
+        producer.flush()
+        producer.close()
+
+    def committed(self) -> int | None:
+        consumer = KafkaConsumer(bootstrap_servers=self.kafka.bootstrap, group_id=self.group)
+        try:
+            offset: int | None = consumer.committed(TopicPartition(self.raw, 0))
+            return offset
+        finally:
+            consumer.close()
+
+
+def normaliser(topics: Topics) -> GonggaiNormaliser:
+    return GonggaiNormaliser(
+        input_topic=topics.raw, output_topic=topics.out, status_codes={11: "GRANTED"}, codec=Codec.default()
+    )
+
+
+def run_loop(topics: Topics, processor: Processor, metrics: Metrics, until: int) -> StageLoop:
+    stop = threading.Event()
+    loop = StageLoop(
+        processor,
+        consumer=make_consumer(topics.kafka, group_id=topics.group),
+        producer=make_producer(topics.kafka),
+        dlq_topic=topics.dlq,
+        metrics=metrics,
+        stop=stop,
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+
+    def records_in() -> float:
+        return metrics.registry.get_sample_value("ubridge_records_in_total", {"stage": loop.stage}) or 0
+
+    wait_until(lambda: records_in() >= until, timeout_s=30, what=f"{until} records through {loop.stage}")
+    stop.set()
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    return loop
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_prefix: str) -> Topics:
+    return Topics(kafka_bootstrap, unique_prefix)
+
+
+@pytest.fixture
+def valid_event() -> bytes:
+    event = ApprovalSimulator(seed=1).generate(1)[0]
+    return json.dumps(event, ensure_ascii=False).encode()
+
+
+def test_bad_records_go_to_the_dead_letter_topic_with_their_bytes(topics: Topics, valid_event: bytes) -> None:
+    """One good, two bad records: one ProjectEvent out, two dead letters with original bytes and reasons."""
+    bad_project = json.loads(valid_event)
+    bad_project["xmdm"] = "2026-37-1"
+    bad = [b"{not json", json.dumps(bad_project, ensure_ascii=False).encode()]
+    topics.produce([valid_event, *bad])
+    run_loop(topics, normaliser(topics), Metrics(CollectorRegistry()), until=3)
+
+    outputs = read_topic(topics.kafka.bootstrap, topics.out)
+    assert [Codec.default().decode(r.value)[0] for r in outputs] == ["ProjectEvent"]
+    letters = read_topic(topics.kafka.bootstrap, topics.dlq)
+    assert [r.value for r in letters] == bad
+    contexts = [error_context(r.headers) for r in letters]
+    assert [(c["stage"], c["topic"], c["offset"], c["field"]) for c in contexts] == [
+        ("normaliser-gonggai", topics.raw, "1", ""),
+        ("normaliser-gonggai", topics.raw, "2", "xmdm"),
+    ]
+    assert dict(letters[0].headers)["ubridge.source"] == b"gonggai-interface"
+
+
+def test_offsets_are_committed_after_the_outputs(topics: Topics, valid_event: bytes) -> None:
+    """After a clean stop the group's committed offset is the end of the input."""
+    topics.produce([valid_event, valid_event])
+    run_loop(topics, normaliser(topics), Metrics(CollectorRegistry()), until=2)
+    assert topics.committed() == 2
+
+
+class Exploding:
+    """A processor that fails unexpectedly on its second record."""
+
+    def __init__(self, inner: GonggaiNormaliser) -> None:
+        self.inner = inner
+        self.stage = inner.stage
+        self.input_topics = inner.input_topics
+
+    def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
+        for index, outcome in enumerate(self.inner.process(records)):
+            if index == 1:
+                message = "bug in a stage"
+                raise RuntimeError(message)
+            yield outcome
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_crashing_stage_commits_nothing_and_a_restart_catches_up(
+    topics: Topics, valid_event: bytes
+) -> None:
+    """An unexpected error stops the stage without committing; the next run processes every record."""
+    topics.produce([valid_event, valid_event, valid_event])
+    metrics = Metrics(CollectorRegistry())
+    loop = StageLoop(
+        Exploding(normaliser(topics)),
+        consumer=make_consumer(topics.kafka, group_id=topics.group),
+        producer=make_producer(topics.kafka),
+        dlq_topic=topics.dlq,
+        metrics=metrics,
+        stop=threading.Event(),
+    )
+    with pytest.raises(RuntimeError, match="bug in a stage"):
+        loop.run()
+    assert loop.state.failed
+    assert topics.committed() is None
+
+    run_loop(topics, normaliser(topics), Metrics(CollectorRegistry()), until=3)
+    assert topics.committed() == 3
+    assert len(read_topic(topics.kafka.bootstrap, topics.out)) >= 3

@@ -1,0 +1,49 @@
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.runtime.health import HealthServer
+from connectors.runtime.metrics import Metrics
+
+
+@pytest.fixture
+def states() -> dict[str, dict[str, bool]]:
+    return {"live": {"router": True}, "ready": {"router": False}}
+
+
+@pytest.fixture
+def server(states: dict[str, dict[str, bool]]) -> Iterator[str]:
+    metrics = Metrics(CollectorRegistry())
+    metrics.records_in.labels("router").inc(3)
+    health = HealthServer(metrics.registry, lambda: states["live"], lambda: states["ready"], "127.0.0.1", 0)
+    health.start()
+    yield f"http://127.0.0.1:{health.port}"
+    health.stop()
+
+
+def test_metrics_are_exposed_in_prometheus_format(server: str) -> None:
+    """/metrics serves the process's collectors as text."""
+    body = httpx.get(f"{server}/metrics").text
+    assert 'ubridge_records_in_total{stage="router"} 3.0' in body
+
+
+def test_readiness_follows_the_stages(server: str, states: dict[str, dict[str, bool]]) -> None:
+    """/readyz is 503 until every stage is ready, then 200."""
+    assert httpx.get(f"{server}/readyz").status_code == 503
+    states["ready"]["router"] = True
+    response = httpx.get(f"{server}/readyz")
+    assert (response.status_code, response.json()) == (200, {"ok": True, "stages": {"router": True}})
+
+
+def test_liveness_fails_when_a_stage_died(server: str, states: dict[str, dict[str, bool]]) -> None:
+    """/healthz turns 503 when a stage has failed."""
+    assert httpx.get(f"{server}/healthz").status_code == 200
+    states["live"]["router"] = False
+    assert httpx.get(f"{server}/healthz").status_code == 503
+
+
+def test_unknown_path_is_404(server: str) -> None:
+    """Anything else is not found."""
+    assert httpx.get(f"{server}/").status_code == 404

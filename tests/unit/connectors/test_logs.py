@@ -1,0 +1,47 @@
+import io
+import json
+
+import structlog
+
+from connectors.runtime.logs import configure_logging
+
+
+def emit(**fields: object) -> dict[str, object]:
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    structlog.get_logger("t").info("task_delivered", **fields)
+    structlog.reset_defaults()
+    line: dict[str, object] = json.loads(stream.getvalue())
+    return line
+
+
+def test_json_line_has_event_level_and_time() -> None:
+    """Production lines are JSON with the event name, level and an ISO timestamp."""
+    line = emit(task_id="t-1")
+    assert (line["event"], line["level"], line["task_id"]) == ("task_delivered", "info", "t-1")
+    assert str(line["timestamp"]).endswith("Z")
+
+
+def test_phone_and_id_numbers_are_masked_everywhere() -> None:
+    """Phone and ID numbers never reach a log line, even nested or inside free text."""
+    line = emit(
+        error="contact 13912345678 failed", body={"lxrsjh": "13812345678", "ids": ["11010519491231002X"]}
+    )
+    text = json.dumps(line)
+    for secret in ("13912345678", "13812345678", "11010519491231002X"):
+        assert secret not in text
+
+
+def test_secret_keys_are_blanked() -> None:
+    """Values under secret-looking keys are replaced, at any depth."""
+    line = emit(token="abc", headers={"Authorization": "Bearer abc"})
+    assert (line["token"], line["headers"]) == ("***", {"Authorization": "***"})
+
+
+def test_debug_is_filtered_at_info() -> None:
+    """A debug event below the configured level writes nothing."""
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    structlog.get_logger("t").debug("record_filtered")
+    structlog.reset_defaults()
+    assert stream.getvalue() == ""

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from connectors.settings import ConfigError, load_settings, parse_settings
+
+MINIMAL = {"routing": {"service_areas": "areas.yaml"}}
+UTILITY = {
+    "id": "yantai-water",
+    "endpoint": "http://w/v1/tasks",
+    "auth": {"type": "bearer", "token": "s3cret"},
+}
+
+
+def test_minimal_configuration_takes_defaults() -> None:
+    """Only routing is required; topics get their documented names."""
+    settings = parse_settings(MINIMAL)
+    assert settings.topic("tasks") == "ubridge.tasks.v1"
+    assert settings.dlq_topic("router") == "ubridge.dlq.router.v1"
+
+
+def test_topic_prefix_applies_to_every_topic() -> None:
+    """A prefix isolates a deployment's topics, dead letters included."""
+    settings = parse_settings({**MINIMAL, "kafka": {"topic_prefix": "t1."}})
+    assert (settings.topic("raw_gonggai"), settings.dlq_topic("router")) == (
+        "t1.ubridge.raw.gonggai.v1",
+        "t1.ubridge.dlq.router.v1",
+    )
+
+
+def test_misspelt_key_is_named_with_the_file() -> None:
+    """An unknown key is an error naming the file and the full key path."""
+    with pytest.raises(ConfigError, match=r"^ubridge.yaml: kafka.partitons: Extra inputs are not permitted$"):
+        parse_settings({**MINIMAL, "kafka": {"partitons": 3}}, origin="ubridge.yaml")
+
+
+def test_bad_list_item_names_its_index() -> None:
+    """A bad utility id names utilities[1].id."""
+    bad = {**UTILITY, "id": "Bad Id"}
+    with pytest.raises(ConfigError, match=r"utilities\[1\]\.id"):
+        parse_settings({**MINIMAL, "utilities": [UTILITY, bad]}, origin="u.yaml")
+
+
+def test_duplicate_utility_ids_are_refused() -> None:
+    """Two utilities with one id would share a consumer group; refuse it."""
+    with pytest.raises(ConfigError, match="repeated: yantai-water"):
+        parse_settings({**MINIMAL, "utilities": [UTILITY, UTILITY]})
+
+
+def test_environment_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """${NAME} takes the environment's value, so secrets stay out of the file."""
+    monkeypatch.setenv("WATER_TOKEN", "from-env")
+    settings = parse_settings(
+        {**MINIMAL, "utilities": [{**UTILITY, "auth": {"type": "bearer", "token": "${WATER_TOKEN}"}}]}
+    )
+    assert settings.utilities[0].auth.token.get_secret_value() == "from-env"
+
+
+def test_missing_environment_variable_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset variable is an error naming the key that refers to it."""
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    doc = {**MINIMAL, "utilities": [{**UTILITY, "auth": {"type": "bearer", "token": "${NOPE_TOKEN}"}}]}
+    with pytest.raises(
+        ConfigError, match=r"u.yaml: utilities\[0\]\.auth\.token: environment variable NOPE_TOKEN"
+    ):
+        parse_settings(doc, origin="u.yaml")
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    """A token never appears when settings are printed or logged."""
+    settings = parse_settings({**MINIMAL, "utilities": [UTILITY]})
+    assert "s3cret" not in repr(settings)
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    """service_areas is found next to the configuration file."""
+    path = tmp_path / "ubridge.yaml"
+    path.write_text("routing:\n  service_areas: areas.yaml\n", encoding="utf-8")
+    assert load_settings(path).routing.service_areas == tmp_path / "areas.yaml"
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
+    """A YAML syntax error is reported with the file's name."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("routing: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        load_settings(path)
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    """A list at the top is refused with a reason."""
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        parse_settings(["routing"], origin="x.yaml")

@@ -1,0 +1,137 @@
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.runtime.errors import RetriableError, StopRequested
+from connectors.runtime.metrics import Metrics
+from connectors.settings import BearerAuth, RetrySettings, UtilitySettings
+from connectors.utility.client import UtilityClient
+from routing.errors import DataError
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def settings(max_elapsed_s: float | None = None) -> UtilitySettings:
+    return UtilitySettings(
+        id="yantai-water",
+        endpoint="http://water.test/v1/tasks",
+        auth=BearerAuth(type="bearer", token="s3cret"),
+        retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.01, max_elapsed_s=max_elapsed_s),
+    )
+
+
+def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handle, seen
+
+
+def client(
+    handler: Handler, *, stop: threading.Event | None = None, **kw: float | None
+) -> tuple[UtilityClient, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    transport = httpx.MockTransport(handler)
+    return UtilityClient(
+        settings(**kw), metrics=metrics, stop=stop or threading.Event(), transport=transport
+    ), metrics
+
+
+def test_first_success_needs_no_retry() -> None:
+    """A 201 is delivered at once, with the task id as Idempotency-Key and the bearer token."""
+    handler, seen = scripted(httpx.Response(201))
+    utility, _ = client(handler)
+    assert utility.deliver("task-1", b"{}") == 0
+    assert (seen[0].headers["Idempotency-Key"], seen[0].headers["Authorization"]) == (
+        "task-1",
+        "Bearer s3cret",
+    )
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retriable_statuses_are_retried(status: int) -> None:
+    """408, 429 and 5xx are retried until the utility accepts."""
+    handler, seen = scripted(httpx.Response(status), httpx.Response(status), httpx.Response(201))
+    utility, metrics = client(handler)
+    assert utility.deliver("task-1", b"{}") == 2
+    assert len(seen) == 3
+    assert (
+        metrics.registry.get_sample_value(
+            "ubridge_delivery_seconds_count", {"utility": "yantai-water", "outcome": "retriable"}
+        )
+        == 2
+    )
+
+
+def test_transport_errors_are_retried() -> None:
+    """A refused connection is retried like a 503."""
+    handler, _ = scripted(httpx.ConnectError("refused"), httpx.Response(200))
+    utility, _ = client(handler)
+    assert utility.deliver("task-1", b"{}") == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+def test_other_client_errors_are_data_errors(status: int) -> None:
+    """Any other 4xx is final: a DataError for the dead-letter topic, no retry."""
+    handler, seen = scripted(httpx.Response(status, text="bad field"))
+    utility, _ = client(handler)
+    with pytest.raises(DataError, match=f"refused the task with {status}: bad field"):
+        utility.deliver("task-1", b"{}")
+    assert len(seen) == 1
+
+
+def test_retry_after_is_honoured() -> None:
+    """A 429 with Retry-After waits that long (capped by max_backoff_s) before the next try."""
+    waits: list[float] = []
+    handler, _ = scripted(httpx.Response(429, headers={"Retry-After": "0.004"}), httpx.Response(201))
+    utility, _ = client(handler)
+    utility._sleep = waits.append  # type: ignore[method-assign]
+    utility.deliver("task-1", b"{}")
+    assert waits == [0.004]
+
+
+def test_backoff_is_capped() -> None:
+    """Exponential backoff never waits longer than max_backoff_s."""
+    waits: list[float] = []
+    handler, _ = scripted(*([httpx.Response(503)] * 12), httpx.Response(201))
+    utility, _ = client(handler)
+    utility._sleep = waits.append  # type: ignore[method-assign]
+    utility.deliver("task-1", b"{}")
+    assert len(waits) == 12
+    assert max(waits) <= 0.01
+
+
+def test_stop_interrupts_retrying() -> None:
+    """Shutdown during an outage gives the record up, uncommitted, instead of hanging."""
+    stop = threading.Event()
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            stop.set()
+        return httpx.Response(503)
+
+    utility, _ = client(handler, stop=stop)
+    with pytest.raises(StopRequested):
+        utility.deliver("task-1", b"{}")
+    assert calls == 3
+
+
+def test_max_elapsed_gives_up_with_retriable_error() -> None:
+    """With max_elapsed_s set, an endless outage ends in RetriableError."""
+    handler, _ = scripted(httpx.Response(503))
+    utility, _ = client(handler, max_elapsed_s=0.05)
+    with pytest.raises(RetriableError, match="answered 503"):
+        utility.deliver("task-1", b"{}")
