@@ -22,6 +22,7 @@ from benchmarks.harness import (
     run_stage,
 )
 from connectors.broker.local_kafka import start_broker, stop_broker
+from connectors.runtime.logs import configure_logging
 
 
 def main() -> int:
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     args = parser.parse_args()
+    configure_logging(json=False, level="warning")
 
     home = Path(tempfile.mkdtemp(prefix="ubridge-bench-"))
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -77,19 +77,12 @@ def _topic(prefix: str, name: str) -> str:
 def _count(bootstrap: str, topic: str) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        partitions = [tp for tp in _partitions(consumer, topic)]
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         end = consumer.end_offsets(partitions)
         start = consumer.beginning_offsets(partitions)
         return sum(end[tp] - start[tp] for tp in partitions)
     finally:
         consumer.close()
-
-
-def _partitions(consumer: KafkaConsumer, topic: str) -> Iterator[object]:
-    from kafka import TopicPartition  # noqa: PLC0415 - local to keep the module's imports about the harness
-
-    for partition in sorted(consumer.partitions_for_topic(topic) or ()):
-        yield TopicPartition(topic, partition)
 
 
 def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
@@ -118,11 +111,12 @@ def passthrough(bootstrap: str, raw_topic: str, prefix: str) -> Clock:
     consumer.subscribe([raw_topic])
     out = _topic(prefix, "pass")
     while not clock.done.is_set():
-        for records in consumer.poll(timeout_ms=500).values():
+        batch = consumer.poll(timeout_ms=500)
+        for records in batch.values():
             for record in records:
                 producer.send(out, key=record.key, value=record.value)
-            producer.flush()
-            clock.tick(len(records))
+                clock.tick()
+        producer.flush()
         consumer.commit()
     consumer.close()
     producer.close()
@@ -175,9 +169,7 @@ def run_stage(stage: str, bootstrap: str, prefix: str) -> Clock:
         utility = UtilitySettings(
             id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=BearerAuth(type="bearer", token="bench")
         )
-        processor = UtilitySink(
-            utility, input_topic=_topic(prefix, "tasks"), codec=codec, metrics=metrics, stop=stop
-        )
+        processor = UtilitySink(utility, input_topic=_topic(prefix, "tasks"), codec=codec, metrics=metrics, stop=stop)
     clock = Clock(expected=_count(bootstrap, processor.input_topics[0]))
     loop = StageLoop(
         _Timed(processor, clock),

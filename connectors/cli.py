@@ -44,18 +44,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ubridge", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="ubridge", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(title="commands")
     broker_cli.register(sub)
     demo_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)
-    run.add_argument(
-        "--stage", action="append", dest="stages", metavar="NAME", help="run only this stage (repeatable)"
-    )
+    run.add_argument("--stage", action="append", dest="stages", metavar="NAME", help="run only this stage (repeatable)")
     run.set_defaults(func=_run)
 
     config = sub.add_parser("config", help="configuration tools")
@@ -68,13 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("topic")
     tail.add_argument("--config", type=Path, help="take the bootstrap address from this configuration")
     tail.add_argument("--bootstrap", help="host:port (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
-    tail.add_argument(
-        "--from-beginning", action="store_true", help="start at the oldest record, not the newest"
-    )
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
     tail.add_argument("--max", type=int, default=None, help="stop after this many records")
-    tail.add_argument(
-        "--idle-timeout-s", type=float, default=None, help="stop after this long without records"
-    )
+    tail.add_argument("--idle-timeout-s", type=float, default=None, help="stop after this long without records")
     tail.add_argument("--unmasked", action="store_true", help="show phone and ID numbers in clear")
     tail.set_defaults(func=_tail)
     return parser
@@ -138,9 +130,7 @@ def _tail(args: argparse.Namespace) -> int:
     consumer = make_consumer(kafka, group_id=None)
     codec = Codec.default()
     try:
-        records = follow(
-            consumer, args.topic, from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout_s
-        )
+        records = follow(consumer, args.topic, from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout_s)
         for count, record in enumerate(records, start=1):
             print(dumps(render(record, codec, masked=not args.unmasked)), flush=True)
             if args.max is not None and count >= args.max:

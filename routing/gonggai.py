@@ -24,9 +24,7 @@ from routing.identifiers import check_uscc, validate_mobile, validate_project_co
 from routing.records import Demand, Document, ItemStatus, ProjectEvent, Service
 
 TIME_ZONE: Final = "Asia/Shanghai"
-DEFAULT_STATUS_CODES: Final[Mapping[int, ItemStatus]] = MappingProxyType(
-    {1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"}
-)
+DEFAULT_STATUS_CODES: Final[Mapping[int, ItemStatus]] = MappingProxyType({1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"})
 
 _ZONE: Final = ZoneInfo(TIME_ZONE)
 _EVENT_ID_LENGTH: Final = 32
@@ -224,9 +222,7 @@ def _pipe_diameter(item: Mapping[str, Any], prefix: str) -> int | None:
     if value is None:
         return None
     if not value.is_integer() or not 0 < value <= _MAX_PIPE_DIAMETER_MM:
-        reason = (
-            f"demands.pipe_diameter_mm {value:g} is not a whole number of mm in 1-{_MAX_PIPE_DIAMETER_MM}"
-        )
+        reason = f"demands.pipe_diameter_mm {value:g} is not a whole number of mm in 1-{_MAX_PIPE_DIAMETER_MM}"
         path = f"{prefix}gj_mm"
         raise DataError(path, reason)
     return int(value)

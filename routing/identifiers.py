@@ -99,9 +99,7 @@ def check_uscc(code: str, field: str = "builder_uscc") -> list[str]:
             raise DataError(field, reason)
     organisation = code[8:17]
     if _organisation_check(organisation[:8]) != organisation[8]:
-        raise DataError(
-            field, f"USCC {_shown(code)} has an invalid organisation code {organisation!r} (GB 11714)"
-        )
+        raise DataError(field, f"USCC {_shown(code)} has an invalid organisation code {organisation!r} (GB 11714)")
     if uscc.calc_check_digit(code[:17]) != code[17]:
         return [f"{field}:check_character_mismatch"]
     return []
@@ -163,9 +161,7 @@ def validate_id_number(number: str, field: str = "applicant_id_number") -> str:
     """
     compact = number.replace(" ", "").upper()
     if _ID_BODY.fullmatch(compact) is None:
-        raise DataError(
-            field, f"ID number must be 17 digits and a digit or X ({len(compact)} characters given)"
-        )
+        raise DataError(field, f"ID number must be 17 digits and a digit or X ({len(compact)} characters given)")
     if ric.calc_check_digit(compact) != compact[17]:
         raise DataError(field, "ID number check character does not match")
     try:

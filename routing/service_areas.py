@@ -194,9 +194,7 @@ def _area(path: str, row: object) -> ServiceArea:
 
 def _utility(path: str, value: object) -> str:
     if not isinstance(value, str) or _UTILITY_ID.fullmatch(value) is None:
-        _fail(
-            path, f"{value!r} is not a utility id (lowercase letters, digits and dashes, e.g. yantai-water)"
-        )
+        _fail(path, f"{value!r} is not a utility id (lowercase letters, digits and dashes, e.g. yantai-water)")
     return value
 
 

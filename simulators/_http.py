@@ -108,7 +108,7 @@ def dispatch(routes: Mapping[tuple[str, str], Route], request: Request) -> Respo
     return error_response(404, f"no such resource: {request.path}")
 
 
-def seconds_text(seconds: float) -> str:
+def _seconds_text(seconds: float) -> str:
     """Format a ``Retry-After`` value: whole seconds as an integer, otherwise a decimal (for fast tests)."""
     return f"{seconds:g}"
 
@@ -189,7 +189,7 @@ class FaultPlan:
 
     def _failure(self, status: int, message: str) -> Response:
         with self._lock:
-            retry_after = seconds_text(self._retry_after_s)
+            retry_after = _seconds_text(self._retry_after_s)
         headers = (("Retry-After", retry_after),) if status in _BACKPRESSURE_STATUSES else ()
         return error_response(status, message, headers=headers)
 
@@ -248,9 +248,7 @@ class _Server(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
-    def process_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         if isinstance(request, socket.socket):
             with self._connections_lock:
                 self._connections.add(request)

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from connectors.broker.local_kafka import start_broker, stop_broker
 
@@ -23,6 +24,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield info.bootstrap
     finally:
         stop_broker(home)
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Undo a command's logging set-up, whose stream (often pytest's capture) closes with the test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

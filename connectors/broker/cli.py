@@ -37,9 +37,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     common.add_argument(
         "--home", type=Path, default=DEFAULT_HOME, help=f"the broker's directory (default: {DEFAULT_HOME})"
     )
-    broker = subparsers.add_parser(
-        "broker", help="run a local Apache Kafka broker for the demo and the tests"
-    )
+    broker = subparsers.add_parser("broker", help="run a local Apache Kafka broker for the demo and the tests")
     commands = broker.add_subparsers(dest="broker_command", required=True)
     start = commands.add_parser(
         "start", parents=[common], help="start the broker (fetches Kafka from Maven Central the first time)"
@@ -49,9 +47,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     start.set_defaults(func=_start)
     commands.add_parser("stop", parents=[common], help="stop the broker").set_defaults(func=_stop)
-    status = commands.add_parser(
-        "status", parents=[common], help="say whether the broker runs (exit 3 if not)"
-    )
+    status = commands.add_parser("status", parents=[common], help="say whether the broker runs (exit 3 if not)")
     status.set_defaults(func=_status)
 
 

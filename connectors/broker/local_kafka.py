@@ -79,9 +79,7 @@ def broker_status(home: Path) -> BrokerInfo | None:
     return BrokerInfo(bootstrap=f"127.0.0.1:{state.port}", pid=state.pid, home=home)
 
 
-def start_broker(
-    home: Path, *, port: int | None = None, progress: Callable[[str], None] | None = None
-) -> BrokerInfo:
+def start_broker(home: Path, *, port: int | None = None, progress: Callable[[str], None] | None = None) -> BrokerInfo:
     """Start the broker of ``home`` and wait until it answers; return the running one if there is one.
 
     Args:
@@ -208,9 +206,7 @@ def _answers(bootstrap: str) -> bool:
     from kafka.errors import KafkaError  # noqa: PLC0415
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000
-        )
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
     except KafkaError:
         return False
     try:

@@ -22,15 +22,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     demo = subparsers.add_parser("demo", help="run everything locally with simulated outside parties")
     demo.add_argument("--events", type=int, default=1000, help="upstream events to replay (default 1000)")
     demo.add_argument("--rate", type=float, default=200.0, help="events published per second (default 200)")
-    demo.add_argument(
-        "--exit", action="store_true", help="stop after the summary; exit 0 only if exactly once"
-    )
+    demo.add_argument("--exit", action="store_true", help="stop after the summary; exit 0 only if exactly once")
     demo.add_argument("--metrics-port", type=int, default=9464, help="port of /metrics (0 = any free port)")
     demo.add_argument("--timeout-s", type=float, default=300.0, help="longest wait for deliveries")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
-    demo.add_argument(
-        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="logs, config and the broker's data"
-    )
+    demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="logs, config and the broker's data")
     demo.set_defaults(func=run)
 
 

@@ -28,6 +28,8 @@ from simulators.utility import UtilitySimulator
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 
+INVALID_SHARE = 0.01
+UNSERVED_SHARE = 0.03
 FAULTS: dict[str, dict[str, Any]] = {
     "yantai-water": {"error_rate": 0.10, "error_status": 503},
     "yantai-gas": {"error_rate": 0.05, "error_status": 429, "retry_after_s": 0.2},
@@ -73,9 +75,7 @@ class Demo:
         self.console = console
         self.areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
         self.approval = ApprovalSimulator(seed=options.seed)
-        self.utilities = {
-            u: UtilitySimulator(u, token=f"demo-token-{u}") for u in sorted(self.areas.utilities())
-        }
+        self.utilities = {u: UtilitySimulator(u, token=f"demo-token-{u}") for u in sorted(self.areas.utilities())}
         self.published_at: dict[int, datetime] = {}
         self.registry = CollectorRegistry()
         self.app: App | None = None
@@ -138,9 +138,14 @@ class Demo:
     def _feed(self) -> None:
         chunk = max(1, int(self.options.rate_per_s / 10))
         remaining = self.options.events
+        invalid = 0
         while remaining > 0:
             started = time.monotonic()
-            events = self.approval.generate(min(chunk, remaining), invalid_rate=0.01, unserved_rate=0.03)
+            size = min(chunk, remaining)
+            # One event in a hundred is defective; the simulator rounds per call, so spread them over chunks.
+            due = round((self.options.events - remaining + size) * INVALID_SHARE) - invalid
+            invalid += due
+            events = self.approval.generate(size, invalid_rate=due / size, unserved_rate=UNSERVED_SHARE)
             now = datetime.now(UTC)
             for event in events:
                 self.published_at[int(event["seq"])] = now
@@ -180,9 +185,7 @@ class Demo:
             unexpected=len(set(ids) - expected) + (len(ids) - len(set(ids))),
             resent=sim.stats().repeats,
             retries=int(_sum_samples(self.registry, "ubridge_delivery_retries_total", {"utility": utility})),
-            dead_lettered=int(
-                _sum_samples(self.registry, "ubridge_records_dead_lettered_total", {"stage": stage})
-            ),
+            dead_lettered=int(_sum_samples(self.registry, "ubridge_records_dead_lettered_total", {"stage": stage})),
             latencies_s=latencies,
         )
 
@@ -234,9 +237,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         f"{exp.unserved} in regions no utility serves (dead-lettered by the router), "
         f"{exp.filtered} not triggers (filtered)."
     )
-    verdict = (
-        "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
-    )
+    verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
     console.print(verdict)
 
 

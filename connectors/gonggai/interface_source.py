@@ -68,9 +68,7 @@ class GonggaiInterfaceSource:
             )
             for event in page["events"]
         ]
-        return SourceBatch(
-            records=records, cursor=str(page["next_cursor"]), has_more=bool(page.get("has_more"))
-        )
+        return SourceBatch(records=records, cursor=str(page["next_cursor"]), has_more=bool(page.get("has_more")))
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

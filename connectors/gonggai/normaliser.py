@@ -47,9 +47,7 @@ class GonggaiNormaliser:
         if not isinstance(raw, dict):
             raise DataError("", "raw record is not a JSON object")
         source = headers.get("ubridge.source", b"gonggai").decode()
-        event = normalise(
-            raw, source=source, ingested_at=_ingested_at(headers), status_codes=self._status_codes
-        )
+        event = normalise(raw, source=source, ingested_at=_ingested_at(headers), status_codes=self._status_codes)
         value = self._codec.encode("ProjectEvent", event)
         return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
 

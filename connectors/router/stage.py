@@ -45,9 +45,7 @@ class ProjectRouter:
         event = cast(ProjectEvent, self._codec.decode_as("ProjectEvent", record.value))
         routed = route_project_event(event, self._areas, now=datetime.now(UTC))
         if routed.skipped_reason is not None:
-            log.info(
-                "record_filtered", stage=self.stage, event_id=event["event_id"], reason=routed.skipped_reason
-            )
+            log.info("record_filtered", stage=self.stage, event_id=event["event_id"], reason=routed.skipped_reason)
             return Delivered(filtered_reason=routed.skipped_reason)
         key = event["project_code"].encode()
         outputs = tuple(

@@ -25,9 +25,7 @@ class HealthServer:
         port: Port to bind; 0 picks a free one (see :attr:`port`).
     """
 
-    def __init__(
-        self, registry: CollectorRegistry, live: Checks, ready: Checks, host: str, port: int
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry, live: Checks, ready: Checks, host: str, port: int) -> None:
         handler = _handler(registry, live, ready)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True

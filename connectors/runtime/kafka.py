@@ -19,9 +19,7 @@ class TopicSpec:
     compacted: bool = False
 
 
-def make_producer(
-    kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
-) -> KafkaProducer:
+def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> KafkaProducer:
     """An idempotent producer that waits for every in-sync replica before acknowledging."""
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,

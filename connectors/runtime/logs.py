@@ -42,9 +42,7 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
         level: Minimum level name (debug, info, warning, error).
         stream: Where lines go; standard error by default.
     """
-    renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -92,9 +92,7 @@ class SourceRunner:
                 except RetriableError as exc:
                     failures += 1
                     delay = self._backoff(failures, exc)
-                    log.warning(
-                        "source_poll_failed", stage=self.stage, error=str(exc), retry_in_s=round(delay, 2)
-                    )
+                    log.warning("source_poll_failed", stage=self.stage, error=str(exc), retry_in_s=round(delay, 2))
                     self._stop.wait(delay)
                     continue
                 if not more:
@@ -117,13 +115,9 @@ class SourceRunner:
         self._producer.begin_transaction()
         try:
             for record in batch.records:
-                self._producer.send(
-                    record.topic, key=record.key, value=record.value, headers=list(record.headers)
-                )
+                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
             position = {"cursor": batch.cursor, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-            self._producer.send(
-                self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode()
-            )
+            self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
             self._producer.commit_transaction()
         except BaseException:
             self._producer.abort_transaction()

@@ -62,9 +62,7 @@ class StageLoop:
 
     def run(self) -> None:
         """Consume until stopped; always closes the clients and the processor."""
-        self._consumer.subscribe(
-            list(self.processor.input_topics), listener=_Readiness(self.state, self.stage)
-        )
+        self._consumer.subscribe(list(self.processor.input_topics), listener=_Readiness(self.state, self.stage))
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
         log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics))
@@ -123,9 +121,7 @@ class StageLoop:
                 reason=outcome.reason,
             )
             now = datetime.now(UTC)
-            return [
-                self._send(dead_letter(record, outcome, stage=self.stage, topic=self._dlq_topic, now=now))
-            ]
+            return [self._send(dead_letter(record, outcome, stage=self.stage, topic=self._dlq_topic, now=now))]
         if outcome.filtered_reason is not None:
             self._metrics.records_filtered.labels(self.stage, outcome.filtered_reason).inc()
             return [self._send(output) for output in outcome.outputs]
@@ -134,9 +130,7 @@ class StageLoop:
         return [self._send(output) for output in outcome.outputs]
 
     def _send(self, output: Output) -> FutureRecordMetadata:
-        return self._producer.send(
-            output.topic, key=output.key, value=output.value, headers=list(output.headers)
-        )
+        return self._producer.send(output.topic, key=output.key, value=output.value, headers=list(output.headers))
 
     def _report_lag(self) -> None:
         now = time.monotonic()

@@ -82,9 +82,7 @@ class UtilityClient:
             retries += 1
             self._log_retry(task_id, state)
 
-        stop = (
-            stop_never if self._retry.max_elapsed_s is None else stop_after_delay(self._retry.max_elapsed_s)
-        )
+        stop = stop_never if self._retry.max_elapsed_s is None else stop_after_delay(self._retry.max_elapsed_s)
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
             stop=stop_any(stop, stop_when_event_set(self._stop)),
@@ -126,17 +124,13 @@ class UtilityClient:
             if retry_after is not None:
                 raise BackpressureError(message, retry_after)
             raise RetriableError(message)
-        raise DataError(
-            "", f"{self.utility} refused the task with {response.status_code}: {response.text[:300]}"
-        )
+        raise DataError("", f"{self.utility} refused the task with {response.status_code}: {response.text[:300]}")
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, BackpressureError):
             return min(error.retry_after_s, self._retry.max_backoff_s)
-        ceiling = min(
-            self._retry.max_backoff_s, self._retry.initial_backoff_s * 2 ** (state.attempt_number - 1)
-        )
+        ceiling = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 
     def _sleep(self, seconds: float) -> None:

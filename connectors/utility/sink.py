@@ -86,9 +86,7 @@ class UtilitySink:
         self._pool.shutdown(wait=True)
         self._client.close()
 
-    def _lane(
-        self, records: Sequence[ConsumerRecord], indexes: list[int], results: list[_Result | None]
-    ) -> None:
+    def _lane(self, records: Sequence[ConsumerRecord], indexes: list[int], results: list[_Result | None]) -> None:
         """One project's records, in order; after a shutdown interruption the rest are not attempted."""
         for position, index in enumerate(indexes):
             try:

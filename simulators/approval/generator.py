@@ -102,10 +102,8 @@ def org_code_check(body: str) -> str:
 
 def uscc_check(first17: str) -> str:
     """Return the GB 32100 check character of the first 17 characters of a 统一社会信用代码."""
-    weighted = (
-        USCC_ALPHABET.index(char) * weight for char, weight in zip(first17, _USCC_WEIGHTS, strict=True)
-    )
-    return USCC_ALPHABET[sum(weighted) % 31]
+    weighted = (USCC_ALPHABET.index(char) * weight for char, weight in zip(first17, _USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[-sum(weighted) % 31]
 
 
 def make_uscc(region: str, rng: random.Random) -> str:
@@ -209,9 +207,7 @@ class EventGenerator:
         self._document_serial = self._rng.randint(100, 900)
         self._active: list[_Project] = []
 
-    def generate(
-        self, n_events: int, *, invalid_rate: float = 0.0, unserved_rate: float = 0.0
-    ) -> list[dict[str, Any]]:
+    def generate(self, n_events: int, *, invalid_rate: float = 0.0, unserved_rate: float = 0.0) -> list[dict[str, Any]]:
         """Generate the next ``n_events`` events.
 
         Args:

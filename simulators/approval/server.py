@@ -74,9 +74,7 @@ class ApprovalSimulator:
         """Stop serving and release the port."""
         self._http.stop()
 
-    def generate(
-        self, n_events: int, *, invalid_rate: float = 0.0, unserved_rate: float = 0.0
-    ) -> list[dict[str, Any]]:
+    def generate(self, n_events: int, *, invalid_rate: float = 0.0, unserved_rate: float = 0.0) -> list[dict[str, Any]]:
         """Append ``n_events`` new events and return them (see `EventGenerator.generate`)."""
         with self._lock:
             new = self._generator.generate(n_events, invalid_rate=invalid_rate, unserved_rate=unserved_rate)

@@ -18,9 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", required=True, help="bearer token clients must send")
     parser.add_argument("--seed", type=int, default=11, help="seed of the fault draws")
     args = parser.parse_args(argv)
-    simulator = UtilitySimulator(
-        args.utility_id, token=args.token, host=args.host, port=args.port, seed=args.seed
-    )
+    simulator = UtilitySimulator(args.utility_id, token=args.token, host=args.host, port=args.port, seed=args.seed)
     # Stop cleanly on SIGTERM (containers) and on Ctrl-C even when started with SIGINT ignored (`cmd &`).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)

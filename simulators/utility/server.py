@@ -84,9 +84,7 @@ class SimStats:
 class UtilitySimulator:
     """One utility's business system (water, gas or heat company), thread-safe."""
 
-    def __init__(
-        self, utility_id: str, *, token: str, host: str = "127.0.0.1", port: int = 0, seed: int = 11
-    ) -> None:
+    def __init__(self, utility_id: str, *, token: str, host: str = "127.0.0.1", port: int = 0, seed: int = 11) -> None:
         self.utility_id = utility_id
         self._token = token
         self._lock = threading.Lock()
@@ -97,9 +95,7 @@ class UtilitySimulator:
         self._http = JsonHttpServer(self._handle, host=host, port=port)
         self._routes = {
             ("POST", TASKS_PATH): self._receive,
-            ("GET", "/_sim/tasks"): lambda _: json_response(
-                200, {"tasks": list(map(_task_json, self.tasks()))}
-            ),
+            ("GET", "/_sim/tasks"): lambda _: json_response(200, {"tasks": list(map(_task_json, self.tasks()))}),
             ("GET", "/_sim/stats"): lambda _: json_response(200, dataclasses.asdict(self.stats())),
             ("POST", "/_sim/faults"): self._faults_route,
         }
@@ -177,9 +173,7 @@ class UtilitySimulator:
                 self._counts["repeats"] += 1
                 return _answer(200, "duplicate", known)
             self._counts["unique"] += 1
-            task = ReceivedTask(
-                task_id, datetime.now(UTC), body, f"{self._ref_prefix}-{self._counts['unique']:06d}"
-            )
+            task = ReceivedTask(task_id, datetime.now(UTC), body, f"{self._ref_prefix}-{self._counts['unique']:06d}")
             self._tasks[task_id] = task
         lost = self._faults.lost_acknowledgement()
         if lost is not None:
@@ -224,9 +218,7 @@ def _ref_prefix(utility_id: str) -> str:
 
 
 def _answer(status: int, outcome: str, task: ReceivedTask) -> Response:
-    return json_response(
-        status, {"status": outcome, "task_id": task.task_id, "utility_ref": task.utility_ref}
-    )
+    return json_response(status, {"status": outcome, "task_id": task.task_id, "utility_ref": task.utility_ref})
 
 
 def _task_json(task: ReceivedTask) -> dict[str, Any]:

@@ -130,9 +130,7 @@ class Exploding:
         self.inner.close()
 
 
-def test_a_crashing_stage_commits_nothing_and_a_restart_catches_up(
-    topics: Topics, valid_event: bytes
-) -> None:
+def test_a_crashing_stage_commits_nothing_and_a_restart_catches_up(topics: Topics, valid_event: bytes) -> None:
     """An unexpected error stops the stage without committing; the next run processes every record."""
     topics.produce([valid_event, valid_event, valid_event])
     metrics = Metrics(CollectorRegistry())

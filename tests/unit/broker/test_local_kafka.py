@@ -15,9 +15,7 @@ def write_state(home: Path, pid: int) -> None:
 
 def test_stale_state_counts_as_stopped(tmp_path: Path) -> None:
     """A state file left by a broker that died is reported as stopped, and stop just removes it."""
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
-    )
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     write_state(tmp_path, int(finished.stdout))
     assert broker_status(tmp_path) is None
     assert not stop_broker(tmp_path)

@@ -24,9 +24,7 @@ def test_json_line_has_event_level_and_time() -> None:
 
 def test_phone_and_id_numbers_are_masked_everywhere() -> None:
     """Phone and ID numbers never reach a log line, even nested or inside free text."""
-    line = emit(
-        error="contact 13912345678 failed", body={"lxrsjh": "13812345678", "ids": ["11010519491231002X"]}
-    )
+    line = emit(error="contact 13912345678 failed", body={"lxrsjh": "13812345678", "ids": ["11010519491231002X"]})
     text = json.dumps(line)
     for secret in ("13912345678", "13812345678", "11010519491231002X"):
         assert secret not in text

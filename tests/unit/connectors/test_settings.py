@@ -60,9 +60,7 @@ def test_missing_environment_variable_names_key(monkeypatch: pytest.MonkeyPatch)
     """An unset variable is an error naming the key that refers to it."""
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
     doc = {**MINIMAL, "utilities": [{**UTILITY, "auth": {"type": "bearer", "token": "${NOPE_TOKEN}"}}]}
-    with pytest.raises(
-        ConfigError, match=r"u.yaml: utilities\[0\]\.auth\.token: environment variable NOPE_TOKEN"
-    ):
+    with pytest.raises(ConfigError, match=r"u.yaml: utilities\[0\]\.auth\.token: environment variable NOPE_TOKEN"):
         parse_settings(doc, origin="u.yaml")
 
 

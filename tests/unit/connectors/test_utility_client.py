@@ -42,9 +42,7 @@ def client(
 ) -> tuple[UtilityClient, Metrics]:
     metrics = Metrics(CollectorRegistry())
     transport = httpx.MockTransport(handler)
-    return UtilityClient(
-        settings(**kw), metrics=metrics, stop=stop or threading.Event(), transport=transport
-    ), metrics
+    return UtilityClient(settings(**kw), metrics=metrics, stop=stop or threading.Event(), transport=transport), metrics
 
 
 def test_first_success_needs_no_retry() -> None:

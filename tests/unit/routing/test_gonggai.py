@@ -139,9 +139,7 @@ def test_full_record_maps_to_the_canonical_event() -> None:
 
 def test_minimal_record_leaves_optional_fields_empty() -> None:
     """Only the required fields given: optional ones are None, demands and documents empty."""
-    record = {
-        key: RAW[key] for key in ("seq", "xmdm", "xmmc", "jsddxzqh", "jsdw", "dybzspjdxh", "blzt", "blsj")
-    }
+    record = {key: RAW[key] for key in ("seq", "xmdm", "xmmc", "jsddxzqh", "jsdw", "dybzspjdxh", "blzt", "blsj")}
     unset = (
         "builder_uscc",
         "contact_name",
@@ -227,9 +225,7 @@ def test_absent_demands_are_unknown(xqxx: Any, demands: list[Any]) -> None:
 
 def test_english_service_names_and_numeric_strings_are_accepted() -> None:
     """The fwlx service may be WATER/GAS/HEAT in any case, and numbers may arrive as strings."""
-    record = raw(
-        xqxx=[{"fwlx": "water", "gj_mm": "150", "yl": " 12.5 "}, {"fwlx": "HEAT", "grmj": "3e4"}], jzmj=""
-    )
+    record = raw(xqxx=[{"fwlx": "water", "gj_mm": "150", "yl": " 12.5 "}, {"fwlx": "HEAT", "grmj": "3e4"}], jzmj="")
     event = norm(record)
     assert (
         [
@@ -426,9 +422,7 @@ json_values = st.recursive(
     | st.text(max_size=30)
     | st.sampled_from([1, -1]).map(lambda sign: sign * HUGE)
     | st.just("9" * 10_000),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
 
@@ -459,9 +453,7 @@ def test_any_one_corrupted_field_only_ever_raises_data_error(key: str, value: An
     st.sampled_from(["fwlx", "gj_mm", "yl", "yldw", "grmj", "wjlx", "wjbh", "wjmc", "xzdz", "sha256"]),
     json_values,
 )
-def test_any_corrupted_nested_field_only_ever_raises_data_error(
-    key: str, index: int, field: str, value: Any
-) -> None:
+def test_any_corrupted_nested_field_only_ever_raises_data_error(key: str, index: int, field: str, value: Any) -> None:
     """Corrupting a field of a demand or document yields an event or a DataError naming its path."""
     items = [dict(item) for item in RAW[key]]
     items[index % len(items)][field] = value

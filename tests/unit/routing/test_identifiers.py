@@ -51,9 +51,7 @@ project_codes = st.builds(
 # --- project codes -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "code", ["2026-370602-47-01-000123", "2611-370685-48-03-123456", "2019-110105-70-01-000001"]
-)
+@pytest.mark.parametrize("code", ["2026-370602-47-01-000123", "2611-370685-48-03-123456", "2019-110105-70-01-000001"])
 def test_valid_project_codes_pass(code: str) -> None:
     """Old (year) and new (YYMM) first blocks with known regions pass."""
     assert validate_project_code(code) is None

@@ -29,17 +29,13 @@ surroundings = st.text(max_size=20)
 separators = st.sampled_from([" ", ",", ":", "：", "，", "\n", "号", "(", '"', "="])
 
 
-@pytest.mark.parametrize(
-    ("number", "masked"), [("13912345678", "139****5678"), ("1391234", "*******"), ("", "")]
-)
+@pytest.mark.parametrize(("number", "masked"), [("13912345678", "139****5678"), ("1391234", "*******"), ("", "")])
 def test_mask_mobile(number: str, masked: str) -> None:
     """Keeps the first 3 and last 4 characters; too-short input is masked whole."""
     assert masked == mask_mobile(number)
 
 
-@pytest.mark.parametrize(
-    ("number", "masked"), [("37060219900101123X", "3706**********123X"), ("12345678", "********")]
-)
+@pytest.mark.parametrize(("number", "masked"), [("37060219900101123X", "3706**********123X"), ("12345678", "********")])
 def test_mask_id_number(number: str, masked: str) -> None:
     """Keeps the first 4 and last 4 characters; too-short input is masked whole."""
     assert masked == mask_id_number(number)
@@ -84,24 +80,18 @@ def test_a_usccs_lookalike_with_a_bad_id_check_character_is_left_alone() -> None
 def test_a_mistyped_id_number_is_still_masked() -> None:
     """A candidate failing both check characters is treated as a mistyped ID number."""
     body = "37060219900101123"
-    wrong = next(
-        c for c in "0123456789X" if c not in {ric.calc_check_digit(body + "0"), uscc.calc_check_digit(body)}
-    )
+    wrong = next(c for c in "0123456789X" if c not in {ric.calc_check_digit(body + "0"), uscc.calc_check_digit(body)})
     assert mask_id_number(body + wrong) == mask_text(body + wrong)
 
 
 @given(surroundings, separators, mobiles, separators, surroundings)
-def test_embedded_mobile_numbers_never_survive(
-    before: str, left: str, number: str, right: str, after: str
-) -> None:
+def test_embedded_mobile_numbers_never_survive(before: str, left: str, number: str, right: str, after: str) -> None:
     """A mobile number set off by a non-alphanumeric character never appears in the output."""
     assert number not in mask_text(before + left + number + right + after)
 
 
 @given(surroundings, separators, id_numbers, separators, surroundings)
-def test_embedded_id_numbers_never_survive(
-    before: str, left: str, number: str, right: str, after: str
-) -> None:
+def test_embedded_id_numbers_never_survive(before: str, left: str, number: str, right: str, after: str) -> None:
     """A valid ID number set off by a non-alphanumeric character never appears in the output."""
     masked = mask_text(before + left + number + right + after)
     assert number not in masked

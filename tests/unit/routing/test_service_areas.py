@@ -61,9 +61,7 @@ def test_demo_table_names_its_utilities(demo: ServiceAreaTable) -> None:
         ("110101", "WATER", None),
     ],
 )
-def test_most_specific_prefix_wins(
-    demo: ServiceAreaTable, region: str, service: Service, utility: str | None
-) -> None:
+def test_most_specific_prefix_wins(demo: ServiceAreaTable, region: str, service: Service, utility: str | None) -> None:
     """The longest matching prefix serves; no match means no utility."""
     assert utility == demo.utility_for(region, service)
 
@@ -159,8 +157,7 @@ def test_unquoted_prefix_and_version_are_read_losslessly() -> None:
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "servics": ["GAS"]},
-            "service-areas.yaml: areas[3]: unknown keys ['servics']; "
-            "expected ['region_prefix', 'services', 'utility']",
+            "service-areas.yaml: areas[3]: unknown keys ['servics']; expected ['region_prefix', 'services', 'utility']",
         ),
         (
             {"utility": "other-gas", "region_prefix": "3706", "services": ["GAS"]},
@@ -222,9 +219,7 @@ def test_load_names_the_file_on_table_errors(tmp_path: Path) -> None:
 def test_direct_construction_rejects_duplicates() -> None:
     """The table itself refuses two rows with the same prefix and service."""
     rows = (ServiceArea("a", "3706", ("GAS",)), ServiceArea("b", "3706", ("WATER", "GAS")))
-    with pytest.raises(
-        ValueError, match=r"^areas\[1\]: prefix '3706' GAS is already served by 'a' \(areas\[0\]\)$"
-    ):
+    with pytest.raises(ValueError, match=r"^areas\[1\]: prefix '3706' GAS is already served by 'a' \(areas\[0\]\)$"):
         ServiceAreaTable("1", rows)
 
 
@@ -238,9 +233,7 @@ rows = st.lists(
 @given(rows, st.sampled_from(["370685", "370602", "370611", "371502", "110101", "120101"]))
 def test_lookup_agrees_with_a_longest_prefix_scan(rows: list[tuple[str, Service, str]], region: str) -> None:
     """The indexed lookup returns what a scan for the longest matching prefix would."""
-    table = ServiceAreaTable(
-        "1", tuple(ServiceArea(utility, prefix, (service,)) for prefix, service, utility in rows)
-    )
+    table = ServiceAreaTable("1", tuple(ServiceArea(utility, prefix, (service,)) for prefix, service, utility in rows))
     for service in SERVICES:
         matches = [(len(p), u) for p, s, u in rows if s == service and region.startswith(p)]
         assert (max(matches)[1] if matches else None) == table.utility_for(region, service)

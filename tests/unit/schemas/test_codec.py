@@ -40,9 +40,7 @@ def test_round_trip_keeps_every_field() -> None:
 def test_header_is_single_object_marker_and_little_endian_crc64() -> None:
     """The 10-byte header is C3 01 and the avro package's CRC-64-AVRO of the parsing canonical form."""
     data = Codec.default().encode("TaskStatus", status())
-    canonical = fastavro.schema.to_parsing_canonical_form(
-        fastavro.parse_schema(schemas.load_current("TaskStatus"))
-    )
+    canonical = fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(schemas.load_current("TaskStatus")))
     assert data[:2] == MAGIC
     assert data[2:10] == avro.schema._crc_64_fingerprint(canonical.encode())
 

@@ -26,9 +26,7 @@ def simulator() -> Iterator[ApprovalSimulator]:
 @pytest.fixture
 def client(simulator: ApprovalSimulator) -> Iterator[httpx.Client]:
     """A client that authenticates with the right token."""
-    with httpx.Client(
-        base_url=simulator.start(), headers={"Authorization": f"Bearer {BEARER}"}, timeout=5
-    ) as client:
+    with httpx.Client(base_url=simulator.start(), headers={"Authorization": f"Bearer {BEARER}"}, timeout=5) as client:
         yield client
 
 
@@ -57,6 +55,12 @@ def test_page_reports_cursor_and_more(client: httpx.Client) -> None:
     assert (page["next_cursor"], page["has_more"]) == (15, True)
 
 
+def test_page_ending_at_the_last_event_says_no_more(client: httpx.Client) -> None:
+    """A full page that ends exactly at the last event reports has_more false."""
+    page = client.get(FEED, params={"cursor": 130, "limit": 100}).json()
+    assert (len(page["events"]), page["next_cursor"], page["has_more"]) == (100, 230, False)
+
+
 def test_page_past_the_end_keeps_the_cursor(client: httpx.Client) -> None:
     """Past the last event the page is empty and next_cursor equals the cursor."""
     page = client.get(FEED, params={"cursor": 500}).json()
@@ -76,9 +80,7 @@ def test_new_events_appear_after_the_cursor(simulator: ApprovalSimulator, client
     assert [event["seq"] for event in page["events"]] == [231, 232, 233]
 
 
-@pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 501}, {"limit": "many"}, {"cursor": -1}, {"cursor": "x"}]
-)
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "many"}, {"cursor": -1}, {"cursor": "x"}])
 def test_bad_parameters_are_400(client: httpx.Client, params: dict[str, Any]) -> None:
     """Out-of-range or non-integer cursor and limit are refused with a JSON error."""
     response = client.get(FEED, params=params)

@@ -202,9 +202,7 @@ def test_demand_entries_are_realistic(events: list[dict[str, Any]]) -> None:
         assert services and len(set(services)) == len(services) <= 3
         for entry in demand:
             if entry["fwlx"] == "供水":
-                assert (
-                    entry["gj_mm"] in (50, 80, 100, 150, 200) and entry["yldw"] == "m3/d" and entry["yl"] > 0
-                )
+                assert entry["gj_mm"] in (50, 80, 100, 150, 200) and entry["yldw"] == "m3/d" and entry["yl"] > 0
             elif entry["fwlx"] == "供气":
                 assert entry["yldw"] == "m3/h" and entry["yl"] > 0
             else:

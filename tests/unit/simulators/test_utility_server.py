@@ -40,9 +40,7 @@ def simulator() -> Iterator[UtilitySimulator]:
 @pytest.fixture
 def client(simulator: UtilitySimulator) -> Iterator[httpx.Client]:
     """A client that authenticates with the right token."""
-    with httpx.Client(
-        base_url=simulator.start(), headers={"Authorization": f"Bearer {BEARER}"}, timeout=5
-    ) as client:
+    with httpx.Client(base_url=simulator.start(), headers={"Authorization": f"Bearer {BEARER}"}, timeout=5) as client:
         yield client
 
 
@@ -112,9 +110,7 @@ def test_concurrent_duplicates_store_one_task(simulator: UtilitySimulator) -> No
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
 def test_bad_token_is_401(simulator: UtilitySimulator, headers: dict[str, str]) -> None:
     """A missing or wrong token is refused and nothing is stored."""
-    response = httpx.post(
-        f"{simulator.start()}/v1/tasks", json=task(), headers=headers | {"Idempotency-Key": "t-1"}
-    )
+    response = httpx.post(f"{simulator.start()}/v1/tasks", json=task(), headers=headers | {"Idempotency-Key": "t-1"})
     assert response.status_code == 401
     assert simulator.tasks() == []
 
@@ -161,9 +157,7 @@ def test_injected_fault_stores_nothing(
     assert simulator.stats() == SimStats(requests=1, faults_injected=1)
 
 
-def test_outage_answers_503_with_the_configured_retry_after(
-    simulator: UtilitySimulator, client: httpx.Client
-) -> None:
+def test_outage_answers_503_with_the_configured_retry_after(simulator: UtilitySimulator, client: httpx.Client) -> None:
     """During an outage every delivery is a 503 with Retry-After; afterwards deliveries succeed."""
     simulator.set_faults(outage_s=0.3, retry_after_s=2)
     responses = [deliver(client, task()) for _ in range(3)]
@@ -234,9 +228,7 @@ def test_received_task_is_frozen(simulator: UtilitySimulator, client: httpx.Clie
     assert simulator.tasks()[0].body["kind"] == "PRE_INTERVENTION"
 
 
-@pytest.mark.parametrize(
-    ("utility_id", "prefix"), [("liaocheng-gas", "G"), ("jinan-heat", "H"), ("acme", "U")]
-)
+@pytest.mark.parametrize(("utility_id", "prefix"), [("liaocheng-gas", "G"), ("jinan-heat", "H"), ("acme", "U")])
 def test_reference_prefix_follows_the_service(utility_id: str, prefix: str) -> None:
     """Gas, heat and other utilities number their references with their own prefix."""
     simulator = UtilitySimulator(utility_id, token=BEARER)

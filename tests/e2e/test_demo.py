@@ -1,0 +1,27 @@
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+
+
+def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """`ubridge demo --exit` replays traffic with faults and exits 0 with every task delivered exactly once."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
+    command = [sys.executable, "-m", "connectors.cli", "demo", "--events", "200", "--rate", "400", "--exit",
+               "--metrics-port", "0", "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every expected task reached its utility exactly once" in result.stdout
+    for heading in ("Stages (records)", "Deliveries per utility", "sink-jinan-heat", "router"):
+        assert heading in result.stdout
+    log = (tmp_path / "demo.log").read_text(encoding="utf-8")
+    assert '"event": "task_delivered"' in log
+    assert '"event": "record_dead_lettered"' in log
+    assert MOBILE.search(log) is None, "a mobile number reached the log unmasked"
