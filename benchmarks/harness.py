@@ -14,6 +14,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
+from connectors.demo.remote import Simulators
 from connectors.demo.runner import Demo, DemoOptions
 from connectors.demo.summary import percentile
 from connectors.gonggai.normaliser import GonggaiNormaliser
@@ -27,7 +28,6 @@ from connectors.utility.sink import UtilitySink
 from routing.service_areas import load_service_areas
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
-from simulators.utility import UtilitySimulator
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "deploy" / "config"
 PARTITIONS = 3
@@ -147,7 +147,7 @@ def run_stage(stage: str, bootstrap: str, prefix: str) -> Clock:
     metrics = Metrics(CollectorRegistry())
     stop = threading.Event()
     codec = Codec.default()
-    sim: UtilitySimulator | None = None
+    sims: Simulators | None = None
     processor: Processor
     if stage == "normaliser":
         processor = GonggaiNormaliser(
@@ -164,11 +164,10 @@ def run_stage(stage: str, bootstrap: str, prefix: str) -> Clock:
             codec=codec,
         )
     else:
-        sim = UtilitySimulator(SINK_UTILITY, token="bench")
-        url = sim.start()
-        utility = UtilitySettings(
-            id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=BearerAuth(type="bearer", token="bench")
-        )
+        sims = Simulators({SINK_UTILITY: "bench"}, seed=1)
+        url = sims.utilities[SINK_UTILITY].url
+        auth = BearerAuth(type="bearer", token="bench")
+        utility = UtilitySettings(id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=auth)
         processor = UtilitySink(utility, input_topic=_topic(prefix, "tasks"), codec=codec, metrics=metrics, stop=stop)
     clock = Clock(expected=_count(bootstrap, processor.input_topics[0]))
     loop = StageLoop(
@@ -184,9 +183,9 @@ def run_stage(stage: str, bootstrap: str, prefix: str) -> Clock:
     clock.done.wait()
     stop.set()
     thread.join()
-    if sim is not None:
-        clock.count = sim.stats().unique  # a sink's figure is tasks delivered, not tasks skipped
-        sim.stop()
+    if sims is not None:
+        clock.count = sims.utilities[SINK_UTILITY].stats().unique  # tasks delivered, not tasks skipped
+        sims.stop()
     return clock
 
 

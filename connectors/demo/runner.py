@@ -20,11 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.app import App
 from connectors.demo.expected import Expectation, expected_tasks
+from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import UtilityFigures, stage_table, utility_table
 from connectors.settings import Settings, load_settings
 from routing.service_areas import load_service_areas
-from simulators.approval import ApprovalSimulator
-from simulators.utility import UtilitySimulator
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 
@@ -74,17 +73,17 @@ class Demo:
         self.options = options
         self.console = console
         self.areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
-        self.approval = ApprovalSimulator(seed=options.seed)
-        self.utilities = {u: UtilitySimulator(u, token=f"demo-token-{u}") for u in sorted(self.areas.utilities())}
+        self.simulators = Simulators({u: _token(u) for u in sorted(self.areas.utilities())}, seed=options.seed)
+        self.approval = self.simulators.approval
+        self.utilities = self.simulators.utilities
         self.published_at: dict[int, datetime] = {}
         self.registry = CollectorRegistry()
         self.app: App | None = None
 
     def start(self) -> Settings:
         """Start the simulators and ubridge; returns the configuration it wrote and runs."""
-        approval_url = self.approval.start()
-        urls = {u: sim.start() for u, sim in self.utilities.items()}
-        config_path = self._write_config(approval_url, urls)
+        urls = {u: sim.url for u, sim in self.utilities.items()}
+        config_path = self._write_config(self.approval.url, urls)
         settings = load_settings(config_path)
         self.app = App(settings, registry=self.registry)
         self.app.start()
@@ -131,9 +130,7 @@ class Demo:
         if self.app is not None:
             self.app.stop()
             self.app.wait(timeout_s=30)
-        for sim in self.utilities.values():
-            sim.stop()
-        self.approval.stop()
+        self.simulators.stop()
 
     def _feed(self) -> None:
         chunk = max(1, int(self.options.rate_per_s / 10))
@@ -167,7 +164,7 @@ class Demo:
     def _delivered(self) -> int:
         return sum(sim.stats().unique for sim in self.utilities.values())
 
-    def _figures(self, utility: str, sim: UtilitySimulator, expectation: Expectation) -> UtilityFigures:
+    def _figures(self, utility: str, sim: RemoteUtility, expectation: Expectation) -> UtilityFigures:
         received = sim.tasks()
         expected = expectation.tasks.get(utility, set())
         ids = [t.task_id for t in received]
@@ -214,7 +211,7 @@ class Demo:
                 {
                     "id": utility,
                     "endpoint": f"{url}/v1/tasks",
-                    "auth": {"type": "bearer", "token": f"demo-token-{utility}"},
+                    "auth": {"type": "bearer", "token": _token(utility)},
                     "timeout_s": 5,
                     "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 2.0},
                 }
@@ -224,6 +221,10 @@ class Demo:
         path = self.options.workdir / "ubridge.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
+
+
+def _token(utility: str) -> str:
+    return f"demo-token-{utility}"
 
 
 def print_summary(console: Console, result: DemoResult) -> None:

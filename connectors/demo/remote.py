@@ -1,0 +1,99 @@
+"""The demo's handle on the simulators: a child process, driven over their ``/_sim/*`` control endpoints.
+
+Running the outside parties in a process of their own keeps them from competing with ubridge for one
+interpreter lock, so the demo's and the benchmarks' latencies are ubridge's, not the simulators'.
+"""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Received:
+    """A task as the utility's business system stored it."""
+
+    task_id: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A utility simulator's counters."""
+
+    requests: int
+    unique: int
+    repeats: int
+    faults_injected: int
+    rejected: int
+
+
+class RemoteUtility:
+    """One simulated utility business system."""
+
+    def __init__(self, utility_id: str, url: str) -> None:
+        self.utility_id = utility_id
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=30)
+
+    def stats(self) -> Stats:
+        """Requests, unique tasks, idempotent repeats, injected faults, rejections."""
+        return Stats(**self._http.get("/_sim/stats").raise_for_status().json())
+
+    def tasks(self) -> list[Received]:
+        """Every unique task, in arrival order."""
+        tasks = self._http.get("/_sim/tasks").raise_for_status().json()["tasks"]
+        return [Received(t["task_id"], datetime.fromisoformat(t["received_at"])) for t in tasks]
+
+    def set_faults(self, **faults: Any) -> None:
+        """Replace the fault plan (no arguments: no faults)."""
+        self._http.post("/_sim/faults", json=faults).raise_for_status()
+
+
+class RemoteApproval:
+    """The simulated approval system."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=60)
+
+    def generate(self, n_events: int, *, invalid_rate: float, unserved_rate: float) -> list[dict[str, Any]]:
+        """Publish ``n_events`` new events upstream; returns them."""
+        body = {"events": n_events, "invalid_rate": invalid_rate, "unserved_rate": unserved_rate}
+        events: list[dict[str, Any]] = self._http.post("/_sim/generate", json=body).raise_for_status().json()["events"]
+        return events
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event published so far (the ground truth)."""
+        events: list[dict[str, Any]] = self._http.get("/_sim/events").raise_for_status().json()["events"]
+        return events
+
+
+class Simulators:
+    """The child process hosting the approval system and the utilities."""
+
+    def __init__(self, utilities: dict[str, str], *, seed: int) -> None:
+        command = [sys.executable, "-m", "simulators", "--approval-seed", str(seed)]
+        for utility, token in utilities.items():
+            command += ["--utility", f"{utility}={token}"]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module
+        assert self._process.stdout is not None  # noqa: S101 - requested above
+        line = self._process.stdout.readline()
+        if not line:
+            message = f"the simulators exited with code {self._process.wait()} before announcing their URLs"
+            raise RuntimeError(message)
+        urls = json.loads(line)
+        self.approval = RemoteApproval(urls["approval"])
+        self.utilities = {u: RemoteUtility(u, url) for u, url in urls["utilities"].items()}
+
+    def stop(self) -> None:
+        """Terminate the child and wait for it."""
+        self._process.terminate()
+        self._process.wait(timeout=30)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
