@@ -5,7 +5,7 @@ Field meanings are documented once, in the ``.avsc`` files.
 """
 
 from datetime import datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
 
 Service = Literal["WATER", "GAS", "HEAT"]
 ItemStatus = Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]
@@ -16,6 +16,7 @@ TaskStage = Literal[
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
 ApplicantType = Literal["PERSON", "ENTERPRISE"]
+SlaEventKind = Literal["WARNING", "BREACHED", "MET"]
 
 SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
 
@@ -117,6 +118,8 @@ class TaskStatus(TypedDict):
     pipe_length_m: float | None
     reason: str | None
     detail: str | None
+    reporter: str
+    task: UtilityTask | None
 
 
 class ConnectionApplication(TypedDict):
@@ -137,4 +140,55 @@ class ConnectionApplication(TypedDict):
     note: str | None
     filed_at: datetime
     ingested_at: datetime
-    time_zone: NotRequired[str]
+    time_zone: str
+
+
+class SlaEvent(TypedDict):
+    """ubridge.v1.SlaEvent."""
+
+    event_id: str
+    task_id: str
+    utility_id: str
+    application_id: str | None
+    kind: SlaEventKind
+    rule: str
+    policy_id: str
+    policy_source: str
+    region_code: str
+    scenario: str
+    limit_working_hours: float
+    elapsed_working_hours: float
+    started_at: datetime
+    due_at: datetime
+    occurred_at: datetime
+    emitted_at: datetime
+    time_zone: str
+
+
+class StageSpan(TypedDict):
+    """ubridge.v1.StageSpan."""
+
+    stage: TaskStage
+    started_at: datetime
+    ended_at: datetime | None
+    elapsed_working_hours: float | None
+
+
+class TaskLedgerEntry(TypedDict):
+    """ubridge.v1.TaskLedgerEntry."""
+
+    task_id: str
+    utility_id: str
+    application_id: str | None
+    kind: TaskKind
+    service: Service
+    region_code: str
+    created_at: datetime
+    scenario: str
+    pipe_length_m: float | None
+    stage: TaskStage | None
+    closed: bool
+    rejected_reason: str | None
+    stages: list[StageSpan]
+    emitted: list[str]
+    updated_at: datetime

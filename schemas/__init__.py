@@ -29,7 +29,7 @@ from routing.errors import DataError
 
 SCHEMA_DIR = Path(__file__).parent
 NAMESPACE = "ubridge.v1"
-RECORDS = ("ProjectEvent", "ConnectionApplication", "UtilityTask", "TaskStatus")
+RECORDS = ("ProjectEvent", "ConnectionApplication", "UtilityTask", "TaskStatus", "SlaEvent", "TaskLedgerEntry")
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
 

@@ -14,8 +14,10 @@ Contract:
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from routing.errors import DataError
@@ -83,6 +85,28 @@ class Processor(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Ticking(Protocol):
+    """A processor that also acts on the passing of time (deadlines), not only on records."""
+
+    def tick(self, now: datetime) -> Sequence[Output]:
+        """Called about once a second between batches; outputs are produced and flushed at once."""
+        ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A processor whose state follows its input partitions (rebuilt from a changelog on assignment)."""
+
+    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """The consumer now owns ``partitions``: load their state before their first record."""
+        ...
+
+    def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """The consumer gave ``partitions`` up: drop their state."""
         ...
 
 

@@ -68,6 +68,12 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.intake_requests = Counter(
+            "ubridge_intake_requests_total",
+            "HTTP requests an intake (webhook, callback) answered, by status code.",
+            ["stage", "status"],
+            registry=registry,
+        )
         self.stage_up = Gauge(
             "ubridge_stage_up",
             "1 while a stage's loop runs, 0 once it stopped.",

@@ -16,13 +16,14 @@ from kafka.producer.future import FutureRecordMetadata
 
 from connectors.runtime.dlq import dead_letter
 from connectors.runtime.errors import StopRequested
-from connectors.runtime.interface import Delivered, Output, Processor, StageState
+from connectors.runtime.interface import Delivered, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
 from routing.errors import DataError
 
 log = structlog.get_logger(__name__)
 
 _LAG_EVERY_S = 5.0
+_TICK_EVERY_S = 1.0
 _POLL_MS = 500
 
 
@@ -59,10 +60,12 @@ class StageLoop:
         self._stop = stop
         self.state = state or StageState()
         self._next_lag_at = 0.0
+        self._next_tick_at = 0.0
 
     def run(self) -> None:
         """Consume until stopped; always closes the clients and the processor."""
-        self._consumer.subscribe(list(self.processor.input_topics), listener=_Readiness(self.state, self.stage))
+        listener = _Rebalance(self.state, self.stage, self.processor)
+        self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
         log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics))
@@ -72,6 +75,7 @@ class StageLoop:
                 records = [r for part in batch.values() for r in part]
                 if records and not self._handle(records):
                     break
+                self._tick()
                 self._report_lag()
         except Exception:
             self.state.failed = True
@@ -132,6 +136,19 @@ class StageLoop:
     def _send(self, output: Output) -> FutureRecordMetadata:
         return self._producer.send(output.topic, key=output.key, value=output.value, headers=list(output.headers))
 
+    def _tick(self) -> None:
+        if not isinstance(self.processor, Ticking):
+            return
+        now = time.monotonic()
+        if now < self._next_tick_at:
+            return
+        self._next_tick_at = now + _TICK_EVERY_S
+        futures = [self._send(output) for output in self.processor.tick(datetime.now(UTC))]
+        if futures:
+            self._producer.flush()
+            for future in futures:
+                future.get(timeout=0)
+
     def _report_lag(self) -> None:
         now = time.monotonic()
         if now < self._next_lag_at:
@@ -145,17 +162,22 @@ class StageLoop:
         self._metrics.consumer_lag.labels(self.stage).set(lag)
 
 
-class _Readiness(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Marks the stage ready once its consumer has joined the group (even with no partitions to own)."""
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Marks the stage ready once its consumer joined the group, and moves a stateful processor's state."""
 
-    def __init__(self, state: StageState, stage: str) -> None:
+    def __init__(self, state: StageState, stage: str, processor: Processor) -> None:
         self._state = state
         self._stage = stage
+        self._processor = processor
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Nothing to do: every batch is committed before the next poll, where revocation happens."""
+        """Every batch is committed before the next poll, where revocation happens: only state moves."""
+        if isinstance(self._processor, Stateful):
+            self._processor.on_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """The group is joined."""
+        """The group is joined (with or without partitions for us)."""
+        if isinstance(self._processor, Stateful):
+            self._processor.on_assigned(assigned)
         self._state.ready = True
         log.info("partitions_assigned", stage=self._stage, partitions=sorted(tp.partition for tp in assigned))

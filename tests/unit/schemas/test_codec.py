@@ -26,6 +26,8 @@ def status(**overrides: Any) -> dict[str, Any]:
         "pipe_length_m": None,
         "reason": None,
         "detail": None,
+        "reporter": "callback",
+        "task": None,
     }
     record.update(overrides)
     return record
@@ -90,14 +92,11 @@ def test_decode_as_checks_the_type() -> None:
         Codec.default().decode_as("UtilityTask", data)
 
 
-def test_older_writer_version_is_resolved_into_current(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A record written with an earlier published version decodes, new fields taking their defaults."""
-    current = schemas.load_current("TaskStatus")
-    older = {**current, "fields": [f for f in current["fields"] if f["name"] != "detail"]}
-    monkeypatch.setattr(schemas, "history", lambda name: [(1, older)] if name == "TaskStatus" else [])
-    codec = Codec()
+def test_published_v1_record_is_resolved_into_current() -> None:
+    """A TaskStatus written with published v1 decodes into the current schema, new fields at their defaults."""
+    v1 = dict(schemas.history("TaskStatus"))[1]
     body = io.BytesIO()
-    old_record = {k: v for k, v in status().items() if k != "detail"}
-    fastavro.schemaless_writer(body, fastavro.parse_schema(older), old_record)
-    data = MAGIC + schemas.fingerprint(older) + body.getvalue()
-    assert codec.decode(data) == ("TaskStatus", status(detail=None))
+    old_record = {k: v for k, v in status().items() if k not in ("reporter", "task")}
+    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), old_record)
+    data = MAGIC + schemas.fingerprint(v1) + body.getvalue()
+    assert Codec.default().decode(data) == ("TaskStatus", status(reporter="utility", task=None))
