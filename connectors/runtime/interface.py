@@ -33,6 +33,7 @@ class Output:
     key: bytes | None
     value: bytes
     headers: Headers = ()
+    partition: int | None = None  # set only to co-partition a changelog with its input; else by key
 
 
 @dataclass(frozen=True)

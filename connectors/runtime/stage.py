@@ -134,7 +134,9 @@ class StageLoop:
         return [self._send(output) for output in outcome.outputs]
 
     def _send(self, output: Output) -> FutureRecordMetadata:
-        return self._producer.send(output.topic, key=output.key, value=output.value, headers=list(output.headers))
+        return self._producer.send(
+            output.topic, key=output.key, value=output.value, headers=list(output.headers), partition=output.partition
+        )
 
     def _tick(self) -> None:
         if not isinstance(self.processor, Ticking):
