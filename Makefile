@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	bash deploy/local/install-test-deps.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -88,7 +88,7 @@ def _count(bootstrap: str, topic: str) -> int:
 def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
     """Write ``n`` valid, served approval-system events to a fresh raw topic; returns its name."""
     kafka = KafkaSettings(bootstrap=bootstrap)
-    names = ["raw", "pass", "events", "tasks", "dlq"]
+    names = ["raw", "pass", "events", "tasks", "status", "dlq"]
     ensure_topics(kafka, [TopicSpec(_topic(prefix, name), PARTITIONS) for name in names])
     producer = make_producer(kafka)
     simulator = ApprovalSimulator(seed=3)
@@ -168,7 +168,14 @@ def run_stage(stage: str, bootstrap: str, prefix: str) -> Clock:
         url = sims.utilities[SINK_UTILITY].url
         auth = BearerAuth(type="bearer", token="bench")
         utility = UtilitySettings(id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=auth)
-        processor = UtilitySink(utility, input_topic=_topic(prefix, "tasks"), codec=codec, metrics=metrics, stop=stop)
+        processor = UtilitySink(
+            utility,
+            input_topic=_topic(prefix, "tasks"),
+            status_topic=_topic(prefix, "status"),
+            codec=codec,
+            metrics=metrics,
+            stop=stop,
+        )
     clock = Clock(expected=_count(bootstrap, processor.input_topics[0]))
     loop = StageLoop(
         _Timed(processor, clock),

@@ -123,6 +123,7 @@ def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
         sink = UtilitySink(
             utility,
             input_topic=ctx.settings.topic("tasks"),
+            status_topic=ctx.settings.topic("task_status"),
             codec=ctx.codec,
             metrics=ctx.metrics,
             stop=ctx.stop,

@@ -4,17 +4,20 @@ Every utility runs its own sink with its own consumer group, HTTP client and ret
 that is down holds back only its own tasks: the others' groups keep consuming. Within a batch, tasks of
 different projects are delivered concurrently (``max_in_flight``) while each project's tasks go one after
 another, in order, so one task stuck in retries does not hold up every other project. Tasks for other
-utilities are skipped (filtered, counted). Delivery is idempotent by task id.
+utilities are skipped (filtered, counted). Delivery is idempotent by task id. Each accepted task is
+reported on the task-status topic as ``RECEIVED`` (reporter ``sink``, carrying the task), which opens the
+task's entry in the SLA ledger.
 
 Example:
-    >>> sink = UtilitySink(settings.utilities[0], input_topic="ubridge.tasks.v1", codec=Codec.default(),
-    ...                    metrics=metrics, stop=stop)
+    >>> sink = UtilitySink(settings.utilities[0], input_topic="ubridge.tasks.v1",
+    ...                    status_topic="ubridge.task-status.v1", codec=Codec.default(), metrics=metrics, stop=stop)
 """
 
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import cast
 
 import httpx
@@ -22,13 +25,13 @@ import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
-from connectors.runtime.interface import Delivered, Outcome
+from connectors.runtime.interface import Delivered, Outcome, Output
 from connectors.runtime.metrics import Metrics
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
 from connectors.utility.payload import task_body
 from routing.errors import DataError
-from routing.records import UtilityTask
+from routing.records import TaskStatus, UtilityTask
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -50,6 +53,7 @@ class UtilitySink:
         settings: UtilitySettings,
         *,
         input_topic: str,
+        status_topic: str,
         codec: Codec,
         metrics: Metrics,
         stop: threading.Event,
@@ -58,6 +62,7 @@ class UtilitySink:
         self.stage = stage_name(settings.id)
         self.input_topics = (input_topic,)
         self.utility = settings.id
+        self._status_topic = status_topic
         self._codec = codec
         self._client = UtilityClient(settings, metrics=metrics, stop=stop, transport=transport)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix=self.stage)
@@ -113,4 +118,22 @@ class UtilitySink:
             partition=record.partition,
             offset=record.offset,
         )
-        return Delivered()
+        return Delivered(outputs=(self._received(task),))
+
+    def _received(self, task: UtilityTask) -> Output:
+        now = datetime.now(UTC)
+        status: TaskStatus = {
+            "task_id": task["task_id"],
+            "utility_id": self.utility,
+            "application_id": task["application_id"],
+            "stage": "RECEIVED",
+            "occurred_at": now,
+            "reported_at": now,
+            "pipe_length_m": None,
+            "reason": None,
+            "detail": None,
+            "reporter": "sink",
+            "task": task,
+        }
+        value = self._codec.encode("TaskStatus", dict(status))
+        return Output(self._status_topic, task["task_id"].encode(), value)

@@ -38,6 +38,7 @@ def sink(handler: Callable[[httpx.Request], httpx.Response], stop: threading.Eve
     return UtilitySink(
         settings,
         input_topic="tasks",
+        status_topic="status",
         codec=Codec.default(),
         metrics=Metrics(CollectorRegistry()),
         stop=stop or threading.Event(),
@@ -54,7 +55,7 @@ def test_tasks_of_other_utilities_are_filtered_without_a_request() -> None:
         return httpx.Response(201)
 
     outcomes = list(sink(handler).process([record(1), record(2, utility="jinan-heat")]))
-    assert outcomes == [Delivered(), Delivered(filtered_reason="other_utility")]
+    assert [o.filtered_reason for o in outcomes if isinstance(o, Delivered)] == [None, "other_utility"]
     assert sent == [f"{UTILITY}-00001"]
 
 
@@ -85,7 +86,7 @@ def test_one_project_in_retries_does_not_hold_up_the_others() -> None:
 
     records = [record(0, project=0), *(record(n, project=n) for n in range(1, 6))]
     outcomes = list(sink(handler).process(records))
-    assert outcomes == [Delivered()] * 6
+    assert [type(o) for o in outcomes] == [Delivered] * 6
     stuck = delivered_at[f"{UTILITY}-00000"]
     assert all(delivered_at[f"{UTILITY}-{n:05d}"] < stuck for n in range(1, 6))
 
@@ -126,6 +127,16 @@ def test_shutdown_during_retries_stops_the_batch_at_that_record() -> None:
         return httpx.Response(201)
 
     outcomes = sink(handler, stop).process([record(1, project=1), record(2, project=1), record(3, project=1)])
-    assert next(outcomes) == Delivered()
+    assert isinstance(next(outcomes), Delivered)
     with pytest.raises(StopRequested):
         next(outcomes)
+
+
+def test_accepted_task_is_reported_received_with_the_task() -> None:
+    """Each delivered task yields a RECEIVED TaskStatus keyed by task id, carrying the task for the ledger."""
+    outcomes = list(sink(lambda request: httpx.Response(201)).process([record(4)]))
+    assert isinstance(outcomes[0], Delivered)
+    (output,) = outcomes[0].outputs
+    name, status = Codec.default().decode(output.value)
+    assert (output.topic, output.key, name) == ("status", f"{UTILITY}-00004".encode(), "TaskStatus")
+    assert (status["stage"], status["reporter"], status["task"]["task_id"]) == ("RECEIVED", "sink", f"{UTILITY}-00004")
