@@ -44,6 +44,7 @@ class KafkaSettings(_Strict):
     replication_factor: Annotated[int, Field(ge=1)] = 1
     max_poll_records: Annotated[int, Field(ge=1)] = 500
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
+    max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
 
 
 class TopicNames(_Strict):

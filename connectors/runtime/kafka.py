@@ -48,6 +48,7 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: An
         "max_poll_records": kafka.max_poll_records,
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.session_timeout_ms // 3,
+        "max_poll_interval_ms": kafka.max_poll_interval_ms,
     }
     options.update(overrides)
     return KafkaConsumer(**options)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError
 from kafka.producer.future import FutureRecordMetadata
 
 from connectors.runtime.dlq import dead_letter
@@ -108,8 +109,16 @@ class StageLoop:
         for future in futures:
             future.get(timeout=0)  # raises if the broker refused it: the batch stays uncommitted
         if done:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})
+            self._commit(done)
         return finished
+
+    def _commit(self, done: dict[TopicPartition, int]) -> None:
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})
+        except CommitFailedError as exc:
+            # The batch outlived max.poll.interval.ms (a utility down for long) and the group moved on. The
+            # records stay uncommitted and come back after the rejoin: re-delivered, idempotently.
+            log.warning("commit_failed_after_rebalance", stage=self.stage, error=str(exc))
 
     def _emit(self, record: ConsumerRecord, outcome: Delivered | DataError) -> list[FutureRecordMetadata]:
         self._metrics.records_in.labels(self.stage).inc()

@@ -69,3 +69,26 @@ def test_one_utility_outage_does_not_delay_another(
     assert not app.failed
     assert {t.task_id for t in up.tasks()} == {f"yantai-water-{n:05d}" for n in range(TASKS_EACH)}
     assert up.stats().repeats == 0
+
+
+def test_an_outage_longer_than_the_poll_interval_does_not_kill_the_sink(
+    kafka_bootstrap: str, unique_prefix: str, utilities: dict[str, tuple[UtilitySimulator, str]]
+) -> None:
+    """A batch stuck in retries past max.poll.interval.ms loses its commit, not its stage: every task arrives."""
+    down, url = utilities["jinan-heat"]
+    down.set_faults(outage_s=9.0, retry_after_s=0.5)
+    settings = settings_for(
+        kafka_bootstrap,
+        unique_prefix,
+        kafka={"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix, "max_poll_interval_ms": 3000},
+        utilities=[utility_config("jinan-heat", url)],
+    )
+    app = App(settings, only=["sink-jinan-heat"], serve_metrics=False)
+    app.start()
+    try:
+        publish_tasks(settings, ["jinan-heat"])
+        wait_until(lambda: down.stats().unique == TASKS_EACH, timeout_s=60, what="jinan-heat's tasks after the outage")
+    finally:
+        app.stop()
+        assert app.wait(timeout_s=15)
+    assert not app.failed
