@@ -11,6 +11,7 @@ from typing import Protocol
 
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.gonggai.webhook import build_webhook
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Processor, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
@@ -19,6 +20,7 @@ from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
 from connectors.settings import Settings, UtilitySettings
 from connectors.utility.sink import UtilitySink, stage_name
+from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
 from schemas import Codec
 
@@ -50,6 +52,7 @@ class StageSpec:
 
     name: str
     build: Callable[[Context], Runnable]
+    dead_letters: bool = True  # intakes answer bad input with 4xx instead
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
@@ -58,7 +61,7 @@ def topics(settings: Settings) -> list[TopicSpec]:
     names = ["raw_gonggai", "project_events", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
-    specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings)]
+    specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
     return specs
 
 
@@ -68,6 +71,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     gonggai = settings.sources.gonggai_interface
     if gonggai is not None and gonggai.enabled:
         specs.append(StageSpec(gonggai.name, _gonggai_interface))
+    webhook = settings.sources.gonggai_webhook
+    if webhook is not None and webhook.enabled:
+        specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     return specs
@@ -96,13 +102,28 @@ def _gonggai_interface(ctx: Context) -> Runnable:
     )
 
 
+def _gonggai_webhook(ctx: Context) -> Runnable:
+    config = ctx.settings.sources.gonggai_webhook
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    return build_webhook(
+        config,
+        kafka=ctx.settings.kafka,
+        raw_topic=ctx.settings.topic("raw_gonggai"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+    )
+
+
 def _normaliser(ctx: Context) -> Runnable:
     settings = ctx.settings
+    interface = settings.sources.gonggai_interface
+    mappings = {interface.name: load_mapping(interface.mapping)} if interface and interface.mapping else {}
     processor = GonggaiNormaliser(
         input_topic=settings.topic("raw_gonggai"),
         output_topic=settings.topic("project_events"),
         status_codes=settings.routing.status_codes,
         codec=ctx.codec,
+        mappings=mappings,
     )
     return _loop(ctx, processor)
 

@@ -23,6 +23,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from connectors.config_paths import ConfigPath
+from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -86,18 +89,20 @@ class GonggaiInterfaceSettings(_Strict):
     poll_interval_s: Annotated[float, Field(gt=0)] = 1.0
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry: RetrySettings = RetrySettings()
+    mapping: ConfigPath | None = Field(None, description="Vendor mapping of the events (default format if absent).")
 
 
 class SourcesSettings(_Strict):
     """Every upstream connector; absent means not run."""
 
     gonggai_interface: GonggaiInterfaceSettings | None = None
+    gonggai_webhook: GonggaiWebhookSettings | None = None
 
 
 class RoutingSettings(_Strict):
     """Service areas and the approval system's status-code table."""
 
-    service_areas: Path
+    service_areas: ConfigPath
     status_codes: dict[int, Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]] = {
         1: "RECEIVED",
         11: "GRANTED",
@@ -193,15 +198,9 @@ def parse_settings(document: Any, *, origin: str = "<memory>", base_dir: Path | 
         message = f"{origin}: {exc}"
         raise ConfigError(message) from exc
     try:
-        settings = Settings.model_validate(expanded)
+        return Settings.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from exc
-    areas = settings.routing.service_areas
-    if base_dir is not None and not areas.is_absolute():
-        settings = settings.model_copy(
-            update={"routing": settings.routing.model_copy(update={"service_areas": base_dir / areas})}
-        )
-    return settings
 
 
 def load_settings(path: Path) -> Settings:

@@ -1,7 +1,17 @@
-"""Normaliser stage: raw 工改 JSON (as received) → canonical ``ProjectEvent`` (Avro).
+"""Normaliser stage for every 工改 vendor: raw JSON (any vendor's format) → canonical ``ProjectEvent`` (Avro).
 
-The mapping itself is pure (:func:`routing.gonggai.normalise`); this stage only decodes, encodes and
-keys. A record that does not parse or validate is a ``DataError`` and is dead-lettered by the runtime.
+The mapping to the canonical record is pure (:func:`routing.gonggai.normalise`). A record in a vendor's format
+is first mapped to the default format with that vendor's declarative mapping (:mod:`routing.mapping`), chosen by the
+record's ``ubridge.source`` header. A record is taken as already in the default format, and not mapped,
+when its header ``ubridge.format`` or ``ubridge.vendor`` says ``default`` (the webhook writes mapped
+records so), when its source has no mapping, or when that mapping is the identity (vendor ``default``).
+
+Every fault is a ``DataError`` dead-lettered by the runtime; its field is the *vendor's* path
+(``approval.办理记录[0].状态``), also when validation after mapping found it.
+
+Example:
+    >>> normaliser = GonggaiNormaliser(input_topic=raw, output_topic=events, status_codes=codes, codec=codec,
+    ...                               mappings={"gonggai-interface": load_mapping(Path("vendor-yantai.yaml"))})
 """
 
 import json
@@ -13,22 +23,32 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.runtime.interface import Delivered, Outcome, Output
 from routing.errors import DataError
 from routing.gonggai import normalise
+from routing.mapping import VendorMapping, apply_mapping
 from routing.records import ItemStatus
 from schemas import Codec
 
+DEFAULT_FORMAT = "default"
+
 
 class GonggaiNormaliser:
-    """Turns each raw approval-system event into one ProjectEvent."""
+    """Turns each raw approval-system event, of whichever vendor, into one ProjectEvent."""
 
     stage = "normaliser-gonggai"
 
     def __init__(
-        self, *, input_topic: str, output_topic: str, status_codes: Mapping[int, ItemStatus], codec: Codec
+        self,
+        *,
+        input_topic: str,
+        output_topic: str,
+        status_codes: Mapping[int, ItemStatus],
+        codec: Codec,
+        mappings: Mapping[str, VendorMapping] | None = None,
     ) -> None:
         self.input_topics = (input_topic,)
         self._output_topic = output_topic
         self._status_codes = dict(status_codes)
         self._codec = codec
+        self._mappings = {source: m for source, m in (mappings or {}).items() if m.vendor != DEFAULT_FORMAT}
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per raw record."""
@@ -39,27 +59,44 @@ class GonggaiNormaliser:
                 yield exc
 
     def _normalise(self, record: ConsumerRecord) -> Delivered:
-        headers = dict(record.headers or ())
+        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
         try:
             raw = json.loads(record.value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise DataError("", f"raw record is not JSON: {exc}") from exc
         if not isinstance(raw, dict):
             raise DataError("", "raw record is not a JSON object")
-        source = headers.get("ubridge.source", b"gonggai").decode()
-        event = normalise(raw, source=source, ingested_at=_ingested_at(headers), status_codes=self._status_codes)
+        source = headers.get("ubridge.source", "gonggai")
+        mapping = self._mapping_for(source, headers)
+        ingested_at = _ingested_at(headers)
+        if mapping is None:
+            event = normalise(raw, source=source, ingested_at=ingested_at, status_codes=self._status_codes)
+        else:
+            mapped = apply_mapping(mapping, raw)
+            try:
+                event = normalise(mapped, source=source, ingested_at=ingested_at, status_codes=self._status_codes)
+            except DataError as exc:
+                raise mapping.vendor_error(exc) from exc
         value = self._codec.encode("ProjectEvent", event)
         return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
+
+    def _mapping_for(self, source: str, headers: Mapping[str, str]) -> VendorMapping | None:
+        if DEFAULT_FORMAT in (headers.get("ubridge.format"), headers.get("ubridge.vendor")):
+            return None
+        return self._mappings.get(source)
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def _ingested_at(headers: dict[str, bytes]) -> datetime:
+def _ingested_at(headers: Mapping[str, str]) -> datetime:
     stamp = headers.get("ubridge.ingested_at")
     if stamp is None:
         return datetime.now(UTC)
     try:
-        return datetime.fromisoformat(stamp.decode())
+        moment = datetime.fromisoformat(stamp)
     except ValueError as exc:
         raise DataError("ubridge.ingested_at", f"header is not an ISO-8601 time: {stamp!r}") from exc
+    if moment.tzinfo is None:
+        raise DataError("ubridge.ingested_at", f"header has no time zone: {stamp!r}")
+    return moment

@@ -1,0 +1,291 @@
+"""Working time in Asia/Shanghai: office hours on working days, statutory holidays and make-up days (DESIGN §7).
+
+Which days are working days comes from the ``chinesecalendar`` package (it ships the State Council's yearly
+holiday notice, 2004 to its release year) and, for years it lacks, from the ``overrides`` of the calendar
+file. A day in a year neither knows raises :class:`CalendarError`: an SLA clock that guessed would be wrong
+on exactly the days that matter (Spring Festival, National Day, the Saturdays worked to make up for them).
+
+.. code-block:: yaml
+
+    office_hours: ["08:30-12:00", "13:30-17:30"]
+    overrides:
+      2027:
+        holidays: [2027-01-01]
+        workdays: []
+
+Example:
+    >>> from datetime import UTC, datetime
+    >>> cal = parse_calendar({"office_hours": ["08:30-12:00", "13:30-17:30"]})
+    >>> friday = datetime(2026, 3, 6, 8, 30, tzinfo=UTC)  # 16:30 in Shanghai
+    >>> cal.add_working_hours(friday, 3.0).isoformat()  # one hour on Friday, two on Monday
+    '2026-03-09T02:30:00+00:00'
+"""
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Final, NoReturn
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+import yaml
+
+from routing.errors import UbridgeError
+
+TIME_ZONE: Final = "Asia/Shanghai"
+SHANGHAI: Final = ZoneInfo(TIME_ZONE)
+_ONE_DAY: Final = timedelta(days=1)
+_SATURDAY: Final = 5
+_PERIOD: Final = re.compile(r"([0-2][0-9]):([0-5][0-9])-([0-2][0-9]):([0-5][0-9])")
+_TOP_KEYS: Final = frozenset({"office_hours", "overrides"})
+_YEAR_KEYS: Final = frozenset({"holidays", "workdays"})
+
+
+class CalendarError(UbridgeError):
+    """A day outside every known holiday schedule: add the year's ``overrides`` entry, never guess."""
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """Office hours on working days, in Asia/Shanghai.
+
+    Args:
+        periods: Office hours of a working day, sorted and disjoint, e.g. ``((08:30, 12:00), (13:30, 17:30))``.
+        holidays: Days off in the override years (weekdays included in the State Council's notice).
+        workdays: Make-up working days (调休上班) in the override years, all Saturdays or Sundays.
+        override_years: Years whose schedule comes from the overrides, not from ``chinesecalendar``.
+        origin: The file the overrides belong in, named by :class:`CalendarError`.
+    """
+
+    periods: tuple[tuple[time, time], ...]
+    holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
+    override_years: frozenset[int] = frozenset()
+    origin: str = field(default="calendar.yaml", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.periods:
+            _fail("office_hours", "must list at least one period")
+        for (_, end), (start, _) in zip(self.periods, self.periods[1:], strict=False):
+            if start < end:
+                _fail("office_hours", f"periods must be sorted and disjoint; {start:%H:%M} starts before {end:%H:%M}")
+        for start, end in self.periods:
+            if end <= start:
+                _fail("office_hours", f"{start:%H:%M}-{end:%H:%M} ends before it starts")
+        stray = sorted(day for day in self.holidays | self.workdays if day.year not in self.override_years)
+        if stray:
+            _fail("overrides", f"{stray[0]} is outside the override years {sorted(self.override_years)}")
+
+    @property
+    def hours_per_day(self) -> float:
+        """Office hours of one working day: the length of "1 working day" in every limit."""
+        return sum((_span(start, end) for start, end in self.periods), timedelta()).total_seconds() / 3600
+
+    def is_working_day(self, day: date) -> bool:
+        """Return whether ``day`` is a working day.
+
+        Raises:
+            CalendarError: If ``day``'s year is neither overridden nor covered by ``chinesecalendar``.
+        """
+        if day.year in self.override_years:
+            return day in self.workdays or (day.weekday() < _SATURDAY and day not in self.holidays)
+        try:
+            return bool(chinese_calendar.is_workday(day))
+        except NotImplementedError as exc:
+            msg = (
+                f"no holiday schedule for {day.year} ({exc}); add overrides.{day.year} (holidays, workdays) to "
+                f"{self.origin} from the State Council's notice, or upgrade chinesecalendar"
+            )
+            raise CalendarError(msg) from exc
+
+    def working_time_between(self, start: datetime, end: datetime) -> timedelta:
+        """Return the office time between two aware instants, exact to the microsecond (zero if not after)."""
+        first, last = _local(start, "start"), _local(end, "end")
+        total = timedelta()
+        if last <= first:
+            return total
+        for opens, closes in self._windows(first, last.date()):
+            total += max(timedelta(), min(closes, last) - max(opens, first))
+        return total
+
+    def working_hours_between(self, start: datetime, end: datetime) -> float:
+        """Return the working hours between two aware instants (any zone); 0 if ``end <= start``.
+
+        Raises:
+            ValueError: If either is naive.
+            CalendarError: If a day in between has no known schedule.
+        """
+        return self.working_time_between(start, end).total_seconds() / 3600
+
+    def add_working_time(self, start: datetime, amount: timedelta) -> datetime:
+        """Return (in UTC) the first instant at which ``amount`` of office time after ``start`` has elapsed."""
+        first = _local(start, "start")
+        if amount < timedelta():
+            msg = f"amount must not be negative, got {amount}"
+            raise ValueError(msg)
+        if not amount:
+            return first.astimezone(UTC)
+        remaining = amount
+        for opens, closes in self._windows(first):
+            begin = max(opens, first)
+            if closes - begin >= remaining:
+                return (begin + remaining).astimezone(UTC)
+            remaining -= max(timedelta(), closes - begin)
+        raise AssertionError  # pragma: no cover - _windows never ends; unknown years raise CalendarError
+
+    def add_working_hours(self, start: datetime, hours: float) -> datetime:
+        """Return (in UTC) the instant when ``hours`` working hours after ``start`` have elapsed.
+
+        A budget that runs out exactly at the end of a period ends there (12:00), not when the next opens.
+
+        Raises:
+            ValueError: If ``start`` is naive or ``hours`` is negative or not finite.
+            CalendarError: If the walk reaches a day with no known schedule.
+        """
+        if not math.isfinite(hours) or hours < 0:
+            msg = f"hours must be a finite number >= 0, got {hours!r}"
+            raise ValueError(msg)
+        return self.add_working_time(start, timedelta(hours=hours))
+
+    def _windows(self, first: datetime, last_day: date = date.max) -> Iterator[tuple[datetime, datetime]]:
+        # Office periods from the day of ``first`` to ``last_day``, skipping those that closed before ``first``.
+        # Only the days walked are looked up, so a clock ending on 31 December needs nothing of the next year.
+        day = first.date()
+        while day <= last_day:
+            if self.is_working_day(day):
+                for start, end in self.periods:
+                    closes = datetime.combine(day, end, SHANGHAI)
+                    if closes > first:
+                        yield datetime.combine(day, start, SHANGHAI), closes
+            day += _ONE_DAY
+
+
+def load_calendar(path: Path) -> WorkingCalendar:
+    """Read and validate a calendar YAML file.
+
+    Raises:
+        OSError: If the file cannot be read.
+        ValueError: If it is not valid YAML or not a valid calendar; the message names the file and key.
+    """
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        msg = f"{path}: not valid YAML: {exc}"
+        raise ValueError(msg) from exc
+    return parse_calendar(doc, origin=str(path))
+
+
+def parse_calendar(doc: Mapping[str, Any], *, origin: str = "<memory>") -> WorkingCalendar:
+    """Validate a parsed calendar document (``office_hours``, optional ``overrides``) and build the calendar.
+
+    Raises:
+        ValueError: Naming ``origin`` and the key, e.g. ``calendar.yaml: overrides.2027.workdays[0]:
+            2027-02-08 is a Monday, already a working day``.
+    """
+    try:
+        if not isinstance(doc, Mapping):
+            _fail("", f"expected a mapping with 'office_hours' and 'overrides', got {type(doc).__name__}")
+        unknown = sorted(str(key) for key in doc.keys() - _TOP_KEYS)
+        if unknown:
+            _fail("", f"unknown keys {unknown}; expected {sorted(_TOP_KEYS)}")
+        holidays, workdays, years = _overrides(doc.get("overrides"))
+        return WorkingCalendar(_periods(doc.get("office_hours")), holidays, workdays, years, origin=origin)
+    except ValueError as exc:
+        msg = f"{origin}: {exc}"
+        raise ValueError(msg) from exc
+
+
+def _periods(value: object) -> tuple[tuple[time, time], ...]:
+    if not isinstance(value, list) or not value:
+        _fail("office_hours", f"must be a non-empty list of quoted 'HH:MM-HH:MM' periods, got {value!r}")
+    periods: list[tuple[time, time]] = []
+    for i, item in enumerate(value):
+        match = _PERIOD.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            _fail(f"office_hours[{i}]", f"{item!r} is not a quoted 'HH:MM-HH:MM' period")
+        hour1, minute1, hour2, minute2 = (int(part) for part in match.groups())
+        try:
+            periods.append((time(hour1, minute1), time(hour2, minute2)))
+        except ValueError as exc:
+            _fail(f"office_hours[{i}]", f"{item!r}: {exc}")
+    return tuple(periods)
+
+
+def _overrides(value: object) -> tuple[frozenset[date], frozenset[date], frozenset[int]]:
+    if value is None:
+        return frozenset(), frozenset(), frozenset()
+    if not isinstance(value, Mapping):
+        _fail("overrides", f"must map a year to {{holidays: [...], workdays: [...]}}, got {type(value).__name__}")
+    holidays: set[date] = set()
+    workdays: set[date] = set()
+    years: set[int] = set()
+    for key, schedule in value.items():
+        year = _year(key)
+        path = f"overrides.{key}"
+        if not isinstance(schedule, Mapping) or not schedule.keys() <= _YEAR_KEYS:
+            _fail(path, f"must be a mapping with keys {sorted(_YEAR_KEYS)}, got {schedule!r}")
+        off = _dates(f"{path}.holidays", schedule.get("holidays"), year)
+        on = _dates(f"{path}.workdays", schedule.get("workdays"), year)
+        _check_make_up_days(f"{path}.workdays", on, off)
+        holidays.update(off)
+        workdays.update(on)
+        years.add(year)
+    return frozenset(holidays), frozenset(workdays), frozenset(years)
+
+
+def _year(key: object) -> int:
+    text = str(key)
+    if isinstance(key, bool) or not text.isdigit() or len(text) != len("2027"):
+        _fail(f"overrides.{key}", "the key must be a four-digit year")
+    return int(text)
+
+
+def _dates(path: str, value: object, year: int) -> list[date]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _fail(path, f"must be a list of dates (YYYY-MM-DD), got {value!r}")
+    days: list[date] = []
+    for i, item in enumerate(value):
+        day = _date(f"{path}[{i}]", item)
+        if day.year != year:
+            _fail(f"{path}[{i}]", f"{day} is not in {year}")
+        days.append(day)
+    return days
+
+
+def _date(path: str, value: object) -> date:
+    # An unquoted YYYY-MM-DD arrives as a date already; a quoted one as text.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        _fail(path, f"{value!r} is not a date (YYYY-MM-DD)")
+
+
+def _check_make_up_days(path: str, workdays: list[date], holidays: list[date]) -> None:
+    for i, day in enumerate(workdays):
+        if day in holidays:
+            _fail(f"{path}[{i}]", f"{day} is listed both as a holiday and as a working day")
+        if day.weekday() < _SATURDAY:
+            _fail(f"{path}[{i}]", f"{day} is a {day:%A}, already a working day; list make-up weekend days only")
+
+
+def _span(start: time, end: time) -> timedelta:
+    return datetime.combine(date.min, end) - datetime.combine(date.min, start)
+
+
+def _local(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        msg = f"{name} must be timezone-aware, got naive {moment.isoformat()}"
+        raise ValueError(msg)
+    return moment.astimezone(SHANGHAI)
+
+
+def _fail(path: str, reason: str) -> NoReturn:
+    msg = f"{path}: {reason}" if path else reason
+    raise ValueError(msg)

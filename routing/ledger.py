@@ -1,0 +1,227 @@
+"""The task ledger (台账): every stage of a task, clocked in working time (DESIGN §2, §7).
+
+An entry starts from the sink's RECEIVED report, which carries the task; each later :class:`TaskStatus`
+from the utility yields a new entry. The ledger keeps, per stage, the earliest time it was reached, so the
+final entry depends only on the set of reports, never on their arrival order:
+
+- the same report twice, or a stage reported again later, leaves the entry unchanged;
+- a report arriving late (SURVEYED before CONTACTED, CONTACTED dated earlier) is slotted in by
+  ``occurred_at``; each span ends where the next stage starts;
+- a report that can never fit raises :class:`~routing.errors.DataError` (field ``stage``): a stage dated
+  after the task was CLOSED or REJECTED, CLOSED dated before CONNECTED, CLOSED and REJECTED both, REJECTED
+  without a reason, EXTERNAL_WORKS without a pipe length, another task's or utility's report, a report dated
+  before the task was created.
+
+CLOSED may arrive before the CONNECTED report it follows; until that report arrives the task is closed and
+the total rule counts up to CLOSED.
+
+A ledger stage drives it like this (``evaluate`` is :func:`routing.sla.evaluate`)::
+
+    entry = open_entry(received["task"], received_at=received["occurred_at"])
+    entry = apply_status(entry, contacted, calendar)
+    events = evaluate(entry, policies.policy_for(entry["region_code"], entry["scenario"]), calendar, now)
+    entry = mark_emitted(entry, events, now)  # after the events are acknowledged
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final, NamedTuple
+
+from routing.calendar import WorkingCalendar
+from routing.errors import DataError
+from routing.records import SlaEvent, StageSpan, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
+from routing.sla import STAGE_ORDER, Policy, RuleClock, RuleState, read, rule_clocks, scenario_for, task_end
+
+__all__ = ["STAGE_ORDER", "TimelineRow", "apply_status", "mark_emitted", "open_entry", "timeline"]
+
+_FIELD: Final = "stage"
+_RANK: Final = {stage: rank for rank, stage in enumerate((*STAGE_ORDER, "REJECTED"))}
+
+
+class TimelineRow(NamedTuple):
+    """One line of ``ubridge tasks show``: a stage or a rule, its times in working hours, and its state."""
+
+    name: str
+    started: datetime | None
+    ended: datetime | None
+    elapsed_working_hours: float | None
+    allowed_working_hours: float | None
+    state: RuleState
+
+
+def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
+    """Start the ledger entry of a task the utility just received.
+
+    The clock starts at ``task["created_at"]``. The task's demand carries no pipe length, so the scenario
+    starts as ``no_external_works`` until an EXTERNAL_WORKS report gives one.
+
+    Raises:
+        ValueError: If ``received_at`` is naive.
+        DataError: If ``received_at`` is before the task was created.
+    """
+    _aware(received_at, "received_at")
+    _not_before_creation(task["created_at"], "RECEIVED", received_at)
+    return {
+        "task_id": task["task_id"],
+        "utility_id": task["utility_id"],
+        "application_id": task["application_id"],
+        "kind": task["kind"],
+        "service": task["service"],
+        "region_code": task["region_code"],
+        "created_at": task["created_at"],
+        "scenario": scenario_for(None),
+        "pipe_length_m": None,
+        "stage": "RECEIVED",
+        "closed": False,
+        "rejected_reason": None,
+        "stages": [{"stage": "RECEIVED", "started_at": received_at, "ended_at": None, "elapsed_working_hours": None}],
+        "emitted": [],
+        "updated_at": received_at,
+    }
+
+
+def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCalendar) -> TaskLedgerEntry:
+    """Return the entry with ``status`` applied; the argument is never changed.
+
+    Raises:
+        DataError: For an impossible report (see the module docstring), field ``stage``.
+        ValueError: If ``status["occurred_at"]`` is naive.
+        CalendarError: If a span runs through a year without a holiday schedule.
+    """
+    stage, at = status["stage"], status["occurred_at"]
+    _aware(at, "occurred_at")
+    _check_identity(entry, status)
+    _check_payload(status)
+    _not_before_creation(entry["created_at"], stage, at)
+    times = {span["stage"]: span["started_at"] for span in entry["stages"]}
+    if stage in times and times[stage] <= at:
+        return entry
+    times[stage] = at
+    _check_order(times)
+    changed: TaskLedgerEntry = {**entry, "stages": _spans(times, calendar), "updated_at": status["reported_at"]}
+    changed["emitted"] = list(entry["emitted"])
+    changed["stage"] = changed["stages"][-1]["stage"]
+    changed["closed"] = "CLOSED" in times or "REJECTED" in times
+    if stage == "REJECTED":
+        changed["rejected_reason"] = status["reason"]
+    if stage == "EXTERNAL_WORKS":
+        changed["pipe_length_m"] = status["pipe_length_m"]
+        changed["scenario"] = scenario_for(status["pipe_length_m"])
+    return changed
+
+
+def mark_emitted(entry: TaskLedgerEntry, events: Sequence[SlaEvent], now: datetime) -> TaskLedgerEntry:
+    """Return the entry with the events' ids recorded as emitted (each once) and ``updated_at = now``.
+
+    Raises:
+        ValueError: If an event belongs to another task.
+    """
+    emitted = list(entry["emitted"])
+    for event in events:
+        if event["task_id"] != entry["task_id"]:
+            msg = f"event {event['event_id']} is for task {event['task_id']}, not {entry['task_id']}"
+            raise ValueError(msg)
+        if event["event_id"] not in emitted:
+            emitted.append(event["event_id"])
+    return {**entry, "stages": list(entry["stages"]), "emitted": emitted, "updated_at": now}
+
+
+def timeline(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[TimelineRow]:
+    """Return one row per stage in time order, then the ``first_contact`` and ``total`` rules.
+
+    A stage with a step limit reads like a rule; one without reads ``open`` until the next stage starts,
+    then ``met``. CLOSED and REJECTED are instants (zero hours, ``met``). A rule still running when the task
+    ended is read at the end: ``breached`` if it was, else ``open``.
+
+    Raises:
+        ValueError: If ``now`` is naive.
+    """
+    _aware(now, "now")
+    end = task_end(entry)
+    clocks = {clock.rule: clock for clock in rule_clocks(entry, policy, calendar)}
+    rows: list[TimelineRow] = []
+    for span in entry["stages"]:
+        clock = clocks.get(f"step:{span['stage']}")
+        if clock is not None:
+            rows.append(_rule_row(span["stage"], clock, calendar, now, end=end, fraction=policy.warning_fraction))
+        else:
+            rows.append(_stage_row(span, calendar, now))
+    for rule in ("first_contact", "total"):
+        if rule in clocks:
+            rows.append(_rule_row(rule, clocks[rule], calendar, now, end=end, fraction=policy.warning_fraction))
+    return rows
+
+
+def _rule_row(
+    name: str, clock: RuleClock, calendar: WorkingCalendar, now: datetime, *, end: datetime | None, fraction: float
+) -> TimelineRow:
+    reading = read(clock, calendar, now, end=end, fraction=fraction)
+    elapsed = reading.elapsed.total_seconds() / 3600
+    return TimelineRow(name, clock.started_at, clock.ended_at, elapsed, clock.limit_hours, reading.state)
+
+
+def _stage_row(span: StageSpan, calendar: WorkingCalendar, now: datetime) -> TimelineRow:
+    started, ended = span["started_at"], span["ended_at"]
+    if span["stage"] in ("CLOSED", "REJECTED"):
+        return TimelineRow(span["stage"], started, started, 0.0, None, "met")
+    elapsed = calendar.working_hours_between(started, now if ended is None else ended)
+    return TimelineRow(span["stage"], started, ended, elapsed, None, "open" if ended is None else "met")
+
+
+def _spans(times: dict[TaskStage, datetime], calendar: WorkingCalendar) -> list[StageSpan]:
+    # Stages by time; a tie goes by STAGE_ORDER, REJECTED last, so the terminal stage ends the timeline.
+    ordered = sorted(times.items(), key=lambda item: (item[1], _RANK[item[0]]))
+    spans: list[StageSpan] = []
+    for i, (stage, started) in enumerate(ordered):
+        ended = ordered[i + 1][1] if i + 1 < len(ordered) else None
+        elapsed = None if ended is None else calendar.working_hours_between(started, ended)
+        spans.append({"stage": stage, "started_at": started, "ended_at": ended, "elapsed_working_hours": elapsed})
+    return spans
+
+
+def _check_identity(entry: TaskLedgerEntry, status: TaskStatus) -> None:
+    pairs = (
+        ("task_id", status["task_id"], entry["task_id"]),
+        ("utility_id", status["utility_id"], entry["utility_id"]),
+    )
+    for key, reported, expected in pairs:
+        if reported != expected:
+            msg = f"a {status['stage']} report for {key} {reported!r} cannot apply to the entry of {expected!r}"
+            raise DataError(_FIELD, msg)
+
+
+def _check_payload(status: TaskStatus) -> None:
+    stage = status["stage"]
+    if stage == "REJECTED" and not (status["reason"] or "").strip():
+        raise DataError(_FIELD, "REJECTED without a reason; a rejection must say why")
+    length = status["pipe_length_m"]
+    if stage == "EXTERNAL_WORKS" and (length is None or not length > 0):
+        raise DataError(_FIELD, f"EXTERNAL_WORKS needs the external pipe length in metres (> 0), got {length!r}")
+
+
+def _check_order(times: dict[TaskStage, datetime]) -> None:
+    if "CLOSED" in times and "REJECTED" in times:
+        raise DataError(_FIELD, "a task is either CLOSED or REJECTED, and this one was reported as both")
+    terminal = next((stage for stage in ("CLOSED", "REJECTED") if stage in times), None)
+    if terminal is None:
+        return
+    end = times[terminal]
+    connected = times.get("CONNECTED")
+    if terminal == "CLOSED" and connected is not None and connected > end:
+        raise DataError(_FIELD, f"CLOSED at {end.isoformat()} precedes CONNECTED at {connected.isoformat()}")
+    for stage, at in times.items():
+        if at > end:
+            raise DataError(
+                _FIELD, f"{stage} at {at.isoformat()} is after the task was {terminal} at {end.isoformat()}"
+            )
+
+
+def _not_before_creation(created: datetime, stage: str, at: datetime) -> None:
+    if at < created:
+        raise DataError(_FIELD, f"{stage} at {at.isoformat()} is before the task was created at {created.isoformat()}")
+
+
+def _aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None:
+        msg = f"{name} must be timezone-aware, got naive {moment.isoformat()}"
+        raise ValueError(msg)
