@@ -11,14 +11,16 @@ from typing import Protocol
 
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.gonggai.spgl_normaliser import SpglNormaliser
+from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
 from connectors.router.stage import ProjectRouter
-from connectors.runtime.interface import Processor, StageState
+from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
-from connectors.settings import Settings, UtilitySettings
+from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.utility.sink import UtilitySink, stage_name
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
@@ -58,7 +60,7 @@ class StageSpec:
 def topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the configured stages read or write."""
     partitions = settings.kafka.partitions
-    names = ["raw_gonggai", "project_events", "tasks", "task_status"]
+    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
     specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
@@ -71,6 +73,10 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     gonggai = settings.sources.gonggai_interface
     if gonggai is not None and gonggai.enabled:
         specs.append(StageSpec(gonggai.name, _gonggai_interface))
+    spgl = settings.sources.gonggai_spgl
+    if spgl is not None and spgl.enabled:
+        specs.append(StageSpec(spgl.name, _gonggai_spgl))
+        specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
@@ -80,26 +86,58 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
 
 
 def _gonggai_interface(ctx: Context) -> Runnable:
-    settings = ctx.settings
-    config = settings.sources.gonggai_interface
+    config = ctx.settings.sources.gonggai_interface
     assert config is not None  # noqa: S101 - stage_specs only lists configured sources
-    source = GonggaiInterfaceSource(config, raw_topic=settings.topic("raw_gonggai"))
+    source = GonggaiInterfaceSource(config, raw_topic=ctx.settings.topic("raw_gonggai"))
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _gonggai_spgl(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.sources.gonggai_spgl
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    source = SpglSource(
+        config.url.get_secret_value(),
+        raw_topic=settings.topic("raw_gonggai_spgl"),
+        dlq_topic=settings.dlq_topic(config.name),
+        name=config.name,
+        page_size=config.page_size,
+        max_held=config.max_held,
+        held_gauge=ctx.metrics.source_held_rows.labels(config.name),
+        schema=config.db_schema,
+    )
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _source_runner(ctx: Context, source: Source, *, poll_interval_s: float, retry: RetrySettings) -> SourceRunner:
+    settings = ctx.settings
     offsets_topic = settings.topic("source_offsets")
     reader = make_consumer(settings.kafka, group_id=None)
     try:
-        cursor = read_cursor(reader, offsets_topic, config.name)
+        cursor = read_cursor(reader, offsets_topic, source.name)
     finally:
         reader.close()
     return SourceRunner(
         source,
-        producer=make_producer(settings.kafka, transactional_id=f"ubridge-source-{config.name}"),
+        producer=make_producer(settings.kafka, transactional_id=f"ubridge-source-{source.name}"),
         offsets_topic=offsets_topic,
-        poll_interval_s=config.poll_interval_s,
-        retry=config.retry,
+        poll_interval_s=poll_interval_s,
+        retry=retry,
         metrics=ctx.metrics,
         stop=ctx.stop,
         start_cursor=cursor,
     )
+
+
+def _spgl_normaliser(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = SpglNormaliser(
+        input_topic=settings.topic("raw_gonggai_spgl"),
+        output_topic=settings.topic("project_events"),
+        status_codes=settings.routing.status_codes,
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
 
 
 def _gonggai_webhook(ctx: Context) -> Runnable:

@@ -54,6 +54,7 @@ class TopicNames(_Strict):
     """Topic names before the prefix (DESIGN §2)."""
 
     raw_gonggai: str = "ubridge.raw.gonggai.v1"
+    raw_gonggai_spgl: str = "ubridge.raw.gonggai-spgl.v1"
     project_events: str = "ubridge.canonical.project-events.v1"
     tasks: str = "ubridge.tasks.v1"
     task_status: str = "ubridge.task-status.v1"
@@ -92,11 +93,25 @@ class GonggaiInterfaceSettings(_Strict):
     mapping: ConfigPath | None = Field(None, description="Vendor mapping of the events (default format if absent).")
 
 
+class GonggaiSpglSettings(_Strict):
+    """工改系统 query account: the national SPGL_* tables of the exchange database, read by ``lsh``."""
+
+    enabled: bool = True
+    name: str = "gonggai-spgl"
+    url: SecretStr = Field(description="SQLAlchemy URL: sqlite:///exchange.db, postgresql+psycopg://…")
+    db_schema: str | None = None
+    page_size: Annotated[int, Field(ge=1, le=20000)] = 5000
+    max_held: Annotated[int, Field(ge=1, le=2000)] = 256
+    poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    retry: RetrySettings = RetrySettings()
+
+
 class SourcesSettings(_Strict):
     """Every upstream connector; absent means not run."""
 
     gonggai_interface: GonggaiInterfaceSettings | None = None
     gonggai_webhook: GonggaiWebhookSettings | None = None
+    gonggai_spgl: GonggaiSpglSettings | None = None
 
 
 class RoutingSettings(_Strict):

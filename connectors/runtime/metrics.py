@@ -74,6 +74,12 @@ class Metrics:
             ["stage", "status"],
             registry=registry,
         )
+        self.source_held_rows = Gauge(
+            "ubridge_source_held_rows",
+            "Rows a source holds while their parent rows are missing.",
+            ["stage"],
+            registry=registry,
+        )
         self.stage_up = Gauge(
             "ubridge_stage_up",
             "1 while a stage's loop runs, 0 once it stopped.",

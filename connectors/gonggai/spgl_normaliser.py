@@ -1,0 +1,72 @@
+"""Normaliser stage for the query account: joined ``SPGL_*`` JSON → canonical ``ProjectEvent`` (Avro).
+
+The mapping is pure (:func:`routing.spgl.joined_to_event`); this stage only decodes, encodes and keys. A
+record that does not parse or validate is a ``DataError`` naming the SPGL field and is dead-lettered.
+
+Example:
+    >>> stage = SpglNormaliser(input_topic="ubridge.raw.gonggai-spgl.v1",
+    ...                        output_topic="ubridge.canonical.project-events.v1",
+    ...                        status_codes={1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"}, codec=Codec.default())
+"""
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from connectors.runtime.interface import Delivered, Outcome, Output
+from routing.errors import DataError
+from routing.records import ItemStatus
+from routing.spgl import joined_to_event
+from schemas import Codec
+
+DEFAULT_SOURCE = "gonggai-spgl"
+
+
+class SpglNormaliser:
+    """Turns each joined approval record into one ProjectEvent."""
+
+    stage = "normaliser-gonggai-spgl"
+
+    def __init__(
+        self, *, input_topic: str, output_topic: str, status_codes: Mapping[int, ItemStatus], codec: Codec
+    ) -> None:
+        self.input_topics = (input_topic,)
+        self._output_topic = output_topic
+        self._status_codes = dict(status_codes)
+        self._codec = codec
+
+    def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
+        """One outcome per raw record."""
+        for record in records:
+            try:
+                yield self._normalise(record)
+            except DataError as exc:
+                yield exc
+
+    def _normalise(self, record: ConsumerRecord) -> Delivered:
+        headers = dict(record.headers or ())
+        try:
+            raw = json.loads(record.value)
+        except (TypeError, ValueError) as exc:
+            raise DataError("", f"raw record is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise DataError("", "raw record is not a JSON object")
+        source = headers.get("ubridge.source", DEFAULT_SOURCE.encode()).decode()
+        event = joined_to_event(raw, source=source, ingested_at=_ingested_at(headers), status_codes=self._status_codes)
+        value = self._codec.encode("ProjectEvent", event)
+        return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _ingested_at(headers: dict[str, bytes]) -> datetime:
+    stamp = headers.get("ubridge.ingested_at")
+    if stamp is None:
+        return datetime.now(UTC)
+    try:
+        return datetime.fromisoformat(stamp.decode())
+    except ValueError as exc:
+        raise DataError("ubridge.ingested_at", f"header is not an ISO-8601 time: {stamp!r}") from exc
