@@ -2,7 +2,8 @@
 
 1. passthrough: bare kafka-python consume → produce → commit of the raw events (the ceiling);
 2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink;
-3. end-to-end latency at a fixed offered rate through every stage, simulators included.
+3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic;
+4. end-to-end latency at a fixed offered rate through every stage, simulators included.
 
 Throughput is timed from a stage's first record to its last, so consumer-group joins do not count.
 """
@@ -21,6 +22,7 @@ from benchmarks.harness import (
     produce_raw,
     run_stage,
 )
+from benchmarks.spgl import spgl_throughput
 from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.runtime.logs import configure_logging
 
@@ -29,6 +31,7 @@ def main() -> int:
     """Run every benchmark and print the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
+    parser.add_argument("--spgl-rows", type=int, default=50000, help="SPGL rows for the query-account reader")
     parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     args = parser.parse_args()
@@ -50,6 +53,7 @@ def main() -> int:
             _line(f"{stage}_throughput", clock.rate, "events/s")
             if stage != "sink":
                 _line(f"{stage}_vs_passthrough", 100 * clock.rate / figures["passthrough"].rate, "percent")
+        _line("spgl_reader_throughput", spgl_throughput(bootstrap, prefix + "spgl.", args.spgl_rows), "rows/s")
         latency = end_to_end(bootstrap, prefix + "e2e.", rate_per_s=args.rate, seconds=args.latency_seconds)
         _line("e2e_offered_rate", args.rate, "events/s")
         _line("e2e_tasks", latency.count, "tasks")

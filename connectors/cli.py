@@ -6,6 +6,7 @@
     ubridge run --config ubridge.yaml       run every configured stage (or --stage NAME ...)
     ubridge config check ubridge.yaml       validate a configuration and list its stages
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
+    ubridge tasks show TASK_ID              a task's stage timeline against its time limits
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
 """
 
@@ -22,6 +23,7 @@ from kafka.errors import KafkaError
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
 from connectors.demo import cli as demo_cli
+from connectors.ledger import show as tasks_cli
 from connectors.registry import stage_specs
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.logs import configure_logging
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands")
     broker_cli.register(sub)
     demo_cli.register(sub)
+    tasks_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

@@ -14,6 +14,8 @@ from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
+from connectors.ledger import build_ledger
+from connectors.ledger.stage import TaskLedger
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
@@ -63,6 +65,9 @@ def topics(settings: Settings) -> list[TopicSpec]:
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
+    specs.append(TopicSpec(settings.topic("sla"), partitions))
+    # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
+    specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
     specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
     return specs
 
@@ -82,6 +87,8 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
+    if settings.ledger is not None and settings.ledger.enabled:
+        specs.append(StageSpec(TaskLedger.stage, _ledger))
     return specs
 
 
@@ -190,6 +197,26 @@ def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
         return _loop(ctx, sink)
 
     return build
+
+
+def _ledger(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.ledger
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured ledger
+    return build_ledger(
+        kafka=settings.kafka,
+        status_topic=settings.topic("task_status"),
+        changelog_topic=settings.topic("ledger_changelog"),
+        sla_topic=settings.topic("sla"),
+        dlq_topic=settings.dlq_topic(TaskLedger.stage),
+        calendar_path=config.calendar,
+        policies_path=config.policies,
+        clock=config.clock,
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        max_held_per_partition=config.max_held_per_partition,
+        codec=ctx.codec,
+    )
 
 
 def _loop(ctx: Context, processor: Processor) -> StageLoop:

@@ -59,6 +59,8 @@ class TopicNames(_Strict):
     tasks: str = "ubridge.tasks.v1"
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
+    sla: str = "ubridge.sla.v1"
+    ledger_changelog: str = "ubridge.ledger.changelog.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
 
 
@@ -143,6 +145,18 @@ class UtilitySettings(_Strict):
     retry: RetrySettings = RetrySettings()
 
 
+class LedgerSettings(_Strict):
+    """The SLA ledger: working-time calendar, policy table, and which clock tells the time."""
+
+    enabled: bool = True
+    calendar: ConfigPath
+    policies: ConfigPath
+    clock: Literal["wall", "event"] = Field(
+        "wall", description="wall: the machine's clock; event: the latest status time seen (replays, the demo)"
+    )
+    max_held_per_partition: Annotated[int, Field(ge=1)] = 1000
+
+
 class Settings(_Strict):
     """The whole configuration of one ubridge process."""
 
@@ -152,6 +166,7 @@ class Settings(_Strict):
     sources: SourcesSettings = SourcesSettings()
     routing: RoutingSettings
     utilities: list[UtilitySettings] = []
+    ledger: LedgerSettings | None = None
 
     @field_validator("utilities")
     @classmethod

@@ -21,6 +21,7 @@ Example:
     '2026-03-09T02:30:00+00:00'
 """
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -93,7 +94,7 @@ class WorkingCalendar:
         if day.year in self.override_years:
             return day in self.workdays or (day.weekday() < _SATURDAY and day not in self.holidays)
         try:
-            return bool(chinese_calendar.is_workday(day))
+            return _package_workday(day)
         except NotImplementedError as exc:
             msg = (
                 f"no holiday schedule for {day.year} ({exc}); add overrides.{day.year} (holidays, workdays) to "
@@ -289,3 +290,9 @@ def _local(moment: datetime, name: str) -> datetime:
 def _fail(path: str, reason: str) -> NoReturn:
     msg = f"{path}: {reason}" if path else reason
     raise ValueError(msg)
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_workday(day: date) -> bool:
+    """Chinesecalendar's verdict; cached because the ledger asks about the same few days all the time."""
+    return bool(chinese_calendar.is_workday(day))

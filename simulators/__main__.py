@@ -13,8 +13,12 @@ import argparse
 import json
 import signal
 import threading
+from typing import Any
+
+from sqlalchemy import create_engine
 
 from simulators.approval import ApprovalSimulator
+from simulators.approval.exchange_db import ExchangeWriter, create_exchange_tables
 from simulators.utility import UtilitySimulator
 
 
@@ -24,8 +28,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--approval-token", default="approval-token")
     parser.add_argument("--approval-seed", type=int, default=7)
     parser.add_argument("--utility", action="append", default=[], metavar="ID=TOKEN", help="repeatable")
+    parser.add_argument("--exchange-db", metavar="URL", help="also write every event as SPGL rows to this database")
+    parser.add_argument("--withdraw-rate", type=float, default=0.0, help="share of handling details withdrawn later")
+    parser.add_argument(
+        "--out-of-order-rate", type=float, default=0.0, help="share of details committed before parents"
+    )
     args = parser.parse_args(argv)
-    approval = ApprovalSimulator(token=args.approval_token, seed=args.approval_seed)
+    on_generated = None
+    if args.exchange_db:
+        engine = create_engine(args.exchange_db)
+        create_exchange_tables(engine)
+        writer = ExchangeWriter(
+            engine, args.approval_seed, withdraw_rate=args.withdraw_rate, out_of_order_rate=args.out_of_order_rate
+        )
+
+        def on_generated(events: list[dict[str, Any]]) -> None:
+            writer.write(events)
+            writer.flush()  # late parents land after their details (higher lsh), but before the next batch
+
+    approval = ApprovalSimulator(token=args.approval_token, seed=args.approval_seed, on_generated=on_generated)
     utilities = [UtilitySimulator(spec.split("=", 1)[0], token=spec.split("=", 1)[1]) for spec in args.utility]
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)

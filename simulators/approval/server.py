@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from simulators._http import (
@@ -52,8 +53,10 @@ class ApprovalSimulator:
         seed: int = 7,
         host: str = "127.0.0.1",
         port: int = 0,
+        on_generated: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self._token = token
+        self._on_generated = on_generated
         self._lock = threading.Lock()
         self._generator = EventGenerator(seed)
         self._events: list[dict[str, Any]] = []
@@ -79,6 +82,9 @@ class ApprovalSimulator:
         with self._lock:
             new = self._generator.generate(n_events, invalid_rate=invalid_rate, unserved_rate=unserved_rate)
             self._events.extend(new)
+            if self._on_generated is not None:
+                # e.g. the exchange database: the approval system's push job writes the same facts as rows
+                self._on_generated(copy.deepcopy(new))
         return copy.deepcopy(new)
 
     def events(self) -> list[dict[str, Any]]:

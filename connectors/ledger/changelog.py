@@ -1,0 +1,133 @@
+"""The ledger's changelog: a compacted topic, co-partitioned with the task-status topic, keyed by task id.
+
+Two kinds of records live on it, both written to the partition number of the status that caused them:
+
+* key ``<task id>``: the task's latest ``TaskLedgerEntry`` (Avro);
+* key ``held/<status topic>/<offset>``: a status held because its task's ``RECEIVED`` was not seen yet,
+  with the status record's original bytes and headers, so a restarted instance still holds it. An empty
+  value releases it (applied to its task, or dead-lettered).
+
+Reading a partition to its end gives the state of that partition as the last owner left it.
+
+Example:
+    >>> reader = KafkaChangelogReader(settings.kafka, "ubridge.ledger.changelog.v1")
+    >>> latest = reader.read([0, 2])   # {0: {key: record}, 2: {...}}
+"""
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from connectors.runtime.kafka import make_consumer
+from connectors.settings import KafkaSettings
+
+HELD_PREFIX = "held/"
+RELEASED = b""
+_HELD_TOPIC = "ubridge.held.topic"
+_HELD_KEY = "ubridge.held.key"
+_HELD_HEADERS = (_HELD_TOPIC, _HELD_KEY)
+_READ_TIMEOUT_S = 120.0
+
+
+class ChangelogReader(Protocol):
+    """Reads changelog partitions to their end."""
+
+    def read(self, partitions: Sequence[int]) -> dict[int, dict[bytes, ConsumerRecord]]:
+        """The latest record per key of each partition; released keys are left out."""
+        ...
+
+
+class KafkaChangelogReader:
+    """Reads the changelog with a consumer of its own (no group), one per call.
+
+    Args:
+        kafka: Cluster settings.
+        topic: The changelog topic (prefix applied).
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self._kafka = kafka
+        self.topic = topic
+
+    def read(self, partitions: Sequence[int]) -> dict[int, dict[bytes, ConsumerRecord]]:
+        """The latest record per key of each partition, read to the end offset seen on entry."""
+        consumer = make_consumer(self._kafka, group_id=None)
+        try:
+            return read_latest(consumer, self.topic, partitions)
+        finally:
+            consumer.close()
+
+
+def read_latest(
+    consumer: KafkaConsumer, topic: str, partitions: Sequence[int] | None = None, *, only: bytes | None = None
+) -> dict[int, dict[bytes, ConsumerRecord]]:
+    """The latest record per key of ``partitions`` (None: all) of ``topic``, without a consumer group.
+
+    Args:
+        consumer: A consumer without a group; it is assigned the partitions.
+        topic: The changelog topic.
+        partitions: Partition numbers to read, None for all.
+        only: Keep only this key (``ubridge tasks show``), to bound memory.
+
+    Raises:
+        LookupError: the topic, or one of the partitions, does not exist.
+    """
+    existing = consumer.partitions_for_topic(topic)
+    if not existing:
+        message = f"topic {topic} does not exist"
+        raise LookupError(message)
+    wanted = sorted(existing) if partitions is None else sorted(partitions)
+    missing = sorted(set(wanted) - set(existing))
+    if missing:
+        message = f"topic {topic} has no partition {missing}: it needs as many partitions as the status topic"
+        raise LookupError(message)
+    result: dict[int, dict[bytes, ConsumerRecord]] = {p: {} for p in wanted}
+    if not wanted:
+        return result
+    tps = [TopicPartition(topic, p) for p in wanted]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    deadline = time.monotonic() + _READ_TIMEOUT_S
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            message = f"could not read {topic} to its end within {_READ_TIMEOUT_S} s"
+            raise TimeoutError(message)
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            for record in records:
+                if record.offset >= end[tp] or record.key is None or only not in (None, record.key):
+                    continue
+                if record.value in (None, RELEASED):
+                    result[tp.partition].pop(record.key, None)
+                else:
+                    result[tp.partition][record.key] = record
+    return result
+
+
+def held_key(record: ConsumerRecord) -> bytes:
+    """The changelog key of a held status record."""
+    return f"{HELD_PREFIX}{record.topic}/{record.offset}".encode()
+
+
+def is_held_key(key: bytes) -> bool:
+    """Whether a changelog key is a held status rather than a task id."""
+    return key.startswith(HELD_PREFIX.encode())
+
+
+def held_value(record: ConsumerRecord) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """What the changelog keeps of a held status: its bytes and headers, plus its source topic and key."""
+    headers = tuple((n, v) for n, v in (record.headers or []) if n not in _HELD_HEADERS)
+    return record.value, (*headers, (_HELD_TOPIC, record.topic.encode()), (_HELD_KEY, record.key or b""))
+
+
+def original(held: ConsumerRecord) -> ConsumerRecord:
+    """The status record a held changelog record stands for (same topic, partition, offset, key, bytes)."""
+    headers = dict(held.headers or [])
+    topic = headers.get(_HELD_TOPIC, b"").decode()
+    key = headers.get(_HELD_KEY) or None
+    offset = int(held.key.decode().rsplit("/", 1)[1])
+    kept = [(n, v) for n, v in (held.headers or []) if n not in _HELD_HEADERS]
+    return ConsumerRecord(topic, held.partition, -1, offset, held.timestamp, 0, key, held.value, kept, None, 0, 0, 0)
