@@ -26,6 +26,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     demo.add_argument("--metrics-port", type=int, default=9464, help="port of /metrics (0 = any free port)")
     demo.add_argument("--timeout-s", type=float, default=300.0, help="longest wait for deliveries")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
+    demo.add_argument(
+        "--source",
+        choices=["spgl", "interface"],
+        default="spgl",
+        help="工改 access: query account on the SPGL tables (default) or the data interface (HTTP pull)",
+    )
     demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="logs, config and the broker's data")
     demo.set_defaults(func=run)
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             timeout_s=args.timeout_s,
             seed=args.seed,
+            source=args.source,
         )
         demo = Demo(options, console)
         try:

@@ -77,8 +77,10 @@ class RemoteApproval:
 class Simulators:
     """The child process hosting the approval system and the utilities."""
 
-    def __init__(self, utilities: dict[str, str], *, seed: int) -> None:
+    def __init__(self, utilities: dict[str, str], *, seed: int, exchange_db: str | None = None) -> None:
         command = [sys.executable, "-m", "simulators", "--approval-seed", str(seed)]
+        if exchange_db is not None:
+            command += ["--exchange-db", exchange_db, "--withdraw-rate", "0.02", "--out-of-order-rate", "0.05"]
         for utility, token in utilities.items():
             command += ["--utility", f"{utility}={token}"]
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own module

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from prometheus_client import CollectorRegistry
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.app import App
-from connectors.demo.expected import Expectation, expected_tasks
+from connectors.demo.expected import Expectation, exchange_events, expected_tasks, interface_events
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import UtilityFigures, stage_table, utility_table
 from connectors.settings import Settings, load_settings
@@ -50,6 +50,7 @@ class DemoOptions:
     seed: int
     faults: bool = True
     topic_prefix: str | None = None
+    source: Literal["spgl", "interface"] = "spgl"
 
 
 @dataclass
@@ -73,7 +74,12 @@ class Demo:
         self.options = options
         self.console = console
         self.areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
-        self.simulators = Simulators({u: _token(u) for u in sorted(self.areas.utilities())}, seed=options.seed)
+        self.exchange_db = f"sqlite:///{options.workdir / f'exchange-{datetime.now(UTC):%Y%m%d%H%M%S%f}.db'}"
+        self.simulators = Simulators(
+            {u: _token(u) for u in sorted(self.areas.utilities())},
+            seed=options.seed,
+            exchange_db=self.exchange_db if options.source == "spgl" else None,
+        )
         self.approval = self.simulators.approval
         self.utilities = self.simulators.utilities
         self.published_at: dict[int, datetime] = {}
@@ -151,15 +157,14 @@ class Demo:
 
     def _expectation(self) -> Expectation:
         assert self.app is not None  # noqa: S101 - started before replay
-        settings = self.app.settings
-        source = settings.sources.gonggai_interface.name if settings.sources.gonggai_interface else "gonggai"
-        return expected_tasks(
-            self.approval.events(),
-            self.areas,
-            source=source,
-            status_codes=settings.routing.status_codes,
-            now=datetime.now(UTC),
-        )
+        codes = self.app.settings.routing.status_codes
+        now = datetime.now(UTC)
+        published = self.approval.events()
+        if self.options.source == "spgl":
+            events = exchange_events(self.exchange_db, source="gonggai-spgl", status_codes=codes, now=now)
+        else:
+            events = interface_events(published, source="gonggai-interface", status_codes=codes, now=now)
+        return expected_tasks(events, published, self.areas, now=now)
 
     def _delivered(self) -> int:
         return sum(sim.stats().unique for sim in self.utilities.values())
@@ -186,6 +191,12 @@ class Demo:
             latencies_s=latencies,
         )
 
+    def _sources(self, approval_url: str) -> dict[str, Any]:
+        if self.options.source == "spgl":
+            return {"gonggai_spgl": {"url": self.exchange_db, "poll_interval_s": 0.2, "page_size": 2000}}
+        interface = {"base_url": approval_url, "token": "approval-token", "page_size": 200, "poll_interval_s": 0.2}
+        return {"gonggai_interface": interface}
+
     def _write_config(self, approval_url: str, urls: dict[str, str]) -> Path:
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         document = {
@@ -198,14 +209,7 @@ class Demo:
                 "log_level": "info",
                 "metrics_port": self.options.metrics_port,
             },
-            "sources": {
-                "gonggai_interface": {
-                    "base_url": approval_url,
-                    "token": "approval-token",
-                    "page_size": 200,
-                    "poll_interval_s": 0.2,
-                }
-            },
+            "sources": self._sources(approval_url),
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
             "utilities": [
                 {
