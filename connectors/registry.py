@@ -23,6 +23,9 @@ from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
 from connectors.settings import RetrySettings, Settings, UtilitySettings
+from connectors.status import build_callback_intake, build_poller
+from connectors.status.callback import STAGE as STATUS_CALLBACKS
+from connectors.status.poller import stage_name as poll_stage
 from connectors.utility.sink import UtilitySink, stage_name
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
@@ -87,6 +90,14 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
+    callbacks = settings.status_callbacks
+    if callbacks is not None and callbacks.enabled:
+        specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False))
+    specs += [
+        StageSpec(poll_stage(u.id), _status_poller(u))
+        for u in settings.utilities
+        if u.status_poll is not None and u.status_poll.enabled
+    ]
     if settings.ledger is not None and settings.ledger.enabled:
         specs.append(StageSpec(TaskLedger.stage, _ledger))
     return specs
@@ -195,6 +206,39 @@ def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
             stop=ctx.stop,
         )
         return _loop(ctx, sink)
+
+    return build
+
+
+def _status_callbacks(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    assert settings.status_callbacks is not None  # noqa: S101 - stage_specs only lists configured intakes
+    tokens = {u.callback_token.get_secret_value(): u.id for u in settings.utilities if u.callback_token is not None}
+    return build_callback_intake(
+        settings.status_callbacks,
+        tokens=tokens,
+        kafka=settings.kafka,
+        topic=settings.topic("task_status"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+    )
+
+
+def _status_poller(utility: UtilitySettings) -> Callable[[Context], Runnable]:
+    def build(ctx: Context) -> Runnable:
+        settings = ctx.settings
+        assert utility.status_poll is not None  # noqa: S101 - stage_specs only lists polled utilities
+        return build_poller(
+            utility.status_poll,
+            utility_id=utility.id,
+            token=utility.auth.token,
+            kafka=settings.kafka,
+            topic=settings.topic("task_status"),
+            dlq_topic=settings.dlq_topic(poll_stage(utility.id)),
+            offsets_topic=settings.topic("source_offsets"),
+            metrics=ctx.metrics,
+            stop=ctx.stop,
+        )
 
     return build
 

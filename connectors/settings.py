@@ -134,6 +134,26 @@ class BearerAuth(_Strict):
     token: SecretStr
 
 
+class StatusCallbackSettings(_Strict):
+    """The HTTP endpoint utilities call to report task progress (``POST /v1/tasks/{task_id}/status``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8091
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 65536
+
+
+class StatusPollSettings(_Strict):
+    """The change feed of a utility that cannot call back: ``GET {base_url}/v1/task-status?cursor&limit``."""
+
+    enabled: bool = True
+    base_url: str
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 200
+    poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retry: RetrySettings = RetrySettings()
+
+
 class UtilitySettings(_Strict):
     """One utility's business system: its own endpoint, credentials and retry state."""
 
@@ -143,6 +163,8 @@ class UtilitySettings(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_in_flight: Annotated[int, Field(ge=1, le=64)] = 8
     retry: RetrySettings = RetrySettings()
+    callback_token: SecretStr | None = Field(None, description="Token this utility calls status callbacks with.")
+    status_poll: StatusPollSettings | None = Field(None, description="Poll the utility's status feed instead.")
 
 
 class LedgerSettings(_Strict):
@@ -167,6 +189,7 @@ class Settings(_Strict):
     routing: RoutingSettings
     utilities: list[UtilitySettings] = []
     ledger: LedgerSettings | None = None
+    status_callbacks: StatusCallbackSettings | None = None
 
     @field_validator("utilities")
     @classmethod
@@ -175,6 +198,10 @@ class Settings(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             message = f"utility ids must be unique, repeated: {', '.join(duplicates)}"
+            raise ValueError(message)
+        tokens = [u.callback_token.get_secret_value() for u in utilities if u.callback_token is not None]
+        if len(tokens) != len(set(tokens)):
+            message = "callback_token must differ between utilities: a token names exactly one utility"
             raise ValueError(message)
         return utilities
 

@@ -241,6 +241,7 @@ class JsonHttpServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 refuses connections when many clients burst at once
 
     def __init__(self, address: tuple[str, int], app: Route) -> None:
         super().__init__(address, _Handler)

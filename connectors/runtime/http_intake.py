@@ -101,8 +101,7 @@ class HttpIntake:
         self._metrics = metrics
         self._stop = stop
         self._max_body_bytes = max_body_bytes
-        self._server = ThreadingHTTPServer((host, port), self._request_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._request_class())
 
     @property
     def port(self) -> int:
@@ -193,3 +192,8 @@ class HttpIntake:
                 """Requests are logged as events by the intake, not by http.server."""
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 refuses connections when many senders burst at once

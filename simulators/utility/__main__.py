@@ -16,9 +16,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     parser.add_argument("--token", required=True, help="bearer token clients must send")
-    parser.add_argument("--seed", type=int, default=11, help="seed of the fault draws")
+    parser.add_argument("--seed", type=int, default=11, help="seed of the fault and progress draws")
+    parser.add_argument("--hours-per-second", type=float, help="progress stored tasks at this speed (off if absent)")
+    parser.add_argument("--callback-url", help="ubridge's status-callback base URL (with --hours-per-second)")
+    parser.add_argument("--callback-token", help="bearer token for the status callbacks")
     args = parser.parse_args(argv)
     simulator = UtilitySimulator(args.utility_id, token=args.token, host=args.host, port=args.port, seed=args.seed)
+    if args.hours_per_second is not None:
+        simulator.set_progress(
+            callback_url=args.callback_url, callback_token=args.callback_token, hours_per_second=args.hours_per_second
+        )
     # Stop cleanly on SIGTERM (containers) and on Ctrl-C even when started with SIGINT ignored (`cmd &`).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)

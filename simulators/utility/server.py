@@ -11,11 +11,19 @@ Contract:
 - Faults strike before the task is stored, except ``fail_after_store_rate``: the task is stored and the
   answer is a 503 (a lost acknowledgement). 429 and 503 answers carry ``Retry-After``.
 - Control plane, never faulted or delayed: ``GET /_sim/tasks``, ``GET /_sim/stats``, ``POST /_sim/faults``
-  with the keyword names of `UtilitySimulator.set_faults` (answers 204).
+  with the keyword names of `UtilitySimulator.set_faults` (answers 204), ``POST /_sim/progress`` with the
+  keyword names of `UtilitySimulator.set_progress` (answers 204) and ``GET /_sim/progress`` (the plan and
+  the progression counters).
+- Progress (off until `UtilitySimulator.set_progress`): each newly stored task walks through its stages
+  (``simulators.utility.progress``); the statuses are served, with the same bearer token, by
+  ``GET /v1/task-status?cursor=<n>&limit=<m>`` → ``{"statuses": [{"seq", "task_id", "stage", "occurred_at",
+  "pipe_length_m"?, "reason"?, "detail"?}], "next_cursor", "has_more"}`` and, when a callback URL is set,
+  POSTed to ``{callback_url}/v1/tasks/{task_id}/status``. The feed is never faulted.
 
 Example:
     >>> simulator = UtilitySimulator("yantai-water", token="T")
     >>> url = simulator.start()  # then POST f"{url}/v1/tasks"
+    >>> simulator.set_progress(callback_url="http://127.0.0.1:8090", callback_token="C", hours_per_second=3600)
     >>> simulator.stop()
 """
 
@@ -40,8 +48,12 @@ from simulators._http import (
     json_response,
     unauthorized,
 )
+from simulators.utility.progress import Progression, StatusReport
 
 TASKS_PATH = "/v1/tasks"
+STATUS_FEED_PATH = "/v1/task-status"
+_FEED_LIMIT_DEFAULT = 100
+_FEED_LIMIT_MAX = 1000
 _REF_PREFIXES = {"water": "W", "gas": "G", "heat": "H", "power": "E", "telecom": "T"}
 
 
@@ -72,6 +84,9 @@ class SimStats:
         repeats: requests answered as duplicates of a stored task.
         faults_injected: injected errors, outage answers and lost acknowledgements.
         rejected: tasks refused with 422 because they belong to another utility.
+        statuses_reported: task statuses the progression reported (change feed; callbacks too when set).
+        callbacks_delivered: status callbacks answered 2xx.
+        callback_failures: status callbacks that still failed after their retries.
     """
 
     requests: int = 0
@@ -79,6 +94,9 @@ class SimStats:
     repeats: int = 0
     faults_injected: int = 0
     rejected: int = 0
+    statuses_reported: int = 0
+    callbacks_delivered: int = 0
+    callback_failures: int = 0
 
 
 class UtilitySimulator:
@@ -92,20 +110,29 @@ class UtilitySimulator:
         self._counts: Counter[str] = Counter()
         self._ref_prefix = _ref_prefix(utility_id)
         self._faults = FaultPlan(seed)
+        self._progress = Progression(utility_id, seed=seed)
         self._http = JsonHttpServer(self._handle, host=host, port=port)
         self._routes = {
             ("POST", TASKS_PATH): self._receive,
             ("GET", "/_sim/tasks"): lambda _: json_response(200, {"tasks": list(map(_task_json, self.tasks()))}),
-            ("GET", "/_sim/stats"): lambda _: json_response(200, dataclasses.asdict(self.stats())),
+            ("GET", "/_sim/stats"): lambda _: json_response(200, self._request_counts()),
             ("POST", "/_sim/faults"): self._faults_route,
+            ("GET", STATUS_FEED_PATH): self._status_feed,
+            ("POST", "/_sim/progress"): self._progress_route,
+            ("GET", "/_sim/progress"): lambda _: json_response(
+                200, {"settings": self._progress.settings(), **self._progress.counts()}
+            ),
         }
 
     def start(self) -> str:
-        """Start serving and return the base URL, e.g. ``http://127.0.0.1:41234``."""
-        return self._http.start()
+        """Start serving (and progressing tasks, once configured) and return the base URL."""
+        url = self._http.start()
+        self._progress.start()
+        return url
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving, stop the progression and release the port."""
+        self._progress.stop()
         self._http.stop()
 
     def set_faults(
@@ -137,15 +164,55 @@ class UtilitySimulator:
             fail_after_store_rate=fail_after_store_rate,
         )
 
+    def set_progress(
+        self,
+        *,
+        callback_url: str | None = None,
+        callback_token: str | None = None,
+        hours_per_second: float = 3600.0,
+        slow_rate: float = 0.1,
+        external_works_rate: float = 0.3,
+        reject_rate: float = 0.05,
+        seed: int | None = None,
+    ) -> None:
+        """Make newly stored tasks progress through their stages (see ``simulators.utility.progress``).
+
+        Args:
+            callback_url: ubridge's status-callback base URL; None reports through the change feed only.
+            callback_token: Bearer token sent with callbacks.
+            hours_per_second: Simulated working hours that pass per real second.
+            slow_rate: Share of tasks whose first contact takes 4–6 working hours (a breach of the 3 h rule).
+            external_works_rate: Share of tasks that need external pipe works (5–180 m).
+            reject_rate: Share of tasks rejected, with a reason.
+            seed: Seed of the draws; the simulator's seed when None.
+
+        Raises:
+            ValueError: a rate outside [0, 1], a non-positive speed or a non-HTTP callback URL.
+        """
+        self._progress.configure(
+            callback_url=callback_url,
+            callback_token=callback_token,
+            hours_per_second=hours_per_second,
+            slow_rate=slow_rate,
+            external_works_rate=external_works_rate,
+            reject_rate=reject_rate,
+            seed=seed,
+        )
+
+    def statuses(self) -> list[StatusReport]:
+        """Return every status reported so far, in change-feed order."""
+        return self._progress.reports()
+
     def tasks(self) -> list[ReceivedTask]:
         """Return a copy of the unique tasks, in arrival order."""
         with self._lock:
             return copy.deepcopy(list(self._tasks.values()))
 
     def stats(self) -> SimStats:
-        """Return the request counters."""
+        """Return the request counters and the progression's."""
         with self._lock:
-            return SimStats(**self._counts)
+            counts = dict(self._counts)
+        return SimStats(**counts, **self._progress.counts())
 
     def _handle(self, request: Request) -> Response:
         return dispatch(self._routes, request)
@@ -175,6 +242,7 @@ class UtilitySimulator:
             self._counts["unique"] += 1
             task = ReceivedTask(task_id, datetime.now(UTC), body, f"{self._ref_prefix}-{self._counts['unique']:06d}")
             self._tasks[task_id] = task
+        self._progress.task_stored(task_id, body, task.received_at)
         lost = self._faults.lost_acknowledgement()
         if lost is not None:
             self._count("faults_injected")
@@ -187,6 +255,30 @@ class UtilitySimulator:
         except (TypeError, ValueError) as exc:
             return error_response(400, f"bad fault plan: {exc}")
         return NO_CONTENT
+
+    def _progress_route(self, request: Request) -> Response:
+        try:
+            self.set_progress(**request.json_object())
+        except (TypeError, ValueError) as exc:
+            return error_response(400, f"bad progress plan: {exc}")
+        return NO_CONTENT
+
+    def _status_feed(self, request: Request) -> Response:
+        if not request.bearer_matches(self._token):
+            return unauthorized()
+        try:
+            cursor = int(request.query.get("cursor") or 0)
+            limit = int(request.query.get("limit") or _FEED_LIMIT_DEFAULT)
+        except ValueError:
+            return error_response(400, "cursor and limit must be integers")
+        if cursor < 0 or not 1 <= limit <= _FEED_LIMIT_MAX:
+            return error_response(400, f"cursor must be >= 0 and limit within 1..{_FEED_LIMIT_MAX}")
+        return json_response(200, self._progress.page(cursor, limit))
+
+    def _request_counts(self) -> dict[str, int]:
+        """The ``POST /v1/tasks`` counters of `stats` (the progression's are at ``GET /_sim/progress``)."""
+        progress = self._progress.counts()
+        return {k: v for k, v in dataclasses.asdict(self.stats()).items() if k not in progress}
 
     def _count(self, counter: str) -> None:
         with self._lock:

@@ -1,0 +1,183 @@
+"""Status callbacks: utilities report a task's progress with ``POST /v1/tasks/{task_id}/status``.
+
+Each accepted report becomes one Avro ``TaskStatus`` (reporter ``callback``) on the task-status topic, keyed by
+task id, and is durable in Kafka before the utility gets its 202 (see :mod:`connectors.runtime.http_intake`).
+``GET /openapi.json`` serves the OpenAPI 3.1 description of the endpoint (``openapi.json`` next to this file).
+
+Answers: 202 accepted · 400 body not a JSON object or bad task id · 401 missing or unknown token · 403 the
+body names another utility · 404 unknown path · 405 wrong method · 413 body too large (the intake) · 415 not
+JSON · 422 a field is missing, unknown or invalid (``{"error", "field"}``) · 503 Kafka unavailable, retry.
+"""
+
+import codecs
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.message import Message
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import structlog
+
+from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, reject
+from connectors.runtime.interface import Output
+from connectors.status.mapping import check_task_id, claimed_utility, parse_status
+from routing.errors import DataError
+from schemas import Codec
+
+log = structlog.get_logger(__name__)
+
+STAGE = "status-callbacks"
+OPENAPI_PATH = "/openapi.json"
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+_STATUS_PATH = re.compile(r"/v1/tasks/([^/]+)/status")
+_JSON_TYPES = frozenset({"application/json"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def load_openapi(path: Path = OPENAPI_FILE) -> dict[str, Any]:
+    """The OpenAPI document served at ``/openapi.json``, read once.
+
+    Raises:
+        OSError, ValueError: the file is missing or not a JSON object (a packaging error: fail at start).
+    """
+    document = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3.1"):
+        message = f"{path} is not an OpenAPI 3.1 document"
+        raise ValueError(message)
+    return document
+
+
+class StatusCallbackHandler:
+    r"""Turns a utility's status callback into a ``TaskStatus`` record; an :class:`IntakeHandler`.
+
+    Each bearer token belongs to exactly one utility, and a utility may report only as itself.
+
+    Example:
+        >>> handler = StatusCallbackHandler(tokens={"s3cret": "yantai-water"}, topic="ubridge.task-status.v1")
+        >>> intake = HttpIntake(handler, host="0.0.0.0", port=8090, producer=make_producer(kafka),
+        ...                     metrics=metrics, stop=stop, max_body_bytes=65536)
+        >>> intake.run()
+
+        and from the utility's side::
+
+            curl -X POST http://ubridge:8090/v1/tasks/7f3a9c/status \
+                 -H 'Authorization: Bearer s3cret' -H 'Content-Type: application/json' \
+                 -d '{"stage": "EXTERNAL_WORKS", "occurred_at": "2026-11-03T14:05:00+08:00", "pipe_length_m": 42.5}'
+            → 202 {"accepted": true, "task_id": "7f3a9c"}
+
+    Args:
+        tokens: Bearer token → the utility id it authenticates.
+        topic: The task-status topic.
+        codec: Avro codec (the process-wide one by default).
+        clock: Gives ``reported_at`` (UTC).
+    """
+
+    stage = STAGE
+
+    def __init__(
+        self,
+        *,
+        tokens: Mapping[str, str],
+        topic: str,
+        codec: Codec | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        if any(not token.strip() for token in tokens):
+            message = "a status-callback token must not be empty"
+            raise ValueError(message)
+        # Looked up by digest: no early-exit string comparison against the secrets themselves.
+        self._utilities = {_digest(token): utility for token, utility in tokens.items()}
+        self._topic = topic
+        self._codec = codec or Codec.default()
+        self._clock = clock
+        self._openapi = load_openapi()
+
+    def handle(self, request: IntakeRequest) -> IntakeResponse:
+        """Answer one request (never raises for bad input)."""
+        if request.path == OPENAPI_PATH:
+            return _only("GET", request) or IntakeResponse(200, self._openapi)
+        match = _STATUS_PATH.fullmatch(request.path)
+        if match is None:
+            return reject(404, f"no such resource: {request.path[:200]}")
+        return _only("POST", request) or self._report(request, unquote(match.group(1)))
+
+    def _report(self, request: IntakeRequest, raw_task_id: str) -> IntakeResponse:
+        utility = self._authenticate(request.headers.get("authorization", ""))
+        if utility is None:
+            return IntakeResponse(
+                401, {"error": "missing or unknown bearer token"}, headers=(("WWW-Authenticate", "Bearer"),)
+            )
+        payload = _json_object(request)
+        if isinstance(payload, IntakeResponse):
+            return payload
+        try:
+            task_id = check_task_id(raw_task_id)
+        except DataError as exc:
+            return reject(400, str(exc), field=exc.field)
+        try:
+            claimed = claimed_utility(payload)
+            if claimed is not None and claimed != utility:
+                return reject(
+                    403, f"utility_id: the token reports for {utility!r}, not {claimed!r}", field="utility_id"
+                )
+            status = parse_status(
+                payload, task_id=task_id, utility_id=utility, reporter="callback", reported_at=self._clock()
+            )
+        except DataError as exc:
+            return reject(422, str(exc), field=exc.field)
+        value = self._codec.encode("TaskStatus", dict(status))
+        headers = (("ubridge.source", STAGE.encode()), ("ubridge.utility", utility.encode()))
+        log.info("status_accepted", stage=STAGE, utility=utility, task_id=task_id, status=status["stage"])
+        return IntakeResponse(
+            202,
+            {"accepted": True, "task_id": task_id},
+            outputs=(Output(self._topic, task_id.encode(), value, headers),),
+        )
+
+    def _authenticate(self, authorization: str) -> str | None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._utilities.get(_digest(token.strip()))
+
+
+def _only(method: str, request: IntakeRequest) -> IntakeResponse | None:
+    """None when ``request`` uses ``method``, else the 405 answer."""
+    if request.method == method:
+        return None
+    return IntakeResponse(405, {"error": f"use {method}"}, headers=(("Allow", method),))
+
+
+def _json_object(request: IntakeRequest) -> dict[str, Any] | IntakeResponse:
+    """The body as a JSON object in its declared charset, or the 415/400 answer explaining why not."""
+    header = Message()
+    header["content-type"] = request.headers.get("content-type", "")
+    if header.get_content_type() not in _JSON_TYPES:
+        return reject(415, "Content-Type must be application/json")
+    charset = header.get_content_charset("utf-8")
+    try:
+        text = request.body.decode(codecs.lookup(charset).name)
+    except LookupError:
+        return reject(415, f"unsupported charset {charset[:40]!r}")
+    except UnicodeDecodeError:
+        return reject(400, f"the body is not valid {charset}")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return reject(400, "the body is not JSON")
+    if not isinstance(payload, dict):
+        return reject(400, "the body must be a JSON object")
+    return payload
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
