@@ -54,6 +54,10 @@ class RemoteUtility:
         """Replace the fault plan (no arguments: no faults)."""
         self._http.post("/_sim/faults", json=faults).raise_for_status()
 
+    def set_progress(self, **plan: Any) -> None:
+        """Make new tasks move through their stages, reported by callback (see the simulator's set_progress)."""
+        self._http.post("/_sim/progress", json=plan).raise_for_status()
+
 
 class RemoteApproval:
     """The simulated approval system."""

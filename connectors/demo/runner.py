@@ -5,6 +5,7 @@ of requests, one answers 429 with Retry-After, one loses some acknowledgements a
 (idempotent re-delivery), one is down for the first seconds (its tasks wait; the others' do not).
 """
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.app import App
 from connectors.demo.expected import Expectation, exchange_events, expected_tasks, interface_events
 from connectors.demo.remote import RemoteUtility, Simulators
-from connectors.demo.summary import UtilityFigures, stage_table, utility_table
+from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
 from routing.service_areas import load_service_areas
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 
+HOURS_PER_SECOND = 20.0  # simulated office hours per real second
 INVALID_SHARE = 0.01
 UNSERVED_SHARE = 0.03
 FAULTS: dict[str, dict[str, Any]] = {
@@ -60,6 +62,7 @@ class DemoResult:
     utilities: list[UtilityFigures]
     stages: dict[str, dict[str, float]]
     expectation: Expectation
+    sla: list[SlaFigures]
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,18 @@ class Demo:
         for utility, faults in FAULTS.items() if self.options.faults else ():
             if utility in self.utilities:
                 self.utilities[utility].set_faults(**faults)
+        callbacks = settings.status_callbacks
+        assert callbacks is not None  # noqa: S101 - written by _write_config
+        for index, (utility, sim) in enumerate(self.utilities.items()):
+            sim.set_progress(
+                callback_url=f"http://127.0.0.1:{callbacks.port}",
+                callback_token=_callback_token(utility),
+                hours_per_second=HOURS_PER_SECOND,
+                slow_rate=0.1,
+                external_works_rate=0.3,
+                reject_rate=0.03,
+                seed=self.options.seed + index,
+            )
         self.console.print(f"configuration: {config_path}")
         self.console.print(
             f"metrics:       http://127.0.0.1:{self.app.health.port if self.app.health else '-'}/metrics"
@@ -123,13 +138,16 @@ class Demo:
                 progress.update(delivered, completed=self._delivered())
                 time.sleep(0.2)
             progress.update(delivered, completed=self._delivered())
-        _settle(self.registry, quiet_s=1.5, timeout_s=15)
+        with self.console.status("utilities working through their tasks (simulated office hours)"):
+            _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
+            _settle(self.registry, quiet_s=2.0, timeout_s=30)
         return expectation
 
     def result(self, expectation: Expectation) -> DemoResult:
         """Compare what arrived with what should have, utility by utility."""
         rows = [self._figures(u, sim, expectation) for u, sim in self.utilities.items()]
-        return DemoResult(rows, _stage_figures(self.registry), expectation)
+        sla = [_sla_figures(self.registry, u) for u in self.utilities]
+        return DemoResult(rows, _stage_figures(self.registry), expectation, sla)
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -211,11 +229,19 @@ class Demo:
             },
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
+            "status_callbacks": {"port": _free_port()},
+            "ledger": {
+                "calendar": str(CONFIG_DIR / "calendar.yaml"),
+                "policies": str(CONFIG_DIR / "sla-policies.yaml"),
+                # the simulators report in compressed office time: the latest report is the ledger's "now"
+                "clock": "event",
+            },
             "utilities": [
                 {
                     "id": utility,
                     "endpoint": f"{url}/v1/tasks",
                     "auth": {"type": "bearer", "token": _token(utility)},
+                    "callback_token": _callback_token(utility),
                     "timeout_s": 5,
                     "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 2.0},
                 }
@@ -231,12 +257,23 @@ def _token(utility: str) -> str:
     return f"demo-token-{utility}"
 
 
+def _callback_token(utility: str) -> str:
+    return f"demo-callback-{utility}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def print_summary(console: Console, result: DemoResult) -> None:
     """The tables and the verdict."""
     exp = result.expectation
     console.print()
     console.print(stage_table(result.stages))
     console.print(utility_table(result.utilities))
+    console.print(sla_table(result.sla))
     console.print(
         f"upstream events: {exp.invalid} invalid (dead-lettered by the normaliser), "
         f"{exp.unserved} in regions no utility serves (dead-lettered by the router), "
@@ -281,6 +318,36 @@ def _sum_samples(registry: CollectorRegistry, name: str, match: dict[str, str]) 
             if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
                 total += sample.value
     return total
+
+
+def _sla_figures(registry: CollectorRegistry, utility: str) -> SlaFigures:
+    def events(rule_kind: str, kind: str) -> int:
+        labels = {"utility": utility, "rule_kind": rule_kind, "kind": kind}
+        return int(_sum_samples(registry, "ubridge_sla_events_total", labels))
+
+    return SlaFigures(
+        utility=utility,
+        open_tasks=int(_sum_samples(registry, "ubridge_ledger_open_tasks", {"utility": utility})),
+        first_contact_met=events("first_contact", "MET"),
+        first_contact_breached=events("first_contact", "BREACHED"),
+        total_met=events("total", "MET"),
+        total_breached=events("total", "BREACHED"),
+        first_contact_p50_h=_histogram_median(registry, "ubridge_time_to_first_contact_working_hours", utility),
+    )
+
+
+def _histogram_median(registry: CollectorRegistry, name: str, utility: str) -> float | None:
+    """The upper bound of the bucket holding the median (Prometheus histograms keep no raw values)."""
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == f"{name}_bucket" and s.labels.get("utility") == utility
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    half = buckets[-1][1] / 2
+    return next(bound for bound, count in buckets if count >= half)
 
 
 def _stage_figures(registry: CollectorRegistry) -> dict[str, dict[str, float]]:

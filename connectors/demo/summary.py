@@ -76,3 +76,43 @@ def stage_table(stages: Mapping[str, Mapping[str, float]]) -> Table:
             *(f"{figures.get(k, 0):,.0f}" for k in ("in", "out", "filtered", "dead_lettered")),
         )
     return table
+
+
+@dataclass(frozen=True)
+class SlaFigures:
+    """One utility's clocks against the policy limits, from the ledger's metrics."""
+
+    utility: str
+    open_tasks: int
+    first_contact_met: int
+    first_contact_breached: int
+    total_met: int
+    total_breached: int
+    first_contact_p50_h: float | None
+
+    @property
+    def compliance(self) -> float | None:
+        """Share of decided rules (first contact and total) that were met."""
+        decided = self.first_contact_met + self.first_contact_breached + self.total_met + self.total_breached
+        return None if decided == 0 else (self.first_contact_met + self.total_met) / decided
+
+
+def sla_table(rows: Sequence[SlaFigures]) -> Table:
+    """One row per utility: first-contact and completion clocks met or breached, in working time."""
+    table = Table(title="SLA per utility (working time, Asia/Shanghai; limits from deploy/config/sla-policies.yaml)")
+    table.add_column("utility")
+    for name in ("open", "contact met", "contact breached", "p50 contact h", "done met", "done breached", "compliance"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        compliance = row.compliance
+        table.add_row(
+            row.utility,
+            str(row.open_tasks),
+            str(row.first_contact_met),
+            str(row.first_contact_breached),
+            "-" if row.first_contact_p50_h is None else f"{row.first_contact_p50_h:.1f}",
+            str(row.total_met),
+            str(row.total_breached),
+            "-" if compliance is None else f"{100 * compliance:.1f}%",
+        )
+    return table

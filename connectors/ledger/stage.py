@@ -13,11 +13,12 @@ partitions are assigned. After each status and on each tick, open entries due fo
 entry remembers their ids, so a replay or a rebuilt instance does not emit them again (event ids are
 deterministic, so a crash between the two writes repeats an event with the same id, never a new one).
 
-Clock: ``wall`` evaluates against the real time, right after each status; ``event`` against the largest
-``occurred_at`` seen on the instance (a watermark), for simulations that report statuses in compressed
-time, at the next tick (so a batch is applied whole before the clock it advanced is read). The watermark
-spans partitions, so a partition consumed far behind the others can read late; fine for a demo, use
-``wall`` in production. Ticks stay cheap: entries sit in a heap by their next warning or breach instant
+Clock: ``wall`` evaluates against the real time, right after each status and whenever a limit passes;
+``event`` evaluates each task against its own latest reported time, at the next tick after a status, for
+replays and simulations that report in compressed time (each task's clock moves only with its own reports,
+so an open task breaches when a late report arrives, never because another task's clock ran ahead; use
+``wall`` in production, where silence itself must raise a breach). Ticks stay cheap: entries sit in a heap
+by their next warning or breach instant
 (re-checked at least hourly), and a tick stops after ``_TICK_BUDGET_S``, leaving the rest for the next.
 
 Example:
@@ -148,7 +149,7 @@ class TaskLedger:
                 continue
             del self._due_at[task_id]
             entry = self.entries[partition][task_id]
-            checked, events = self._check(entry, clock)
+            checked, events = self._check(entry, clock if self._clock == "wall" else _last_event_at(entry))
             if events:
                 outputs += events
                 outputs.append(self._store(partition, entry, checked))
@@ -294,7 +295,7 @@ class TaskLedger:
             entry = mark_emitted(entry, events, now)
             for event in events:
                 self._count_event(event)
-        if not entry["closed"]:
+        if not entry["closed"] and self._clock == "wall":
             self._schedule(task_id, self._next_due(entry, policy, now))
         outputs = [Output(self._sla, task_id.encode(), self._codec.encode("SlaEvent", dict(e))) for e in events]
         return entry, outputs

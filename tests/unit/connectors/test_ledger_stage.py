@@ -225,15 +225,17 @@ def test_tick_emits_a_breach_once() -> None:
     assert harness.sample("ubridge_sla_breaches_total", utility="yantai-water") == 1
 
 
-def test_event_clock_follows_the_latest_occurred_at() -> None:
-    """With the event clock, wall time does nothing; a later status of another task advances the clock."""
+def test_event_clock_judges_each_task_by_its_own_reports() -> None:
+    """With the event clock, wall time does nothing and another task's later report breaches nobody else."""
     harness = Harness(clock="event")
     harness.feed(status("RECEIVED", NOW))
     assert sla_events(harness.tick(NOW + 30 * 24 * HOUR)) == []
     (outcome,) = harness.feed(status("RECEIVED", NOW + 6 * HOUR, n=2))  # task 2 was created at NOW too
     assert sla_events(delivered(outcome).outputs) == []  # evaluated at the next tick, after the batch
     late = [("first_contact", "WARNING"), ("first_contact", "BREACHED")]
-    assert sla_events(harness.tick(NOW)) == late + late  # both tasks, at the watermark (16:00)
+    assert sla_events(harness.tick(NOW)) == late  # task 2 only, at its own 16:00
+    harness.feed(status("CONTACTED", NOW + 5 * HOUR))
+    assert sla_events(harness.tick(NOW)) == [("first_contact", "BREACHED")]  # task 1 contacted late
 
 
 def test_event_clock_evaluates_after_the_whole_batch() -> None:
