@@ -19,7 +19,7 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every expected task reached its utility exactly once" in result.stdout
-    for heading in ("Stages (records)", "Deliveries per utility", "sink-jinan-heat", "router"):
+    for heading in ("Stages (records)", "Deliveries per utility", "SLA per utility", "sink-jinan-heat", "ledger"):
         assert heading in result.stdout
     log = (tmp_path / "demo.log").read_text(encoding="utf-8")
     assert '"event": "task_delivered"' in log
