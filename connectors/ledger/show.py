@@ -22,7 +22,7 @@ from rich.table import Table
 
 from connectors.ledger.changelog import read_latest
 from connectors.runtime.kafka import make_consumer
-from connectors.settings import ConfigError, KafkaSettings, load_settings
+from connectors.settings import ConfigError, KafkaSettings, LedgerSettings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
 from routing.ledger import TimelineRow, timeline
 from routing.records import TaskLedgerEntry
@@ -47,15 +47,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     where.add_argument("--config", type=Path, help="take the broker and topic prefix from this configuration")
     where.add_argument("--bootstrap", help="host:port (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
     show.add_argument("--topic-prefix", default=None, help="prepended to the changelog topic's name")
-    show.add_argument("--calendar", type=Path, default=DEFAULT_CALENDAR, help="working-time calendar YAML")
-    show.add_argument("--policies", type=Path, default=DEFAULT_POLICIES, help="SLA policy YAML")
+    show.add_argument("--calendar", type=Path, help="working-time calendar YAML (default: the config's, or shipped)")
+    show.add_argument("--policies", type=Path, help="SLA policy YAML (default: the config's, or shipped)")
     show.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the task's timeline; 2 when the task, the topic or the configuration is unknown."""
     try:
-        kafka, topic = _where(args)
+        kafka, topic, ledger = _where(args)
         entry = find_entry(kafka, topic, args.task_id)
     except (ConfigError, LookupError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ubridge: task {args.task_id} is not in the ledger (topic {topic})", file=sys.stderr)
         return 2
     try:
-        calendar, policies = load_calendar(args.calendar), load_policies(args.policies)
+        calendar = load_calendar(args.calendar or (ledger.calendar if ledger else DEFAULT_CALENDAR))
+        policies = load_policies(args.policies or (ledger.policies if ledger else DEFAULT_POLICIES))
         policy = policies.policy_for(entry["region_code"], entry["scenario"])
     except (OSError, ValueError, PolicyNotFoundError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
@@ -79,18 +80,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str]:
+def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, LedgerSettings | None]:
     prefix = args.topic_prefix
     if args.config is not None:
         settings = load_settings(args.config)
-        name = str(getattr(settings.topics, "ledger_changelog", CHANGELOG_TOPIC))
         kafka = settings.kafka
         if prefix is not None:
             kafka = kafka.model_copy(update={"topic_prefix": prefix})
-        return kafka, kafka.topic_prefix + name
+        return kafka, kafka.topic_prefix + settings.topics.ledger_changelog, settings.ledger
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix or "")
-    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC
+    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC, None
 
 
 def find_entry(kafka: KafkaSettings, topic: str, task_id: str) -> TaskLedgerEntry | None:

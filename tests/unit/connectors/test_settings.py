@@ -89,3 +89,16 @@ def test_top_level_must_be_a_mapping() -> None:
     """A list at the top is refused with a reason."""
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         parse_settings(["routing"], origin="x.yaml")
+
+
+def test_shipped_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/config/ubridge.example.yaml validates, and its relative paths resolve next to it."""
+    for name in ("GONGGAI_EXCHANGE_DB_URL", "GONGGAI_WEBHOOK_SECRET", "GONGGAI_TOKEN", "YANTAI_WATER_TOKEN",
+                 "YANTAI_WATER_CALLBACK_TOKEN", "YANTAI_GAS_TOKEN"):  # fmt: skip
+        monkeypatch.setenv(name, f"secret-value-for-{name.lower()}")
+    path = Path(__file__).resolve().parents[3] / "deploy" / "config" / "ubridge.example.yaml"
+    settings = load_settings(path)
+    assert settings.ledger is not None
+    assert settings.ledger.calendar == path.parent / "calendar.yaml"
+    assert settings.ledger.calendar.exists()
+    assert [u.id for u in settings.utilities] == ["yantai-water", "yantai-gas"]
