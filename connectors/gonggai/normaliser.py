@@ -14,12 +14,11 @@ Example:
     ...                               mappings={"gonggai-interface": load_mapping(Path("vendor-yantai.yaml"))})
 """
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from connectors.gonggai.raw import read_raw
 from connectors.runtime.interface import Delivered, Outcome, Output
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -59,22 +58,16 @@ class GonggaiNormaliser:
                 yield exc
 
     def _normalise(self, record: ConsumerRecord) -> Delivered:
-        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
-        try:
-            raw = json.loads(record.value)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise DataError("", f"raw record is not JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise DataError("", "raw record is not a JSON object")
-        source = headers.get("ubridge.source", "gonggai")
-        mapping = self._mapping_for(source, headers)
-        ingested_at = _ingested_at(headers)
+        raw = read_raw(record)
+        source = raw.headers.get("ubridge.source", "gonggai")
+        mapping = self._mapping_for(source, raw.headers)
+        codes = self._status_codes
         if mapping is None:
-            event = normalise(raw, source=source, ingested_at=ingested_at, status_codes=self._status_codes)
+            event = normalise(raw.body, source=source, ingested_at=raw.ingested_at, status_codes=codes)
         else:
-            mapped = apply_mapping(mapping, raw)
+            mapped = apply_mapping(mapping, raw.body)
             try:
-                event = normalise(mapped, source=source, ingested_at=ingested_at, status_codes=self._status_codes)
+                event = normalise(mapped, source=source, ingested_at=raw.ingested_at, status_codes=codes)
             except DataError as exc:
                 raise mapping.vendor_error(exc) from exc
         value = self._codec.encode("ProjectEvent", event)
@@ -87,16 +80,3 @@ class GonggaiNormaliser:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _ingested_at(headers: Mapping[str, str]) -> datetime:
-    stamp = headers.get("ubridge.ingested_at")
-    if stamp is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError as exc:
-        raise DataError("ubridge.ingested_at", f"header is not an ISO-8601 time: {stamp!r}") from exc
-    if moment.tzinfo is None:
-        raise DataError("ubridge.ingested_at", f"header has no time zone: {stamp!r}")
-    return moment

@@ -9,12 +9,11 @@ Example:
     ...                        status_codes={1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"}, codec=Codec.default())
 """
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from connectors.gonggai.raw import read_raw
 from connectors.runtime.interface import Delivered, Outcome, Output
 from routing.errors import DataError
 from routing.records import ItemStatus
@@ -46,27 +45,11 @@ class SpglNormaliser:
                 yield exc
 
     def _normalise(self, record: ConsumerRecord) -> Delivered:
-        headers = dict(record.headers or ())
-        try:
-            raw = json.loads(record.value)
-        except (TypeError, ValueError) as exc:
-            raise DataError("", f"raw record is not JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise DataError("", "raw record is not a JSON object")
-        source = headers.get("ubridge.source", DEFAULT_SOURCE.encode()).decode()
-        event = joined_to_event(raw, source=source, ingested_at=_ingested_at(headers), status_codes=self._status_codes)
+        raw = read_raw(record)
+        source = raw.headers.get("ubridge.source", DEFAULT_SOURCE)
+        event = joined_to_event(raw.body, source=source, ingested_at=raw.ingested_at, status_codes=self._status_codes)
         value = self._codec.encode("ProjectEvent", event)
         return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _ingested_at(headers: dict[str, bytes]) -> datetime:
-    stamp = headers.get("ubridge.ingested_at")
-    if stamp is None:
-        return datetime.now(UTC)
-    try:
-        return datetime.fromisoformat(stamp.decode())
-    except ValueError as exc:
-        raise DataError("ubridge.ingested_at", f"header is not an ISO-8601 time: {stamp!r}") from exc
