@@ -60,6 +60,10 @@ class StageLoop:
         self._metrics = metrics
         self._stop = stop
         self.state = state or StageState()
+        # Labelled children resolved once: label lookup per record would cost as much as a small stage.
+        self._records_in = metrics.records_in.labels(self.stage)
+        self._records_out = metrics.records_out.labels(self.stage)
+        self._processing = metrics.processing_seconds.labels(self.stage)
         self._next_lag_at = 0.0
         self._next_tick_at = 0.0
 
@@ -101,7 +105,7 @@ class StageLoop:
                 futures.extend(self._emit(record, outcome))
                 done[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 now = time.perf_counter()
-                self._metrics.processing_seconds.labels(self.stage).observe(now - started)
+                self._processing.observe(now - started)
                 started = now
         except StopRequested:
             finished = False
@@ -121,7 +125,7 @@ class StageLoop:
             log.warning("commit_failed_after_rebalance", stage=self.stage, error=str(exc))
 
     def _emit(self, record: ConsumerRecord, outcome: Delivered | DataError) -> list[FutureRecordMetadata]:
-        self._metrics.records_in.labels(self.stage).inc()
+        self._records_in.inc()
         if isinstance(outcome, DataError):
             self._metrics.records_dead_lettered.labels(self.stage, type(outcome).__name__).inc()
             log.warning(
@@ -139,7 +143,7 @@ class StageLoop:
             self._metrics.records_filtered.labels(self.stage, outcome.filtered_reason).inc()
             return [self._send(output) for output in outcome.outputs]
         # A sink's outcome has no outputs: the record itself went out, to the utility.
-        self._metrics.records_out.labels(self.stage).inc(len(outcome.outputs) or 1)
+        self._records_out.inc(len(outcome.outputs) or 1)
         return [self._send(output) for output in outcome.outputs]
 
     def _send(self, output: Output) -> FutureRecordMetadata:
