@@ -13,10 +13,11 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
-from connectors.gonggai.webhook import WEBHOOK_PATH, GonggaiWebhook, ReplayCache, build_webhook
+from connectors.gonggai.webhook import WEBHOOK_PATH, GonggaiWebhook, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.signed_push import ReplayCache
 from connectors.settings import ConfigError, KafkaSettings
 from routing.mapping import load_mapping
 from simulators.approval.generator import EventGenerator
