@@ -9,6 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from connectors.aishandong.gateway import build_gateway
+from connectors.aishandong.router import (
+    ApplicationRouter,
+    ChainedLookup,
+    HttpProjectLookup,
+    KafkaProjectTable,
+    ProjectLookup,
+)
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
@@ -27,6 +35,8 @@ from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
 from connectors.utility.sink import UtilitySink, stage_name
+from routing.aishandong import load_required_materials
+from routing.calendar import load_calendar
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
 from schemas import Codec
@@ -65,7 +75,7 @@ class StageSpec:
 def topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the configured stages read or write."""
     partitions = settings.kafka.partitions
-    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "tasks", "task_status"]
+    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
     specs.append(TopicSpec(settings.topic("sla"), partitions))
@@ -88,7 +98,12 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
+    gateway = settings.sources.aishandong_gateway
+    if gateway is not None:
+        specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
+    if settings.applications is not None and settings.applications.enabled:
+        specs.append(StageSpec(ApplicationRouter.stage, _application_router))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
@@ -168,6 +183,35 @@ def _gonggai_webhook(ctx: Context) -> Runnable:
         metrics=ctx.metrics,
         stop=ctx.stop,
     )
+
+
+def _aishandong_gateway(ctx: Context) -> Runnable:
+    config = ctx.settings.sources.aishandong_gateway
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    topic = ctx.settings.topic("applications")
+    return build_gateway(config, kafka=ctx.settings.kafka, topic=topic, metrics=ctx.metrics, stop=ctx.stop)
+
+
+def _application_router(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.applications
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured application router
+    table = KafkaProjectTable(make_consumer(settings.kafka, group_id=None), topic=settings.topic("project_events"))
+    table.start().wait_ready(config.project_table_ready_timeout_s)
+    lookups: list[ProjectLookup] = [table]
+    if config.project_lookup is not None:
+        lookup = config.project_lookup
+        lookups.append(HttpProjectLookup(base_url=lookup.base_url, token=lookup.token, timeout_s=lookup.timeout_s))
+    processor = ApplicationRouter(
+        input_topic=settings.topic("applications"),
+        output_topic=settings.topic("tasks"),
+        areas=load_service_areas(settings.routing.service_areas),
+        calendar=load_calendar(config.calendar),
+        required_materials=load_required_materials(config.required_materials),
+        projects=ChainedLookup(*lookups),
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
 
 
 def _normaliser(ctx: Context) -> Runnable:

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 
@@ -59,6 +60,7 @@ class TopicNames(_Strict):
     tasks: str = "ubridge.tasks.v1"
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
+    applications: str = "ubridge.canonical.applications.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
@@ -114,6 +116,7 @@ class SourcesSettings(_Strict):
     gonggai_interface: GonggaiInterfaceSettings | None = None
     gonggai_webhook: GonggaiWebhookSettings | None = None
     gonggai_spgl: GonggaiSpglSettings | None = None
+    aishandong_gateway: AishandongGatewaySettings | None = None
 
 
 class RoutingSettings(_Strict):
@@ -167,6 +170,24 @@ class UtilitySettings(_Strict):
     status_poll: StatusPollSettings | None = Field(None, description="Poll the utility's status feed instead.")
 
 
+class ProjectLookupSettings(_Strict):
+    """The approval system's query interface, asked for a cited project ubridge has not seen on Kafka."""
+
+    base_url: str
+    token: SecretStr
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class ApplicationSettings(_Strict):
+    """Routing of 爱山东 applications: the 3-hour contact clock and the materials each kind needs."""
+
+    enabled: bool = True
+    calendar: ConfigPath
+    required_materials: ConfigPath
+    project_lookup: ProjectLookupSettings | None = None
+    project_table_ready_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class LedgerSettings(_Strict):
     """The SLA ledger: working-time calendar, policy table, and which clock tells the time."""
 
@@ -189,6 +210,7 @@ class Settings(_Strict):
     routing: RoutingSettings
     utilities: list[UtilitySettings] = []
     ledger: LedgerSettings | None = None
+    applications: ApplicationSettings | None = None
     status_callbacks: StatusCallbackSettings | None = None
 
     @field_validator("utilities")

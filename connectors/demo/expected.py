@@ -7,12 +7,14 @@ whether every one arrived exactly once.
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from connectors.gonggai.spgl_source import SpglSource
+from routing.aishandong import application_tasks, parse_application
+from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.gonggai import normalise
 from routing.records import ItemStatus, ProjectEvent
@@ -34,6 +36,7 @@ class Expectation:
     invalid: int = 0
     unserved: int = 0
     filtered: int = 0
+    applications: int = 0
 
     @property
     def total(self) -> int:
@@ -116,3 +119,27 @@ def _first_grants(published: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str
         if kind is not None and raw.get("blzt") == _GRANTED:
             first.setdefault((str(raw.get("xmdm")), kind), int(raw["seq"]))
     return first
+
+
+def expected_application_tasks(
+    applications: Iterable[Mapping[str, Any]],
+    areas: ServiceAreaTable,
+    calendar: WorkingCalendar,
+    required_materials: Mapping[str, Sequence[str]],
+    *,
+    now: datetime,
+    into: Expectation,
+) -> None:
+    """Add the tasks of the 爱山东 applications the gateway accepted (ids do not depend on the project lookup)."""
+    for raw in applications:
+        try:
+            application = parse_application(raw, ingested_at=now)
+            tasks = application_tasks(
+                application, areas, calendar, now=now, project=None, required_materials=required_materials
+            )
+        except DataError:
+            into.unserved += 1
+            continue
+        for task in tasks:
+            into.tasks[task["utility_id"]].add(task["task_id"])
+        into.applications += 1

@@ -20,16 +20,28 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.app import App
-from connectors.demo.expected import Expectation, exchange_events, expected_tasks, interface_events
+from connectors.demo.expected import (
+    Expectation,
+    exchange_events,
+    expected_application_tasks,
+    expected_tasks,
+    interface_events,
+)
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
+from routing.aishandong import load_required_materials
+from routing.calendar import SHANGHAI, load_calendar
 from routing.service_areas import load_service_areas
+from simulators.aishandong import APPLICATIONS_PATH, make_applications, push_applications
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 
 HOURS_PER_SECOND = 20.0  # simulated office hours per real second
 INVALID_SHARE = 0.01
+APPLICATION_SHARE = 0.1  # 爱山东 applications per upstream project event
+APPLICATION_REGIONS = ("370602", "370611", "370685", "371502", "370102", "370202")  # 370202: unserved
+GATEWAY_SECRET = "demo-aishandong-gateway-secret"  # noqa: S105 - the simulated gateway's, not a secret
 UNSERVED_SHARE = 0.03
 FAULTS: dict[str, dict[str, Any]] = {
     "yantai-water": {"error_rate": 0.10, "error_status": 503},
@@ -63,6 +75,7 @@ class DemoResult:
     stages: dict[str, dict[str, float]]
     expectation: Expectation
     sla: list[SlaFigures]
+    applications_refused: int
 
     @property
     def ok(self) -> bool:
@@ -86,6 +99,8 @@ class Demo:
         self.approval = self.simulators.approval
         self.utilities = self.simulators.utilities
         self.published_at: dict[int, datetime] = {}
+        self.applications: list[dict[str, Any]] = []
+        self.applications_refused = 0
         self.registry = CollectorRegistry()
         self.app: App | None = None
 
@@ -147,7 +162,7 @@ class Demo:
         """Compare what arrived with what should have, utility by utility."""
         rows = [self._figures(u, sim, expectation) for u, sim in self.utilities.items()]
         sla = [_sla_figures(self.registry, u) for u in self.utilities]
-        return DemoResult(rows, _stage_figures(self.registry), expectation, sla)
+        return DemoResult(rows, _stage_figures(self.registry), expectation, sla, self.applications_refused)
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -170,8 +185,24 @@ class Demo:
             now = datetime.now(UTC)
             for event in events:
                 self.published_at[int(event["seq"])] = now
+            self._apply(len(self.published_at), [str(e["xmdm"]) for e in events])
             remaining -= len(events)
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+    def _apply(self, chunk: int, project_codes: list[str]) -> None:
+        """File 爱山东 applications alongside the approval traffic, some citing the projects just published."""
+        assert self.app is not None  # noqa: S101 - started before replay
+        gateway = self.app.settings.sources.aishandong_gateway
+        assert gateway is not None  # noqa: S101 - written by _write_config
+        count = max(1, round(len(project_codes) * APPLICATION_SHARE))
+        start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
+        apps = make_applications(count, chunk, APPLICATION_REGIONS, project_codes=project_codes, start=start)
+        url = f"http://127.0.0.1:{gateway.port}{APPLICATIONS_PATH}"
+        for app, result in zip(apps, push_applications(url, GATEWAY_SECRET, apps, charset="gbk"), strict=True):
+            if result.status == 202:  # noqa: PLR2004 - HTTP Accepted
+                self.applications.append(app)
+            else:
+                self.applications_refused += 1
 
     def _expectation(self) -> Expectation:
         assert self.app is not None  # noqa: S101 - started before replay
@@ -182,7 +213,13 @@ class Demo:
             events = exchange_events(self.exchange_db, source="gonggai-spgl", status_codes=codes, now=now)
         else:
             events = interface_events(published, source="gonggai-interface", status_codes=codes, now=now)
-        return expected_tasks(events, published, self.areas, now=now)
+        expectation = expected_tasks(events, published, self.areas, now=now)
+        config = self.app.settings.applications
+        assert config is not None  # noqa: S101 - written by _write_config
+        materials = load_required_materials(config.required_materials)
+        calendar = load_calendar(config.calendar)
+        expected_application_tasks(self.applications, self.areas, calendar, materials, now=now, into=expectation)
+        return expectation
 
     def _delivered(self) -> int:
         return sum(sim.stats().unique for sim in self.utilities.values())
@@ -210,10 +247,11 @@ class Demo:
         )
 
     def _sources(self, approval_url: str) -> dict[str, Any]:
+        gateway = {"aishandong_gateway": {"port": _free_port(), "secret": GATEWAY_SECRET}}
         if self.options.source == "spgl":
-            return {"gonggai_spgl": {"url": self.exchange_db, "poll_interval_s": 0.2, "page_size": 2000}}
+            return {"gonggai_spgl": {"url": self.exchange_db, "poll_interval_s": 0.2, "page_size": 2000}, **gateway}
         interface = {"base_url": approval_url, "token": "approval-token", "page_size": 200, "poll_interval_s": 0.2}
-        return {"gonggai_interface": interface}
+        return {"gonggai_interface": interface, **gateway}
 
     def _write_config(self, approval_url: str, urls: dict[str, str]) -> Path:
         self.options.workdir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +268,10 @@ class Demo:
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
             "status_callbacks": {"port": _free_port()},
+            "applications": {
+                "calendar": str(CONFIG_DIR / "calendar.yaml"),
+                "required_materials": str(CONFIG_DIR / "aishandong.yaml"),
+            },
             "ledger": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "policies": str(CONFIG_DIR / "sla-policies.yaml"),
@@ -275,8 +317,9 @@ def print_summary(console: Console, result: DemoResult) -> None:
     console.print(utility_table(result.utilities))
     console.print(sla_table(result.sla))
     console.print(
-        f"upstream events: {exp.invalid} invalid (dead-lettered by the normaliser), "
-        f"{exp.unserved} in regions no utility serves (dead-lettered by the router), "
+        f"爱山东 applications: {exp.applications} routed, {result.applications_refused} refused at the gateway; "
+        f"approval-system events: {exp.invalid} invalid (dead-lettered by the normaliser), "
+        f"{exp.unserved} events or applications in regions no utility serves (dead-lettered by the routers), "
         f"{exp.filtered} not triggers (filtered)."
     )
     verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"

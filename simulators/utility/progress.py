@@ -388,7 +388,7 @@ class Progression:
             seq=len(self._feed) + 1,
             task_id=pending.task_id,
             stage=step.stage,
-            occurred_at=add_office_hours(pending.start, pending.elapsed_hours).replace(microsecond=0),
+            occurred_at=_to_millis(add_office_hours(pending.start, pending.elapsed_hours)),
             pipe_length_m=step.pipe_length_m,
             reason=step.reason,
             detail=_DETAILS.get(step.stage),
@@ -447,3 +447,8 @@ def _created_at(body: dict[str, Any], received_at: datetime) -> datetime:
     except ValueError:
         created = None
     return created if created is not None and created.tzinfo is not None else received_at
+
+
+def _to_millis(moment: datetime) -> datetime:
+    """Millisecond precision, as ubridge stores times: never earlier than the task's own created_at."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -9,6 +9,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-8][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{5}[0-9Xx](?![0-9A-Za-z])")
 
 
 def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -19,9 +20,11 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every expected task reached its utility exactly once" in result.stdout
-    for heading in ("Stages (records)", "Deliveries per utility", "SLA per utility", "sink-jinan-heat", "ledger"):
+    for heading in ("Stages (records)", "Deliveries per utility", "SLA per utility", "aishandong-gateway", "ledger"):
         assert heading in result.stdout
     log = (tmp_path / "demo.log").read_text(encoding="utf-8")
     assert '"event": "task_delivered"' in log
     assert '"event": "record_dead_lettered"' in log
     assert MOBILE.search(log) is None, "a mobile number reached the log unmasked"
+    assert ID_NUMBER.search(log) is None, "an ID number reached the log unmasked"
+    assert "爱山东 applications:" in result.stdout

@@ -1,0 +1,428 @@
+"""爱山东 applications: the gateway's JSON → ``ConnectionApplication`` → one APPLICATION task per service.
+
+The 爱山东 gateway sends one form per application (DESIGN §1, §6)::
+
+    {"sqbh": "AS202611250001", "sqlx": "报装", "fwlx": ["供水", "供气"], "sqrlx": "个人", "sqrxm": "张伟",
+     "sfzhm": "370602199001011234", "lxdh": "13912345678", "xmdm": "2026-370602-47-01-000123",
+     "xzqhdm": "370602", "dz": "芝罘区幸福南路18号", "sqsj": "2026-11-25 09:30:00",
+     "cl": [{"lx": "图纸", "bh": "T-1", "mc": "总平面图", "url": "https://…", "sha256": "…"}], "bz": null}
+
+One service is 点单式, several 套餐式; either way each selected service becomes one task for the utility that
+serves the site. The utility must contact the applicant within 3 working hours of filing (seed 000), so
+every task carries ``contact_due``. Missing materials never block an application (容缺受理): the task lists
+them in ``missing_materials`` and the utility collects them later.
+
+Every :class:`~routing.errors.DataError` names the gateway's own field (``sfzhm``, ``cl.0.sha256``) and its
+reason never quotes an ID or mobile number in clear.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from routing.calendar import WorkingCalendar
+from routing.errors import DataError
+from routing.identifiers import (
+    check_uscc,
+    validate_id_number,
+    validate_mobile,
+    validate_project_code,
+    validate_region_code,
+)
+from routing.privacy import mask_text
+from routing.records import (
+    ApplicantType,
+    ApplicationKind,
+    ConnectionApplication,
+    Demand,
+    Document,
+    ProjectEvent,
+    Service,
+    UtilityTask,
+)
+from routing.service_areas import ServiceAreaTable
+from routing.tasks import task_id
+
+SOURCE: Final = "aishandong"
+IDENTITY_PREFIX: Final = "aishandong:"
+TIME_ZONE: Final = "Asia/Shanghai"
+CONTACT_WITHIN_WORKING_HOURS: Final = 3.0
+PROJECT_NOT_FOUND_FLAG: Final = "project_not_found"
+
+KINDS: Final[Mapping[str, ApplicationKind]] = MappingProxyType(
+    {"报装": "CONNECTION", "报修": "REPAIR", "报停": "SUSPENSION", "过户": "TRANSFER"}
+)
+SERVICE_NAMES: Final[Mapping[str, Service]] = MappingProxyType({"供水": "WATER", "供气": "GAS", "供热": "HEAT"})
+APPLICANT_TYPES: Final[Mapping[str, ApplicantType]] = MappingProxyType({"个人": "PERSON", "企业": "ENTERPRISE"})
+# Material kinds: the gateway sends the Chinese name or the code itself.
+MATERIAL_KINDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "许可证": "PERMIT",
+        "批文": "APPROVAL",
+        "图纸": "DRAWING",
+        "产权证明": "PROPERTY_CERTIFICATE",
+        "不动产权证书": "PROPERTY_CERTIFICATE",
+        "身份证": "ID_CARD",
+        "营业执照": "BUSINESS_LICENSE",
+        "其他": "OTHER",
+    }
+)
+MATERIAL_CODES: Final = frozenset(MATERIAL_KINDS.values())
+
+_ZONE: Final = ZoneInfo(TIME_ZONE)
+_APPLICATION_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_FILED_AT: Final = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2}:[0-9]{2})")
+_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")  # JSON escapes can smuggle these in; UTF-8 cannot carry them
+_URL: Final = re.compile(r"https?://\S{1,2000}", re.IGNORECASE)
+_MAX_NAME: Final = 100
+_MAX_ADDRESS: Final = 500
+_MAX_NOTE: Final = 2000
+_MAX_MATERIALS: Final = 50
+_SHOWN_CHARS: Final = 40
+_JSON_KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    ((int, float), "number"),
+    (str, "string"),
+    (list, "array"),
+    (Mapping, "object"),
+)
+
+_T = TypeVar("_T")
+
+
+def parse_application(raw: Mapping[str, Any], *, ingested_at: datetime) -> ConnectionApplication:
+    """Validate one gateway application and return the canonical record.
+
+    Args:
+        raw: The gateway's JSON object.
+        ingested_at: When ubridge received it (timezone-aware).
+
+    Returns:
+        The ``ConnectionApplication`` (times in UTC, ``time_zone`` Asia/Shanghai).
+
+    Raises:
+        DataError: Naming the gateway field (``sfzhm``, ``fwlx.1``, ``cl.0.lx``…); personal data masked.
+        ValueError: If ``ingested_at`` is naive.
+    """
+    if ingested_at.tzinfo is None:
+        msg = "ingested_at must be timezone-aware"
+        raise ValueError(msg)
+    try:
+        return _parse(raw, ingested_at)
+    except DataError as exc:
+        # The validators never quote a number; this is the belt to their braces (names of persons aside).
+        raise DataError(exc.field, mask_text(exc.reason)) from None
+
+
+def _parse(raw: Mapping[str, Any], ingested_at: datetime) -> ConnectionApplication:
+    if not isinstance(raw, Mapping):
+        raise DataError("", f"application must be a JSON object, got {_kind(raw)}")
+    application_id = _required_str(raw, "sqbh")
+    if _APPLICATION_ID.fullmatch(application_id) is None:
+        raise DataError("sqbh", f"application id {_shown(application_id)} is not 1-64 letters, digits, - or _")
+    kind = _choice(raw, "sqlx", KINDS)
+    applicant_type = _choice(raw, "sqrlx", APPLICANT_TYPES)
+    name = _required_str(raw, "sqrxm", max_length=_MAX_NAME)
+    id_number = _optional_str(raw, "sfzhm")
+    uscc = _optional_str(raw, "tyshxydm")
+    if applicant_type == "PERSON" and id_number is None:
+        raise DataError("sfzhm", "an applicant who is a person (个人) needs an ID number")
+    if applicant_type == "ENTERPRISE" and uscc is None:
+        raise DataError("tyshxydm", "an applicant that is an enterprise (企业) needs a USCC")
+    if id_number is not None:
+        id_number = validate_id_number(id_number, "sfzhm")
+    if uscc is not None:
+        uscc = uscc.strip().upper()
+        check_uscc(uscc, "tyshxydm")  # a wrong check character alone still identifies the enterprise
+    mobile = validate_mobile(_required_str(raw, "lxdh"), "lxdh")
+    project_code = _optional_str(raw, "xmdm")
+    if project_code is not None:
+        validate_project_code(project_code, "xmdm")
+    region = _required_str(raw, "xzqhdm")
+    validate_region_code(region, "xzqhdm")
+    return {
+        "application_id": application_id,
+        "kind": kind,
+        "services": _services(raw.get("fwlx")),
+        "applicant_type": applicant_type,
+        "applicant_name": name,
+        "applicant_id_number": id_number,
+        "applicant_uscc": uscc,
+        "applicant_mobile": mobile,
+        "project_code": project_code,
+        "region_code": region,
+        "site_address": _required_str(raw, "dz", max_length=_MAX_ADDRESS),
+        "materials": _materials(raw.get("cl")),
+        "note": _optional_str(raw, "bz", max_length=_MAX_NOTE),
+        "filed_at": _filed_at(raw.get("sqsj")),
+        "ingested_at": ingested_at,
+        "time_zone": TIME_ZONE,
+    }
+
+
+def application_tasks(
+    app: ConnectionApplication,
+    areas: ServiceAreaTable,
+    calendar: WorkingCalendar,
+    *,
+    now: datetime,
+    project: ProjectEvent | None,
+    required_materials: Mapping[str, Sequence[str]],
+) -> list[UtilityTask]:
+    """Build one APPLICATION task per selected service, for the utility serving the site.
+
+    Args:
+        app: The application.
+        areas: The service-area table.
+        calendar: The working calendar (``contact_due`` = filing + 3 working hours).
+        now: The current time (timezone-aware), recorded as ``created_at``.
+        project: The latest event of the project the application cites, if known: its documents, builder and
+            figures enrich the tasks.
+        required_materials: Application kind → the material kinds it needs; absent ones are listed in
+            ``missing_materials`` and never block the application.
+
+    Returns:
+        The tasks, in the order of ``app["services"]``; a service no utility serves is skipped and flagged
+        ``unserved_service:<SERVICE>`` on the others.
+
+    Raises:
+        DataError: ``xzqhdm`` when no utility serves any selected service at the site.
+        ValueError: If ``now`` is naive.
+        CalendarError: If the calendar does not cover the filing time.
+    """
+    if now.tzinfo is None:
+        msg = "now must be timezone-aware"
+        raise ValueError(msg)
+    region = app["region_code"]
+    served: list[tuple[str, Service]] = []
+    unserved: list[Service] = []
+    for service in app["services"]:
+        utility = areas.utility_for(region, service)
+        if utility is None:
+            unserved.append(service)
+        else:
+            served.append((utility, service))
+    if not served:
+        raise DataError("xzqhdm", f"no utility serves region {region} for {', '.join(app['services'])}")
+    flags = [f"unserved_service:{service}" for service in unserved]
+    if app["project_code"] is not None and project is None:
+        flags.append(PROJECT_NOT_FOUND_FLAG)
+    documents = _merge_documents(project["documents"] if project is not None else [], app["materials"])
+    present = {document["kind"] for document in documents}
+    missing = [kind for kind in required_materials.get(app["kind"], ()) if kind not in present]
+    contact_due = calendar.add_working_hours(app["filed_at"], CONTACT_WITHIN_WORKING_HOURS)
+    identity = IDENTITY_PREFIX + app["application_id"]
+    enterprise = app["applicant_type"] == "ENTERPRISE"
+    tasks: list[UtilityTask] = []
+    for utility, service in served:
+        demand = _demand_for(project, service)
+        tasks.append(
+            {
+                "task_id": task_id(identity, utility, service, "APPLICATION"),
+                "kind": "APPLICATION",
+                "action": "CREATE",
+                "utility_id": utility,
+                "service": service,
+                "demand": demand,
+                "project_code": app["project_code"],
+                "project_name": project["project_name"] if project is not None else None,
+                "region_code": region,
+                "site_address": app["site_address"],
+                "builder_name": _builder_name(app, project, enterprise=enterprise),
+                "builder_uscc": project["builder_uscc"] if project is not None else app["applicant_uscc"],
+                "contact_name": app["applicant_name"],
+                "contact_mobile": app["applicant_mobile"],
+                "project_nature": project["project_nature"] if project is not None else None,
+                "floor_area_m2": project["floor_area_m2"] if project is not None else None,
+                "land_area_m2": project["land_area_m2"] if project is not None else None,
+                "trigger_stage": None,
+                "documents": [document.copy() for document in documents],
+                "missing_materials": list(missing),
+                "application_id": app["application_id"],
+                "source": SOURCE,
+                "source_event_id": app["application_id"],
+                "occurred_at": app["filed_at"],
+                "ingested_at": app["ingested_at"],
+                "created_at": now,
+                "contact_due": contact_due,
+                "flags": list(flags),
+            }
+        )
+    return tasks
+
+
+def load_required_materials(path: Path) -> Mapping[str, tuple[str, ...]]:
+    """Read ``required_materials`` (application kind → material kinds) from a YAML file.
+
+    Raises:
+        OSError: If the file cannot be read.
+        ValueError: If it is not valid; the message names the file and the key.
+    """
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        msg = f"{path}: not valid YAML: {exc}"
+        raise ValueError(msg) from exc
+    return parse_required_materials(doc, origin=str(path))
+
+
+def parse_required_materials(doc: object, *, origin: str = "<memory>") -> Mapping[str, tuple[str, ...]]:
+    """Validate a parsed ``{required_materials: {KIND: [MATERIAL, …]}}`` document; kinds not listed need none.
+
+    Raises:
+        ValueError: Naming ``origin`` and the key, e.g. ``aishandong.yaml: required_materials.TRANSFER[0]: …``.
+    """
+    table = doc.get("required_materials") if isinstance(doc, Mapping) else None
+    if not isinstance(table, Mapping):
+        _config_fail(origin, "required_materials", "must be a mapping of application kind to material kinds")
+    kinds = frozenset(KINDS.values())
+    result: dict[str, tuple[str, ...]] = {}
+    for kind, materials in table.items():
+        path = f"required_materials.{kind}"
+        if kind not in kinds:
+            _config_fail(origin, path, f"{kind!r} is not one of {sorted(kinds)}")
+        if not isinstance(materials, list):
+            _config_fail(origin, path, f"must be a list drawn from {sorted(MATERIAL_CODES)}")
+        for index, material in enumerate(materials):
+            if material not in MATERIAL_CODES:
+                _config_fail(origin, f"{path}[{index}]", f"{material!r} is not one of {sorted(MATERIAL_CODES)}")
+        if len(set(materials)) != len(materials):
+            _config_fail(origin, path, "lists a material twice")
+        result[str(kind)] = tuple(materials)
+    return MappingProxyType(result)
+
+
+def _config_fail(origin: str, path: str, reason: str) -> NoReturn:
+    msg = f"{origin}: {path}: {reason}"
+    raise ValueError(msg)
+
+
+def _builder_name(app: ConnectionApplication, project: ProjectEvent | None, *, enterprise: bool) -> str | None:
+    if project is not None:
+        return project["builder_name"]
+    # A person's name is contact data, not a builder; an enterprise applicant is the builder.
+    return app["applicant_name"] if enterprise else None
+
+
+def _demand_for(project: ProjectEvent | None, service: Service) -> Demand | None:
+    if project is None:
+        return None
+    demand = next((d for d in project["demands"] if d["service"] == service), None)
+    return None if demand is None else demand.copy()
+
+
+def _merge_documents(first: Sequence[Document], second: Sequence[Document]) -> list[Document]:
+    merged: list[Document] = []
+    for document in [*first, *second]:
+        if document not in merged:
+            merged.append(document)
+    return merged
+
+
+def _services(value: object) -> list[Service]:
+    if not isinstance(value, list) or not value:
+        raise DataError("fwlx", f"fwlx must be a non-empty array of 供水, 供气, 供热, got {_kind(value)}")
+    services: list[Service] = []
+    for index, item in enumerate(value):
+        service = SERVICE_NAMES.get(item) if isinstance(item, str) else None
+        where = f"fwlx.{index}"
+        if service is None:
+            raise DataError(where, f"{_shown(item)} is not one of {sorted(SERVICE_NAMES)}")
+        if service in services:
+            raise DataError(where, f"{item} is selected twice")
+        services.append(service)
+    return services
+
+
+def _materials(value: object) -> list[Document]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DataError("cl", f"cl must be an array of materials, got {_kind(value)}")
+    if len(value) > _MAX_MATERIALS:
+        raise DataError("cl", f"{len(value)} materials, at most {_MAX_MATERIALS} expected")
+    return [_material(f"cl.{index}", item) for index, item in enumerate(value)]
+
+
+def _material(path: str, item: object) -> Document:
+    if not isinstance(item, Mapping):
+        raise DataError(path, f"material must be an object, got {_kind(item)}")
+    given = _required_str(item, "lx", path=f"{path}.lx")
+    kind = MATERIAL_KINDS.get(given, given.upper())
+    kind_path, url_path, digest_path = f"{path}.lx", f"{path}.url", f"{path}.sha256"
+    if kind not in MATERIAL_CODES:
+        raise DataError(kind_path, f"{_shown(given)} is not one of {sorted(MATERIAL_KINDS)} or their codes")
+    url = _optional_str(item, "url", path=f"{path}.url")
+    if url is not None and _URL.fullmatch(url) is None:
+        raise DataError(url_path, f"{_shown(url)} is not an http(s) URL")
+    digest = _optional_str(item, "sha256", path=f"{path}.sha256")
+    if digest is not None and _SHA256.fullmatch(digest) is None:
+        raise DataError(digest_path, f"{_shown(digest)} is not 64 hex digits")
+    return {
+        "kind": kind,
+        "number": _optional_str(item, "bh", path=f"{path}.bh"),
+        "title": _required_str(item, "mc", path=f"{path}.mc", max_length=_MAX_NAME * 2),
+        "url": url,
+        "digest": None if digest is None else f"sha256:{digest.lower()}",
+    }
+
+
+def _filed_at(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise DataError("sqsj", f"sqsj must be a string 'YYYY-MM-DD HH:MM:SS', got {_kind(value)}")
+    match = _FILED_AT.fullmatch(value.strip())
+    if match is None:
+        raise DataError("sqsj", f"{_shown(value)} is not 'YYYY-MM-DD HH:MM:SS' (Asia/Shanghai)")
+    try:
+        local = datetime.fromisoformat(f"{match[1]}T{match[2]}")
+    except ValueError as exc:
+        raise DataError("sqsj", f"{_shown(value)} is not a valid date and time") from exc
+    return local.replace(tzinfo=_ZONE).astimezone(ZoneInfo("UTC"))
+
+
+def _choice(raw: Mapping[str, Any], key: str, table: Mapping[str, _T]) -> _T:
+    value = raw.get(key)
+    chosen = table.get(value) if isinstance(value, str) else None
+    if chosen is None:
+        raise DataError(key, f"{_shown(value)} is not one of {', '.join(table)}")
+    return chosen
+
+
+def _required_str(raw: Mapping[str, Any], key: str, *, path: str | None = None, max_length: int = 200) -> str:
+    value = _optional_str(raw, key, path=path, max_length=max_length)
+    if value is None:
+        raise DataError(path or key, f"{key} is required")
+    return value
+
+
+def _optional_str(raw: Mapping[str, Any], key: str, *, path: str | None = None, max_length: int = 200) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataError(path or key, f"{key} must be a string, got {_kind(value)}")
+    value = value.strip()
+    if not value:
+        return None
+    if _SURROGATE.search(value) is not None:
+        raise DataError(path or key, f"{key} holds a lone surrogate, which is not text")
+    if len(value) > max_length:
+        raise DataError(path or key, f"{key} has {len(value)} characters, at most {max_length} allowed")
+    return value
+
+
+def _kind(value: object) -> str:
+    return next((name for types, name in _JSON_KINDS if isinstance(value, types)), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text) if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]!r}…"

@@ -1,0 +1,211 @@
+"""The 爱山东 platform's side of the application gateway: realistic applications, pushed signed.
+
+The contract of ``POST /v1/applications`` (standard library only, like any outside sender):
+
+- Body: one application, a JSON object in the gateway format (``sqbh``, ``sqlx``, ``fwlx``, ``sqrlx``,
+  ``sqrxm``, ``sfzhm`` / ``tyshxydm``, ``lxdh``, ``xmdm``, ``xzqhdm``, ``dz``, ``sqsj``, ``cl``, ``bz``), encoded
+  in the declared charset: ``Content-Type: application/json; charset=UTF-8`` or ``charset=GBK``.
+- ``X-Ubridge-Timestamp: <unix seconds>`` and
+  ``X-Ubridge-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body bytes)>``, signed afresh
+  for every attempt.
+- 202 ``{"accepted": 1, "application_id": …}``: durable. 4xx ``{"error": …, "field": …}``: refused, nothing
+  stored. 503 with ``Retry-After``: try again.
+
+Example:
+    >>> apps = make_applications(20, seed=3, regions=["370602", "370102"])
+    >>> results = push_applications(f"{url}/v1/applications", "s3cret", apps, charset="gbk")
+    >>> {r.status for r in results}
+    {202}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+try:
+    from simulators.approval.push import sign
+except ImportError:  # pragma: no cover - the approval simulator ships alongside
+
+    def sign(secret: str, timestamp: int, body: bytes) -> str:
+        """The ``X-Ubridge-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of ``"<timestamp>." + body``."""
+        digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+        return f"sha256={digest}"
+
+
+APPLICATIONS_PATH = "/v1/applications"
+CHARSETS = {"utf-8": "UTF-8", "gbk": "GBK"}  # codec name -> the name declared in Content-Type
+
+_KINDS = (("报装", 70), ("报修", 15), ("报停", 8), ("过户", 7))
+_SERVICES = ("供水", "供气", "供热")
+_SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+_GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超")
+_COMPANIES = ("幸福置业有限公司", "海岸建设集团有限公司", "鲁东物业管理有限公司", "泉城餐饮有限公司")
+_STREETS = ("幸福南路", "解放路", "经十路", "东昌路", "滨海路", "黄河大街")
+# Counties whose codes GB/T 2260 has listed since before 1984 (younger codes would not match an older birth).
+_BIRTH_PLACES = ("370602", "370611", "370102", "370105", "370202", "370203", "110101", "310104")
+_PERMIT_PREFIXES = ("810000", "820000", "830000")  # Hong Kong, Macao, Taiwan residence permits
+_MOBILE_PREFIXES = ("139", "138", "137", "136", "135", "150", "151", "158", "186", "187", "177", "199", "166")
+_MATERIALS = (
+    ("许可证", "建设工程规划许可证"),
+    ("图纸", "总平面图"),
+    ("产权证明", "不动产权证书"),
+    ("营业执照", "营业执照"),
+)
+_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """The answer to one pushed application."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def id_check_character(body: str) -> str:
+    """The GB 11643 check character of the first 17 digits of an ID number."""
+    total = sum(int(digit) * weight for digit, weight in zip(body, _ID_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11]
+
+
+def make_id_number(rng: random.Random, *, permit: bool = False) -> str:
+    """A valid 18-character ID number (GB 11643); ``permit``: a Hong Kong/Macao/Taiwan residence permit."""
+    place = rng.choice(_PERMIT_PREFIXES if permit else _BIRTH_PLACES)
+    birth = date(1984, 1, 1) + timedelta(days=rng.randrange(365 * 22))
+    body = f"{place}{birth:%Y%m%d}{rng.randrange(1000):03d}"
+    return body + id_check_character(body)
+
+
+def make_mobile(rng: random.Random) -> str:
+    """A valid mainland mobile number."""
+    return rng.choice(_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
+
+
+def make_uscc(rng: random.Random, region: str) -> str:
+    """A valid 统一社会信用代码 (GB 32100) registered in ``region``."""
+    organisation = f"{rng.randrange(10**8):08d}"
+    total = sum(int(c) * w for c, w in zip(organisation, _ORG_WEIGHTS, strict=True))
+    organisation += "0123456789X"[(11 - total % 11) % 11]
+    body = f"91{region}{organisation}"
+    weighted = sum(_USCC_ALPHABET.index(c) * pow(3, i, 31) for i, c in enumerate(body))
+    return body + _USCC_ALPHABET[(31 - weighted % 31) % 31]
+
+
+def make_applications(
+    n: int,
+    seed: int,
+    regions: Sequence[str],
+    *,
+    project_codes: Sequence[str] = (),
+    start: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """``n`` realistic applications in the gateway format, reproducible from ``seed``.
+
+    Mostly 报装, some 报修/报停/过户; 1-3 services each (套餐式 when several); about one in eight applicants is
+    an enterprise and a few persons hold 81/82/83 residence permits; about a third cite one of
+    ``project_codes``; at most one material each. ``sqsj`` runs from ``start`` (Asia/Shanghai, naive) on.
+    """
+    rng = random.Random(seed)
+    moment = start or datetime(2026, 11, 23, 9, 0)  # noqa: DTZ001 - the gateway's local wall-clock time
+    kinds = [k for k, _ in _KINDS]
+    weights = [w for _, w in _KINDS]
+    apps = []
+    for index in range(n):
+        region = rng.choice(regions)
+        enterprise = rng.random() < 0.125  # noqa: PLR2004 - a share
+        services = rng.sample(_SERVICES, rng.choice((1, 1, 2, 3)))
+        moment += timedelta(minutes=rng.randrange(1, 40))
+        app: dict[str, Any] = {
+            "sqbh": f"AS{moment:%Y%m%d}{seed % 1000:03d}{index:06d}",
+            "sqlx": rng.choices(kinds, weights)[0],
+            "fwlx": [s for s in _SERVICES if s in services],
+            "sqrlx": "企业" if enterprise else "个人",
+            "sqrxm": rng.choice(_COMPANIES) if enterprise else rng.choice(_SURNAMES) + rng.choice(_GIVEN),
+            "lxdh": make_mobile(rng),
+            "xzqhdm": region,
+            "dz": f"{rng.choice(_STREETS)}{rng.randrange(1, 300)}号",
+            "sqsj": f"{moment:%Y-%m-%d %H:%M:%S}",
+            "cl": [],
+            "bz": None,
+        }
+        if enterprise:
+            app["tyshxydm"] = make_uscc(rng, region)
+        else:
+            app["sfzhm"] = make_id_number(rng, permit=rng.random() < 0.05)  # noqa: PLR2004 - a share
+        if project_codes and rng.random() < 1 / 3:
+            app["xmdm"] = rng.choice(project_codes)
+        if rng.random() < 0.5:  # noqa: PLR2004 - a share
+            kind, title = rng.choice(_MATERIALS)
+            digest = hashlib.sha256(f"{app['sqbh']}:{title}".encode()).hexdigest()
+            app["cl"] = [
+                {
+                    "lx": kind,
+                    "bh": f"CL-{index:06d}",
+                    "mc": title,
+                    "url": f"https://zwfw.sd.gov.cn/cl/{digest[:16]}",
+                    "sha256": digest,
+                }
+            ]
+        apps.append(app)
+    return apps
+
+
+def push_applications(
+    url: str,
+    secret: str,
+    apps: Sequence[dict[str, Any]],
+    *,
+    charset: str = "utf-8",
+    timeout_s: float = 10.0,
+    clock: Callable[[], float] = time.time,
+) -> list[PushResult]:
+    """POST each application to ``url`` (the full ``…/v1/applications`` URL), signed, in ``charset``.
+
+    Raises:
+        ValueError: an unknown charset.
+        OSError: the gateway could not be reached.
+    """
+    if charset not in CHARSETS:
+        message = f"charset must be one of {sorted(CHARSETS)}"
+        raise ValueError(message)
+    results = []
+    for app in apps:
+        body = json.dumps(app, ensure_ascii=False).encode(charset)
+        stamp = int(clock())
+        headers = {
+            "Content-Type": f"application/json; charset={CHARSETS[charset]}",
+            "X-Ubridge-Timestamp": str(stamp),
+            "X-Ubridge-Signature": sign(secret, stamp, body),
+        }
+        results.append(_post(url, body, headers, timeout_s))
+    return results
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> PushResult:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - see above
+            return PushResult(response.status, _json(response.read()))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return PushResult(exc.code, _json(exc.read()))
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {"error": body.decode(errors="replace")}
+    return payload if isinstance(payload, dict) else {"body": payload}

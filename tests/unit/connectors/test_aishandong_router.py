@@ -1,0 +1,214 @@
+"""The 爱山东 router stage: applications → tasks keyed by application id, project lookups, dead letters."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+from pydantic import SecretStr
+
+from connectors.aishandong.router import (
+    STAGE,
+    ApplicationRouter,
+    ChainedLookup,
+    HttpProjectLookup,
+    NoProjects,
+)
+from connectors.runtime.interface import Delivered
+from routing.aishandong import parse_application
+from routing.calendar import load_calendar
+from routing.errors import DataError
+from routing.gonggai import normalise
+from routing.records import ProjectEvent
+from routing.service_areas import load_service_areas
+from schemas import Codec
+from simulators.approval.generator import EventGenerator
+
+CONFIG = Path(__file__).parents[3] / "deploy" / "config"
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+CODEC = Codec.default()
+PROJECT = "2026-370602-47-01-000123"
+
+
+def app_raw(**changes: Any) -> dict[str, Any]:
+    app: dict[str, Any] = {
+        "sqbh": "AS2026112500001",
+        "sqlx": "报装",
+        "fwlx": ["供水", "供气", "供热"],
+        "sqrlx": "个人",
+        "sqrxm": "张伟",
+        "sfzhm": "11010519491231002X",
+        "lxdh": "13912345678",
+        "xzqhdm": "370602",
+        "dz": "芝罘区幸福南路18号",
+        "sqsj": "2026-11-25 09:00:00",
+    }
+    app.update(changes)
+    return app
+
+
+def record(offset: int = 0, **changes: Any) -> ConsumerRecord:
+    application = parse_application(app_raw(**changes), ingested_at=NOW)
+    value = CODEC.encode("ConnectionApplication", application)
+    return ConsumerRecord("apps", 0, -1, offset, 0, 0, application["application_id"].encode(), value, [], None, 0, 0, 0)
+
+
+def vendor_event(code: str = PROJECT) -> dict[str, Any]:
+    event = EventGenerator(seed=4).generate(1)[0]
+    event["xmdm"] = code
+    return event
+
+
+def project_event(code: str = PROJECT) -> ProjectEvent:
+    return normalise(vendor_event(code), source="test", ingested_at=NOW)
+
+
+class Lookup:
+    def __init__(self, events: dict[str, ProjectEvent]) -> None:
+        self.events = events
+        self.asked: list[str] = []
+        self.closed = False
+
+    def get(self, project_code: str) -> ProjectEvent | None:
+        self.asked.append(project_code)
+        return self.events.get(project_code)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def router(projects: Any = None) -> ApplicationRouter:
+    return ApplicationRouter(
+        input_topic="apps",
+        output_topic="tasks",
+        areas=load_service_areas(CONFIG / "service-areas.yaml"),
+        calendar=load_calendar(CONFIG / "calendar.yaml"),
+        required_materials={"CONNECTION": ("PERMIT", "DRAWING")},
+        projects=projects or NoProjects(),
+        clock=lambda: NOW,
+    )
+
+
+def test_package_application_becomes_three_tasks_keyed_by_application() -> None:
+    """套餐式: one application, three Avro tasks on the tasks topic, each keyed by the application id."""
+    (outcome,) = router().process([record()])
+    assert isinstance(outcome, Delivered)
+    assert [o.topic for o in outcome.outputs] == ["tasks"] * 3
+    assert {o.key for o in outcome.outputs} == {b"AS2026112500001"}
+    tasks = [CODEC.decode_as("UtilityTask", o.value) for o in outcome.outputs]
+    assert [t["utility_id"] for t in tasks] == ["yantai-water", "yantai-gas", "yantai-heat"]
+    assert {t["application_id"] for t in tasks} == {"AS2026112500001"}
+    assert all(t["missing_materials"] == ["PERMIT", "DRAWING"] for t in tasks)
+    assert all(t["contact_due"] == datetime(2026, 11, 25, 4, 0, tzinfo=UTC) for t in tasks)
+    assert router().stage == STAGE == "router-aishandong"
+
+
+def test_cited_project_is_looked_up_and_enriches_the_tasks() -> None:
+    """An application citing a project gets its documents and name from the lookup."""
+    lookup = Lookup({PROJECT: project_event()})
+    (outcome,) = router(lookup).process([record(xmdm=PROJECT)])
+    assert isinstance(outcome, Delivered)
+    task = CODEC.decode_as("UtilityTask", outcome.outputs[0].value)
+    assert lookup.asked == [PROJECT]
+    assert task["project_name"] == project_event()["project_name"]
+    assert task["flags"] == []
+
+
+def test_unknown_project_never_blocks() -> None:
+    """A project the lookup does not know yields tasks flagged project_not_found."""
+    lookup = Lookup({})
+    (outcome,) = router(lookup).process([record(xmdm=PROJECT)])
+    assert isinstance(outcome, Delivered)
+    assert CODEC.decode_as("UtilityTask", outcome.outputs[0].value)["flags"] == ["project_not_found"]
+
+
+def test_no_lookup_without_a_project_code() -> None:
+    """Applications citing no project do not ask the lookup."""
+    lookup = Lookup({})
+    list(router(lookup).process([record()]))
+    assert lookup.asked == []
+
+
+def test_unserved_and_undecodable_records_are_data_errors_in_order() -> None:
+    """A site nobody serves and bytes that are not Avro become DataErrors; the good record between them routes."""
+    garbage = ConsumerRecord("apps", 0, -1, 9, 0, 0, None, b"not avro", [], None, 0, 0, 0)
+    outcomes = list(router().process([record(0, xzqhdm="370202"), record(1), garbage]))
+    assert isinstance(outcomes[0], DataError) and outcomes[0].field == "xzqhdm"
+    assert isinstance(outcomes[1], Delivered) and len(outcomes[1].outputs) == 3
+    assert isinstance(outcomes[2], DataError)
+
+
+def test_close_closes_the_lookup() -> None:
+    """The stage owns its lookup."""
+    lookup = Lookup({})
+    router(lookup).close()
+    assert lookup.closed
+
+
+def test_chained_lookup_asks_in_order() -> None:
+    """The first lookup that knows the project wins; both are closed."""
+    first, second = Lookup({}), Lookup({PROJECT: project_event()})
+    chain = ChainedLookup(first, second)
+    found = chain.get(PROJECT)
+    assert found is not None and found["project_code"] == PROJECT
+    assert chain.get("2026-370602-47-01-000999") is None
+    chain.close()
+    assert first.closed and second.closed
+
+
+def http_lookup(handler: Any) -> HttpProjectLookup:
+    return HttpProjectLookup(
+        base_url="http://approval.test/",
+        token=SecretStr("lookup-token"),
+        transport=httpx.MockTransport(handler),
+        clock=lambda: NOW,
+    )
+
+
+def test_http_lookup_reads_one_project_with_a_bearer_token() -> None:
+    """GET /api/v1/projects/{code} with the bearer token; a 200 event is validated and returned."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=vendor_event())
+
+    event = http_lookup(handler).get(PROJECT)
+    assert event is not None and event["project_code"] == PROJECT
+    assert seen[0].url.path == f"/api/v1/projects/{PROJECT}"
+    assert seen[0].headers["authorization"] == "Bearer lookup-token"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(404, json={"error": "unknown"}),
+        httpx.Response(500, text="boom"),
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json=[1]),
+        httpx.Response(200, json={"xmdm": PROJECT}),
+        httpx.Response(200, json=vendor_event("2026-370602-47-01-000999")),
+    ],
+)
+def test_http_lookup_failures_yield_none(response: httpx.Response) -> None:
+    """Unknown, failing, invalid or off-topic answers are None: enrichment never blocks an application."""
+    assert http_lookup(lambda _: response).get(PROJECT) is None
+
+
+def test_http_lookup_transport_error_yields_none() -> None:
+    """A connection failure is logged and yields None."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    lookup = http_lookup(handler)
+    assert lookup.get(PROJECT) is None
+    lookup.close()
+
+
+def test_records_are_avro_single_object_encoded() -> None:
+    """Outputs carry the Avro single-object marker C3 01."""
+    (outcome,) = router().process([record()])
+    assert cast(Delivered, outcome).outputs[0].value[:2] == b"\xc3\x01"

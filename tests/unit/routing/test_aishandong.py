@@ -1,0 +1,389 @@
+"""爱山东 applications: parsing, validation reasons, masking, tasks per service, contact deadline, materials."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from routing.aishandong import (
+    PROJECT_NOT_FOUND_FLAG,
+    application_tasks,
+    load_required_materials,
+    parse_application,
+    parse_required_materials,
+)
+from routing.calendar import WorkingCalendar, load_calendar
+from routing.errors import DataError
+from routing.records import ConnectionApplication, ProjectEvent
+from routing.service_areas import ServiceAreaTable, load_service_areas
+from routing.tasks import task_id
+from simulators.aishandong import id_check_character, make_applications
+
+CONFIG = Path(__file__).parents[3] / "deploy" / "config"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+INGESTED = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 25, 2, 1, tzinfo=UTC)
+ID_NUMBER = "11010519491231002X"
+MOBILE = "13912345678"
+REQUIRED = {"CONNECTION": ("PERMIT", "DRAWING"), "TRANSFER": ("PROPERTY_CERTIFICATE",)}
+DIGEST = "ab" * 32
+
+
+def raw(**changes: Any) -> dict[str, Any]:
+    app: dict[str, Any] = {
+        "sqbh": "AS2026112500001",
+        "sqlx": "报装",
+        "fwlx": ["供水"],
+        "sqrlx": "个人",
+        "sqrxm": "张伟",
+        "sfzhm": ID_NUMBER,
+        "lxdh": MOBILE,
+        "xzqhdm": "370602",
+        "dz": "芝罘区幸福南路18号",
+        "sqsj": "2026-11-25 09:00:00",
+        "cl": [{"lx": "图纸", "bh": "T-1", "mc": "总平面图", "url": "https://example.cn/t1", "sha256": DIGEST}],
+        "bz": "请尽快联系",
+    }
+    app.update(changes)
+    return {k: v for k, v in app.items() if v is not ...}
+
+
+@pytest.fixture(scope="module")
+def areas() -> ServiceAreaTable:
+    return load_service_areas(CONFIG / "service-areas.yaml")
+
+
+@pytest.fixture(scope="module")
+def calendar() -> WorkingCalendar:
+    return load_calendar(CONFIG / "calendar.yaml")
+
+
+def parse(**changes: Any) -> ConnectionApplication:
+    return parse_application(raw(**changes), ingested_at=INGESTED)
+
+
+def project(code: str = "2026-370602-47-01-000123") -> ProjectEvent:
+    return {
+        "event_id": "e1",
+        "source": "gonggai-interface",
+        "source_record_id": "1",
+        "project_code": code,
+        "project_name": "幸福里三期",
+        "region_code": "370602",
+        "site_address": "幸福南路18号",
+        "builder_name": "烟台市幸福置业有限公司",
+        "builder_uscc": "91370600MA3C5H1X2Q",
+        "contact_name": None,
+        "contact_mobile": None,
+        "stage": 3,
+        "item_code": None,
+        "item_instance_code": None,
+        "item_name": None,
+        "item_status": "GRANTED",
+        "retraction": False,
+        "occurred_at": INGESTED,
+        "ingested_at": INGESTED,
+        "time_zone": "Asia/Shanghai",
+        "project_nature": "新建",
+        "floor_area_m2": 56000.0,
+        "land_area_m2": 23000.0,
+        "investment_10k_cny": None,
+        "demands": [
+            {"service": "GAS", "pipe_diameter_mm": 100, "load": 60.0, "load_unit": "m3/h", "heated_area_m2": None}
+        ],
+        "documents": [{"kind": "PERMIT", "number": "P-1", "title": "施工许可证", "url": None, "digest": None}],
+        "flags": [],
+    }
+
+
+def test_parses_a_person_application_into_the_canonical_record() -> None:
+    """A 点单式 报装 by a person maps every field; the Shanghai filing time becomes UTC."""
+    app = parse()
+    assert app["application_id"] == "AS2026112500001"
+    assert (app["kind"], app["services"], app["applicant_type"]) == ("CONNECTION", ["WATER"], "PERSON")
+    assert (app["applicant_id_number"], app["applicant_mobile"], app["applicant_uscc"]) == (ID_NUMBER, MOBILE, None)
+    assert app["filed_at"] == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    assert app["ingested_at"] == INGESTED and app["time_zone"] == "Asia/Shanghai"
+    assert app["materials"] == [
+        {
+            "kind": "DRAWING",
+            "number": "T-1",
+            "title": "总平面图",
+            "url": "https://example.cn/t1",
+            "digest": f"sha256:{DIGEST}",
+        }
+    ]
+    assert (app["project_code"], app["note"]) == (None, "请尽快联系")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("报装", "CONNECTION"), ("报修", "REPAIR"), ("报停", "SUSPENSION"), ("过户", "TRANSFER")]
+)
+def test_application_kinds(kind: str, expected: str) -> None:
+    """Each 申请类型 maps to its canonical kind."""
+    assert parse(sqlx=kind)["kind"] == expected
+
+
+def test_enterprise_with_uscc_and_project_code() -> None:
+    """An enterprise applicant needs a USCC, not an ID number; a cited project code is kept."""
+    app = parse(
+        sqrlx="企业",
+        sqrxm="烟台市幸福置业有限公司",
+        sfzhm=...,
+        tyshxydm="91110000600037341L",
+        xmdm="2026-370602-47-01-000123",
+    )
+    assert (app["applicant_type"], app["applicant_uscc"], app["applicant_id_number"]) == (
+        "ENTERPRISE",
+        "91110000600037341L",
+        None,
+    )
+    assert app["project_code"] == "2026-370602-47-01-000123"
+
+
+def test_residence_permit_numbers_are_accepted() -> None:
+    """Hong Kong, Macao and Taiwan residence permits (81/82/83) are valid ID numbers."""
+    for prefix in ("810000", "820000", "830000"):
+        body = f"{prefix}19900101123"
+        number = body + id_check_character(body)
+        assert parse(sfzhm=number)["applicant_id_number"] == number
+
+
+def test_mobile_is_normalised() -> None:
+    """A +86 prefix and dashes are stripped from the mobile number."""
+    assert parse(lxdh="+86 139-1234-5678")["applicant_mobile"] == MOBILE
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason_part"),
+    [
+        ({"sqbh": ""}, "sqbh", "required"),
+        ({"sqbh": "AS 1"}, "sqbh", "letters, digits"),
+        ({"sqlx": "缴费"}, "sqlx", "is not one of"),
+        ({"fwlx": []}, "fwlx", "non-empty array"),
+        ({"fwlx": "供水"}, "fwlx", "got string"),
+        ({"fwlx": ["供水", "供电"]}, "fwlx.1", "is not one of"),
+        ({"fwlx": ["供水", "供水"]}, "fwlx.1", "twice"),
+        ({"sqrlx": "机关"}, "sqrlx", "is not one of"),
+        ({"sqrxm": 12}, "sqrxm", "got number"),
+        ({"sfzhm": ...}, "sfzhm", "needs an ID number"),
+        ({"sqrlx": "企业", "tyshxydm": None}, "tyshxydm", "needs a USCC"),
+        ({"sfzhm": "110105194912310021"}, "sfzhm", "check character"),
+        ({"sfzhm": "1101051949"}, "sfzhm", "17 digits"),
+        ({"lxdh": "12912345678"}, "lxdh", "starts with 12"),
+        ({"lxdh": None}, "lxdh", "required"),
+        ({"xmdm": "2026-37060-47-01-000123"}, "xmdm", "does not match"),
+        ({"xzqhdm": "379999"}, "xzqhdm", "not a known"),
+        ({"xzqhdm": 370602}, "xzqhdm", "got number"),
+        ({"dz": "  "}, "dz", "required"),
+        ({"sqsj": "2026/11/25 09:00"}, "sqsj", "YYYY-MM-DD"),
+        ({"sqsj": "2026-02-30 09:00:00"}, "sqsj", "valid date"),
+        ({"sqsj": 1764032400}, "sqsj", "got number"),
+        ({"cl": {}}, "cl", "array"),
+        ({"cl": ["x"]}, "cl.0", "object"),
+        ({"cl": [{"lx": "照片", "mc": "x"}]}, "cl.0.lx", "is not one of"),
+        ({"cl": [{"lx": "图纸"}]}, "cl.0.mc", "required"),
+        ({"cl": [{"lx": "图纸", "mc": "x", "sha256": "abc"}]}, "cl.0.sha256", "64 hex"),
+        ({"cl": [{"lx": "图纸", "mc": "x", "url": "ftp://x"}]}, "cl.0.url", "http(s)"),
+        ({"bz": "\ud800"}, "bz", "surrogate"),
+    ],
+)
+def test_invalid_fields_name_the_gateway_field(changes: dict[str, Any], field: str, reason_part: str) -> None:
+    """Every validation failure is a DataError naming the raw field with a precise reason."""
+    with pytest.raises(DataError) as caught:
+        parse(**changes)
+    assert caught.value.field == field
+    assert reason_part in caught.value.reason
+
+
+def test_not_an_object() -> None:
+    """A body that is not an object is refused as a whole."""
+    with pytest.raises(DataError) as caught:
+        parse_application([], ingested_at=INGESTED)  # type: ignore[arg-type]
+    assert caught.value.field == ""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sfzhm": "110105194912310021"},
+        {"sfzhm": "11010519491231002"},
+        {"lxdh": "1391234567"},
+        {"lxdh": "12912345678"},
+        {"sqrxm": "13912345678" * 20},
+        {"sqbh": "ID 110105194912310021"},
+        {"sqlx": "13912345678"},
+        {"fwlx": ["110105194912310021"]},
+    ],
+)
+def test_reasons_never_quote_personal_numbers(changes: dict[str, Any]) -> None:
+    """Reasons carry no ID or mobile number in clear, even when one sits in the wrong field."""
+    with pytest.raises(DataError) as caught:
+        parse(**changes)
+    text = str(caught.value)
+    for value in changes.values():
+        secret = value[0] if isinstance(value, list) else value
+        assert secret[:11] not in text
+    assert "13912345678" not in text and "110105194912310021" not in text
+
+
+def test_naive_ingested_at_is_a_programming_error() -> None:
+    """ingested_at must carry its zone."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        parse_application(raw(), ingested_at=datetime(2026, 11, 25))  # noqa: DTZ001 - the point of the test
+
+
+def test_package_application_yields_one_task_per_service(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """套餐式: three services give three APPLICATION tasks with one application id and distinct utilities."""
+    app = parse(fwlx=["供水", "供气", "供热"])
+    tasks = application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert [(t["utility_id"], t["service"]) for t in tasks] == [
+        ("yantai-water", "WATER"),
+        ("yantai-gas", "GAS"),
+        ("yantai-heat", "HEAT"),
+    ]
+    assert {t["application_id"] for t in tasks} == {"AS2026112500001"}
+    assert {t["kind"] for t in tasks} == {"APPLICATION"}
+    assert [t["task_id"] for t in tasks] == [
+        task_id("aishandong:AS2026112500001", t["utility_id"], t["service"], "APPLICATION") for t in tasks
+    ]
+    first = tasks[0]
+    assert (first["contact_name"], first["contact_mobile"], first["builder_name"]) == ("张伟", MOBILE, None)
+    assert (first["source"], first["source_event_id"], first["created_at"]) == ("aishandong", "AS2026112500001", NOW)
+    assert first["occurred_at"] == app["filed_at"] and first["flags"] == []
+
+
+def test_task_ids_are_deterministic(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """The same application routed twice gives the same task ids."""
+    app = parse(fwlx=["供水", "供气"])
+    once = application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    again = application_tasks(app, areas, calendar, now=INGESTED, project=None, required_materials=REQUIRED)
+    assert [t["task_id"] for t in once] == [t["task_id"] for t in again]
+
+
+@pytest.mark.parametrize(
+    ("filed", "due"),
+    [
+        ("2026-11-25 09:00:00", datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)),  # same morning
+        ("2026-11-27 16:30:00", datetime(2026, 11, 30, 10, 30, tzinfo=SHANGHAI)),  # Friday → Monday
+        ("2026-09-30 16:30:00", datetime(2026, 10, 8, 10, 30, tzinfo=SHANGHAI)),  # across National Day
+        ("2026-11-28 10:00:00", datetime(2026, 11, 30, 11, 30, tzinfo=SHANGHAI)),  # filed on a Saturday
+    ],
+)
+def test_contact_due_is_three_working_hours_after_filing(
+    areas: ServiceAreaTable, calendar: WorkingCalendar, filed: str, due: datetime
+) -> None:
+    """contact_due counts 3 working hours from filing, skipping nights, weekends and holidays."""
+    (task,) = application_tasks(parse(sqsj=filed), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert task["contact_due"] == due.astimezone(UTC)
+
+
+def test_missing_materials_are_listed_but_never_block(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """容缺受理: a 报装 with only a drawing lists the permit as missing; a 过户 with nothing lists the certificate."""
+    (task,) = application_tasks(parse(), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert task["missing_materials"] == ["PERMIT"]
+    (transfer,) = application_tasks(
+        parse(sqlx="过户", cl=None), areas, calendar, now=NOW, project=None, required_materials=REQUIRED
+    )
+    assert transfer["missing_materials"] == ["PROPERTY_CERTIFICATE"] and transfer["documents"] == []
+    (repair,) = application_tasks(
+        parse(sqlx="报修", cl=[]), areas, calendar, now=NOW, project=None, required_materials=REQUIRED
+    )
+    assert repair["missing_materials"] == []
+
+
+def test_project_documents_and_demand_enrich_the_tasks(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """A known project adds its documents (so its permit is no longer missing), builder, figures and demand."""
+    app = parse(fwlx=["供水", "供气"], xmdm="2026-370602-47-01-000123")
+    water, gas = application_tasks(app, areas, calendar, now=NOW, project=project(), required_materials=REQUIRED)
+    assert [d["kind"] for d in water["documents"]] == ["PERMIT", "DRAWING"]
+    assert water["missing_materials"] == []
+    assert (water["project_name"], water["builder_name"], water["floor_area_m2"]) == (
+        "幸福里三期",
+        "烟台市幸福置业有限公司",
+        56000.0,
+    )
+    assert water["demand"] is None
+    assert gas["demand"] is not None and gas["demand"]["pipe_diameter_mm"] == 100
+    assert water["flags"] == []
+
+
+def test_unknown_cited_project_is_flagged(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """An application citing a project nobody knows still yields tasks, flagged project_not_found."""
+    app = parse(xmdm="2026-370602-47-01-000123")
+    (task,) = application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert task["flags"] == [PROJECT_NOT_FOUND_FLAG]
+    assert task["project_code"] == "2026-370602-47-01-000123" and task["project_name"] is None
+
+
+def test_unserved_service_is_skipped_and_flagged(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """In 聊城 nobody supplies heat: water and gas tasks carry unserved_service:HEAT."""
+    app = parse(xzqhdm="371502", fwlx=["供水", "供气", "供热"])
+    tasks = application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert [t["utility_id"] for t in tasks] == ["liaocheng-water", "liaocheng-gas"]
+    assert all(t["flags"] == ["unserved_service:HEAT"] for t in tasks)
+
+
+def test_nothing_served_is_a_data_error(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """青岛 is served by nobody: the application is a DataError on xzqhdm (dead-lettered)."""
+    app = parse(xzqhdm="370202", fwlx=["供水", "供气"])
+    with pytest.raises(DataError) as caught:
+        application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert caught.value.field == "xzqhdm"
+    assert caught.value.reason == "no utility serves region 370202 for WATER, GAS"
+
+
+def test_naive_now_is_refused(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """The current time must carry its zone."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        application_tasks(
+            parse(),
+            areas,
+            calendar,
+            now=datetime(2026, 11, 25),  # noqa: DTZ001 - the point of the test
+            project=None,
+            required_materials=REQUIRED,
+        )
+
+
+def test_shipped_required_materials_load() -> None:
+    """deploy/config/aishandong.yaml loads: 报装 needs a permit and a drawing, 过户 a property certificate."""
+    table = load_required_materials(CONFIG / "aishandong.yaml")
+    assert table["CONNECTION"] == ("PERMIT", "DRAWING")
+    assert table["TRANSFER"] == ("PROPERTY_CERTIFICATE",)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({}, "required_materials: must be a mapping"),
+        ({"required_materials": {"PAYMENT": []}}, "required_materials.PAYMENT: 'PAYMENT' is not one of"),
+        ({"required_materials": {"CONNECTION": "PERMIT"}}, "required_materials.CONNECTION: must be a list"),
+        ({"required_materials": {"CONNECTION": ["PHOTO"]}}, "required_materials.CONNECTION[0]: 'PHOTO'"),
+        ({"required_materials": {"CONNECTION": ["PERMIT", "PERMIT"]}}, "twice"),
+    ],
+)
+def test_bad_required_materials_name_the_key(doc: dict[str, Any], message: str) -> None:
+    """A wrong configuration names the file and the key."""
+    with pytest.raises(ValueError, match=r"^aishandong\.yaml: ") as caught:
+        parse_required_materials(doc, origin="aishandong.yaml")
+    assert message in str(caught.value)
+
+
+def test_simulated_applications_all_parse(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """Every simulated application is valid and routes in 烟台 and 济南."""
+    apps = make_applications(
+        300, seed=5, regions=["370602", "370685", "370102"], project_codes=["2026-370602-47-01-000123"]
+    )
+    parsed = [parse_application(a, ingested_at=INGESTED) for a in apps]
+    assert {a["kind"] for a in parsed} == {"CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"}
+    assert any((a["applicant_id_number"] or "")[:2] in {"81", "82", "83"} for a in parsed)
+    assert any(a["applicant_type"] == "ENTERPRISE" for a in parsed)
+    assert {len(a["services"]) for a in parsed} == {1, 2, 3}
+    assert any(a["project_code"] for a in parsed)
+    for app in parsed:
+        if app["region_code"] == "370102" and app["services"] == ["GAS"]:
+            continue  # 济南 gas is not in the demo table
+        assert application_tasks(app, areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
