@@ -20,7 +20,9 @@ from routing.records import TaskStage, TaskStatus
 Reporter = Literal["callback", "poll"]
 
 STAGES: tuple[str, ...] = get_args(TaskStage)
-REPORT_FIELDS = frozenset({"utility_id", "stage", "occurred_at", "pipe_length_m", "reason", "detail"})
+# application_id: a task that came from a 爱山东 application carries it, so the app side can follow the
+# application across every utility's reports without joining them to the tasks.
+REPORT_FIELDS = frozenset({"utility_id", "application_id", "stage", "occurred_at", "pipe_length_m", "reason", "detail"})
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_PIPE_LENGTH_M = 100_000.0
 MAX_TEXT_CHARS = 2000
@@ -57,7 +59,7 @@ def parse_status(
     return {
         "task_id": task_id,
         "utility_id": utility_id,
-        "application_id": None,
+        "application_id": _text("application_id", payload.get("application_id")),
         "stage": stage,
         "occurred_at": _occurred_at(payload.get("occurred_at")),
         "reported_at": reported_at.astimezone(UTC),

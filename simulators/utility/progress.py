@@ -180,6 +180,7 @@ class StatusReport:
     pipe_length_m: float | None = None
     reason: str | None = None
     detail: str | None = None
+    application_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The change-feed entry; optional fields only when set."""
@@ -189,7 +190,12 @@ class StatusReport:
             "stage": self.stage,
             "occurred_at": self.occurred_at.isoformat(),
         }
-        optional = {"pipe_length_m": self.pipe_length_m, "reason": self.reason, "detail": self.detail}
+        optional = {
+            "pipe_length_m": self.pipe_length_m,
+            "reason": self.reason,
+            "detail": self.detail,
+            "application_id": self.application_id,
+        }
         return entry | {name: value for name, value in optional.items() if value is not None}
 
 
@@ -199,6 +205,7 @@ class _Pending:
     start: datetime
     elapsed_hours: float
     step: Step
+    application_id: str | None
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,8 @@ class Progression:
         if body.get("action") == "CANCEL":
             return
         start = _created_at(body, received_at)
+        application = body.get("application_id")
+        application_id = application if isinstance(application, str) else None
         now = time.monotonic()
         with self._wakeup:
             config = self._config
@@ -330,7 +339,7 @@ class Progression:
                 elapsed += step.hours
                 self._order += 1
                 due = now + elapsed / config.hours_per_second
-                heapq.heappush(self._heap, (due, self._order, _Pending(task_id, start, elapsed, step)))
+                heapq.heappush(self._heap, (due, self._order, _Pending(task_id, start, elapsed, step, application_id)))
             self._wakeup.notify()
 
     def page(self, cursor: int, limit: int) -> dict[str, Any]:
@@ -392,6 +401,7 @@ class Progression:
             pipe_length_m=step.pipe_length_m,
             reason=step.reason,
             detail=_DETAILS.get(step.stage),
+            application_id=pending.application_id,
         )
         self._feed.append(report)
         self._counts["statuses_reported"] += 1

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from connectors.runtime.http_intake import HttpIntake, IntakeRequest
 from connectors.runtime.metrics import Metrics
 from connectors.status.callback import StatusCallbackHandler, load_openapi
-from connectors.status.mapping import STAGES
+from connectors.status.mapping import REPORT_FIELDS, STAGES, parse_status
 from schemas import Codec
 from simulators.utility import UtilitySimulator
 from tests.support import wait_until
@@ -233,7 +233,7 @@ def test_openapi_document_describes_the_endpoint() -> None:
     assert {"202", "400", "401", "403", "404", "413", "415", "422", "503"} <= set(operation["responses"])
     assert tuple(document["components"]["schemas"]["Stage"]["enum"]) == STAGES
     report = document["components"]["schemas"]["StatusReport"]
-    assert set(report["properties"]) == {"utility_id", "stage", "occurred_at", "pipe_length_m", "reason", "detail"}
+    assert set(report["properties"]) == REPORT_FIELDS
 
 
 def test_empty_token_is_refused_at_start() -> None:
@@ -351,3 +351,15 @@ def test_simulated_utility_callbacks_are_all_accepted(intake: tuple[HttpIntake, 
 
 def _finished(simulator: UtilitySimulator, tasks: int) -> bool:
     return sum(s.stage in ("CLOSED", "REJECTED") for s in simulator.statuses()) == tasks
+
+
+def test_application_id_is_carried_onto_the_status() -> None:
+    """A report naming its task's 爱山东 application id publishes it, so the app follows the application."""
+    status = parse_status(
+        {"stage": "CONTACTED", "occurred_at": "2026-11-25T10:00:00+08:00", "application_id": "AS20261125001000001"},
+        task_id="t-1",
+        utility_id="yantai-water",
+        reporter="callback",
+        reported_at=datetime(2026, 11, 25, 2, 1, tzinfo=UTC),
+    )
+    assert status["application_id"] == "AS20261125001000001"
