@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from connectors.aishandong.gateway import build_gateway
+from connectors.aishandong.pull_source import AishandongPullSource
 from connectors.aishandong.router import (
     ApplicationRouter,
     ChainedLookup,
@@ -101,6 +102,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     gateway = settings.sources.aishandong_gateway
     if gateway is not None:
         specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False))
+    pull = settings.sources.aishandong_pull
+    if pull is not None and pull.enabled:
+        specs.append(StageSpec(pull.name, _aishandong_pull))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     if settings.applications is not None and settings.applications.enabled:
         specs.append(StageSpec(ApplicationRouter.stage, _application_router))
@@ -190,6 +194,14 @@ def _aishandong_gateway(ctx: Context) -> Runnable:
     assert config is not None  # noqa: S101 - stage_specs only lists configured sources
     topic = ctx.settings.topic("applications")
     return build_gateway(config, kafka=ctx.settings.kafka, topic=topic, metrics=ctx.metrics, stop=ctx.stop)
+
+
+def _aishandong_pull(ctx: Context) -> Runnable:
+    config = ctx.settings.sources.aishandong_pull
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    topic, dlq = ctx.settings.topic("applications"), ctx.settings.dlq_topic(config.name)
+    source = AishandongPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
 
 
 def _application_router(ctx: Context) -> Runnable:

@@ -110,6 +110,19 @@ class GonggaiSpglSettings(_Strict):
     retry: RetrySettings = RetrySettings()
 
 
+class AishandongPullSettings(_Strict):
+    """爱山东 applications pulled from the gateway's feed, for a platform that cannot push."""
+
+    enabled: bool = True
+    name: str = "aishandong-pull"
+    base_url: str
+    token: SecretStr
+    page_size: Annotated[int, Field(ge=1, le=500)] = 100
+    poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retry: RetrySettings = RetrySettings()
+
+
 class SourcesSettings(_Strict):
     """Every upstream connector; absent means not run."""
 
@@ -117,6 +130,7 @@ class SourcesSettings(_Strict):
     gonggai_webhook: GonggaiWebhookSettings | None = None
     gonggai_spgl: GonggaiSpglSettings | None = None
     aishandong_gateway: AishandongGatewaySettings | None = None
+    aishandong_pull: AishandongPullSettings | None = None
 
 
 class RoutingSettings(_Strict):

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+
+from simulators._http import JsonHttpServer, Request, Response, error_response, json_response, unauthorized
 
 try:
     from simulators.approval.push import sign
@@ -43,6 +46,7 @@ except ImportError:  # pragma: no cover - the approval simulator ships alongside
 
 
 APPLICATIONS_PATH = "/v1/applications"
+FEED_PATH = "/api/v1/applications"
 CHARSETS = {"utf-8": "UTF-8", "gbk": "GBK"}  # codec name -> the name declared in Content-Type
 
 _KINDS = (("报装", 70), ("报修", 15), ("报停", 8), ("过户", 7))
@@ -209,3 +213,47 @@ def _json(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {"error": body.decode(errors="replace")}
     return payload if isinstance(payload, dict) else {"body": payload}
+
+
+class ApplicationFeed:
+    """The 爱山东 gateway's pull feed, for platforms that cannot push: ``GET /api/v1/applications``.
+
+    ``?cursor=N&limit=M`` with ``Authorization: Bearer <token>`` answers ``{"applications": [...with seq > N...],
+    "next_cursor": <last seq or N>, "has_more": bool}``; 401 on a bad token.
+    """
+
+    def __init__(self, *, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._token = token
+        self._lock = threading.Lock()
+        self._entries: list[dict[str, Any]] = []
+        self._http = JsonHttpServer(self._handle, host=host, port=port)
+
+    def start(self) -> str:
+        """Start serving; the base URL."""
+        return self._http.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._http.stop()
+
+    def add(self, applications: Sequence[dict[str, Any]]) -> None:
+        """Publish applications on the feed, each given the next ``seq``."""
+        with self._lock:
+            for app in applications:
+                self._entries.append({**app, "seq": len(self._entries) + 1})
+
+    def _handle(self, request: Request) -> Response:
+        if (request.method, request.path) != ("GET", FEED_PATH):
+            return error_response(404, f"no such resource: {request.path}")
+        if not request.bearer_matches(self._token):
+            return unauthorized()
+        try:
+            cursor = int(request.query.get("cursor", "0"))
+            limit = max(1, min(500, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return error_response(400, "cursor and limit must be integers")
+        with self._lock:
+            page = [e for e in self._entries if e["seq"] > cursor][:limit]
+            more = bool(page) and page[-1]["seq"] < len(self._entries)
+        next_cursor = page[-1]["seq"] if page else cursor
+        return json_response(200, {"applications": page, "next_cursor": next_cursor, "has_more": more})

@@ -39,3 +39,31 @@ def error_context(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ..
         for name, value in headers
         if name.startswith(PREFIX)
     }
+
+
+def source_dead_letter(
+    error: DataError, *, stage: str, topic: str, key: bytes | None, value: bytes, where: str, now: datetime
+) -> Output:
+    """The dead letter of a record a *source* could not turn into a record (no input topic to point at).
+
+    Args:
+        error: Why.
+        stage: The source.
+        topic: The source's dead-letter topic.
+        key: Key to keep the letter with its entity.
+        value: The record as the outside system gave it.
+        where: Its position at the source (a cursor or serial), recorded as ``offset``.
+        now: When it failed.
+    """
+    context = {
+        "stage": stage,
+        "class": type(error).__name__,
+        "field": error.field,
+        "message": mask_text(str(error)),
+        "topic": stage,
+        "partition": "",
+        "offset": where,
+        "failed_at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
+    }
+    headers = (("ubridge.source", stage.encode()), *((PREFIX + k, v.encode()) for k, v in context.items()))
+    return Output(topic=topic, key=key, value=value, headers=headers)
