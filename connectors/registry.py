@@ -25,6 +25,7 @@ from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
 from connectors.ledger import build_ledger
 from connectors.ledger.stage import TaskLedger
+from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
@@ -79,6 +80,7 @@ def topics(settings: Settings) -> list[TopicSpec]:
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
+    specs.append(TopicSpec(settings.topic("projects"), partitions, compacted=True))
     specs.append(TopicSpec(settings.topic("sla"), partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
     specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
@@ -107,6 +109,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(pull.name, _aishandong_pull))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     if settings.applications is not None and settings.applications.enabled:
+        specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
         specs.append(StageSpec(ApplicationRouter.stage, _application_router))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     callbacks = settings.status_callbacks
@@ -204,11 +207,19 @@ def _aishandong_pull(ctx: Context) -> Runnable:
     return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
 
 
+def _project_table(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = ProjectTableWriter(
+        input_topic=settings.topic("project_events"), table_topic=settings.topic("projects"), codec=ctx.codec
+    )
+    return _loop(ctx, processor)
+
+
 def _application_router(ctx: Context) -> Runnable:
     settings = ctx.settings
     config = settings.applications
     assert config is not None  # noqa: S101 - stage_specs only lists a configured application router
-    table = KafkaProjectTable(make_consumer(settings.kafka, group_id=None), topic=settings.topic("project_events"))
+    table = KafkaProjectTable(make_consumer(settings.kafka, group_id=None), topic=settings.topic("projects"))
     table.start().wait_ready(config.project_table_ready_timeout_s)
     lookups: list[ProjectLookup] = [table]
     if config.project_lookup is not None:

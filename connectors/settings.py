@@ -61,6 +61,7 @@ class TopicNames(_Strict):
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
+    projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"

@@ -4,11 +4,12 @@ Tasks go to ``ubridge.tasks.v1`` keyed by application id (the rules: :func:`rout
 An application that cites a project code is enriched with that project's latest event (its documents, builder,
 demands and figures), looked up through a :class:`ProjectLookup`:
 
-* :class:`KafkaProjectTable` keeps the latest ``ProjectEvent`` per project code from
-  ``ubridge.canonical.project-events.v1``. A background thread owns a consumer *without a group* that is
-  assigned every partition and reads from the beginning, so every router process holds the whole table (it is
-  small: one event per project) and no offsets are committed. Until it has caught up with the end offsets it
-  had at start, :meth:`~KafkaProjectTable.wait_ready` blocks (the wiring calls it before the stage starts).
+* :class:`KafkaProjectTable` keeps the latest ``ProjectEvent`` per project code from the compacted project
+  table ``ubridge.projects.v1`` (written by the ``project-table`` stage). A background thread owns a
+  consumer *without a group* that is assigned every partition and reads from the beginning, so every router
+  process holds the whole table (one event per project) and no offsets are committed. Until it has caught
+  up with the end offsets it had at start, :meth:`~KafkaProjectTable.wait_ready` blocks (the wiring calls it
+  before the stage starts).
 * :class:`HttpProjectLookup` asks the approval system (``GET {base}/api/v1/projects/{code}``, bearer token,
   the answer one event in the default data-interface format) for a project the table does not know yet.
 * :class:`ChainedLookup` tries them in order.
@@ -91,11 +92,11 @@ class ChainedLookup:
 
 
 class KafkaProjectTable:
-    """The latest ``ProjectEvent`` per project code, read from the project-events topic by a background thread.
+    """The latest ``ProjectEvent`` per project code, read from the project table by a background thread.
 
     Args:
         consumer: A consumer with ``group_id=None`` (it is assigned partitions, never subscribed).
-        topic: The project-events topic (with the prefix).
+        topic: The compacted project-table topic (with the prefix).
         codec: Avro codec.
     """
 

@@ -1,0 +1,48 @@
+from datetime import UTC, datetime
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from connectors.router.project_table import ProjectTableWriter
+from connectors.runtime.interface import Delivered
+from routing.errors import DataError
+from routing.gonggai import normalise
+from schemas import Codec
+from simulators.approval import ApprovalSimulator
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+
+
+def record(value: bytes) -> ConsumerRecord:
+    return ConsumerRecord("events", 0, -1, 1, 0, 0, b"k", value, [], None, 0, 0, 0)
+
+
+def event_bytes(*, retraction: bool = False) -> tuple[str, bytes]:
+    raw = ApprovalSimulator(seed=2).generate(1)[0]
+    event = normalise(raw, source="gonggai-interface", ingested_at=NOW)
+    event["retraction"] = retraction
+    return event["project_code"], Codec.default().encode("ProjectEvent", dict(event))
+
+
+def writer() -> ProjectTableWriter:
+    return ProjectTableWriter(input_topic="events", table_topic="projects", codec=Codec.default())
+
+
+def test_each_event_is_copied_keyed_by_project() -> None:
+    """A project event lands on the compacted table, byte for byte, keyed by its project code."""
+    code, value = event_bytes()
+    (outcome,) = writer().process([record(value)])
+    assert isinstance(outcome, Delivered)
+    (output,) = outcome.outputs
+    assert (output.topic, output.key, output.value) == ("projects", code.encode(), value)
+
+
+def test_a_retraction_does_not_replace_the_project() -> None:
+    """A withdrawn record is left out (counted as filtered), keeping what was shared before."""
+    _, value = event_bytes(retraction=True)
+    assert list(writer().process([record(value)])) == [Delivered(filtered_reason="retraction")]
+
+
+def test_a_record_of_another_type_is_a_data_error() -> None:
+    """Bytes that are not a ProjectEvent are dead-lettered."""
+    (outcome,) = writer().process([record(b"not avro")])
+    assert isinstance(outcome, DataError)
