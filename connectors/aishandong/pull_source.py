@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 
 from connectors.runtime.dlq import source_dead_letter
-from connectors.runtime.errors import BackpressureError, RetriableError
+from connectors.runtime.errors import RetriableError
+from connectors.runtime.http_pull import json_page, raise_for_status
 from connectors.runtime.interface import Output, SourceBatch
 from connectors.settings import AishandongPullSettings
 from routing.aishandong import parse_application
@@ -62,13 +63,8 @@ class AishandongPullSource:
         except httpx.HTTPError as exc:
             message = f"爱山东 gateway unreachable: {type(exc).__name__}"
             raise RetriableError(message) from exc
-        if response.status_code in (429, 503):
-            message = f"爱山东 gateway answered {response.status_code}"
-            raise BackpressureError(message, _retry_after_s(response.headers.get("Retry-After")))
-        if not response.is_success:
-            message = f"爱山东 gateway answered {response.status_code}"
-            raise RetriableError(message)
-        page = _page(response)
+        raise_for_status(response, "爱山东 gateway")
+        page = json_page(response, "applications", "爱山东 gateway")
         now = datetime.now(UTC)
         records = [self._record(entry, now) for entry in page["applications"]]
         return SourceBatch(records=records, cursor=str(page["next_cursor"]), has_more=bool(page.get("has_more")))
@@ -94,22 +90,3 @@ class AishandongPullSource:
         )
         encoded = self._codec.encode("ConnectionApplication", dict(application))
         return Output(self._topic, application["application_id"].encode(), encoded, headers)
-
-
-def _page(response: httpx.Response) -> dict[str, Any]:
-    try:
-        page = response.json()
-    except ValueError as exc:
-        message = "爱山东 gateway answered with a body that is not JSON"
-        raise RetriableError(message) from exc
-    if not isinstance(page, dict) or not isinstance(page.get("applications"), list) or "next_cursor" not in page:
-        message = "爱山东 gateway page lacks 'applications' or 'next_cursor'"
-        raise RetriableError(message)
-    return page
-
-
-def _retry_after_s(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 1.0
-    except ValueError:
-        return 1.0

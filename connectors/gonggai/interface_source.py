@@ -11,16 +11,15 @@ Example:
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
-from connectors.runtime.errors import BackpressureError, RetriableError
+from connectors.runtime.errors import RetriableError
+from connectors.runtime.http_pull import json_page, raise_for_status
 from connectors.runtime.interface import Output, SourceBatch
 from connectors.settings import GonggaiInterfaceSettings
 
 PATH = "/api/v1/project-events"
-_RETRY_AFTER_DEFAULT_S = 1.0
 
 
 class GonggaiInterfaceSource:
@@ -55,8 +54,8 @@ class GonggaiInterfaceSource:
         except httpx.HTTPError as exc:
             message = f"approval system unreachable: {exc!r}"
             raise RetriableError(message) from exc
-        _raise_for_status(response)
-        page = _parse_page(response)
+        raise_for_status(response, "approval system")
+        page = json_page(response, "events", "approval system")
         now = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
         headers = (("ubridge.source", self.name.encode()), ("ubridge.ingested_at", now))
         records = [
@@ -73,32 +72,3 @@ class GonggaiInterfaceSource:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code in (429, 503):
-        retry_after = _retry_after_s(response.headers.get("Retry-After"))
-        message = f"approval system answered {response.status_code}"
-        raise BackpressureError(message, retry_after)
-    if not response.is_success:
-        message = f"approval system answered {response.status_code}: {response.text[:200]}"
-        raise RetriableError(message)
-
-
-def _parse_page(response: httpx.Response) -> dict[str, Any]:
-    try:
-        page = response.json()
-    except ValueError as exc:
-        message = "approval system answered with a body that is not JSON"
-        raise RetriableError(message) from exc
-    if not isinstance(page, dict) or not isinstance(page.get("events"), list) or "next_cursor" not in page:
-        message = "approval system page lacks 'events' or 'next_cursor'"
-        raise RetriableError(message)
-    return page
-
-
-def _retry_after_s(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else _RETRY_AFTER_DEFAULT_S
-    except ValueError:
-        return _RETRY_AFTER_DEFAULT_S

@@ -20,7 +20,6 @@ Example:
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from pydantic import SecretStr
 
 from connectors.runtime.dlq import PREFIX
 from connectors.runtime.errors import BackpressureError, RetriableError
+from connectors.runtime.http_pull import DEFAULT_RETRY_AFTER_S, retry_after_s
 from connectors.runtime.interface import Output, SourceBatch
 from connectors.settings import StatusPollSettings
 from connectors.status.mapping import REPORT_FIELDS, check_task_id, parse_status
@@ -40,7 +40,6 @@ log = structlog.get_logger(__name__)
 
 PATH = "/v1/task-status"
 FEED_FIELDS = REPORT_FIELDS | {"seq", "task_id"}
-_RETRY_AFTER_DEFAULT_S = 1.0
 
 
 def stage_name(utility_id: str) -> str:
@@ -149,7 +148,8 @@ class StatusPoller:
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.status_code in (429, 503):
-            retry_after = _retry_after_s(response.headers.get("Retry-After"), self._clock())
+            wait = retry_after_s(response.headers.get("Retry-After"), now=self._clock())
+            retry_after = DEFAULT_RETRY_AFTER_S if wait is None else wait
             message = f"utility {self.utility} status feed answered {response.status_code}"
             raise BackpressureError(message, retry_after)
         if not response.is_success:
@@ -170,17 +170,3 @@ class StatusPoller:
             message = f"utility {self.utility} status feed page has no valid 'next_cursor': {next_cursor!r}"
             raise RetriableError(message)
         return page["statuses"], str(next_cursor), page.get("has_more") is True
-
-
-def _retry_after_s(value: str | None, now: datetime) -> float:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), 1 s when absent or unreadable."""
-    if not value:
-        return _RETRY_AFTER_DEFAULT_S
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
-        return _RETRY_AFTER_DEFAULT_S

@@ -6,11 +6,9 @@ it is) and goes to the dead-letter topic. ``Idempotency-Key`` is the task id, so
 acknowledgement never creates a second task.
 """
 
-import email.utils
 import random
 import threading
 import time
-from datetime import UTC, datetime
 
 import httpx
 import structlog
@@ -25,6 +23,7 @@ from tenacity import (
 )
 
 from connectors.runtime.errors import BackpressureError, RetriableError, StopRequested
+from connectors.runtime.http_pull import retry_after_s
 from connectors.runtime.metrics import Metrics
 from connectors.settings import UtilitySettings
 from routing.errors import DataError
@@ -120,7 +119,7 @@ class UtilityClient:
             return
         if response.status_code in _RETRIABLE_STATUS:
             message = f"{self.utility} answered {response.status_code}"
-            retry_after = _retry_after_s(response.headers.get("Retry-After"))
+            retry_after = retry_after_s(response.headers.get("Retry-After"))
             if retry_after is not None:
                 raise BackpressureError(message, retry_after)
             raise RetriableError(message)
@@ -159,20 +158,3 @@ def _outcome(status: int) -> str:
     if status in _RETRIABLE_STATUS:
         return "retriable"
     return "rejected"
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
