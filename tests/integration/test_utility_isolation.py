@@ -54,9 +54,9 @@ def test_one_utility_outage_does_not_delay_another(
     app.start()
     try:
         publish_tasks(settings, list(utilities))
+        wait_until(lambda: down.stats().faults_injected > 0, timeout_s=30, what="jinan-heat's sink to meet the outage")
         wait_until(lambda: up.stats().unique == TASKS_EACH, timeout_s=30, what="yantai-water's tasks")
         assert down.stats().unique == 0
-        assert down.stats().faults_injected > 0
         down.set_faults()
         wait_until(
             lambda: down.stats().unique == TASKS_EACH,
