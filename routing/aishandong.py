@@ -24,8 +24,6 @@ from types import MappingProxyType
 from typing import Any, Final, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.identifiers import (
@@ -48,6 +46,7 @@ from routing.records import (
 )
 from routing.service_areas import ServiceAreaTable
 from routing.tasks import task_id
+from routing.yaml_files import read_yaml
 
 SOURCE: Final = "aishandong"
 IDENTITY_PREFIX: Final = "aishandong:"
@@ -266,11 +265,7 @@ def load_required_materials(path: Path) -> Mapping[str, tuple[str, ...]]:
         OSError: If the file cannot be read.
         ValueError: If it is not valid; the message names the file and the key.
     """
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        msg = f"{path}: not valid YAML: {exc}"
-        raise ValueError(msg) from exc
+    doc = read_yaml(path)
     return parse_required_materials(doc, origin=str(path))
 
 

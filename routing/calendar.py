@@ -32,9 +32,9 @@ from typing import Any, Final, NoReturn
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-import yaml
 
 from routing.errors import UbridgeError
+from routing.yaml_files import read_yaml
 
 TIME_ZONE: Final = "Asia/Shanghai"
 SHANGHAI: Final = ZoneInfo(TIME_ZONE)
@@ -171,11 +171,7 @@ def load_calendar(path: Path) -> WorkingCalendar:
         OSError: If the file cannot be read.
         ValueError: If it is not valid YAML or not a valid calendar; the message names the file and key.
     """
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        msg = f"{path}: not valid YAML: {exc}"
-        raise ValueError(msg) from exc
+    doc = read_yaml(path)
     return parse_calendar(doc, origin=str(path))
 
 

@@ -49,9 +49,8 @@ from types import UnionType
 from typing import Any, Final, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from routing.errors import DataError
+from routing.yaml_files import read_yaml
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
 ValueType = Literal["int", "number", "string"]
@@ -150,8 +149,8 @@ def load_mapping(path: Path) -> VendorMapping:
         ValueError: unreadable file, bad YAML or an invalid mapping, naming the file (and the key).
     """
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        document = read_yaml(path)
+    except OSError as exc:
         message = f"{path}: {exc}"
         raise ValueError(message) from exc
     return parse_mapping(document, origin=str(path))

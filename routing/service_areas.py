@@ -25,10 +25,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
-import yaml
-
 from routing.records import SERVICES, Service
 from routing.regions import PROVINCES, is_known_region
+from routing.yaml_files import read_yaml
 
 _PREFIX: Final = re.compile(r"[0-9]{2,6}")
 _UTILITY_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -133,11 +132,7 @@ def load_service_areas(path: Path) -> ServiceAreaTable:
         OSError: If the file cannot be read.
         ValueError: If it is not valid YAML or not a valid table; the message names the file and key.
     """
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        msg = f"{path}: not valid YAML: {exc}"
-        raise ValueError(msg) from exc
+    doc = read_yaml(path)
     return parse_service_areas(doc, origin=str(path))
 
 

@@ -28,12 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn
 
-import yaml
-
 from routing.calendar import TIME_ZONE, WorkingCalendar
 from routing.errors import DataError
 from routing.records import SlaEvent, SlaEventKind, TaskLedgerEntry, TaskStage
 from routing.regions import PROVINCES, is_known_region
+from routing.yaml_files import read_yaml
 
 SCENARIOS: Final = ("no_external_works", "pipe_le_20m", "pipe_le_50m", "pipe_le_200m")
 STAGE_ORDER: Final[tuple[TaskStage, ...]] = (
@@ -329,11 +328,7 @@ def load_policies(path: Path) -> PolicyTable:
         OSError: If the file cannot be read.
         ValueError: If it is not valid YAML or not a valid table; the message names the file and key.
     """
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        msg = f"{path}: not valid YAML: {exc}"
-        raise ValueError(msg) from exc
+    doc = read_yaml(path)
     return parse_policies(doc, origin=str(path))
 
 
