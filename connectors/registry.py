@@ -32,6 +32,7 @@ from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
+from connectors.runtime.workers import WorkerPool
 from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
@@ -333,6 +334,7 @@ def _ledger(ctx: Context) -> Runnable:
 def _loop(ctx: Context, processor: Processor) -> StageLoop:
     kafka = ctx.settings.kafka
     group = f"{kafka.topic_prefix}ubridge.{processor.stage}"
+    workers = ctx.settings.workers(processor.stage)
     return StageLoop(
         processor,
         consumer=make_consumer(kafka, group_id=group),
@@ -340,4 +342,5 @@ def _loop(ctx: Context, processor: Processor) -> StageLoop:
         dlq_topic=ctx.settings.dlq_topic(processor.stage),
         metrics=ctx.metrics,
         stop=ctx.stop,
+        workers=WorkerPool(processor, workers) if workers else None,
     )

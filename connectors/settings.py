@@ -215,6 +215,17 @@ class LedgerSettings(_Strict):
     max_held_per_partition: Annotated[int, Field(ge=1)] = 1000
 
 
+ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl", "router"]
+
+
+class StageTuning(_Strict):
+    """How one CPU-bound transform runs (the stages named by :data:`ParallelStage`)."""
+
+    workers: Annotated[int, Field(ge=0, le=64)] = Field(
+        0, description="Worker processes that transform while the loop does Kafka I/O; 0 keeps it in the loop."
+    )
+
+
 class Settings(_Strict):
     """The whole configuration of one ubridge process."""
 
@@ -227,6 +238,7 @@ class Settings(_Strict):
     ledger: LedgerSettings | None = None
     applications: ApplicationSettings | None = None
     status_callbacks: StatusCallbackSettings | None = None
+    stages: dict[ParallelStage, StageTuning] = {}
 
     @field_validator("utilities")
     @classmethod
@@ -245,6 +257,10 @@ class Settings(_Strict):
     def topic(self, name: str) -> str:
         """Full name of a topic field of :class:`TopicNames` (prefix applied)."""
         return self.kafka.topic_prefix + str(getattr(self.topics, name))
+
+    def workers(self, stage: str) -> int:
+        """Worker processes configured for a stage; 0 when it transforms in its own loop."""
+        return next((tuning.workers for name, tuning in self.stages.items() if name == stage), 0)
 
     def dlq_topic(self, stage: str) -> str:
         """Full name of a stage's dead-letter topic."""

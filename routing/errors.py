@@ -29,3 +29,8 @@ class DataError(UbridgeError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
+
+    def __reduce__(self) -> tuple[type["DataError"], tuple[str, str]]:
+        # Exceptions pickle as ``cls(*args)`` by default; args hold the joined message, not the two fields.
+        # Stage workers send dead letters back to their loop across a process boundary.
+        return type(self), (self.field, self.reason)

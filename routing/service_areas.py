@@ -81,6 +81,10 @@ class ServiceAreaTable:
         lengths = sorted({len(area.region_prefix) for area in self.areas}, reverse=True)
         object.__setattr__(self, "_lengths", tuple(lengths))
 
+    def __reduce__(self) -> tuple[type["ServiceAreaTable"], tuple[str, tuple[ServiceArea, ...]]]:
+        # The read-only index cannot be pickled; a worker process rebuilds it from the rows.
+        return ServiceAreaTable, (self.version, self.areas)
+
     def utility_for(self, region_code: str, service: Service) -> str | None:
         """Return the utility serving ``service`` at ``region_code``, the longest matching prefix winning.
 

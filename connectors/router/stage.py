@@ -1,15 +1,15 @@
 """Router stage: canonical ``ProjectEvent`` → zero or more ``UtilityTask`` records, keyed by project.
 
 The rules are pure (:func:`routing.tasks.route_project_event`: triggers of DESIGN §6 and the service-area
-table); a record that triggers nothing is filtered with its reason, one that triggers but reaches no
-utility is a ``DataError`` and is dead-lettered.
+table); a record that triggers nothing is filtered with its reason (the loop counts and logs it), one that
+triggers but reaches no utility is a ``DataError`` and is dead-lettered. Being pure, the stage can run in
+worker processes (``stages.router.workers``).
 """
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.interface import Delivered, Outcome, Output
@@ -18,8 +18,6 @@ from routing.records import ProjectEvent
 from routing.service_areas import ServiceAreaTable
 from routing.tasks import route_project_event
 from schemas import Codec
-
-log = structlog.get_logger(__name__)
 
 
 class ProjectRouter:
@@ -45,7 +43,6 @@ class ProjectRouter:
         event = cast(ProjectEvent, self._codec.decode_as("ProjectEvent", record.value))
         routed = route_project_event(event, self._areas, now=datetime.now(UTC))
         if routed.skipped_reason is not None:
-            log.info("record_filtered", stage=self.stage, event_id=event["event_id"], reason=routed.skipped_reason)
             return Delivered(filtered_reason=routed.skipped_reason)
         key = event["project_code"].encode()
         outputs = tuple(

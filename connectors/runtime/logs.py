@@ -8,6 +8,7 @@ careless ``log.info(..., body=raw)`` nor an exception message can leak a phone o
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
@@ -34,6 +35,22 @@ def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) ->
     return event_dict
 
 
+@dataclass(frozen=True)
+class LogOptions:
+    """What :func:`configure_logging` was last given, for worker processes to log alike."""
+
+    json: bool = False
+    level: str = "info"
+
+
+_active = [LogOptions()]
+
+
+def logging_options() -> LogOptions:
+    """The format and level this process logs with."""
+    return _active[0]
+
+
 def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog for the whole process.
 
@@ -42,6 +59,7 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
         level: Minimum level name (debug, info, warning, error).
         stream: Where lines go; standard error by default.
     """
+    _active[0] = LogOptions(json=json, level=level)
     renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

@@ -3,10 +3,20 @@
 Offsets are committed only after every output of the batch (dead letters included) is acknowledged, so a
 crash at any point repeats records and never loses one. SIGTERM sets ``stop``: the loop finishes the
 records it holds (a sink still retrying gives up that record, uncommitted), commits, and returns.
+
+With a :class:`~connectors.runtime.workers.WorkerPool` the loop pipelines: it polls the next batch while
+workers transform earlier ones, and finishes batches strictly in poll order; a stop finishes and commits
+every batch in the workers first. A rebalance can only happen inside ``poll``, and kafka-python runs its
+listener on the client's I/O thread, where committing would deadlock; so records of revoked partitions
+still in the workers are dropped instead, uncommitted, and their new owner processes them from the last
+commit. kafka-python keeps the fetch position of a partition that is revoked and assigned straight back,
+so such a partition is rewound to its first dropped record: no loss, and no repeat.
 """
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 import structlog
@@ -17,8 +27,9 @@ from kafka.producer.future import FutureRecordMetadata
 
 from connectors.runtime.dlq import dead_letter
 from connectors.runtime.errors import StopRequested
-from connectors.runtime.interface import Delivered, Output, Processor, StageState, Stateful, Ticking
+from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.workers import PendingBatch, Timed, WorkerPool
 from routing.errors import DataError
 
 log = structlog.get_logger(__name__)
@@ -26,6 +37,7 @@ log = structlog.get_logger(__name__)
 _LAG_EVERY_S = 5.0
 _TICK_EVERY_S = 1.0
 _POLL_MS = 500
+_PIPELINE_DEPTH = 2  # batches in the workers at once: one being transformed while the next is queued
 
 
 class StageLoop:
@@ -39,6 +51,8 @@ class StageLoop:
         metrics: Process metrics.
         stop: Set to ask the loop to finish and return.
         state: Updated for the health endpoint.
+        workers: Transform in these worker processes instead of the loop's thread (pure processors only);
+            the loop closes the pool.
     """
 
     def __init__(
@@ -51,6 +65,7 @@ class StageLoop:
         metrics: Metrics,
         stop: threading.Event,
         state: StageState | None = None,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.processor = processor
         self.stage = processor.stage
@@ -66,47 +81,117 @@ class StageLoop:
         self._processing = metrics.processing_seconds.labels(self.stage)
         self._next_lag_at = 0.0
         self._next_tick_at = 0.0
+        self._workers = workers
+        self._pending: deque[PendingBatch] = deque()
+        self._dropped_from: dict[TopicPartition, int] = {}
 
     def run(self) -> None:
-        """Consume until stopped; always closes the clients and the processor."""
-        listener = _Rebalance(self.state, self.stage, self.processor)
+        """Consume until stopped; always closes the clients, the workers and the processor."""
+        listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._rewind)
         self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
-        log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics))
+        workers = 0 if self._workers is None else self._workers.workers
+        log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics), workers=workers)
         try:
+            if self._workers is not None:
+                self._workers.start()  # before the first poll joins the group: ready means workers up
             while not self._stop.is_set():
-                batch = self._consumer.poll(timeout_ms=_POLL_MS)
-                records = [r for part in batch.values() for r in part]
-                if records and not self._handle(records):
-                    break
+                if self._workers is None:
+                    batch = self._consumer.poll(timeout_ms=_POLL_MS)
+                    records = [r for part in batch.values() for r in part]
+                    if records and not self._handle(records):
+                        break
+                else:
+                    self._pipeline(self._workers)
                 self._tick()
                 self._report_lag()
+            self._finish_pending()
         except Exception:
             self.state.failed = True
             log.exception("stage_failed", stage=self.stage)
             raise
         finally:
             self._metrics.stage_up.labels(self.stage).set(0)
+            if self._workers is not None:
+                self._workers.close()
             self.processor.close()
             self._consumer.close(autocommit=False)
             self._producer.close()
             log.info("stage_stopped", stage=self.stage)
 
     def _handle(self, records: list[ConsumerRecord]) -> bool:
-        """Process, produce and commit one batch; False when shutdown interrupted it."""
+        """Process, produce and commit one batch in this thread; False when shutdown interrupted it."""
+        return self._deliver(records, self._timed(self.processor.process(records)))
+
+    def _pipeline(self, workers: WorkerPool) -> None:
+        """Poll one more batch into the workers, then finish every batch that is done, oldest first."""
+        batch = self._consumer.poll(timeout_ms=0 if self._pending else _POLL_MS)
+        records = [r for part in batch.values() for r in part]
+        if records:
+            self._pending.append(workers.submit(records))
+        # Wait for the oldest only when there is nothing new to overlap it with, or the pipeline is full.
+        while self._pending and (self._pending[0].done() or not records or len(self._pending) > _PIPELINE_DEPTH):
+            self._finish(self._pending.popleft())
+
+    def _finish_pending(self) -> None:
+        while self._pending:
+            self._finish(self._pending.popleft())
+
+    def _finish(self, batch: PendingBatch) -> None:
+        if not batch.revoked:
+            self._deliver(batch.records, batch.results())
+            return
+        pairs = zip(batch.records, batch.results(), strict=True)
+        kept = [(record, result) for record, result in pairs if not _revoked_in(record, batch)]
+        log.info(
+            "revoked_records_dropped",
+            stage=self.stage,
+            records=len(batch.records) - len(kept),
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in batch.revoked),
+        )
+        self._deliver([r for r, _ in kept], iter([result for _, result in kept]))
+
+    def _forget(self, revoked: set[TopicPartition]) -> None:
+        """Mark the records of ``revoked`` in the workers as not ours, and remember where they began.
+
+        Runs on the client's I/O thread while ``poll`` blocks this loop, so it must not block itself.
+        """
+        for batch in self._pending:
+            batch.revoked.update(revoked)
+            for record in batch.records:
+                tp = TopicPartition(record.topic, record.partition)
+                if tp in revoked:
+                    self._dropped_from.setdefault(tp, record.offset)
+
+    def _rewind(self, assigned: set[TopicPartition]) -> None:
+        """Seek each partition assigned straight back to its first dropped record (an in-memory seek)."""
+        for tp in assigned & self._dropped_from.keys():
+            self._consumer.seek(tp, self._dropped_from[tp])
+            log.info("partition_rewound", stage=self.stage, partition=f"{tp.topic}:{tp.partition}")
+        self._dropped_from.clear()
+
+    @staticmethod
+    def _timed(outcomes: Iterable[Outcome]) -> Iterator[Timed]:
+        """Each outcome with the seconds the processor took for it alone."""
+        pending = iter(outcomes)
+        while True:
+            started = time.perf_counter()
+            outcome = next(pending, None)
+            if outcome is None:
+                return
+            yield outcome, time.perf_counter() - started
+
+    def _deliver(self, records: list[ConsumerRecord], results: Iterator[Timed]) -> bool:
+        """Produce each record's outputs, flush, then commit; False when shutdown interrupted the batch."""
         done: dict[TopicPartition, int] = {}
         futures: list[FutureRecordMetadata] = []
         finished = True
-        outcomes = self.processor.process(records)
-        started = time.perf_counter()
         try:
-            for record, outcome in zip(records, outcomes, strict=False):
+            for record, (outcome, seconds) in zip(records, results, strict=False):
                 futures.extend(self._emit(record, outcome))
                 done[TopicPartition(record.topic, record.partition)] = record.offset + 1
-                now = time.perf_counter()
-                self._processing.observe(now - started)
-                started = now
+                self._processing.observe(seconds)
         except StopRequested:
             finished = False
         self._producer.flush()
@@ -141,6 +226,14 @@ class StageLoop:
             return [self._send(dead_letter(record, outcome, stage=self.stage, topic=self._dlq_topic, now=now))]
         if outcome.filtered_reason is not None:
             self._metrics.records_filtered.labels(self.stage, outcome.filtered_reason).inc()
+            log.debug(
+                "record_filtered",
+                stage=self.stage,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=outcome.filtered_reason,
+            )
             return [self._send(output) for output in outcome.outputs]
         # A sink's outcome has no outputs: the record itself went out, to the utility.
         self._records_out.inc(len(outcome.outputs) or 1)
@@ -177,22 +270,37 @@ class StageLoop:
         self._metrics.consumer_lag.labels(self.stage).set(lag)
 
 
+def _revoked_in(record: ConsumerRecord, batch: PendingBatch) -> bool:
+    return TopicPartition(record.topic, record.partition) in batch.revoked
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Marks the stage ready once its consumer joined the group, and moves a stateful processor's state."""
 
-    def __init__(self, state: StageState, stage: str, processor: Processor) -> None:
+    def __init__(
+        self,
+        state: StageState,
+        stage: str,
+        processor: Processor,
+        forget: Callable[[set[TopicPartition]], None],
+        rewind: Callable[[set[TopicPartition]], None],
+    ) -> None:
         self._state = state
         self._stage = stage
         self._processor = processor
+        self._forget = forget
+        self._rewind = rewind
 
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Every batch is committed before the next poll, where revocation happens: only state moves."""
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Records of ``revoked`` still in the workers are dropped; a stateful processor's state moves."""
+        self._forget(set(revoked))
         if isinstance(self._processor, Stateful):
-            self._processor.on_revoked(revoked)
+            self._processor.on_revoked(list(revoked))
 
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """The group is joined (with or without partitions for us)."""
+        self._rewind(set(assigned))
         if isinstance(self._processor, Stateful):
-            self._processor.on_assigned(assigned)
+            self._processor.on_assigned(list(assigned))
         self._state.ready = True
         log.info("partitions_assigned", stage=self._stage, partitions=sorted(tp.partition for tp in assigned))

@@ -1,8 +1,12 @@
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from connectors.settings import ConfigError, load_settings, parse_settings
+from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.gonggai.spgl_normaliser import SpglNormaliser
+from connectors.router.stage import ProjectRouter
+from connectors.settings import ConfigError, ParallelStage, load_settings, parse_settings
 
 MINIMAL = {"routing": {"service_areas": "areas.yaml"}}
 UTILITY = {
@@ -102,3 +106,26 @@ def test_shipped_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch)
     assert settings.ledger.calendar == path.parent / "calendar.yaml"
     assert settings.ledger.calendar.exists()
     assert [u.id for u in settings.utilities] == ["yantai-water", "yantai-gas"]
+
+
+def test_stage_workers_default_to_none_and_are_read_per_stage() -> None:
+    """Only the stages configured get workers; every other stage transforms in its own loop."""
+    settings = parse_settings({**MINIMAL, "stages": {"router": {"workers": 2}}})
+    assert (settings.workers("router"), settings.workers("normaliser-gonggai"), settings.workers("ledger")) == (2, 0, 0)
+
+
+def test_workers_for_a_stage_that_cannot_have_them_names_the_key() -> None:
+    """A stateful or I/O stage is not a key of ``stages``: the error names it and lists the allowed ones."""
+    with pytest.raises(ConfigError, match=r"stages\.ledger\.\[key\]: Input should be 'normaliser-gonggai'"):
+        parse_settings({**MINIMAL, "stages": {"ledger": {"workers": 2}}})
+
+
+def test_negative_workers_are_refused() -> None:
+    """Workers is a count of processes, 0 or more."""
+    with pytest.raises(ConfigError, match=r"stages\.router\.workers: Input should be greater than or equal to 0"):
+        parse_settings({**MINIMAL, "stages": {"router": {"workers": -1}}})
+
+
+def test_parallel_stage_names_are_the_stages_own() -> None:
+    """The configuration's stage names match the processors', so a rename cannot silently disable workers."""
+    assert set(get_args(ParallelStage)) == {GonggaiNormaliser.stage, SpglNormaliser.stage, ProjectRouter.stage}

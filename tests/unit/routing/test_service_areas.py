@@ -1,4 +1,5 @@
 import datetime
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,11 @@ def test_lookup_agrees_with_a_longest_prefix_scan(rows: list[tuple[str, Service,
     for service in SERVICES:
         matches = [(len(p), u) for p, s, u in rows if s == service and region.startswith(p)]
         assert (max(matches)[1] if matches else None) == table.utility_for(region, service)
+
+
+def test_a_table_survives_pickling_into_a_worker_process(demo: ServiceAreaTable) -> None:
+    """Stage workers receive the table pickled: the copy answers every lookup as the original does."""
+    copy = pickle.loads(pickle.dumps(demo))  # noqa: S301 - our own bytes, as between stage and worker
+    sites = [(area.region_prefix.ljust(6, "0"), service) for area in demo.areas for service in SERVICES]
+    assert [copy.utility_for(*site) for site in sites] == [demo.utility_for(*site) for site in sites]
+    assert copy == demo
