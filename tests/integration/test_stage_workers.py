@@ -54,39 +54,39 @@ class Topics:
             consumer.close()
 
 
-class DiesOnPoison:
-    """The normaliser, except that its process exits on the poison record, as a segfaulting library would."""
+class Wrapped:
+    """The normaliser, record by record, with ``before`` run ahead of each record (in the worker)."""
 
     def __init__(self, inner: GonggaiNormaliser) -> None:
         self.inner = inner
         self.stage = inner.stage
         self.input_topics = inner.input_topics
 
+    def before(self, record: ConsumerRecord) -> None:
+        """Nothing: subclasses misbehave here."""
+
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         for record in records:
-            if record.value == POISON:
-                os._exit(3)
+            self.before(record)
             yield from self.inner.process([record])
 
     def close(self) -> None:
         self.inner.close()
 
 
-class Slow:
-    """The normaliser at 10 ms a record, so that a rebalance lands while batches are in the workers."""
+class DiesOnPoison(Wrapped):
+    """Its process exits on the poison record, as one would under a segfaulting library."""
 
-    def __init__(self, inner: GonggaiNormaliser) -> None:
-        self.inner = inner
-        self.stage = inner.stage
-        self.input_topics = inner.input_topics
+    def before(self, record: ConsumerRecord) -> None:
+        if record.value == POISON:
+            os._exit(3)
 
-    def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
-        for record in records:
-            time.sleep(0.01)
-            yield from self.inner.process([record])
 
-    def close(self) -> None:
-        self.inner.close()
+class Slow(Wrapped):
+    """10 ms a record, so that a rebalance lands while batches are in the workers."""
+
+    def before(self, record: ConsumerRecord) -> None:
+        time.sleep(0.01)
 
 
 def normaliser(topics: Topics) -> GonggaiNormaliser:
