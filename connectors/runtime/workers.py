@@ -9,8 +9,9 @@ at-least-once contract of :mod:`connectors.runtime.interface` is unchanged.
 
 Only pure processors can run here: no state across records, no ticks, no I/O of their own. The processor
 object is pickled into each worker once, at start-up. Workers ignore SIGINT and SIGTERM: the loop decides
-when to stop and drains what they hold first. A worker that dies breaks the pool, and the stage fails with
-its batch uncommitted, to be re-delivered when it is started again.
+when to stop and drains what they hold first; a worker whose parent dies (even by SIGKILL) exits too. A
+worker that dies breaks the pool, and the stage fails with its batch uncommitted, to be re-delivered when it
+is started again.
 
 Example:
     >>> pool = WorkerPool(normaliser, workers=2)
@@ -19,8 +20,11 @@ Example:
 """
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import pickle
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -45,6 +49,16 @@ def _start_worker(processor: Processor, log_json: bool, log_level: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json=log_json, level=log_level)
     _processor = processor
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    # A worker holds both ends of its task queue, so a parent killed with SIGKILL would leave it waiting
+    # forever; it watches the parent instead and leaves with it.
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def _ready() -> bool:

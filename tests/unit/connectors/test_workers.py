@@ -1,7 +1,10 @@
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kafka import TopicPartition
@@ -13,6 +16,7 @@ from connectors.runtime.workers import WorkerPool
 from routing.errors import DataError
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
+from tests.support import ROOT, wait_until
 
 INGESTED = datetime(2026, 11, 25, 2, 0, tzinfo=UTC).isoformat().encode()
 HEADERS = [("ubridge.source", b"gonggai-interface"), ("ubridge.ingested_at", INGESTED)]
@@ -113,3 +117,50 @@ def test_worker_outcomes_come_back_in_order_with_their_timings() -> None:
     assert faults == [(n, o.reason) for n, o in enumerate(expected) if isinstance(o, DataError)]
     assert {n for n, _ in faults} >= {7, 90}
     assert all(seconds >= 0 for _, seconds in results)
+
+
+POOL_THEN_WAIT = """
+import time
+from tests.unit.connectors.test_workers import normaliser
+from connectors.runtime.workers import WorkerPool
+pool = WorkerPool(normaliser(), 2)
+pool.start()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def _workers_of(parent: int) -> set[int]:
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in command:
+            found.add(int(proc.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited worker of a killed parent waits for init to reap it)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_leave_with_a_parent_killed_by_sigkill() -> None:
+    """Kill -9 of the stage's process leaves no worker behind, though nothing could shut the pool down."""
+    with subprocess.Popen([sys.executable, "-c", POOL_THEN_WAIT], stdout=subprocess.PIPE, cwd=ROOT) as parent:
+        try:
+            assert parent.stdout is not None
+            assert parent.stdout.readline() == b"ready\n"
+            workers = _workers_of(parent.pid)
+            assert len(workers) == 2
+        finally:
+            parent.kill()
+    wait_until(lambda: not any(_running(pid) for pid in workers), timeout_s=10, what="the workers to exit")
