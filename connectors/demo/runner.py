@@ -278,8 +278,6 @@ class Demo:
                 # the simulators report in compressed office time: the latest report is the ledger's "now"
                 "clock": "event",
             },
-            # one worker process each: the demo runs the transforms as a loaded deployment would
-            "stages": {stage: {"workers": 1} for stage in ("normaliser-gonggai", "normaliser-gonggai-spgl", "router")},
             "utilities": [
                 {
                     "id": utility,
