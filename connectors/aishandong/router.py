@@ -31,7 +31,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
-from connectors.runtime.interface import Delivered, Outcome, Output
+from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.aishandong import application_tasks
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
@@ -273,11 +273,7 @@ class ApplicationRouter:
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per application."""
-        for record in records:
-            try:
-                yield self._route(record)
-            except DataError as exc:
-                yield exc
+        return each_record(records, self._route)
 
     def _route(self, record: ConsumerRecord) -> Delivered:
         app = cast(ConnectionApplication, self._codec.decode_as("ConnectionApplication", record.value))

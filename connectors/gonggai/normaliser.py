@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.gonggai.raw import read_raw
-from connectors.runtime.interface import Delivered, Outcome, Output
+from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.errors import DataError
 from routing.gonggai import normalise
 from routing.mapping import VendorMapping, apply_mapping
@@ -51,11 +51,7 @@ class GonggaiNormaliser:
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per raw record."""
-        for record in records:
-            try:
-                yield self._normalise(record)
-            except DataError as exc:
-                yield exc
+        return each_record(records, self._normalise)
 
     def _normalise(self, record: ConsumerRecord) -> Delivered:
         raw = read_raw(record)

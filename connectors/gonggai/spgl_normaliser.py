@@ -14,8 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.gonggai.raw import read_raw
-from connectors.runtime.interface import Delivered, Outcome, Output
-from routing.errors import DataError
+from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.records import ItemStatus
 from routing.spgl import joined_to_event
 from schemas import Codec
@@ -38,11 +37,7 @@ class SpglNormaliser:
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per raw record."""
-        for record in records:
-            try:
-                yield self._normalise(record)
-            except DataError as exc:
-                yield exc
+        return each_record(records, self._normalise)
 
     def _normalise(self, record: ConsumerRecord) -> Delivered:
         raw = read_raw(record)

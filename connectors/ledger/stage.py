@@ -41,7 +41,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.ledger.changelog import RELEASED, ChangelogReader, held_key, held_value, is_held_key, original
 from connectors.ledger.metrics import LedgerMetrics, rule_kind
 from connectors.runtime.dlq import dead_letter
-from connectors.runtime.interface import Delivered, Outcome, Output
+from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.ledger import apply_status, mark_emitted, open_entry
@@ -129,11 +129,7 @@ class TaskLedger:
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per status: the changelog and SLA records it caused, or its DataError."""
-        for record in records:
-            try:
-                yield self._handle(record)
-            except DataError as exc:
-                yield exc
+        return each_record(records, self._handle)
 
     def tick(self, now: datetime) -> Sequence[Output]:
         """Evaluate the entries whose next check is due (within a time budget); SLA events and changelog updates."""

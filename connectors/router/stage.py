@@ -12,8 +12,7 @@ from typing import cast
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors.runtime.interface import Delivered, Outcome, Output
-from routing.errors import DataError
+from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.records import ProjectEvent
 from routing.service_areas import ServiceAreaTable
 from routing.tasks import route_project_event
@@ -33,11 +32,7 @@ class ProjectRouter:
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """One outcome per project event."""
-        for record in records:
-            try:
-                yield self._route(record)
-            except DataError as exc:
-                yield exc
+        return each_record(records, self._route)
 
     def _route(self, record: ConsumerRecord) -> Delivered:
         event = cast(ProjectEvent, self._codec.decode_as("ProjectEvent", record.value))

@@ -12,7 +12,7 @@ Contract:
       is used by that thread only, and ``close()`` is called once, from it.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -54,6 +54,15 @@ class Delivered:
 
 
 Outcome = Delivered | DataError
+
+
+def each_record(records: Iterable[ConsumerRecord], handle: Callable[[ConsumerRecord], Delivered]) -> Iterator[Outcome]:
+    """One outcome per record, in order: what ``handle`` made of it, or the ``DataError`` it raised."""
+    for record in records:
+        try:
+            yield handle(record)
+        except DataError as exc:
+            yield exc
 
 
 class Source(Protocol):
