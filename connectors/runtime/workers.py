@@ -43,12 +43,12 @@ _MIN_SLICE = 50  # below this, pickling and scheduling cost more than a worker s
 _processor: Processor | None = None
 
 
-def _start_worker(processor: Processor, log_json: bool, log_level: str) -> None:
+def _start_worker(copied: bytes, log_json: bool, log_level: str) -> None:
     global _processor  # noqa: PLW0603 - one processor per worker process, set once by its initializer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json=log_json, level=log_level)
-    _processor = processor
+    _processor = pickle.loads(copied)  # noqa: S301 - pickled by this worker's own parent
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
@@ -121,7 +121,7 @@ class WorkerPool:
             message = f"stage {processor.stage} keeps state or ticks and cannot run in worker processes"
             raise ValueError(message)
         try:
-            pickle.dumps(processor)
+            copied = pickle.dumps(processor)  # once, here, so that a processor that cannot go fails the build
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             message = f"stage {processor.stage} cannot be copied into worker processes: {exc}"
             raise ValueError(message) from exc
@@ -132,7 +132,7 @@ class WorkerPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(processor, log.json, log.level),
+            initargs=(copied, log.json, log.level),
         )
 
     def start(self) -> None:
