@@ -12,6 +12,7 @@ Example:
 
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime, time, timedelta
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,7 @@ from connectors.runtime.health import HealthServer
 from connectors.runtime.kafka import ensure_topics
 from connectors.runtime.metrics import Metrics
 from connectors.settings import Settings
+from routing.calendar import SHANGHAI, load_calendar
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,7 @@ class App:
         created = ensure_topics(self.settings.kafka, topics(self.settings))
         if created:
             log.info("topics_created", topics=created)
+        self._expose_calendar_coverage()
         ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default())
         self.runnables = [spec.build(ctx) for spec in self._specs]
         if self._serve_metrics:
@@ -108,6 +111,18 @@ class App:
         except Exception:
             self.failed = True
             self.stop_event.set()
+
+    def _expose_calendar_coverage(self) -> None:
+        """Set ``ubridge_calendar_official_until`` from the configured calendars (the earliest end wins)."""
+        settings = self.settings
+        paths = {section.calendar for section in (settings.applications, settings.ledger) if section is not None}
+        if not paths:
+            return
+        today = datetime.now(SHANGHAI).date()
+        until = min(load_calendar(path).official_until(today) for path in paths)
+        ends = datetime.combine(until + timedelta(days=1), time(), SHANGHAI)
+        self.metrics.calendar_official_until.set(ends.astimezone(UTC).timestamp())
+        log.info("calendar_official_until", last_official_day=until.isoformat())
 
     def _live(self) -> dict[str, bool]:
         return {r.stage: not r.state.failed for r in self.runnables}

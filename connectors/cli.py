@@ -7,6 +7,7 @@
     ubridge config check ubridge.yaml       validate a configuration and list its stages
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
+    ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
 """
 
@@ -20,6 +21,7 @@ from types import FrameType
 import structlog
 from kafka.errors import KafkaError
 
+from connectors import calendar_cli
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
 from connectors.demo import cli as demo_cli
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     broker_cli.register(sub)
     demo_cli.register(sub)
     tasks_cli.register(sub)
+    calendar_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

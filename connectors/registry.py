@@ -234,6 +234,7 @@ def _application_router(ctx: Context) -> Runnable:
         required_materials=load_required_materials(config.required_materials),
         projects=ChainedLookup(*lookups),
         codec=ctx.codec,
+        metrics=ctx.metrics,
     )
     return _loop(ctx, processor)
 

@@ -9,7 +9,10 @@ The 爱山东 gateway sends one form per application (DESIGN §1, §6)::
 
 One service is 点单式, several 套餐式; either way each selected service becomes one task for the utility that
 serves the site. The utility must contact the applicant within 3 working hours of filing (seed 000), so
-every task carries ``contact_due``. Missing materials never block an application (容缺受理): the task lists
+every task carries ``contact_due``; the calendar never holds a task back: when it cannot compute the due
+instant (no holiday schedule for the year), the task goes out with ``contact_due`` null, the flag
+``contact_due_unclocked`` and the reason in ``contact_due_note``; when the instant rests on a provisional
+year, it is flagged ``contact_due_provisional``. Missing materials never block an application (容缺受理): the task lists
 them in ``missing_materials`` and the utility collects them later.
 
 Every :class:`~routing.errors.DataError` names the gateway's own field (``sfzhm``, ``cl.0.sha256``) and its
@@ -24,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Final, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
-from routing.calendar import WorkingCalendar
+from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.identifiers import (
     check_uscc,
@@ -53,6 +56,8 @@ IDENTITY_PREFIX: Final = "aishandong:"
 TIME_ZONE: Final = "Asia/Shanghai"
 CONTACT_WITHIN_WORKING_HOURS: Final = 3.0
 PROJECT_NOT_FOUND_FLAG: Final = "project_not_found"
+CONTACT_DUE_UNCLOCKED_FLAG: Final = "contact_due_unclocked"
+CONTACT_DUE_PROVISIONAL_FLAG: Final = "contact_due_provisional"
 
 KINDS: Final[Mapping[str, ApplicationKind]] = MappingProxyType(
     {"报装": "CONNECTION", "报修": "REPAIR", "报停": "SUSPENSION", "过户": "TRANSFER"}
@@ -195,7 +200,6 @@ def application_tasks(
     Raises:
         DataError: ``xzqhdm`` when no utility serves any selected service at the site.
         ValueError: If ``now`` is naive.
-        CalendarError: If the calendar does not cover the filing time.
     """
     if now.tzinfo is None:
         msg = "now must be timezone-aware"
@@ -217,7 +221,9 @@ def application_tasks(
     documents = _merge_documents(project["documents"] if project is not None else [], app["materials"])
     present = {document["kind"] for document in documents}
     missing = [kind for kind in required_materials.get(app["kind"], ()) if kind not in present]
-    contact_due = calendar.add_working_hours(app["filed_at"], CONTACT_WITHIN_WORKING_HOURS)
+    contact_due, note = contact_due_for(app["filed_at"], calendar)
+    if note is not None:
+        flags.append(CONTACT_DUE_UNCLOCKED_FLAG if contact_due is None else CONTACT_DUE_PROVISIONAL_FLAG)
     identity = IDENTITY_PREFIX + app["application_id"]
     enterprise = app["applicant_type"] == "ENTERPRISE"
     tasks: list[UtilityTask] = []
@@ -252,6 +258,7 @@ def application_tasks(
                 "ingested_at": app["ingested_at"],
                 "created_at": now,
                 "contact_due": contact_due,
+                "contact_due_note": note,
                 "flags": list(flags),
             }
         )
@@ -312,6 +319,22 @@ def _demand_for(project: ProjectEvent | None, service: Service) -> Demand | None
         return None
     demand = next((d for d in project["demands"] if d["service"] == service), None)
     return None if demand is None else demand.copy()
+
+
+def contact_due_for(filed_at: datetime, calendar: WorkingCalendar) -> tuple[datetime | None, str | None]:
+    """Return the first-contact due instant (filing + 3 working hours) and a note when it is not official.
+
+    ``(None, reason)`` when the calendar cannot compute it; ``(due, note)`` when a provisional year is involved.
+    """
+    try:
+        due = calendar.add_working_hours(filed_at, CONTACT_WITHIN_WORKING_HOURS)
+    except CalendarError as exc:
+        return None, f"unclocked: {exc}"
+    years = calendar.provisional_years(filed_at, due)
+    if years:
+        listed = ", ".join(map(str, years))
+        return due, f"provisional: no State Council holiday notice for {listed} yet; days off from the statutory rules"
+    return due, None
 
 
 def _merge_documents(first: Sequence[Document], second: Sequence[Document]) -> list[Document]:

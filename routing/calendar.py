@@ -1,9 +1,17 @@
 """Working time in Asia/Shanghai: office hours on working days, statutory holidays and make-up days (DESIGN §7).
 
-Which days are working days comes from the ``chinesecalendar`` package (it ships the State Council's yearly
-holiday notice, 2004 to its release year) and, for years it lacks, from the ``overrides`` of the calendar
-file. A day in a year neither knows raises :class:`CalendarError`: an SLA clock that guessed would be wrong
-on exactly the days that matter (Spring Festival, National Day, the Saturdays worked to make up for them).
+Which days are working days comes, for each year, from the first of these that has it (its *source*):
+
+1. ``overridden``: the ``overrides`` of the calendar file, copied from the State Council's notice; an override
+   year replaces everything else for that year.
+2. ``official``: the ``chinesecalendar`` package, which ships the notices from 2004 to its release year.
+3. ``provisional``: for a year neither has (2025-2099), the days off that follow from the statutory rules
+   (:mod:`routing.holidays`), with no make-up working days: those are unknowable before the notice. Every
+   figure computed over such a day says so (:meth:`WorkingCalendar.provisional_between`). ``provisional_rules:
+   false`` turns this off.
+
+A day in a year none of them covers raises :class:`CalendarError`; callers record the clock as unclocked and
+never let that stop a delivery.
 
 .. code-block:: yaml
 
@@ -28,25 +36,39 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 from routing.errors import UbridgeError
+from routing.holidays import NoProvisionalRulesError, provisional_days_off
 from routing.yaml_files import read_yaml
+
+DaySource = Literal["official", "overridden", "provisional"]
 
 TIME_ZONE: Final = "Asia/Shanghai"
 SHANGHAI: Final = ZoneInfo(TIME_ZONE)
 _ONE_DAY: Final = timedelta(days=1)
 _SATURDAY: Final = 5
 _PERIOD: Final = re.compile(r"([0-2][0-9]):([0-5][0-9])-([0-2][0-9]):([0-5][0-9])")
-_TOP_KEYS: Final = frozenset({"office_hours", "overrides"})
+_TOP_KEYS: Final = frozenset({"office_hours", "overrides", "provisional_rules"})
+_PROBED_YEARS: Final = range(1990, 2101)
 _YEAR_KEYS: Final = frozenset({"holidays", "workdays"})
 
 
 class CalendarError(UbridgeError):
     """A day outside every known holiday schedule: add the year's ``overrides`` entry, never guess."""
+
+
+@dataclass(frozen=True)
+class SpecialDay:
+    """A day that is not an ordinary weekday or weekend: a holiday, or a weekend day worked (调休上班)."""
+
+    day: date
+    working: bool
+    name: str
+    source: DaySource
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,7 @@ class WorkingCalendar:
         holidays: Days off in the override years (weekdays included in the State Council's notice).
         workdays: Make-up working days (调休上班) in the override years, all Saturdays or Sundays.
         override_years: Years whose schedule comes from the overrides, not from ``chinesecalendar``.
+        provisional_rules: Whether a year nothing else covers gets the statutory rules' provisional schedule.
         origin: The file the overrides belong in, named by :class:`CalendarError`.
     """
 
@@ -65,6 +88,7 @@ class WorkingCalendar:
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()
     override_years: frozenset[int] = frozenset()
+    provisional_rules: bool = True
     origin: str = field(default="calendar.yaml", compare=False)
 
     def __post_init__(self) -> None:
@@ -89,18 +113,70 @@ class WorkingCalendar:
         """Return whether ``day`` is a working day.
 
         Raises:
-            CalendarError: If ``day``'s year is neither overridden nor covered by ``chinesecalendar``.
+            CalendarError: If no source covers ``day``'s year.
         """
-        if day.year in self.override_years:
+        source = self.year_source(day.year)
+        if source == "overridden":
             return day in self.workdays or (day.weekday() < _SATURDAY and day not in self.holidays)
-        try:
+        if source == "official":
             return _package_workday(day)
-        except NotImplementedError as exc:
-            msg = (
-                f"no holiday schedule for {day.year} ({exc}); add overrides.{day.year} (holidays, workdays) to "
-                f"{self.origin} from the State Council's notice, or upgrade chinesecalendar"
-            )
-            raise CalendarError(msg) from exc
+        if source == "provisional":
+            return day.weekday() < _SATURDAY and day not in _provisional(day.year)
+        covered = f"{min(_package_years())}-{max(_package_years())}" if _package_years() else "no year"
+        rules = "the statutory rules cover 2025-2099" if self.provisional_rules else "provisional_rules is off"
+        msg = (
+            f"no holiday schedule for {day.year} (chinesecalendar covers {covered}; {rules}); add "
+            f"overrides.{day.year} (holidays, workdays) to {self.origin} from the State Council's notice"
+        )
+        raise CalendarError(msg)
+
+    def year_source(self, year: int) -> DaySource | None:
+        """Return where ``year``'s working days come from, or None if nothing covers it."""
+        if year in self.override_years:
+            return "overridden"
+        if year in _package_years():
+            return "official"
+        if self.provisional_rules and _provisional_or_none(year) is not None:
+            return "provisional"
+        return None
+
+    def provisional_years(self, start: datetime, end: datetime) -> list[int]:
+        """Return the years from ``start`` to ``end`` (either order, Asia/Shanghai) with a provisional schedule."""
+        first, last = sorted((_local(start, "start").year, _local(end, "end").year))
+        return [year for year in range(first, last + 1) if self.year_source(year) == "provisional"]
+
+    def provisional_between(self, start: datetime, end: datetime) -> bool:
+        """Return whether a day from ``start`` to ``end`` (either order) has only a provisional schedule."""
+        return bool(self.provisional_years(start, end))
+
+    def official_until(self, today: date) -> date:
+        """Return the last day of the unbroken run of official or overridden years from ``today``'s year on.
+
+        The day before ``today``'s year if that year itself is not officially covered.
+        """
+        year = today.year
+        while self.year_source(year) in ("official", "overridden"):
+            year += 1
+        return date(year - 1, 12, 31)
+
+    def special_days(self, year: int) -> list[SpecialDay]:
+        """Return the year's holidays and make-up working days, by date, each with its source.
+
+        Raises:
+            CalendarError: If no source covers ``year``.
+        """
+        source = self.year_source(year)
+        if source == "overridden":
+            days = [SpecialDay(d, False, "", source) for d in self.holidays if d.year == year]
+            days += [SpecialDay(d, True, "", source) for d in self.workdays if d.year == year]
+        elif source == "official":
+            days = [_package_day(d) for d in _days_of(year) if _is_package_special(d)]
+        elif source == "provisional":
+            days = [SpecialDay(d, False, name, source) for d, name in _provisional(year).items()]
+        else:
+            self.is_working_day(date(year, 1, 1))  # raises the CalendarError that names the file
+            days = []
+        return sorted(days, key=lambda special: special.day)
 
     def working_time_between(self, start: datetime, end: datetime) -> timedelta:
         """Return the office time between two aware instants, exact to the microsecond (zero if not after)."""
@@ -189,7 +265,10 @@ def parse_calendar(doc: Mapping[str, Any], *, origin: str = "<memory>") -> Worki
         if unknown:
             _fail("", f"unknown keys {unknown}; expected {sorted(_TOP_KEYS)}")
         holidays, workdays, years = _overrides(doc.get("overrides"))
-        return WorkingCalendar(_periods(doc.get("office_hours")), holidays, workdays, years, origin=origin)
+        provisional = doc.get("provisional_rules", True)
+        if not isinstance(provisional, bool):
+            _fail("provisional_rules", f"must be true or false, got {provisional!r}")
+        return WorkingCalendar(_periods(doc.get("office_hours")), holidays, workdays, years, provisional, origin=origin)
     except ValueError as exc:
         msg = f"{origin}: {exc}"
         raise ValueError(msg) from exc
@@ -292,3 +371,46 @@ def _fail(path: str, reason: str) -> NoReturn:
 def _package_workday(day: date) -> bool:
     """Chinesecalendar's verdict; cached because the ledger asks about the same few days all the time."""
     return bool(chinese_calendar.is_workday(day))
+
+
+@functools.cache
+def _package_years() -> frozenset[int]:
+    """The years the installed chinesecalendar has a notice for (it raises NotImplementedError for others)."""
+    years: set[int] = set()
+    for year in _PROBED_YEARS:
+        try:
+            chinese_calendar.is_workday(date(year, 6, 1))
+        except NotImplementedError:
+            continue
+        years.add(year)
+    return frozenset(years)
+
+
+@functools.cache
+def _provisional_or_none(year: int) -> dict[date, str] | None:
+    try:
+        return provisional_days_off(year)
+    except NoProvisionalRulesError:
+        return None
+
+
+def _provisional(year: int) -> dict[date, str]:
+    return _provisional_or_none(year) or {}
+
+
+def _days_of(year: int) -> Iterator[date]:
+    day = date(year, 1, 1)
+    while day.year == year:
+        yield day
+        day += _ONE_DAY
+
+
+def _is_package_special(day: date) -> bool:
+    weekend = day.weekday() >= _SATURDAY
+    return _package_workday(day) == weekend or (weekend and chinese_calendar.get_holiday_detail(day)[1] is not None)
+
+
+def _package_day(day: date) -> SpecialDay:
+    holiday = chinese_calendar.get_holiday_detail(day)[1]
+    name = next((h.chinese for h in chinese_calendar.Holiday if h.value == holiday), holiday or "")
+    return SpecialDay(day, _package_workday(day), str(name), "official")

@@ -15,6 +15,10 @@ final entry depends only on the set of reports, never on their arrival order:
 CLOSED may arrive before the CONNECTED report it follows; until that report arrives the task is closed and
 the total rule counts up to CLOSED.
 
+The calendar never makes a report fail: a span whose working time cannot be computed (no holiday schedule for
+a year it runs through) keeps ``elapsed_working_hours`` null and the entry says why in ``unclocked_reason``;
+:func:`reclock` computes them again once the calendar covers them.
+
 A ledger stage drives it like this (``evaluate`` is :func:`routing.sla.evaluate`)::
 
     entry = open_entry(received["task"], received_at=received["occurred_at"])
@@ -27,19 +31,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from routing.calendar import WorkingCalendar
+from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.records import SlaEvent, StageSpan, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
 from routing.sla import STAGE_ORDER, Policy, RuleClock, RuleState, read, rule_clocks, scenario_for, task_end
 
-__all__ = ["STAGE_ORDER", "TimelineRow", "apply_status", "mark_emitted", "open_entry", "timeline"]
+__all__ = ["STAGE_ORDER", "TimelineRow", "apply_status", "mark_emitted", "open_entry", "reclock", "timeline"]
 
 _FIELD: Final = "stage"
 _RANK: Final = {stage: rank for rank, stage in enumerate((*STAGE_ORDER, "REJECTED"))}
 
 
 class TimelineRow(NamedTuple):
-    """One line of ``ubridge tasks show``: a stage or a rule, its times in working hours, and its state."""
+    """One line of ``ubridge tasks show``: a stage or a rule, its times in working hours, and its state.
+
+    ``calendar`` is ``official``, ``provisional`` (some day counted has no State Council notice yet) or
+    ``unclocked`` (the working time cannot be computed; the hours are then None and the state ``open``).
+    """
 
     name: str
     started: datetime | None
@@ -47,6 +55,7 @@ class TimelineRow(NamedTuple):
     elapsed_working_hours: float | None
     allowed_working_hours: float | None
     state: RuleState
+    calendar: str = "official"
 
 
 def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
@@ -77,6 +86,7 @@ def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
         "stages": [{"stage": "RECEIVED", "started_at": received_at, "ended_at": None, "elapsed_working_hours": None}],
         "emitted": [],
         "updated_at": received_at,
+        "unclocked_reason": None,
     }
 
 
@@ -86,7 +96,6 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
     Raises:
         DataError: For an impossible report (see the module docstring), field ``stage``.
         ValueError: If ``status["occurred_at"]`` is naive.
-        CalendarError: If a span runs through a year without a holiday schedule.
     """
     stage, at = status["stage"], status["occurred_at"]
     _aware(at, "occurred_at")
@@ -98,7 +107,9 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
         return entry
     times[stage] = at
     _check_order(times)
-    changed: TaskLedgerEntry = {**entry, "stages": _spans(times, calendar), "updated_at": status["reported_at"]}
+    spans, unclocked = _spans(times, calendar)
+    changed: TaskLedgerEntry = {**entry, "stages": spans, "updated_at": status["reported_at"]}
+    changed["unclocked_reason"] = unclocked
     changed["emitted"] = list(entry["emitted"])
     changed["stage"] = changed["stages"][-1]["stage"]
     changed["closed"] = "CLOSED" in times or "REJECTED" in times
@@ -108,6 +119,12 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
         changed["pipe_length_m"] = status["pipe_length_m"]
         changed["scenario"] = scenario_for(status["pipe_length_m"])
     return changed
+
+
+def reclock(entry: TaskLedgerEntry, calendar: WorkingCalendar) -> TaskLedgerEntry:
+    """Return the entry with every span's working time computed again and ``unclocked_reason`` set accordingly."""
+    spans, unclocked = _spans({span["stage"]: span["started_at"] for span in entry["stages"]}, calendar)
+    return {**entry, "stages": spans, "emitted": list(entry["emitted"]), "unclocked_reason": unclocked}
 
 
 def mark_emitted(entry: TaskLedgerEntry, events: Sequence[SlaEvent], now: datetime) -> TaskLedgerEntry:
@@ -155,28 +172,47 @@ def timeline(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, 
 def _rule_row(
     name: str, clock: RuleClock, calendar: WorkingCalendar, now: datetime, *, end: datetime | None, fraction: float
 ) -> TimelineRow:
-    reading = read(clock, calendar, now, end=end, fraction=fraction)
+    try:
+        reading = read(clock, calendar, now, end=end, fraction=fraction)
+    except CalendarError:
+        return TimelineRow(name, clock.started_at, clock.ended_at, None, clock.limit_hours, "open", "unclocked")
     elapsed = reading.elapsed.total_seconds() / 3600
-    return TimelineRow(name, clock.started_at, clock.ended_at, elapsed, clock.limit_hours, reading.state)
+    basis = _basis(calendar, clock.started_at, reading.horizon)
+    return TimelineRow(name, clock.started_at, clock.ended_at, elapsed, clock.limit_hours, reading.state, basis)
 
 
 def _stage_row(span: StageSpan, calendar: WorkingCalendar, now: datetime) -> TimelineRow:
     started, ended = span["started_at"], span["ended_at"]
     if span["stage"] in ("CLOSED", "REJECTED"):
         return TimelineRow(span["stage"], started, started, 0.0, None, "met")
-    elapsed = calendar.working_hours_between(started, now if ended is None else ended)
-    return TimelineRow(span["stage"], started, ended, elapsed, None, "open" if ended is None else "met")
+    state: RuleState = "open" if ended is None else "met"
+    horizon = now if ended is None else ended
+    try:
+        elapsed = calendar.working_hours_between(started, horizon)
+    except CalendarError:
+        return TimelineRow(span["stage"], started, ended, None, None, state, "unclocked")
+    return TimelineRow(span["stage"], started, ended, elapsed, None, state, _basis(calendar, started, horizon))
 
 
-def _spans(times: dict[TaskStage, datetime], calendar: WorkingCalendar) -> list[StageSpan]:
+def _basis(calendar: WorkingCalendar, start: datetime, end: datetime) -> str:
+    return "provisional" if calendar.provisional_between(start, max(start, end)) else "official"
+
+
+def _spans(times: dict[TaskStage, datetime], calendar: WorkingCalendar) -> tuple[list[StageSpan], str | None]:
     # Stages by time; a tie goes by STAGE_ORDER, REJECTED last, so the terminal stage ends the timeline.
     ordered = sorted(times.items(), key=lambda item: (item[1], _RANK[item[0]]))
     spans: list[StageSpan] = []
+    unclocked: str | None = None
     for i, (stage, started) in enumerate(ordered):
         ended = ordered[i + 1][1] if i + 1 < len(ordered) else None
-        elapsed = None if ended is None else calendar.working_hours_between(started, ended)
+        elapsed = None
+        if ended is not None:
+            try:
+                elapsed = calendar.working_hours_between(started, ended)
+            except CalendarError as exc:
+                unclocked = str(exc)
         spans.append({"stage": stage, "started_at": started, "ended_at": ended, "elapsed_working_hours": elapsed})
-    return spans
+    return spans, unclocked
 
 
 def _check_identity(entry: TaskLedgerEntry, status: TaskStatus) -> None:

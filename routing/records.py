@@ -103,6 +103,7 @@ class UtilityTask(TypedDict):
     ingested_at: datetime
     created_at: datetime
     contact_due: datetime | None
+    contact_due_note: str | None
     flags: list[str]
 
 
@@ -163,6 +164,7 @@ class SlaEvent(TypedDict):
     occurred_at: datetime
     emitted_at: datetime
     time_zone: str
+    provisional_calendar: bool
 
 
 class StageSpan(TypedDict):
@@ -192,3 +194,4 @@ class TaskLedgerEntry(TypedDict):
     stages: list[StageSpan]
     emitted: list[str]
     updated_at: datetime
+    unclocked_reason: str | None

@@ -11,7 +11,8 @@ time by :class:`routing.calendar.WorkingCalendar`:
 A working day is :attr:`~routing.calendar.WorkingCalendar.hours_per_day` office hours. Per rule,
 :func:`evaluate` emits WARNING once the elapsed time reaches ``warning_fraction`` of the limit while the rule
 is open, BREACHED once it exceeds the limit (``occurred_at`` = the due instant), and MET when the rule closed
-within it. Event ids are ``sha256(task, rule, kind)``, so a replay emits nothing new.
+within it. Event ids are ``sha256(task, rule, kind)``, so a replay emits nothing new. An event whose clock runs
+over a year with only a provisional holiday schedule says so (``provisional_calendar``).
 
 Example:
     >>> row = {"id": "p", "region_prefix": "37", "source": "doc", "first_contact_hours": 3,
@@ -270,12 +271,14 @@ def evaluate(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, 
         if not kinds:
             continue
         due = clock.instant(calendar, clock.limit_hours, reading.horizon)
+        provisional = calendar.provisional_between(clock.started_at, max(due, reading.horizon))
         for kind in kinds:
             if kind == "WARNING":
                 occurred = clock.instant(calendar, clock.limit_hours * policy.warning_fraction, reading.horizon)
             else:
                 occurred = due if kind == "BREACHED" else reading.horizon.astimezone(UTC)
-            events.append(_event(entry, policy, clock, reading, kind=kind, occurred=occurred, due=due, now=now))
+            timing = _Timing(occurred=occurred, due=due, now=now, provisional=provisional)
+            events.append(_event(entry, policy, clock, reading, kind=kind, timing=timing))
     return sorted(events, key=lambda event: event["occurred_at"])
 
 
@@ -289,16 +292,16 @@ def _due_kinds(reading: Reading) -> list[SlaEventKind]:
     return []
 
 
+@dataclass(frozen=True)
+class _Timing:
+    occurred: datetime
+    due: datetime
+    now: datetime
+    provisional: bool
+
+
 def _event(
-    entry: TaskLedgerEntry,
-    policy: Policy,
-    clock: RuleClock,
-    reading: Reading,
-    *,
-    kind: SlaEventKind,
-    occurred: datetime,
-    due: datetime,
-    now: datetime,
+    entry: TaskLedgerEntry, policy: Policy, clock: RuleClock, reading: Reading, *, kind: SlaEventKind, timing: _Timing
 ) -> SlaEvent:
     return {
         "event_id": event_id(entry["task_id"], clock.rule, kind),
@@ -314,10 +317,11 @@ def _event(
         "limit_working_hours": clock.limit_hours,
         "elapsed_working_hours": reading.elapsed.total_seconds() / 3600,
         "started_at": clock.started_at.astimezone(UTC),
-        "due_at": due,
-        "occurred_at": occurred,
-        "emitted_at": now.astimezone(UTC),
+        "due_at": timing.due,
+        "occurred_at": timing.occurred,
+        "emitted_at": timing.now.astimezone(UTC),
         "time_zone": TIME_ZONE,
+        "provisional_calendar": timing.provisional,
     }
 
 

@@ -152,5 +152,6 @@ def _task(
         "ingested_at": event["ingested_at"],
         "created_at": now,
         "contact_due": None,
+        "contact_due_note": None,
         "flags": list(flags),
     }

@@ -99,5 +99,6 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "ingested_at": NOW,
         "created_at": NOW,
         "contact_due": None,
+        "contact_due_note": None,
         "flags": [],
     }

@@ -15,8 +15,10 @@ demands and figures), looked up through a :class:`ProjectLookup`:
 * :class:`ChainedLookup` tries them in order.
 
 A lookup never blocks an application (容缺受理): a project that cannot be found, or a lookup that fails, yields
-tasks flagged ``project_not_found`` and the failure is logged. An application no utility can take is a
-``DataError`` and is dead-lettered by the runtime.
+tasks flagged ``project_not_found`` and the failure is logged. Neither does the working calendar: a filing
+time it cannot clock yields tasks with ``contact_due`` null, flagged ``contact_due_unclocked`` with the reason
+(log ``contact_due_unclocked``, metric ``ubridge_tasks_unclocked_total``). An application no utility can take
+is a ``DataError`` and is dead-lettered by the runtime.
 """
 
 import threading
@@ -32,7 +34,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
-from routing.aishandong import application_tasks
+from connectors.runtime.metrics import Metrics
+from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, application_tasks
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -245,6 +248,7 @@ class ApplicationRouter:
         required_materials: Application kind → required material kinds.
         projects: Where cited projects are looked up; closed with the stage.
         codec: Avro codec.
+        metrics: Where unclocked tasks are counted (none in unit tests).
         clock: The current time (tests fix it).
     """
 
@@ -260,9 +264,11 @@ class ApplicationRouter:
         required_materials: Mapping[str, Sequence[str]],
         projects: ProjectLookup,
         codec: Codec | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.input_topics = (input_topic,)
+        self._metrics = metrics
         self._output_topic = output_topic
         self._areas = areas
         self._calendar = calendar
@@ -287,6 +293,16 @@ class ApplicationRouter:
             project=project,
             required_materials=self._required,
         )
+        unclocked = [task for task in tasks if CONTACT_DUE_UNCLOCKED_FLAG in task["flags"]]
+        if unclocked:
+            log.warning(
+                "contact_due_unclocked",
+                stage=self.stage,
+                application_id=app["application_id"],
+                reason=unclocked[0]["contact_due_note"],
+            )
+            if self._metrics is not None:
+                self._metrics.tasks_unclocked.labels(self.stage).inc(len(unclocked))
         key = app["application_id"].encode()
         outputs = tuple(Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks)
         log.info(

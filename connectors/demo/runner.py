@@ -376,6 +376,7 @@ def _sla_figures(registry: CollectorRegistry, utility: str) -> SlaFigures:
         total_met=events("total", "MET"),
         total_breached=events("total", "BREACHED"),
         first_contact_p50_h=_histogram_median(registry, "ubridge_time_to_first_contact_working_hours", utility),
+        provisional=int(_sum_samples(registry, "ubridge_sla_events_provisional_total", {"utility": utility})),
     )
 
 

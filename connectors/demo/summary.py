@@ -89,6 +89,7 @@ class SlaFigures:
     total_met: int
     total_breached: int
     first_contact_p50_h: float | None
+    provisional: int = 0
 
     @property
     def compliance(self) -> float | None:
@@ -99,7 +100,14 @@ class SlaFigures:
 
 def sla_table(rows: Sequence[SlaFigures]) -> Table:
     """One row per utility: first-contact and completion clocks met or breached, in working time."""
-    table = Table(title="SLA per utility (working time, Asia/Shanghai; limits from deploy/config/sla-policies.yaml)")
+    provisional = sum(row.provisional for row in rows)
+    table = Table(
+        title="SLA per utility (working time, Asia/Shanghai; limits from deploy/config/sla-policies.yaml)",
+        caption=None
+        if provisional == 0
+        else f"{provisional} SLA events counted days of a year without the State Council's holiday notice: "
+        "provisional calendar (ubridge calendar show <year>)",
+    )
     table.add_column("utility")
     for name in ("open", "contact met", "contact breached", "p50 contact h", "done met", "done breached", "compliance"):
         table.add_column(name, justify="right")

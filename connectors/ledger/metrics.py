@@ -25,6 +25,12 @@ class LedgerMetrics:
             ["utility", "rule_kind", "kind"],
             registry=registry,
         )
+        self.provisional_events = Counter(
+            "ubridge_sla_events_provisional_total",
+            "SLA events whose clock ran over a year with only a provisional holiday schedule (no notice yet).",
+            ["utility"],
+            registry=registry,
+        )
         self.sla_breaches = Counter(
             "ubridge_sla_breaches_total",
             "SLA limits breached (BREACHED events of any rule).",
@@ -36,6 +42,12 @@ class LedgerMetrics:
             "Working hours from a task's creation to the utility's first contact with the builder.",
             ["utility"],
             buckets=FIRST_CONTACT_BUCKETS,
+            registry=registry,
+        )
+        self.unclocked_tasks = Gauge(
+            "ubridge_ledger_unclocked_tasks",
+            "Tasks in the owned partitions whose clocks cannot be computed (no holiday schedule for a year).",
+            ["utility"],
             registry=registry,
         )
         self.held_statuses = Gauge(

@@ -2,7 +2,8 @@
 
 Reads the latest ``TaskLedgerEntry`` of the task from every partition of the changelog (no consumer group),
 and prints each stage and the ``first_contact`` and ``total`` rules: start, end (Asia/Shanghai), elapsed
-and allowed working hours, state; then the scenario and the policy's source document.
+and allowed working hours, state, and ``provisional`` or ``unclocked`` where the working-day calendar is not
+official for the days counted; then the scenario and the policy's source document.
 
 Example::
 
@@ -77,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
     console.print(render(entry, rows))
     console.print(f"scenario: {entry['scenario']}    policy: {policy.policy_id}")
     console.print(f"source: {policy.source}")
+    if any(row.calendar == "provisional" for row in rows):
+        console.print(
+            "provisional: these figures count days of a year without the State Council's holiday notice (days off "
+            "from the statutory rules, no make-up days); they may move once overrides.<year> is added"
+        )
+    if entry["unclocked_reason"]:
+        console.print(f"unclocked: {entry['unclocked_reason']}")
     return 0
 
 
@@ -118,7 +126,7 @@ def render(entry: TaskLedgerEntry, rows: list[TimelineRow]) -> Table:
         f"{entry['task_id']}  {entry['utility_id']}  {entry['kind']} {entry['service']}  region {entry['region_code']}"
     )
     table = Table(title=title, caption="times: Asia/Shanghai; hours: working hours")
-    for column in ("stage", "started", "ended", "elapsed h", "allowed h", "state"):
+    for column in ("stage", "started", "ended", "elapsed h", "allowed h", "state", "calendar"):
         table.add_column(column, justify="right" if column.endswith(" h") else "left", no_wrap=True)
     for row in rows:
         style = _STATE_STYLE.get(row.state, "")
@@ -129,6 +137,7 @@ def render(entry: TaskLedgerEntry, rows: list[TimelineRow]) -> Table:
             _hours(row.elapsed_working_hours),
             _hours(row.allowed_working_hours),
             f"[{style}]{row.state}[/]" if style else row.state,
+            "" if row.calendar == "official" else f"[yellow]{row.calendar}[/]",
         )
     return table
 

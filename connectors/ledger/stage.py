@@ -21,6 +21,12 @@ so an open task breaches when a late report arrives, never because another task'
 by their next warning or breach instant
 (re-checked at least hourly), and a tick stops after ``_TICK_BUDGET_S``, leaving the rest for the next.
 
+The calendar never stops the ledger: a task whose clocks cannot be computed (no holiday schedule for a year
+they run through, :class:`~routing.calendar.CalendarError`) stays in the ledger with its stages, is marked
+``unclocked_reason`` (``ubridge_ledger_unclocked_tasks``, log ``sla_clock_unavailable``) and is tried again at
+every status and at least hourly; once the calendar covers it (a year's ``overrides`` added, a restart), it
+is clocked and the mark cleared (``sla_clock_restored``).
+
 Example:
     >>> ledger = TaskLedger(input_topic=..., changelog_topic=..., sla_topic=..., dlq_topic=...,
     ...                     calendar=calendar, policies=policies, codec=Codec.default(),
@@ -42,9 +48,9 @@ from connectors.ledger.changelog import RELEASED, ChangelogReader, held_key, hel
 from connectors.ledger.metrics import LedgerMetrics, rule_kind
 from connectors.runtime.dlq import dead_letter
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
-from routing.calendar import WorkingCalendar
+from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
-from routing.ledger import apply_status, mark_emitted, open_entry
+from routing.ledger import apply_status, mark_emitted, open_entry, reclock
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStatus
 from routing.sla import Policy, PolicyNotFoundError, PolicyTable, evaluate, reached, rule_clocks
 from schemas import Codec
@@ -146,8 +152,8 @@ class TaskLedger:
             del self._due_at[task_id]
             entry = self.entries[partition][task_id]
             checked, events = self._check(entry, clock if self._clock == "wall" else _last_event_at(entry))
-            if events:
-                outputs += events
+            outputs += events
+            if checked != entry:
                 outputs.append(self._store(partition, entry, checked))
         return outputs
 
@@ -286,15 +292,32 @@ class TaskLedger:
             log.warning("sla_policy_missing", stage=self.stage, task_id=task_id, reason=exc.reason)
             self._due_at.pop(task_id, None)
             return entry, []
-        events = evaluate(entry, policy, self._calendar, now)
+        try:
+            clocked = reclock(entry, self._calendar) if entry["unclocked_reason"] else entry
+            events = evaluate(clocked, policy, self._calendar, now)
+            due = self._next_due(clocked, policy, now) if not entry["closed"] and self._clock == "wall" else None
+        except CalendarError as exc:
+            return self._unclocked(entry, str(exc), now), []
+        if entry["unclocked_reason"] and not clocked["unclocked_reason"]:
+            log.info("sla_clock_restored", stage=self.stage, task_id=task_id)
+        entry = clocked
         if events:
             entry = mark_emitted(entry, events, now)
             for event in events:
                 self._count_event(event)
-        if not entry["closed"] and self._clock == "wall":
-            self._schedule(task_id, self._next_due(entry, policy, now))
+        if due is not None:
+            self._schedule(task_id, due)
         outputs = [Output(self._sla, task_id.encode(), self._codec.encode("SlaEvent", dict(e))) for e in events]
         return entry, outputs
+
+    def _unclocked(self, entry: TaskLedgerEntry, reason: str, now: datetime) -> TaskLedgerEntry:
+        """Mark an entry whose clocks cannot be computed; it is tried again at its next status or recheck."""
+        task_id = entry["task_id"]
+        if entry["unclocked_reason"] != reason:
+            log.warning("sla_clock_unavailable", stage=self.stage, task_id=task_id, reason=reason)
+        if not entry["closed"] and self._clock == "wall":
+            self._schedule(task_id, now + _RECHECK)
+        return {**entry, "unclocked_reason": reason}
 
     def _next_due(self, entry: TaskLedgerEntry, policy: Policy, now: datetime) -> datetime:
         """The first instant after ``now`` when a running rule warns or breaches, at most ``_RECHECK`` ahead."""
@@ -329,8 +352,12 @@ class TaskLedger:
         self._count_open(before, entry)
         contacted = reached(entry, "CONTACTED")  # as the first_contact rule reads it
         if contacted is not None and (before is None or reached(before, "CONTACTED") is None):
-            elapsed = self._calendar.working_hours_between(entry["created_at"], contacted)
-            self._metrics.first_contact_hours.labels(entry["utility_id"]).observe(elapsed)
+            try:
+                elapsed = self._calendar.working_hours_between(entry["created_at"], contacted)
+            except CalendarError:
+                pass  # the entry is marked unclocked by its check; the histogram misses this one task
+            else:
+                self._metrics.first_contact_hours.labels(entry["utility_id"]).observe(elapsed)
         value = self._codec.encode("TaskLedgerEntry", dict(entry))
         return Output(self._changelog, task_id.encode(), value, partition=partition)
 
@@ -339,10 +366,16 @@ class TaskLedger:
             self._metrics.open_tasks.labels(before["utility_id"], before["stage"] or "NONE").dec()
         if after is not None and not after["closed"]:
             self._metrics.open_tasks.labels(after["utility_id"], after["stage"] or "NONE").inc()
+        if before is not None and before["unclocked_reason"]:
+            self._metrics.unclocked_tasks.labels(before["utility_id"]).dec()
+        if after is not None and after["unclocked_reason"]:
+            self._metrics.unclocked_tasks.labels(after["utility_id"]).inc()
 
     def _count_event(self, event: SlaEvent) -> None:
         utility = event["utility_id"]
         self._metrics.sla_events.labels(utility, rule_kind(event["rule"]), event["kind"]).inc()
+        if event["provisional_calendar"]:
+            self._metrics.provisional_events.labels(utility).inc()
         if event["kind"] == "BREACHED":
             self._metrics.sla_breaches.labels(utility).inc()
         log.info(

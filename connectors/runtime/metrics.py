@@ -80,6 +80,18 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.tasks_unclocked = Counter(
+            "ubridge_tasks_unclocked_total",
+            "Tasks sent without a due instant because the working calendar could not compute it.",
+            ["stage"],
+            registry=registry,
+        )
+        self.calendar_official_until = Gauge(
+            "ubridge_calendar_official_until",
+            "Unix time at which the official holiday data ends (start of the first day it does not cover, "
+            "Asia/Shanghai); after it, SLA clocks run on the provisional calendar from the statutory rules.",
+            registry=registry,
+        )
         self.stage_up = Gauge(
             "ubridge_stage_up",
             "1 while a stage's loop runs, 0 once it stopped.",

@@ -28,3 +28,17 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     assert MOBILE.search(log) is None, "a mobile number reached the log unmasked"
     assert ID_NUMBER.search(log) is None, "an ID number reached the log unmasked"
     assert "爱山东 applications:" in result.stdout
+
+
+def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:
+    """On a wall clock set to 2027-01-05 (no official holiday data) the demo still delivers every task once."""
+    env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP"}  # a broker of its own
+    command = [sys.executable, "-m", "tests.e2e.fake_clock", "2027-01-05T10:00:00+08:00", "demo", "--events", "200",
+               "--rate", "400", "--exit", "--metrics-port", "0", "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every expected task reached its utility exactly once" in result.stdout
+    assert "holiday notice: provisional calendar" in result.stdout
+    log = (tmp_path / "demo.log").read_text(encoding="utf-8")
+    assert '"last_official_day": "2026-12-31"' in log
+    assert '"timestamp": "2027-01-' in log

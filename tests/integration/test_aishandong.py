@@ -48,6 +48,8 @@ class Pipeline:
     project: ProjectEvent
     logs: io.StringIO
     stop: threading.Event
+    metrics: Metrics
+    loop: StageLoop
 
 
 def publish_project(kafka: KafkaSettings, topic: str) -> ProjectEvent:
@@ -84,6 +86,7 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
         calendar=load_calendar(CONFIG / "calendar.yaml"),
         required_materials=load_required_materials(CONFIG / "aishandong.yaml"),
         projects=table,
+        metrics=metrics,
     )
     consumer = make_consumer(kafka, group_id=f"{unique_prefix}router-aishandong")
     loop = StageLoop(
@@ -92,7 +95,8 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
     threads = [threading.Thread(target=intake.run, daemon=True), threading.Thread(target=loop.run, daemon=True)]
     for thread in threads:
         thread.start()
-    yield Pipeline(f"http://127.0.0.1:{intake.port}{GATEWAY_PATH}", applications, tasks, dlq, project, logs, stop)
+    url = f"http://127.0.0.1:{intake.port}{GATEWAY_PATH}"
+    yield Pipeline(url, applications, tasks, dlq, project, logs, stop, metrics, loop)
     stop.set()
     for thread in threads:
         thread.join(timeout=15)
@@ -146,3 +150,26 @@ def test_pushed_applications_become_tasks_and_logs_stay_masked(kafka_bootstrap: 
     personal = {a.get("sfzhm") for a in apps} | {a["lxdh"] for a in apps} | {bad["sfzhm"]}
     assert sorted(s for s in personal if s and s in text) == [], "personal numbers in the logs"
     assert re.search(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])", text) is None
+
+
+def test_the_calendar_never_holds_an_application_back(kafka_bootstrap: str, pipeline: Pipeline) -> None:
+    """Applications filed in 2027 (provisional) and 2003 (no calendar) are routed like any other, each flagged."""
+    filed = {"AS-2026": "2026-12-30 10:00:00", "AS-2027": "2027-01-05 10:00:00", "AS-2003": "2003-05-06 10:00:00"}
+    (template,) = make_applications(1, seed=5, regions=["370602"])
+    apps = [{**template, "sqbh": sqbh, "sqsj": at, "fwlx": ["供水"]} for sqbh, at in filed.items()]
+    assert [r.status for r in push_applications(pipeline.url, SECRET, apps)] == [202] * 3
+    wait_until(lambda: len(read_topic(kafka_bootstrap, pipeline.tasks)) >= 3, timeout_s=60, what="three tasks")
+    tasks = {
+        task["application_id"]: task
+        for task in (CODEC.decode_as("UtilityTask", r.value) for r in read_topic(kafka_bootstrap, pipeline.tasks))
+    }
+    assert {
+        "AS-2026": ([], False),
+        "AS-2027": (["contact_due_provisional"], False),
+        "AS-2003": (["contact_due_unclocked"], True),
+    } == {sqbh: (task["flags"], task["contact_due"] is None) for sqbh, task in tasks.items()}
+    assert "no holiday schedule for 2003" in (tasks["AS-2003"]["contact_due_note"] or "")
+    counted = pipeline.metrics.registry.get_sample_value(
+        "ubridge_tasks_unclocked_total", {"stage": "router-aishandong"}
+    )
+    assert (counted, pipeline.loop.state.failed, read_topic(kafka_bootstrap, pipeline.dlq)) == (1.0, False, [])

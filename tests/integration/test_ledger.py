@@ -7,15 +7,17 @@ from typing import cast
 import pytest
 from prometheus_client import CollectorRegistry
 
+from connectors.app import App
 from connectors.ledger import build_ledger
 from connectors.ledger.show import find_entry, register
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.settings import KafkaSettings
+from routing.calendar import SHANGHAI
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus
 from schemas import Codec
-from tests.support import NOW, ROOT, make_task, read_topic, wait_until
+from tests.support import NOW, ROOT, make_task, read_topic, settings_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +81,9 @@ class Ledger:
         return [] if entry is None else [s["stage"] for s in entry["stages"]]
 
 
-def status(n: int, stage: TaskStage, at: datetime) -> bytes:
-    task = make_task("yantai-water", n)  # created NOW: Wednesday 10:00 in Shanghai; Yantai: 3 h first contact
+def status(n: int, stage: TaskStage, at: datetime, *, created: datetime = NOW) -> bytes:
+    # created NOW by default: Wednesday 10:00 in Shanghai; Yantai: 3 h first contact
+    task = {**make_task("yantai-water", n), "created_at": created}
     value: TaskStatus = {
         "task_id": task["task_id"],
         "utility_id": "yantai-water",
@@ -179,3 +182,54 @@ def test_tasks_show_prints_the_timeline_and_rejects_unknown_tasks(
     assert "烟城〔2020〕28号" in out
     assert show("no-such-task") == 2
     assert "no-such-task is not in the ledger" in capsys.readouterr().err
+
+
+def test_clocks_across_new_year_2027_are_provisional_and_shown_so(
+    ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task of 2026-12-31 contacted on 2027-01-04: a breach flagged provisional, and `tasks show` says so."""
+    eve, contact = datetime(2026, 12, 31, 16, tzinfo=SHANGHAI), datetime(2027, 1, 4, 11, tzinfo=SHANGHAI)
+    ledger.produce(status(7, "RECEIVED", eve, created=eve), status(7, "CONTACTED", contact, created=eve))
+    run_ = ledger.start()
+    wait_until(lambda: len(ledger.events()) >= 1, timeout_s=60, what="the first-contact event")
+    stopped(run_)
+    events = [
+        cast(SlaEvent, CODEC.decode_as("SlaEvent", r.value)) for r in read_topic(ledger.kafka.bootstrap, ledger.sla)
+    ]
+    assert [("first_contact", "BREACHED", True, datetime(2027, 1, 4, 10, tzinfo=SHANGHAI))] == [
+        (e["rule"], e["kind"], e["provisional_calendar"], e["due_at"]) for e in events
+    ]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "tasks",
+            "show",
+            task_id(7),
+            "--bootstrap",
+            ledger.kafka.bootstrap,
+            "--topic-prefix",
+            ledger.kafka.topic_prefix,
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert ("provisional" in out, "2027-01-04 11:00" in out) == (True, True)
+
+
+def test_the_process_exposes_when_official_holiday_data_ends(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """`ubridge_calendar_official_until` is the end of 2026-12-31 in Shanghai with the shipped calendar."""
+    config = ROOT / "deploy" / "config"
+    ledger = {"calendar": str(config / "calendar.yaml"), "policies": str(config / "sla-policies.yaml")}
+    registry = CollectorRegistry()
+    app = App(
+        settings_for(kafka_bootstrap, unique_prefix, ledger=ledger),
+        only=["ledger"],
+        registry=registry,
+        serve_metrics=False,
+    )
+    app.start()
+    app.stop()
+    assert app.wait(timeout_s=30)
+    expected = datetime(2027, 1, 1, tzinfo=SHANGHAI).timestamp()
+    assert (expected, False) == (registry.get_sample_value("ubridge_calendar_official_until"), app.failed)

@@ -92,6 +92,7 @@ def test_server_properties_single_node_kraft() -> None:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        "log.message.timestamp.after.max.ms": "9223372036854775807",
     }
     assert expected == {key: settings[key] for key in expected}
     assert "auto.create.topics.enable" not in settings

@@ -12,7 +12,7 @@ from connectors.ledger.metrics import LedgerMetrics
 from connectors.ledger.stage import Clock, TaskLedger
 from connectors.runtime.dlq import error_context
 from connectors.runtime.interface import Delivered, Output
-from routing.calendar import load_calendar
+from routing.calendar import SHANGHAI, WorkingCalendar, load_calendar, parse_calendar
 from routing.errors import DataError
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus
 from routing.sla import load_policies
@@ -23,6 +23,8 @@ STATUS, CHANGELOG, SLA, DLQ = "status", "changelog", "sla", "dlq"
 CALENDAR = load_calendar(ROOT / "deploy" / "config" / "calendar.yaml")
 POLICIES = load_policies(ROOT / "deploy" / "config" / "sla-policies.yaml")
 CODEC = Codec.default()
+NO_RULES = parse_calendar({"office_hours": ["08:30-12:00", "13:30-17:30"], "provisional_rules": False})
+NEW_YEARS_EVE = datetime(2026, 12, 31, 16, tzinfo=SHANGHAI)
 TASK_ID = "yantai-water-00001"  # created NOW: Wednesday 2026-11-25 10:00 in Shanghai; Yantai: 3 h first contact
 HOUR = timedelta(hours=1)
 
@@ -60,8 +62,16 @@ def record(value: bytes, offset: int, *, partition: int = 0, key: bytes = TASK_I
     return ConsumerRecord(STATUS, partition, -1, offset, 0, 0, key, value, [], None, 0, 0, 0)
 
 
-def status(stage: TaskStage, at: datetime, *, n: int = 1, region: str = "370602", **fields: Any) -> bytes:
-    task = {**make_task("yantai-water", n), "region_code": region}
+def status(
+    stage: TaskStage,
+    at: datetime,
+    *,
+    n: int = 1,
+    region: str = "370602",
+    created: datetime = NOW,
+    **fields: Any,
+) -> bytes:
+    task = {**make_task("yantai-water", n), "region_code": region, "created_at": created}
     value: TaskStatus = {
         "task_id": task["task_id"],
         "utility_id": "yantai-water",
@@ -79,7 +89,14 @@ def status(stage: TaskStage, at: datetime, *, n: int = 1, region: str = "370602"
 
 
 class Harness:
-    def __init__(self, *, clock: Clock = "wall", max_held: int = 1000, changelog: FakeChangelog | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = "wall",
+        max_held: int = 1000,
+        changelog: FakeChangelog | None = None,
+        calendar: WorkingCalendar = CALENDAR,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.wall = Wall()
         self.changelog = changelog or FakeChangelog()
@@ -88,7 +105,7 @@ class Harness:
             changelog_topic=CHANGELOG,
             sla_topic=SLA,
             dlq_topic=DLQ,
-            calendar=CALENDAR,
+            calendar=calendar,
             policies=POLICIES,
             codec=CODEC,
             metrics=LedgerMetrics(self.registry),
@@ -286,3 +303,60 @@ def test_a_task_no_policy_covers_is_kept_without_clocks() -> None:
     (outcome,) = harness.feed(status("RECEIVED", NOW, region="110101"))
     assert [e["region_code"] for e in entries(delivered(outcome).outputs)] == ["110101"]
     assert harness.tick(NOW + 30 * HOUR) == []
+
+
+@pytest.mark.parametrize(
+    ("opened", "due"),
+    [
+        (NEW_YEARS_EVE, datetime(2027, 1, 4, 10, tzinfo=SHANGHAI)),  # over the provisional 元旦 and a weekend
+        (datetime(2028, 1, 24, 16, tzinfo=SHANGHAI), datetime(2028, 2, 2, 10, tzinfo=SHANGHAI)),  # over 春节 2028
+    ],
+)
+def test_clocks_in_years_without_a_notice_are_provisional(opened: datetime, due: datetime) -> None:
+    """A task opened at 16:00 before a provisional holiday breaches 3 working hours later, flagged provisional."""
+    harness = Harness()
+    harness.wall.now = opened
+    harness.feed(status("RECEIVED", opened, created=opened))
+    events = [decode_event(o) for o in harness.tick(due + timedelta(hours=1)) if o.topic == SLA]
+    assert [("WARNING", True), ("BREACHED", True)] == [(e["kind"], e["provisional_calendar"]) for e in events]
+    assert due == events[1]["due_at"]
+
+
+def test_a_clock_inside_2026_is_not_provisional() -> None:
+    """An event whose clock lies wholly in an officially covered year is not flagged."""
+    harness = Harness()
+    harness.feed(status("RECEIVED", NOW))
+    events = [decode_event(o) for o in harness.tick(NOW + 6 * HOUR) if o.topic == SLA]
+    assert [False, False] == [e["provisional_calendar"] for e in events]
+
+
+def test_an_unclockable_task_stays_in_the_ledger_marked_and_counted() -> None:
+    """Without provisional rules, a clock into 2027 cannot be computed: no crash, no events, the entry says why."""
+    harness = Harness(calendar=NO_RULES)
+    harness.wall.now = NEW_YEARS_EVE
+    (opened,) = harness.feed(status("RECEIVED", NEW_YEARS_EVE, created=NEW_YEARS_EVE))
+    (contacted,) = harness.feed(status("CONTACTED", datetime(2027, 1, 4, 9, tzinfo=SHANGHAI), created=NEW_YEARS_EVE))
+    entry = harness.ledger.entries[0][TASK_ID]
+    assert (True, [], "CONTACTED", 1.0) == (
+        "no holiday schedule for 2027" in (entry["unclocked_reason"] or ""),
+        sla_events([*delivered(opened).outputs, *delivered(contacted).outputs]),
+        entry["stage"],
+        harness.sample("ubridge_ledger_unclocked_tasks", utility="yantai-water"),
+    )
+
+
+def test_an_unclocked_task_is_clocked_once_the_calendar_covers_it() -> None:
+    """Restarted with a calendar that covers 2027, the ledger clocks the task, emits its events, clears the mark."""
+    first = Harness(calendar=NO_RULES)
+    first.wall.now = NEW_YEARS_EVE
+    first.feed(status("RECEIVED", NEW_YEARS_EVE, created=NEW_YEARS_EVE))
+    first.tick(datetime(2027, 1, 4, 11, tzinfo=SHANGHAI))
+    second = Harness(changelog=first.changelog)
+    second.ledger.on_assigned([TopicPartition(STATUS, 0)])
+    assert second.sample("ubridge_ledger_unclocked_tasks", utility="yantai-water") == 1
+    outputs = second.tick(datetime(2027, 1, 4, 11, tzinfo=SHANGHAI))
+    assert ([("first_contact", "WARNING"), ("first_contact", "BREACHED")], None, 0) == (
+        sla_events(outputs),
+        entries(outputs)[-1]["unclocked_reason"],
+        second.sample("ubridge_ledger_unclocked_tasks", utility="yantai-water"),
+    )

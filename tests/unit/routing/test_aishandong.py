@@ -280,6 +280,45 @@ def test_contact_due_is_three_working_hours_after_filing(
     assert task["contact_due"] == due.astimezone(UTC)
 
 
+@pytest.mark.parametrize(
+    ("filed", "due"),
+    [
+        ("2026-12-31 16:00:00", datetime(2027, 1, 4, 10, 0, tzinfo=SHANGHAI)),  # over the provisional 元旦
+        ("2027-02-04 16:30:00", datetime(2027, 2, 15, 10, 30, tzinfo=SHANGHAI)),  # over 春节 from 除夕 (Feb 5)
+        ("2028-05-26 16:30:00", datetime(2028, 5, 30, 10, 30, tzinfo=SHANGHAI)),  # 端午 Sunday → Monday off
+    ],
+)
+def test_contact_due_in_years_without_a_notice_is_provisional(
+    areas: ServiceAreaTable, calendar: WorkingCalendar, filed: str, due: datetime
+) -> None:
+    """Filed across a year without a holiday notice: contact_due from the statutory rules, flagged provisional."""
+    (task,) = application_tasks(parse(sqsj=filed), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert (due.astimezone(UTC), ["contact_due_provisional"], True) == (
+        task["contact_due"],
+        task["flags"],
+        (task["contact_due_note"] or "").startswith("provisional: no State Council holiday notice for"),
+    )
+
+
+@pytest.mark.parametrize("filed", ["2003-05-06 10:00:00", "2100-03-02 10:00:00", "1970-01-01 08:00:00"])
+def test_an_unclockable_filing_time_never_blocks_the_task(
+    areas: ServiceAreaTable, calendar: WorkingCalendar, filed: str
+) -> None:
+    """A filing year no calendar covers still yields the task, without contact_due, flagged with the reason."""
+    (task,) = application_tasks(parse(sqsj=filed), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert (None, ["contact_due_unclocked"], True) == (
+        task["contact_due"],
+        task["flags"],
+        f"no holiday schedule for {filed[:4]}" in (task["contact_due_note"] or ""),
+    )
+
+
+def test_an_officially_covered_filing_has_no_note(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """Inside the official years, contact_due carries no note and no calendar flag."""
+    (task,) = application_tasks(parse(), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)
+    assert (None, []) == (task["contact_due_note"], task["flags"])
+
+
 def test_missing_materials_are_listed_but_never_block(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
     """容缺受理: a 报装 with only a drawing lists the permit as missing; a 过户 with nothing lists the certificate."""
     (task,) = application_tasks(parse(), areas, calendar, now=NOW, project=None, required_materials=REQUIRED)

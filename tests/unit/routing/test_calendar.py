@@ -158,16 +158,87 @@ def test_naive_datetimes_are_refused(cal: WorkingCalendar) -> None:
     assert [ValueError] * 3 == errors
 
 
-def test_2027_fails_loudly_without_override(cal: WorkingCalendar) -> None:
-    """A 2027 day is a CalendarError naming the year, the key to add and the file."""
-    with pytest.raises(CalendarError, match=r"2027.*overrides\.2027.*calendar\.yaml"):
-        cal.is_working_day(date(2027, 1, 4))
+def test_a_year_nothing_covers_fails_loudly(cal: WorkingCalendar) -> None:
+    """A 2003 day is a CalendarError naming the year, the key to add and the file."""
+    with pytest.raises(CalendarError, match=r"2003.*overrides\.2003.*calendar\.yaml"):
+        cal.is_working_day(date(2003, 6, 2))
 
 
-def test_clock_running_into_2027_fails_loudly(cal: WorkingCalendar) -> None:
-    """A deadline computed across New Year 2027 fails rather than guess the 2027 holidays."""
-    with pytest.raises(CalendarError, match="2027"):
-        cal.add_working_hours(sh(2026, 12, 31, 9), 10.0)
+def test_2027_without_override_is_provisional(cal: WorkingCalendar) -> None:
+    """2027 is not in chinesecalendar: its days come from the statutory rules, marked provisional."""
+    days = [date(2027, 1, 1), date(2027, 1, 4), date(2027, 2, 5), date(2027, 2, 13), date(2027, 2, 15)]
+    assert ("provisional", [False, True, False, False, True]) == (
+        cal.year_source(2027),
+        [cal.is_working_day(day) for day in days],
+    )
+
+
+def test_provisional_rules_can_be_switched_off() -> None:
+    """With provisional_rules: false, a 2027 clock is a CalendarError that says the rules are off."""
+    strict = parse_calendar({"office_hours": OFFICE_HOURS, "provisional_rules": False}, origin="calendar.yaml")
+    with pytest.raises(CalendarError, match=r"provisional_rules is off.*overrides\.2027"):
+        strict.add_working_hours(sh(2026, 12, 31, 9), 10.0)
+
+
+def test_clock_running_into_2027_uses_the_provisional_new_year(cal: WorkingCalendar) -> None:
+    """Ten hours from 2026-12-31 09:00 (7 that day) skip the provisional 2027-01-01 holiday and the weekend."""
+    start = sh(2026, 12, 31, 9)
+    due = cal.add_working_hours(start, 10.0)
+    assert (sh(2027, 1, 4, 11, 30), True) == (due, cal.provisional_between(start, due))
+
+
+def test_provisional_between_and_years(cal: WorkingCalendar) -> None:
+    """Only spans that touch a provisional year are provisional; years are read in Asia/Shanghai."""
+    new_year_local = sh(2027, 1, 1, 0, 30)  # still 2026 in UTC
+    assert (False, True, [2027, 2028], []) == (
+        cal.provisional_between(sh(2026, 3, 2, 9), sh(2026, 12, 31, 17)),
+        cal.provisional_between(sh(2026, 12, 31, 23), new_year_local),
+        cal.provisional_years(sh(2028, 5, 2), sh(2027, 5, 2)),
+        cal.provisional_years(sh(2025, 5, 2), sh(2026, 5, 2)),
+    )
+
+
+def test_official_until_follows_package_then_overrides(cal: WorkingCalendar) -> None:
+    """Official data ends with chinesecalendar's last year, later with each consecutive override year."""
+    both = parse_calendar(
+        {"office_hours": OFFICE_HOURS, "overrides": {2027: {"holidays": []}, 2028: {"holidays": []}}},
+    )
+    gap = parse_calendar({"office_hours": OFFICE_HOURS, "overrides": {2028: {"holidays": []}}})
+    assert [date(2026, 12, 31), date(2028, 12, 31), date(2026, 12, 31), date(2026, 12, 31)] == [
+        cal.official_until(date(2026, 12, 4)),
+        both.official_until(date(2026, 12, 4)),
+        gap.official_until(date(2026, 12, 4)),
+        cal.official_until(date(2027, 1, 5)),
+    ]
+
+
+def test_special_days_say_where_each_comes_from(cal: WorkingCalendar) -> None:
+    """2026's make-up Saturday is official, a 2027 override day is overridden, a rule day provisional."""
+    overridden = with_2027(holidays=[date(2027, 1, 1)], workdays=[date(2027, 2, 20)])
+    make_up = next(d for d in cal.special_days(2026) if d.day == date(2026, 2, 14))
+    assert (
+        (True, "春节", "official"),
+        [(date(2027, 1, 1), False, "overridden"), (date(2027, 2, 20), True, "overridden")],
+        (date(2028, 1, 3), False, "元旦 (补休)", "provisional"),
+    ) == (
+        (make_up.working, make_up.name, make_up.source),
+        [(d.day, d.working, d.source) for d in overridden.special_days(2027)],
+        next((d.day, d.working, d.name, d.source) for d in cal.special_days(2028) if d.day == date(2028, 1, 3)),
+    )
+
+
+def test_the_notice_switches_a_year_from_provisional_to_overridden() -> None:
+    """Adding overrides.2027 replaces the rules: its make-up Sunday works, its extra day off is off."""
+    provisional = parse_calendar({"office_hours": OFFICE_HOURS})
+    notice = with_2027(holidays=[date(2027, 2, 4), date(2027, 2, 5), date(2027, 2, 8)], workdays=[date(2027, 1, 31)])
+    days = [date(2027, 1, 31), date(2027, 2, 4), date(2027, 2, 9)]
+    assert (
+        ("provisional", [False, True, False]),
+        ("overridden", [True, False, True]),
+    ) == (
+        (provisional.year_source(2027), [provisional.is_working_day(d) for d in days]),
+        (notice.year_source(2027), [notice.is_working_day(d) for d in days]),
+    )
 
 
 def test_clock_ending_on_new_years_eve_needs_nothing_of_2027(cal: WorkingCalendar) -> None:
@@ -185,7 +256,9 @@ def test_2027_override_is_used() -> None:
 def test_deadline_across_new_year_with_2027_override() -> None:
     """Two hours from 2026-12-31 17:00 end on Monday 2027-01-04 at 10:00 when Jan 1 is a 2027 holiday."""
     cal = with_2027(holidays=[date(2027, 1, 1)])
-    assert sh(2027, 1, 4, 10) == cal.add_working_hours(sh(2026, 12, 31, 17), 2.0)
+    start = sh(2026, 12, 31, 17)
+    due = cal.add_working_hours(start, 2.0)
+    assert (sh(2027, 1, 4, 10), False) == (due, cal.provisional_between(start, due))
 
 
 def test_override_replaces_the_package_for_its_year() -> None:
@@ -253,8 +326,8 @@ def test_load_refuses_invalid_yaml(tmp_path: Path) -> None:
         load_calendar(path)
 
 
-# Property tests run on 2025 and the first half of 2026, so every walk stays inside chinesecalendar's years.
-starts = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 6, 30), timezones=st.just(SHANGHAI))  # noqa: DTZ001
+# Property tests run from 2025 to 2098: official years, the change to provisional ones, and provisional years.
+starts = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2098, 6, 30), timezones=st.just(SHANGHAI))  # noqa: DTZ001
 hours = st.floats(min_value=0, max_value=400, allow_nan=False)
 CAL = load_calendar(CALENDAR_FILE)
 

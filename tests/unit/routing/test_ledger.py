@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.calendar import SHANGHAI, load_calendar
+from routing.calendar import SHANGHAI, load_calendar, parse_calendar
 from routing.errors import DataError
-from routing.ledger import STAGE_ORDER, TimelineRow, apply_status, mark_emitted, open_entry, timeline
+from routing.ledger import STAGE_ORDER, TimelineRow, apply_status, mark_emitted, open_entry, reclock, timeline
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
 from routing.sla import evaluate, load_policies
 from schemas import Codec
@@ -93,6 +93,7 @@ def test_open_entry_starts_the_ledger_from_the_task() -> None:
         "stages": [{"stage": "RECEIVED", "started_at": received, "ended_at": None, "elapsed_working_hours": None}],
         "emitted": [],
         "updated_at": received,
+        "unclocked_reason": None,
     }
     assert expected == open_entry(task(), received_at=received)
 
@@ -294,6 +295,61 @@ def test_timeline_warning_and_breach() -> None:
         late[-1].elapsed_working_hours,
         late[-1].allowed_working_hours,
         late[-1].state,
+    )
+
+
+def test_timeline_says_which_figures_rest_on_a_provisional_year() -> None:
+    """A task opened on 2026-12-30 and read on 2027-01-05: 2027 rows are provisional, hours still computed."""
+    opened = datetime(2026, 12, 30, 9, tzinfo=SHANGHAI)
+    entry = apply_status(
+        {**fresh(), "created_at": opened, "stages": [{**fresh()["stages"][0], "started_at": opened}]},
+        status("CONTACTED", datetime(2026, 12, 30, 11, tzinfo=SHANGHAI)),
+        CAL,
+    )
+    rows = timeline(entry, YANTAI, CAL, datetime(2027, 1, 5, 9, tzinfo=SHANGHAI))
+    assert [
+        ("RECEIVED", 2.0, "official"),
+        ("CONTACTED", 20.5, "provisional"),
+        ("first_contact", 2.0, "official"),
+        ("total", 22.5, "provisional"),
+    ] == [(r.name, r.elapsed_working_hours, r.calendar) for r in rows]
+
+
+def test_a_report_no_calendar_covers_is_applied_unclocked() -> None:
+    """A CONNECTED dated 2101 is applied; its span has no working hours and the entry says why."""
+    entry = apply_all(
+        fresh(), status("CONTACTED", sh(3, 9, 11)), status("CONNECTED", datetime(2101, 1, 3, 9, tzinfo=SHANGHAI))
+    )
+    rows = timeline(entry, YANTAI, CAL, datetime(2101, 1, 4, tzinfo=SHANGHAI))
+    assert (
+        [2.0, None, None],
+        True,
+        [
+            ("RECEIVED", "official"),
+            ("CONTACTED", "unclocked"),
+            ("CONNECTED", "unclocked"),
+            ("first_contact", "official"),
+            ("total", "unclocked"),
+        ],
+    ) == (
+        [span["elapsed_working_hours"] for span in entry["stages"]],
+        "no holiday schedule for 2100" in (entry["unclocked_reason"] or ""),
+        [(r.name, r.calendar) for r in rows],
+    )
+
+
+def test_reclock_computes_the_spans_once_the_calendar_covers_them() -> None:
+    """Spans left unclocked by a calendar without 2027 get their hours from one that has it; the mark clears."""
+    strict = parse_calendar({"office_hours": ["08:30-12:00", "13:30-17:30"], "provisional_rules": False})
+    opened = datetime(2026, 12, 31, 9, tzinfo=SHANGHAI)
+    base = {**fresh(), "created_at": opened, "stages": [{**fresh()["stages"][0], "started_at": opened}]}
+    entry = apply_status(base, status("CONTACTED", datetime(2027, 1, 4, 9, tzinfo=SHANGHAI)), strict)
+    clocked = reclock(entry, CAL)
+    assert ([None, None], True, [7.5, None], None) == (
+        [span["elapsed_working_hours"] for span in entry["stages"]],
+        entry["unclocked_reason"] is not None,
+        [span["elapsed_working_hours"] for span in clocked["stages"]],
+        clocked["unclocked_reason"],
     )
 
 

@@ -179,6 +179,7 @@ def test_a_complete_task_record() -> None:
         "ingested_at": INGESTED,
         "created_at": NOW,
         "contact_due": None,
+        "contact_due_note": None,
         "flags": ["builder_uscc:check_character_mismatch"],
     }
     assert expected == route(ev).tasks[0]
