@@ -1,31 +1,44 @@
-"""One ubridge process: the chosen stages, each in its own thread, and the metrics/health endpoint.
+"""One ubridge process: the chosen stages, each in its own supervised thread, and the metrics/health endpoint.
 
 Scale-out is Kafka's: start the same configuration in more processes and each stage's consumer group
-spreads the partitions across them. A stage that dies stops the whole process (exit code 1), so the
-supervisor restarts it cleanly rather than leaving a half-working process that looks alive.
+spreads the partitions across them. Failures stay where they happen: a record that cannot be processed is
+dead-lettered, a stage that fails is rebuilt and restarted by its :class:`~connectors.supervisor.Supervisor`
+while the others keep running, and a Kafka outage is waited out (at start too). The process ends on SIGTERM,
+or at start when a stage cannot be built from its configuration.
+
+``/readyz`` answers 503 while a stage is not running and joined, or while no Kafka broker is reachable
+(:class:`~connectors.runtime.kafka_probe.KafkaProbe`), naming the cause; ``/healthz`` stays 200 while every
+stage is running or restarting by itself.
 
 Example:
     >>> app = App(load_settings(Path("ubridge.yaml")))
     >>> app.start()
-    >>> app.wait()          # until SIGTERM (app.stop()) or a stage failure
+    >>> app.wait()          # until SIGTERM (app.stop())
 """
 
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
+from time import monotonic
+from typing import Any, Final
 
 import structlog
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from connectors.registry import Context, Runnable, stage_specs, topics
 from connectors.runtime.health import HealthServer
 from connectors.runtime.kafka import ensure_topics
+from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
 from connectors.settings import Settings
+from connectors.supervisor import Supervisor
 from routing.calendar import SHANGHAI, load_calendar
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
+
+_KAFKA_WAIT_S: Final = (1.0, 30.0)  # first and longest pause between attempts to reach Kafka at start
 
 
 class UnknownStageError(ValueError):
@@ -62,55 +75,86 @@ class App:
             raise UnknownStageError(message)
         self._specs = [s for s in specs if s.name in wanted]
         self._serve_metrics = serve_metrics
-        self.runnables: list[Runnable] = []
+        self.supervisors: list[Supervisor] = []
         self._threads: list[threading.Thread] = []
+        self.probe = KafkaProbe(settings.kafka.bootstrap, gauge=self.metrics.kafka_up, stop=self.stop_event)
         self.failed = False
         self.health: HealthServer | None = None
 
+    @property
+    def runnables(self) -> list[Runnable]:
+        """The stages as currently built (a restarted stage is a new object)."""
+        return [s.runnable for s in self.supervisors if s.runnable is not None]
+
     def start(self) -> None:
-        """Create missing topics, build every stage, start their threads and the endpoint."""
-        created = ensure_topics(self.settings.kafka, topics(self.settings))
-        if created:
-            log.info("topics_created", topics=created)
+        """Serve health, wait for Kafka, create missing topics, build every stage and start supervising them.
+
+        Raises:
+            Exception: Whatever building a stage raised other than a Kafka error: the configuration is wrong.
+        """
         self._expose_calendar_coverage()
+        threading.Thread(target=self.probe.run, name="kafka-probe", daemon=True).start()
         ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default())
-        self.runnables = [spec.build(ctx) for spec in self._specs]
+        self.supervisors = [Supervisor(spec, ctx, on_fatal=self._fatal) for spec in self._specs]
         if self._serve_metrics:
             obs = self.settings.observability
             self.health = HealthServer(
-                self.metrics.registry, self._live, self._ready, obs.metrics_host, obs.metrics_port
+                self.metrics.registry, self._live, self._ready, obs.metrics_host, obs.metrics_port, detail=self._detail
             )
             self.health.start()
             log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")
-        for runnable in self.runnables:
-            thread = threading.Thread(target=self._run, args=(runnable,), name=runnable.stage, daemon=True)
+        if not self._ensure_topics():
+            return
+        for supervisor, spec in zip(self.supervisors, self._specs, strict=True):
+            try:
+                supervisor.runnable = spec.build(ctx)
+            except KafkaError as exc:
+                log.warning("stage_build_failed", stage=spec.name, error=str(exc))  # its supervisor retries
+        for supervisor in self.supervisors:
+            thread = threading.Thread(target=supervisor.run, name=supervisor.name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def ready(self) -> bool:
-        """Every stage has started and joined its consumer group."""
-        return bool(self.runnables) and all(self._ready().values())
+        """Every stage runs and joined its consumer group, and Kafka is reachable."""
+        return all(self._ready().values())
 
     def stop(self) -> None:
         """Ask every stage to finish its in-flight work and commit."""
         self.stop_event.set()
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until every stage thread returned; False if ``timeout_s`` passed first."""
+        """Block until every stage thread returned; False if ``timeout_s`` (in all) passed first."""
+        deadline = None if timeout_s is None else monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(None if deadline is None else max(0.0, deadline - monotonic()))
         done = not any(t.is_alive() for t in self._threads)
         if done and self.health is not None:
             self.health.stop()
             self.health = None
         return done
 
-    def _run(self, runnable: Runnable) -> None:
-        try:
-            runnable.run()
-        except Exception:
-            self.failed = True
-            self.stop_event.set()
+    def _ensure_topics(self) -> bool:
+        """Create missing topics, waiting out a Kafka that cannot be reached; False when stopped first."""
+        pause, longest = _KAFKA_WAIT_S
+        while True:
+            try:
+                created = ensure_topics(self.settings.kafka, topics(self.settings))
+            except KafkaError as exc:
+                log.warning(
+                    "kafka_unreachable", bootstrap=self.settings.kafka.bootstrap, error=str(exc), retry_in_s=pause
+                )
+                if self.stop_event.wait(pause):
+                    return False
+                pause = min(longest, pause * 2)
+                continue
+            if created:
+                log.info("topics_created", topics=created)
+            return True
+
+    def _fatal(self) -> None:
+        self.failed = True
+        self.stop_event.set()
 
     def _expose_calendar_coverage(self) -> None:
         """Set ``ubridge_calendar_official_until`` from the configured calendars (the earliest end wins)."""
@@ -125,7 +169,13 @@ class App:
         log.info("calendar_official_until", last_official_day=until.isoformat())
 
     def _live(self) -> dict[str, bool]:
-        return {r.stage: not r.state.failed for r in self.runnables}
+        return {s.name: s.live() for s in self.supervisors}
 
     def _ready(self) -> dict[str, bool]:
-        return {r.stage: r.state.ready and not r.state.failed for r in self.runnables}
+        return {**{s.name: s.ready() for s in self.supervisors}, "kafka": self.probe.ok}
+
+    def _detail(self) -> dict[str, Any]:
+        kafka: dict[str, Any] = {"reachable": self.probe.ok}
+        if self.probe.error is not None:
+            kafka["error"] = self.probe.error
+        return {"kafka": kafka, "stages": {s.name: s.report() for s in self.supervisors}}

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
-from kafka.errors import KafkaError
 
 from connectors import calendar_cli
 from connectors.app import App, UnknownStageError
@@ -34,6 +33,8 @@ from connectors.tail import dumps, follow, render
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
+
+SHUTDOWN_S = 25.0  # SIGTERM → exit within this (plus the stages' own bounded closes), even with Kafka down
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +105,17 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    try:
-        app.start()
-    except KafkaError as exc:
-        log.error("kafka_unreachable", bootstrap=settings.kafka.bootstrap, error=str(exc))
-        return 1
+    app.start()
     while not app.wait(timeout_s=0.5):
-        pass
+        if app.stop_event.is_set():
+            break
+    if not app.wait(timeout_s=SHUTDOWN_S):
+        # A stage still blocked on an unreachable broker: its uncommitted work is redone by the next owner.
+        busy = [s.name for s in app.supervisors if s.phase != "stopped"]
+        log.warning("shutdown_forced", after_s=SHUTDOWN_S, stages=busy)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if app.failed else 0)
     log.info("process_stopped", failed=app.failed)
     return 1 if app.failed else 0
 

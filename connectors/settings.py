@@ -77,10 +77,16 @@ class ObservabilitySettings(_Strict):
 
 
 class RetrySettings(_Strict):
-    """Capped exponential backoff with full jitter; ``max_elapsed_s: null`` retries until delivered."""
+    """Capped exponential backoff with full jitter; ``max_elapsed_s: null`` retries until delivered.
+
+    A peer's ``Retry-After`` wins over the backoff: it is honoured up to ``max_retry_after_s``, a ceiling of
+    its own, so that a peer asking for 5 s is not hit every ``max_backoff_s`` and one asking for a day does
+    not park the stage for a day.
+    """
 
     initial_backoff_s: Annotated[float, Field(gt=0)] = 0.2
     max_backoff_s: Annotated[float, Field(gt=0)] = 30.0
+    max_retry_after_s: Annotated[float, Field(gt=0)] = 300.0
     max_elapsed_s: Annotated[float, Field(gt=0)] | None = None
 
 

@@ -161,6 +161,9 @@ def new_cluster_id() -> str:
 def port_is_free(port: int) -> bool:
     """Whether a listener could bind ``127.0.0.1:port`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the JVM binds its listeners: connections of a broker just stopped, still in TIME_WAIT, do not
+        # keep a restarted one from its port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

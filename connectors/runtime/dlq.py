@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from connectors.runtime.errors import RecordFailed
 from connectors.runtime.interface import Output
 from routing.errors import DataError
 from routing.privacy import mask_text
@@ -19,7 +20,7 @@ def dead_letter(record: ConsumerRecord, error: DataError, *, stage: str, topic: 
     """The dead-letter output for ``record``, which ``stage`` could not process because of ``error``."""
     context = {
         "stage": stage,
-        "class": type(error).__name__,
+        "class": error_class(error),
         "field": error.field,
         "message": mask_text(str(error)),
         "topic": record.topic,
@@ -30,6 +31,11 @@ def dead_letter(record: ConsumerRecord, error: DataError, *, stage: str, topic: 
     ours = tuple((PREFIX + name, value.encode()) for name, value in context.items())
     original = tuple((name, value) for name, value in (record.headers or []) if not name.startswith(PREFIX))
     return Output(topic=topic, key=record.key, value=record.value, headers=original + ours)
+
+
+def error_class(error: DataError) -> str:
+    """The class a dead letter names: the original exception's for a :class:`RecordFailed`."""
+    return error.error_class if isinstance(error, RecordFailed) else type(error).__name__
 
 
 def error_context(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:

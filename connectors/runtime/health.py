@@ -1,17 +1,20 @@
 """The HTTP side of observability: ``/metrics`` (Prometheus text format), ``/healthz`` and ``/readyz``.
 
-``/healthz`` answers 200 while no stage has died; ``/readyz`` answers 200 once every stage has started
-and its consumer has been assigned partitions, so an orchestrator only routes work to a ready process.
+``/healthz`` answers 200 while every check of ``live`` passes; ``/readyz`` while every check of ``ready``
+does (the application decides what they mean: see :mod:`connectors.app`). Both bodies are JSON: ``ok``, the
+checks, and the application's ``detail`` (each stage's state, the Kafka connection, the causes of a 503).
 """
 
 import json
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Checks = Callable[[], Mapping[str, bool]]
+Detail = Callable[[], Mapping[str, Any]]
 
 
 class HealthServer:
@@ -23,10 +26,20 @@ class HealthServer:
         ready: Returns each stage's readiness.
         host: Interface to bind.
         port: Port to bind; 0 picks a free one (see :attr:`port`).
+        detail: More to say in both bodies (``detail``), such as why a check fails.
     """
 
-    def __init__(self, registry: CollectorRegistry, live: Checks, ready: Checks, host: str, port: int) -> None:
-        handler = _handler(registry, live, ready)
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        live: Checks,
+        ready: Checks,
+        host: str,
+        port: int,
+        *,
+        detail: Detail | None = None,
+    ) -> None:
+        handler = _handler(registry, live, ready, detail or dict)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
@@ -46,7 +59,7 @@ class HealthServer:
         self._server.server_close()
 
 
-def _handler(registry: CollectorRegistry, live: Checks, ready: Checks) -> type[BaseHTTPRequestHandler]:
+def _handler(registry: CollectorRegistry, live: Checks, ready: Checks, detail: Detail) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
@@ -54,7 +67,7 @@ def _handler(registry: CollectorRegistry, live: Checks, ready: Checks) -> type[B
             elif self.path in ("/healthz", "/readyz"):
                 checks = dict((live if self.path == "/healthz" else ready)())
                 ok = bool(checks) and all(checks.values())
-                body = json.dumps({"ok": ok, "stages": checks}).encode()
+                body = json.dumps({"ok": ok, "stages": checks, "detail": dict(detail())}).encode()
                 self._send(200 if ok else 503, "application/json", body)
             else:
                 self._send(404, "application/json", b'{"error": "not found"}')

@@ -7,20 +7,29 @@ Contract:
       step must be idempotent (task ids are deterministic; utilities deduplicate on ``Idempotency-Key``).
     * **Errors.** Raise ``DataError`` for a record that can never succeed: the runtime dead-letters it with
       its original bytes and moves on. Raise ``RetriableError`` for the outside world failing: sources are
-      polled again after a backoff, sinks retry inside their client. Anything else stops the stage.
+      polled again after a backoff, sinks retry inside their client; one that escapes (or a Kafka error)
+      restarts the stage after a backoff. Any other exception on one record is retried a few times
+      (:func:`outcome_of`), then the record is dead-lettered as :class:`RecordFailed`: one record never stops
+      a stage.
     * **Threads.** Each stage runs in one thread of its own with its own Kafka clients; a connector object
       is used by that thread only, and ``close()`` is called once, from it.
 """
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
+from connectors.runtime.errors import RecordFailed, RetriableError, StopRequested
 from routing.errors import DataError
+
+RECORD_ATTEMPTS: Final = 3
+_RECORD_BACKOFF_S: Final = 0.1
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -57,12 +66,31 @@ Outcome = Delivered | DataError
 
 
 def each_record(records: Iterable[ConsumerRecord], handle: Callable[[ConsumerRecord], Delivered]) -> Iterator[Outcome]:
-    """One outcome per record, in order: what ``handle`` made of it, or the ``DataError`` it raised."""
+    """One outcome per record, in order: what :func:`outcome_of` made of it."""
     for record in records:
+        yield outcome_of(handle, record)
+
+
+def outcome_of(handle: Callable[[ConsumerRecord], Delivered], record: ConsumerRecord) -> Outcome:
+    """What ``handle`` made of ``record``: its result, the ``DataError`` it raised, or a :class:`RecordFailed`.
+
+    An unexpected exception is retried :data:`RECORD_ATTEMPTS` times in all, with a doubling pause (a
+    passing fault may clear), then becomes a ``RecordFailed`` naming its class. The failures of the world
+    outside the record (``RetriableError``, Kafka's errors) and shutdown propagate: the stage deals with those.
+    """
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
         try:
-            yield handle(record)
+            return handle(record)
         except DataError as exc:
-            yield exc
+            return exc
+        except (RetriableError, StopRequested, KafkaError):
+            raise
+        except Exception as exc:  # containing the unforeseen is the point
+            if attempt == RECORD_ATTEMPTS:
+                reason = f"{type(exc).__name__}: {exc} (failed {attempt} times)"
+                return RecordFailed(type(exc).__name__, reason)
+            time.sleep(_RECORD_BACKOFF_S * 2 ** (attempt - 1))
+    raise AssertionError  # pragma: no cover - the last attempt returns
 
 
 class Source(Protocol):

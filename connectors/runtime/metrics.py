@@ -80,6 +80,23 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.records_failed = Counter(
+            "ubridge_records_failed_total",
+            "Records dead-lettered after an unexpected exception (a bug or a value no code foresaw), by class.",
+            ["stage", "error_class"],
+            registry=registry,
+        )
+        self.stage_restarts = Counter(
+            "ubridge_stage_restarts_total",
+            "Times a failed stage was rebuilt and restarted inside its process.",
+            ["stage"],
+            registry=registry,
+        )
+        self.kafka_up = Gauge(
+            "ubridge_kafka_up",
+            "1 while the process reaches a Kafka broker of its bootstrap list, 0 while it reaches none.",
+            registry=registry,
+        )
         self.tasks_unclocked = Counter(
             "ubridge_tasks_unclocked_total",
             "Tasks sent without a due instant because the working calendar could not compute it.",

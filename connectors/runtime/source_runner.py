@@ -3,7 +3,9 @@
 The cursor lives on a compacted topic keyed by source name (as Kafka Connect keeps source offsets), and
 is written in the same Kafka transaction as the records it covers: after a crash the last committed
 cursor is exactly the last committed batch, so a restart resumes with nothing lost and nothing emitted
-twice. Consumers of raw topics read with ``isolation_level=read_committed``.
+twice. Consumers of raw topics read with ``isolation_level=read_committed``. A Kafka error (broker gone,
+producer fenced) fails the runner; its supervisor rebuilds it after a backoff, and the new transactional
+producer resumes from the committed cursor.
 """
 
 import json
@@ -20,6 +22,8 @@ from connectors.runtime.metrics import Metrics
 from connectors.settings import RetrySettings
 
 log = structlog.get_logger(__name__)
+
+_CLOSE_S = 5.0  # longest the producer's close may wait for the broker (a stop must be prompt)
 
 
 def read_cursor(consumer: KafkaConsumer, topic: str, source: str) -> str | None:
@@ -104,7 +108,7 @@ class SourceRunner:
         finally:
             self._metrics.stage_up.labels(self.stage).set(0)
             self.source.close()
-            self._producer.close()
+            self._producer.close(timeout=_CLOSE_S)
             log.info("source_stopped", stage=self.stage, cursor=self.cursor)
 
     def _step(self) -> bool:
@@ -132,6 +136,6 @@ class SourceRunner:
 
     def _backoff(self, failures: int, exc: RetriableError) -> float:
         if isinstance(exc, BackpressureError):
-            return exc.retry_after_s
+            return min(exc.retry_after_s, self._retry.max_retry_after_s)
         ceiling = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2**failures)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography

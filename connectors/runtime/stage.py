@@ -4,6 +4,12 @@ Offsets are committed only after every output of the batch (dead letters include
 crash at any point repeats records and never loses one. SIGTERM sets ``stop``: the loop finishes the
 records it holds (a sink still retrying gives up that record, uncommitted), commits, and returns.
 
+Kafka going away is waited out: a commit that fails for want of a broker is retried with backoff until it
+succeeds or the stage is stopped (then the batch stays uncommitted and is redone); a flush, a commit and the
+clients' close never block longer than a few seconds, so a stop is prompt even with the broker down. A
+record Kafka refused for good fails the stage, which its supervisor (:mod:`connectors.supervisor`) rebuilds
+after a backoff; the batch is redone from the last commit.
+
 With a :class:`~connectors.runtime.workers.WorkerPool` the loop pipelines: it polls the next batch while
 workers transform earlier ones, and finishes batches strictly in poll order; a stop finishes and commits
 every batch in the workers first. A rebalance can only happen inside ``poll``, and kafka-python runs its
@@ -13,6 +19,7 @@ commit. kafka-python keeps the fetch position of a partition that is revoked and
 so such a partition is rewound to its first dropped record: no loss, and no repeat.
 """
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,11 +29,11 @@ from datetime import UTC, datetime
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
-from connectors.runtime.dlq import dead_letter
-from connectors.runtime.errors import StopRequested
+from connectors.runtime.dlq import dead_letter, error_class
+from connectors.runtime.errors import RecordFailed, StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.workers import PendingBatch, Timed, WorkerPool
@@ -38,6 +45,9 @@ _LAG_EVERY_S = 5.0
 _TICK_EVERY_S = 1.0
 _POLL_MS = 500
 _PIPELINE_DEPTH = 2  # batches in the workers at once: one being transformed while the next is queued
+_BLOCK_S = 5.0  # longest a commit attempt or a client's close may block (Kafka down)
+_FLUSH_SLICE_S = 1.0  # a flush waits in slices, so that a stop is noticed
+_COMMIT_BACKOFF_S = (0.5, 10.0)  # first and longest pause between commit attempts while Kafka is away
 
 
 class StageLoop:
@@ -116,8 +126,8 @@ class StageLoop:
             if self._workers is not None:
                 self._workers.close()
             self.processor.close()
-            self._consumer.close(autocommit=False)
-            self._producer.close()
+            self._consumer.close(autocommit=False, timeout_ms=int(_BLOCK_S * 1000))
+            self._producer.close(timeout=_BLOCK_S)
             log.info("stage_stopped", stage=self.stage)
 
     def _handle(self, records: list[ConsumerRecord]) -> bool:
@@ -194,31 +204,62 @@ class StageLoop:
                 self._processing.observe(seconds)
         except StopRequested:
             finished = False
-        self._producer.flush()
+        if not self._flush():
+            return False
         for future in futures:
             future.get(timeout=0)  # raises if the broker refused it: the batch stays uncommitted
         if done:
             self._commit(done)
         return finished
 
+    def _flush(self) -> bool:
+        """Wait for the producer's acknowledgements; False when a stop came first (nothing is committed)."""
+        while True:
+            try:
+                self._producer.flush(timeout=_FLUSH_SLICE_S)
+            except KafkaTimeoutError:
+                if self._stop.is_set():
+                    log.warning("flush_abandoned_on_stop", stage=self.stage)
+                    return False
+                continue
+            return True
+
     def _commit(self, done: dict[TopicPartition, int]) -> None:
-        try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})
-        except CommitFailedError as exc:
-            # The batch outlived max.poll.interval.ms (a utility down for long) and the group moved on. The
-            # records stay uncommitted and come back after the rejoin: re-delivered, idempotently.
-            log.warning("commit_failed_after_rebalance", stage=self.stage, error=str(exc))
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()}
+        pause, longest = _COMMIT_BACKOFF_S
+        while True:
+            try:
+                self._consumer.commit(offsets, timeout_ms=int(_BLOCK_S * 1000))
+            except CommitFailedError as exc:
+                # The batch outlived max.poll.interval.ms (a utility down for long) and the group moved on. The
+                # records stay uncommitted and come back after the rejoin: re-delivered, idempotently.
+                log.warning("commit_failed_after_rebalance", stage=self.stage, error=str(exc))
+            except KafkaError as exc:
+                self.state.ready = False
+                log.warning("commit_retried", stage=self.stage, error=type(exc).__name__, retry_in_s=pause)
+                if self._stop.wait(pause):
+                    log.warning("commit_abandoned_on_stop", stage=self.stage)
+                    return
+                pause = min(longest, pause * 2)
+                continue
+            self.state.ready = True
+            return
 
     def _emit(self, record: ConsumerRecord, outcome: Delivered | DataError) -> list[FutureRecordMetadata]:
         self._records_in.inc()
         if isinstance(outcome, DataError):
-            self._metrics.records_dead_lettered.labels(self.stage, type(outcome).__name__).inc()
-            log.warning(
+            failure = error_class(outcome)
+            self._metrics.records_dead_lettered.labels(self.stage, failure).inc()
+            if isinstance(outcome, RecordFailed):
+                self._metrics.records_failed.labels(self.stage, failure).inc()
+            log.log(
+                logging.ERROR if isinstance(outcome, RecordFailed) else logging.WARNING,
                 "record_dead_lettered",
                 stage=self.stage,
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
+                error_class=failure,
                 field=outcome.field,
                 reason=outcome.reason,
             )

@@ -128,7 +128,7 @@ class UtilityClient:
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, BackpressureError):
-            return min(error.retry_after_s, self._retry.max_backoff_s)
+            return min(error.retry_after_s, self._retry.max_retry_after_s)
         ceiling = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2 ** (state.attempt_number - 1))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 

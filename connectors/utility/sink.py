@@ -25,12 +25,11 @@ import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
-from connectors.runtime.interface import Delivered, Outcome, Output
+from connectors.runtime.interface import Delivered, Outcome, Output, outcome_of
 from connectors.runtime.metrics import Metrics
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
 from connectors.utility.payload import task_body
-from routing.errors import DataError
 from routing.records import TaskStatus, UtilityTask
 from schemas import Codec
 
@@ -95,9 +94,7 @@ class UtilitySink:
         """One project's records, in order; after a shutdown interruption the rest are not attempted."""
         for position, index in enumerate(indexes):
             try:
-                results[index] = self._deliver(records[index])
-            except DataError as exc:
-                results[index] = exc
+                results[index] = outcome_of(self._deliver, records[index])
             except StopRequested as exc:
                 for rest in indexes[position:]:
                     results[rest] = exc

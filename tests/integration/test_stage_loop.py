@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.runtime.dlq import error_context
-from connectors.runtime.interface import Outcome, Processor
+from connectors.runtime.interface import Delivered, Outcome, Processor, each_record
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
@@ -150,3 +150,48 @@ def test_a_crashing_stage_commits_nothing_and_a_restart_catches_up(topics: Topic
     run_loop(topics, normaliser(topics), Metrics(CollectorRegistry()), until=3)
     assert topics.committed() == 3
     assert len(read_topic(topics.kafka.bootstrap, topics.out)) >= 3
+
+
+class Poisoned:
+    """A normaliser whose handling of the record at offset 1 raises an exception nobody foresaw."""
+
+    def __init__(self, inner: GonggaiNormaliser) -> None:
+        self.inner = inner
+        self.stage = inner.stage
+        self.input_topics = inner.input_topics
+        self.attempts = 0
+
+    def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
+        return each_record(records, self._handle)
+
+    def _handle(self, record: ConsumerRecord) -> Delivered:
+        if record.offset == 1:
+            self.attempts += 1
+            message = "year 0 is out of range"
+            raise ValueError(message)
+        (outcome,) = self.inner.process([record])
+        assert isinstance(outcome, Delivered)
+        return outcome
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_poison_record_is_one_dead_letter_and_the_stage_moves_on(topics: Topics, valid_event: bytes) -> None:
+    """A record whose processing raises ValueError is retried, dead-lettered as ValueError; the rest go through."""
+    topics.produce([valid_event, valid_event, valid_event])
+    metrics = Metrics(CollectorRegistry())
+    processor = Poisoned(normaliser(topics))
+    loop = run_loop(topics, processor, metrics, until=3)
+    (letter,) = read_topic(topics.kafka.bootstrap, topics.dlq)
+    context = error_context(letter.headers)
+    failed = metrics.registry.get_sample_value(
+        "ubridge_records_failed_total", {"stage": loop.stage, "error_class": "ValueError"}
+    )
+    assert (context["class"], context["offset"], "year 0 is out of range" in context["message"]) == (
+        "ValueError",
+        "1",
+        True,
+    )
+    assert (processor.attempts, failed, loop.state.failed, topics.committed()) == (3, 1.0, False, 3)
+    assert len(read_topic(topics.kafka.bootstrap, topics.out)) == 2

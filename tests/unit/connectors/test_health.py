@@ -34,7 +34,7 @@ def test_readiness_follows_the_stages(server: str, states: dict[str, dict[str, b
     assert httpx.get(f"{server}/readyz").status_code == 503
     states["ready"]["router"] = True
     response = httpx.get(f"{server}/readyz")
-    assert (response.status_code, response.json()) == (200, {"ok": True, "stages": {"router": True}})
+    assert (response.status_code, response.json()) == (200, {"ok": True, "stages": {"router": True}, "detail": {}})
 
 
 def test_liveness_fails_when_a_stage_died(server: str, states: dict[str, dict[str, bool]]) -> None:

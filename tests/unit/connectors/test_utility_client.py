@@ -89,13 +89,27 @@ def test_other_client_errors_are_data_errors(status: int) -> None:
 
 
 def test_retry_after_is_honoured() -> None:
-    """A 429 with Retry-After waits that long (capped by max_backoff_s) before the next try."""
+    """A 429 with Retry-After waits that long before the next try."""
     waits: list[float] = []
     handler, _ = scripted(httpx.Response(429, headers={"Retry-After": "0.004"}), httpx.Response(201))
     utility, _ = client(handler)
     utility._sleep = waits.append  # type: ignore[method-assign]
     utility.deliver("task-1", b"{}")
     assert waits == [0.004]
+
+
+def test_retry_after_wins_over_the_backoff_cap_up_to_its_own_ceiling() -> None:
+    """A utility asking for 5 s (backoff cap 0.01 s) waits 5 s; one asking for a day waits max_retry_after_s."""
+    waits: list[float] = []
+    handler, _ = scripted(
+        httpx.Response(429, headers={"Retry-After": "5"}),
+        httpx.Response(503, headers={"Retry-After": "86400"}),
+        httpx.Response(201),
+    )
+    utility, _ = client(handler)
+    utility._sleep = waits.append  # type: ignore[method-assign]
+    utility.deliver("task-1", b"{}")
+    assert waits == [5.0, 300.0]
 
 
 def test_backoff_is_capped() -> None:
