@@ -84,17 +84,19 @@ class Supervisor:
     def run(self) -> None:
         """Supervise until stopped (or the first build turns out to be a configuration error)."""
         stop = self._ctx.stop
-        ran_s = 0.0
+        runnable = self.runnable  # built by the application at start, when Kafka let it
         while not stop.is_set():
-            runnable = self._build(first=self.restarts == 0 and self.runnable is None)
             if runnable is None:
-                return
+                runnable = self._build(first=self.restarts == 0)
+                if runnable is None:
+                    return
             started = time.monotonic()
             self._set(phase="running", runnable=runnable)
             try:
                 runnable.run()
             except Exception as exc:  # the stage logged its own traceback (stage_failed)
                 self._set(error=_describe(exc))
+            runnable = None
             ran_s = time.monotonic() - started
             if stop.is_set():
                 break

@@ -122,3 +122,22 @@ def test_kafka_probe_follows_a_listener() -> None:
         registry.get_sample_value("ubridge_kafka_up"),
         f"127.0.0.1:{port} (ConnectionRefusedError)" in (probe.error or ""),
     )
+
+
+def test_a_stage_built_at_start_is_run_not_built_again() -> None:
+    """The runnable the application built at start is the one that runs: building twice would bind ports twice."""
+    ctx = context()
+    calls: list[str] = []
+
+    def build(_: Context) -> Runnable:
+        calls.append("build")
+        return Fake(ctx.stop, crash=False)
+
+    supervisor = Supervisor(StageSpec("fake", build), ctx)
+    supervisor.runnable = Fake(ctx.stop, crash=False)
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    wait_until(supervisor.ready, timeout_s=5, what="the prebuilt stage running")
+    ctx.stop.set()
+    thread.join(timeout=5)
+    assert (calls, supervisor.phase) == ([], "stopped")
