@@ -68,6 +68,7 @@ def spgl_throughput(
         metrics=Metrics(CollectorRegistry()),
         stop=stop,
         start_cursor=None,
+        dlq_topic=dlq,
     )
     thread = threading.Thread(target=runner.run, daemon=True)
     started = time.perf_counter()

@@ -167,6 +167,7 @@ def _source_runner(ctx: Context, source: Source, *, poll_interval_s: float, retr
         metrics=ctx.metrics,
         stop=ctx.stop,
         start_cursor=cursor,
+        dlq_topic=settings.dlq_topic(source.name),
     )
 
 

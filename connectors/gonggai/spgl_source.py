@@ -29,12 +29,13 @@ from decimal import Decimal
 from typing import Any, Final, Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, exc, select
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, exc, select, type_coerce
 from sqlalchemy.sql import sqltypes
 
 from connectors.runtime.dlq import PREFIX
 from connectors.runtime.errors import RetriableError
 from connectors.runtime.interface import Headers, Output, SourceBatch
+from routing.errors import DataError
 from routing.privacy import mask_text
 from routing.spgl import DEFAULT_MAX_HELD, DETAILS, TABLES, JoinedRecord, JoinFailure, JoinOutcome, Row, SpglJoiner
 
@@ -89,6 +90,7 @@ class SpglSource:
         self._engine = _engine(url) if isinstance(url, str) else url
         self._tables: dict[str, Table] = {}
         self._special: dict[str, list[str]] = {}
+        self._temporal: dict[str, set[str]] = {}
         self._joiner = SpglJoiner(max_held=max_held)
         self._synced: str | None = None  # the cursor the joiner's state belongs to
 
@@ -149,17 +151,28 @@ class SpglSource:
 
     def _page(self, conn: Connection, name: str, *, after: int, upto: int | None = None) -> list[Row]:
         table = self._table(conn, name)
-        query = select(table).where(table.c.lsh > after)
+        special = self._special[name]  # only these columns can hold values JSON lacks (decimals, times)
+        # Special columns are read as the driver hands them over, without SQLAlchemy's result processing: a
+        # value it cannot convert ("2026/11/24" in a DATETIME, text in a NUMERIC) must fail its own row in
+        # the normaliser, not the whole page here.
+        columns = [
+            type_coerce(column, sqltypes.NullType()).label(column.name) if column.name.lower() in special else column
+            for column in table.c
+        ]
+        query = select(*columns).where(table.c.lsh > after)
         if upto is not None:
             query = query.where(table.c.lsh <= upto)
         result = conn.execute(query.order_by(table.c.lsh).limit(self._page_size))
-        columns = [key.lower() for key in result.keys()]
-        rows = [dict(zip(columns, row, strict=True)) for row in result]
-        special = self._special[name]  # only these columns can hold values JSON lacks (decimals, times)
+        names = [key.lower() for key in result.keys()]
+        rows = [dict(zip(names, row, strict=True)) for row in result]
+        temporal = self._temporal[name]
         for row in rows:
             for column in special:
-                if row[column] is not None:
-                    row[column] = _json_value(row[column])
+                value = row[column]
+                if isinstance(value, str) and column in temporal:
+                    row[column] = _text_time(value)
+                elif value is not None:
+                    row[column] = _json_value(value)
         return rows
 
     def _table(self, conn: Connection, name: str) -> Table:
@@ -172,6 +185,8 @@ class SpglSource:
             self._tables[name] = table
             special = (sqltypes.Numeric, sqltypes.Date, sqltypes.DateTime, sqltypes.Time, sqltypes.LargeBinary)
             self._special[name] = [c.name.lower() for c in table.c if isinstance(c.type, special)]
+            times = (sqltypes.Date, sqltypes.DateTime)
+            self._temporal[name] = {c.name.lower() for c in table.c if isinstance(c.type, times)}
         return table
 
     def _outputs(self, outcomes: list[JoinOutcome]) -> list[Output]:
@@ -180,7 +195,12 @@ class SpglSource:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, JoinedRecord):
-                value = json.dumps(outcome.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+                try:
+                    value = json.dumps(outcome.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+                except (TypeError, ValueError, UnicodeError) as error:  # a value JSON or UTF-8 cannot carry
+                    failure = DataError("", f"the joined record cannot be written as JSON: {error}")
+                    outputs.append(self._dead_letter(JoinFailure(DETAILS, outcome.detail, failure), headers, now))
+                    continue
                 outputs.append(Output(self._raw_topic, outcome.project_code.encode() or None, value, headers))
             else:
                 outputs.append(self._dead_letter(outcome, headers, now))
@@ -200,7 +220,9 @@ class SpglSource:
         }
         ours = tuple((PREFIX + key, value.encode()) for key, value in context.items())
         key = str(failure.row.get("xmdm") or failure.row.get("spsxslbm") or "").encode() or None
-        value = json.dumps(failure.row, ensure_ascii=False, separators=(",", ":")).encode()
+        value = json.dumps(failure.row, ensure_ascii=False, separators=(",", ":"), default=repr).encode(
+            "utf-8", "backslashreplace"
+        )
         log.warning("record_dead_lettered", stage=self.name, table=failure.table, lsh=failure.row.get("lsh"))
         return Output(self._dlq_topic, key, value, headers + ours)
 
@@ -265,3 +287,14 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+def _text_time(value: str) -> str:
+    """A date or time the driver left as text (SQLite): ISO text as the typed path renders it, else unchanged."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # not ISO: the normaliser judges it, and dead-letters its record if it must
+    if len(value) <= len("2026-11-24"):
+        return moment.date().isoformat()
+    return moment.isoformat(sep=" ", timespec="seconds")

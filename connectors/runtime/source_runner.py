@@ -16,14 +16,20 @@ from datetime import UTC, datetime
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import BackpressureError, RetriableError
-from connectors.runtime.interface import Source, StageState
+from connectors.runtime.interface import Output, Source, StageState
 from connectors.runtime.metrics import Metrics
 from connectors.settings import RetrySettings
+from routing.errors import DataError
 
 log = structlog.get_logger(__name__)
 
 _CLOSE_S = 5.0  # longest the producer's close may wait for the broker (a stop must be prompt)
+# Kafka's defaults refuse a record over about 1 MiB (the producer's max.request.size, the broker's
+# message.max.bytes); inside a transaction one such record would abort the batch, every time, forever.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+_KEPT_BYTES = 64 * 1024  # how much of an oversized record its dead letter keeps
 
 
 def read_cursor(consumer: KafkaConsumer, topic: str, source: str) -> str | None:
@@ -55,6 +61,8 @@ class SourceRunner:
         metrics: Process metrics.
         stop: Set to ask the runner to return.
         start_cursor: The cursor to resume from (see :func:`read_cursor`).
+        dlq_topic: Where a record too large for Kafka goes instead (its first 64 KiB and the reason).
+        max_record_bytes: The largest record the cluster takes.
     """
 
     def __init__(
@@ -68,10 +76,14 @@ class SourceRunner:
         metrics: Metrics,
         stop: threading.Event,
         start_cursor: str | None,
+        dlq_topic: str,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         state: StageState | None = None,
     ) -> None:
         self.source = source
         self.stage = source.name
+        self._dlq_topic = dlq_topic
+        self._max_record_bytes = max_record_bytes
         self._producer = producer
         self._offsets_topic = offsets_topic
         self._poll_interval_s = poll_interval_s
@@ -118,7 +130,7 @@ class SourceRunner:
             return False
         self._producer.begin_transaction()
         try:
-            for record in batch.records:
+            for record in map(self._fit, batch.records):
                 self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
             position = {"cursor": batch.cursor, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
             self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
@@ -133,6 +145,22 @@ class SourceRunner:
             self._metrics.source_cursor.labels(self.stage).set(int(batch.cursor))
         log.info("source_batch_committed", stage=self.stage, records=len(batch.records), cursor=batch.cursor)
         return batch.has_more
+
+    def _fit(self, record: Output) -> Output:
+        """The record, or its dead letter when Kafka would refuse it for its size."""
+        size = len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+        if size <= self._max_record_bytes:
+            return record
+        reason = f"a record of {size} bytes is over the {self._max_record_bytes} bytes Kafka takes; its first "
+        reason += f"{_KEPT_BYTES} bytes are kept here"
+        self._metrics.records_dead_lettered.labels(self.stage, "RecordTooLarge").inc()
+        log.warning("record_dead_lettered", stage=self.stage, topic=record.topic, reason=reason)
+        now = datetime.now(UTC)
+        error = DataError("", reason)
+        value = record.value[:_KEPT_BYTES]
+        return source_dead_letter(
+            error, stage=self.stage, topic=self._dlq_topic, key=record.key, value=value, where=record.topic, now=now
+        )
 
     def _backoff(self, failures: int, exc: RetriableError) -> float:
         if isinstance(exc, BackpressureError):

@@ -92,4 +92,5 @@ def build_poller(
         metrics=metrics,
         stop=stop,
         start_cursor=cursor,
+        dlq_topic=dlq_topic,
     )

@@ -79,6 +79,7 @@ class Pipeline:
             metrics=Metrics(CollectorRegistry()),
             stop=stop,
             start_cursor=self.committed_cursor(),
+            dlq_topic=self.dlq,
         )
         thread = threading.Thread(target=runner.run, daemon=True)
         thread.start()

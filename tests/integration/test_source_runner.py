@@ -1,0 +1,72 @@
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.runtime.dlq import error_context
+from connectors.runtime.interface import Output, SourceBatch
+from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
+from connectors.runtime.metrics import Metrics
+from connectors.runtime.source_runner import SourceRunner
+from connectors.settings import KafkaSettings, RetrySettings
+from tests.support import read_topic, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class OneBigRow:
+    """A source whose only page holds a row of 2 MB between two ordinary ones."""
+
+    name = "big-row"
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        if cursor is not None:
+            return SourceBatch(records=(), cursor=cursor)
+        rows = (b"small-1", b"x" * 2_000_000, b"small-2")
+        return SourceBatch(records=[Output(self.topic, b"k", row) for row in rows], cursor="1")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_record_too_large_for_kafka_is_dead_lettered_and_the_page_commits(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """A 2 MB row aborted the whole transaction on every retry; now its head goes to the DLQ with the reason."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    raw, dlq, offsets = f"{unique_prefix}raw", f"{unique_prefix}dlq", f"{unique_prefix}offsets"
+    ensure_topics(kafka, [TopicSpec(raw, 1), TopicSpec(dlq, 1), TopicSpec(offsets, 1, compacted=True)])
+    stop = threading.Event()
+    metrics = Metrics(CollectorRegistry())
+    runner = SourceRunner(
+        OneBigRow(raw),
+        producer=make_producer(kafka, transactional_id=f"{unique_prefix}big-row"),
+        offsets_topic=offsets,
+        poll_interval_s=0.05,
+        retry=RetrySettings(initial_backoff_s=0.05, max_backoff_s=0.2),
+        metrics=metrics,
+        stop=stop,
+        start_cursor=None,
+        dlq_topic=dlq,
+    )
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: runner.cursor == "1", timeout_s=30, what="the page committed")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert ([r.value for r in read_topic(kafka_bootstrap, raw)], runner.state.failed) == (
+        [b"small-1", b"small-2"],
+        False,
+    )
+    (letter,) = read_topic(kafka_bootstrap, dlq)
+    context = error_context(letter.headers)
+    assert (len(letter.value), context["stage"], "2000001 bytes is over" in context["message"]) == (
+        65536,
+        "big-row",
+        True,
+    )
