@@ -6,12 +6,16 @@ checks, and the application's ``detail`` (each stage's state, the Kafka connecti
 """
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = structlog.get_logger(__name__)
 
 Checks = Callable[[], Mapping[str, bool]]
 Detail = Callable[[], Mapping[str, Any]]
@@ -40,8 +44,7 @@ class HealthServer:
         detail: Detail | None = None,
     ) -> None:
         handler = _handler(registry, live, ready, detail or dict)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
     @property
@@ -83,3 +86,13 @@ def _handler(registry: CollectorRegistry, live: Checks, ready: Checks, detail: D
             """Scrapes every few seconds would drown the logs; stay quiet."""
 
     return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # The standard library prints a traceback to stderr (a scraper that hung up mid-answer, say); the log
+        # must stay one JSON object per line.
+        error = sys.exc_info()[1]
+        log.warning("health_request_failed", client=client_address[0], error=type(error).__name__)

@@ -2,6 +2,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from connectors.runtime.health import HealthServer
@@ -47,3 +48,21 @@ def test_liveness_fails_when_a_stage_died(server: str, states: dict[str, dict[st
 def test_unknown_path_is_404(server: str) -> None:
     """Anything else is not found."""
     assert httpx.get(f"{server}/").status_code == 404
+
+
+def test_a_request_that_fails_midway_is_one_log_event_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """A scraper hanging up mid-answer is logged as health_request_failed; nothing reaches stderr."""
+    health = HealthServer(Metrics(CollectorRegistry()).registry, dict, dict, "127.0.0.1", 0)
+    health.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            try:
+                raise BrokenPipeError  # the state handle_error is called in
+            except BrokenPipeError:
+                health._server.handle_error(None, ("127.0.0.1", 50000))
+    finally:
+        health.stop()
+    assert (capsys.readouterr().err, logs) == (
+        "",
+        [{"event": "health_request_failed", "client": "127.0.0.1", "error": "BrokenPipeError", "log_level": "warning"}],
+    )
