@@ -85,6 +85,10 @@ _FILED_AT: Final = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")  # JSON escapes can smuggle these in; UTF-8 cannot carry them
 _URL: Final = re.compile(r"https?://\S{1,2000}", re.IGNORECASE)
+# No online filing predates the platforms, and Avro and the calendar have their own limits far beyond these; a
+# year 0001 or 9999 is a typing error. Years the working calendar does not cover inside this span (before
+# 2004) still make tasks, without a contact deadline.
+_FILED_YEARS: Final = (1990, 2100)
 _MAX_NAME: Final = 100
 _MAX_ADDRESS: Final = 500
 _MAX_NOTE: Final = 2000
@@ -401,9 +405,13 @@ def _filed_at(value: object) -> datetime:
         raise DataError("sqsj", f"{_shown(value)} is not 'YYYY-MM-DD HH:MM:SS' (Asia/Shanghai)")
     try:
         local = datetime.fromisoformat(f"{match[1]}T{match[2]}")
-    except ValueError as exc:
+        filed = local.replace(tzinfo=_ZONE).astimezone(ZoneInfo("UTC"))
+    except (ValueError, OverflowError) as exc:
         raise DataError("sqsj", f"{_shown(value)} is not a valid date and time") from exc
-    return local.replace(tzinfo=_ZONE).astimezone(ZoneInfo("UTC"))
+    if not _FILED_YEARS[0] <= local.year <= _FILED_YEARS[1]:
+        span = f"{_FILED_YEARS[0]}-{_FILED_YEARS[1]}"
+        raise DataError("sqsj", f"{_shown(value)} is not a plausible filing time (years {span})")
+    return filed
 
 
 def _choice(raw: Mapping[str, Any], key: str, table: Mapping[str, _T]) -> _T:

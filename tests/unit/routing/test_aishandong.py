@@ -180,6 +180,8 @@ def test_mobile_is_normalised() -> None:
         ({"dz": "  "}, "dz", "required"),
         ({"sqsj": "2026/11/25 09:00"}, "sqsj", "YYYY-MM-DD"),
         ({"sqsj": "2026-02-30 09:00:00"}, "sqsj", "valid date"),
+        ({"sqsj": "0001-01-01 00:00:00"}, "sqsj", "valid date"),
+        ({"sqsj": "9999-12-31 23:59:59"}, "sqsj", "plausible filing time"),
         ({"sqsj": 1764032400}, "sqsj", "got number"),
         ({"cl": {}}, "cl", "array"),
         ({"cl": ["x"]}, "cl.0", "object"),
@@ -300,7 +302,7 @@ def test_contact_due_in_years_without_a_notice_is_provisional(
     )
 
 
-@pytest.mark.parametrize("filed", ["2003-05-06 10:00:00", "2100-03-02 10:00:00", "1970-01-01 08:00:00"])
+@pytest.mark.parametrize("filed", ["2003-05-06 10:00:00", "2100-03-02 10:00:00", "1995-06-01 08:00:00"])
 def test_an_unclockable_filing_time_never_blocks_the_task(
     areas: ServiceAreaTable, calendar: WorkingCalendar, filed: str
 ) -> None:
