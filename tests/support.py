@@ -1,7 +1,8 @@
 """Helpers shared by integration and end-to-end tests (real broker, real simulators)."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.settings import Settings, parse_settings
 from routing.records import UtilityTask
+from simulators.utility import UtilitySimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_AREAS = ROOT / "deploy" / "config" / "service-areas.yaml"
@@ -102,3 +104,14 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "contact_due_note": None,
         "flags": [],
     }
+
+
+@contextmanager
+def running_utility(utility: str) -> Iterator[tuple[UtilitySimulator, str]]:
+    """A utility business-system simulator on a free port, with its bearer token ``token-<utility>``."""
+    sim = UtilitySimulator(utility, token=f"token-{utility}")
+    url = sim.start()
+    try:
+        yield sim, url
+    finally:
+        sim.stop()

@@ -12,7 +12,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import Settings
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import SERVICE_AREAS, make_task, settings_for, utility_config, wait_until
+from tests.support import SERVICE_AREAS, make_task, running_utility, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,8 @@ UTILITY = "yantai-water"
 
 @pytest.fixture
 def utility() -> Iterator[tuple[UtilitySimulator, str]]:
-    sim = UtilitySimulator(UTILITY, token=f"token-{UTILITY}")
-    url = sim.start()
-    yield sim, url
-    sim.stop()
+    with running_utility(UTILITY) as running:
+        yield running
 
 
 def write_config(tmp_path: Path, bootstrap: str, prefix: str, url: str) -> tuple[Path, Settings]:

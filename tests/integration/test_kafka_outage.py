@@ -23,7 +23,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import KafkaSettings
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import SERVICE_AREAS, make_task, utility_config, wait_until
+from tests.support import SERVICE_AREAS, make_task, running_utility, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,10 +61,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def utility() -> Iterator[tuple[UtilitySimulator, str]]:
-    sim = UtilitySimulator(UTILITY, token=f"token-{UTILITY}")
-    url = sim.start()
-    yield sim, url
-    sim.stop()
+    with running_utility(UTILITY) as running:
+        yield running
 
 
 def produce(bootstrap: str, first: int, count: int) -> None:
