@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_ARGS ?=
 
-.PHONY: install demo test lint bench broker-start broker-stop clean
+.PHONY: install demo test lint fuzz bench broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing ubridge with its development tools"
@@ -28,6 +28,10 @@ lint: $(STAMP)
 test: lint
 	bash deploy/local/install-test-deps.sh
 	$(BIN)/pytest
+
+# The intakes' fuzz test at full strength: 50,000 mutated requests to each (make test sends 2,000).
+fuzz: $(STAMP)
+	UBRIDGE_FUZZ_REQUESTS=50000 $(BIN)/pytest tests/unit/connectors/test_intake_fuzz.py -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -85,6 +85,9 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("sla"), partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
     specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
+    # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
+    # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
+    specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
     specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
     return specs
 
@@ -191,14 +194,22 @@ def _gonggai_webhook(ctx: Context) -> Runnable:
         raw_topic=ctx.settings.topic("raw_gonggai"),
         metrics=ctx.metrics,
         stop=ctx.stop,
+        signatures_topic=ctx.settings.topic("push_signatures"),
     )
 
 
 def _aishandong_gateway(ctx: Context) -> Runnable:
     config = ctx.settings.sources.aishandong_gateway
     assert config is not None  # noqa: S101 - stage_specs only lists configured sources
-    topic = ctx.settings.topic("applications")
-    return build_gateway(config, kafka=ctx.settings.kafka, topic=topic, metrics=ctx.metrics, stop=ctx.stop)
+    settings = ctx.settings
+    return build_gateway(
+        config,
+        kafka=settings.kafka,
+        topic=settings.topic("applications"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        signatures_topic=settings.topic("push_signatures"),
+    )
 
 
 def _aishandong_pull(ctx: Context) -> Runnable:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+from connectors.runtime.intake_settings import IntakeLimits
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -64,6 +65,7 @@ class TopicNames(_Strict):
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
+    push_signatures: str = "ubridge.push-signatures.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
 
 
@@ -158,8 +160,11 @@ class BearerAuth(_Strict):
     token: SecretStr
 
 
-class StatusCallbackSettings(_Strict):
-    """The HTTP endpoint utilities call to report task progress (``POST /v1/tasks/{task_id}/status``)."""
+class StatusCallbackSettings(IntakeLimits):
+    """The HTTP endpoint utilities call to report task progress (``POST /v1/tasks/{task_id}/status``).
+
+    ``read_timeout_s``, ``kafka_timeout_s`` and ``max_concurrent_requests`` are :class:`IntakeLimits`'.
+    """
 
     enabled: bool = True
     host: str = "127.0.0.1"

@@ -3,7 +3,7 @@
 ``POST /v1/applications`` takes one application (a JSON object, the gateway's format: see
 :mod:`routing.aishandong`). It is answered only after the application is durable in Kafka (see
 :mod:`connectors.runtime.http_intake`). The signature scheme is the 工改 webhook's (DESIGN §4.2), and so are
-its replay cache and charsets (the helpers are imported from :mod:`connectors.gonggai.webhook`)::
+its replay cache, shared signatures and charsets (:mod:`connectors.runtime.signed_push`)::
 
     X-Ubridge-Timestamp: 1795573860                     unix seconds when the sender signed
     X-Ubridge-Signature: sha256=<hex>                   HMAC-SHA256(secret, "<timestamp>." + raw body bytes)
@@ -13,11 +13,15 @@ Answers, each ``{"error": reason, ...}`` unless 202:
 =====  ==========================================================================================
 202    ``{"accepted": 1, "application_id": …}``: the application is on the applications topic
 400    the body is not JSON, not decodable in its declared charset, or not an object
-401    missing, malformed or wrong signature; timestamp outside the window; replayed signature
-404    another path; 405 another method
-413    body larger than ``max_body_bytes`` (refused by the intake before it is read)
+401    missing, malformed or wrong signature; timestamp outside the window; replayed signature (in any
+       process of the installation, when the signatures are shared)
+404    another path; 405 another method (with ``Allow``)
+408    the request did not arrive within ``read_timeout_s``
+413    body larger than ``max_body_bytes`` (refused by the intake before it is read), or larger than a
+       Kafka record may be
 415    not ``application/json``, or a charset other than UTF-8, GBK (GB2312, CP936) or GB18030
-422    the application fails validation: ``field`` is the gateway's field (``sfzhm``, ``cl.0.sha256``)
+422    the application fails validation: ``field`` is the gateway's field (``sfzhm``, ``cl.0.sha256``);
+       or a date out of range, a lone surrogate, an integer beyond 64 bits, a number beyond a double
 429    replay cache full; 503 Kafka unavailable (both with ``Retry-After``)
 =====  ==========================================================================================
 
@@ -41,11 +45,10 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 
 from connectors.aishandong.settings import AishandongGatewaySettings
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, reject
+from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
 from connectors.runtime.interface import Output
-from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.signed_push import Refused, ReleasingIntake, SignatureCheck, json_body
+from connectors.runtime.signed_push import Refused, ReleasingIntake, SharedReplays, SignatureCheck, json_body
 from connectors.settings import KafkaSettings
 from routing.aishandong import parse_application
 from routing.errors import DataError
@@ -65,6 +68,7 @@ class AishandongGateway:
         topic: The applications topic (with the prefix).
         replay_window_s: Largest accepted distance between the sender's timestamp and our clock.
         replay_cache_max_entries: Most signatures remembered at once.
+        replays: The signatures every process shares (None: this process's only).
         codec: Avro codec (the process-wide one by default).
         clock: Unix time (tests move it).
     """
@@ -77,11 +81,14 @@ class AishandongGateway:
         name: str = STAGE,
         replay_window_s: int = 300,
         replay_cache_max_entries: int = 100_000,
+        replays: SharedReplays | None = None,
         codec: Codec | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stage = name
-        self._signatures = SignatureCheck(secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries)
+        self._signatures = SignatureCheck(
+            secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries, shared=replays
+        )
         self._topic = topic
         self._codec = codec or Codec.default()
         self._clock = clock
@@ -102,7 +109,8 @@ class AishandongGateway:
             return refused.response
         refusal = self._signatures.accept(timestamp, signature, now)
         accepted = {"accepted": 1, "application_id": application_id}
-        return refusal or IntakeResponse(202, accepted, outputs=(output,))
+        records = (output, *self._signatures.records(timestamp, signature))
+        return refusal or IntakeResponse(202, accepted, outputs=records)
 
     def release(self, request: IntakeRequest) -> None:
         """Forget the signature of a request whose record was not stored, so the sender may resend it."""
@@ -114,6 +122,8 @@ class AishandongGateway:
             application = parse_application(raw, ingested_at=ingested)
         except DataError as exc:
             raise Refused(422, mask_text(exc.reason), field=exc.field) from exc
+        except OverflowError as exc:  # a date such as year 1 that leaves the calendar when moved to UTC
+            raise Refused(422, f"a date or number is out of range: {exc}") from exc
         headers = (
             ("ubridge.source", self._source),
             ("ubridge.ingested_at", ingested.isoformat(timespec="milliseconds").encode()),
@@ -138,24 +148,43 @@ def build_gateway(
     topic: str,
     metrics: Metrics,
     stop: threading.Event,
+    signatures_topic: str | None = None,
     producer: KafkaProducer | None = None,
     clock: Callable[[], float] = time.time,
 ) -> HttpIntake:
-    """The gateway's intake, ready to :meth:`~HttpIntake.run`; ``producer`` replaces the one made from ``kafka``."""
+    """The gateway's intake, ready to :meth:`~HttpIntake.run`.
+
+    ``signatures_topic`` shares the accepted signatures with every process (None: this one only);
+    ``producer`` replaces the one made from ``kafka`` (tests); ``clock`` gives unix time.
+    """
+    producer = intake_producer(kafka, settings) if producer is None else producer
+    replays = None
+    if signatures_topic is not None:
+        replays = SharedReplays.on_kafka(
+            kafka,
+            producer=producer,
+            topic=signatures_topic,
+            stage=settings.name,
+            window_s=settings.replay_window_s,
+            max_entries=settings.replay_cache_max_entries,
+        )
     gateway = AishandongGateway(
         name=settings.name,
         secret=settings.secret,
         topic=topic,
         replay_window_s=settings.replay_window_s,
         replay_cache_max_entries=settings.replay_cache_max_entries,
+        replays=replays,
         clock=clock,
     )
     return ReleasingIntake(
         gateway,
+        replays=replays,
         host=settings.host,
         port=settings.port,
-        producer=make_producer(kafka) if producer is None else producer,
+        producer=producer,
         metrics=metrics,
         stop=stop,
         max_body_bytes=settings.max_body_bytes,
+        limits=settings,
     )

@@ -11,13 +11,18 @@ Example::
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from connectors.runtime.intake_settings import IntakeLimits
 
 _MIN_SECRET_CHARS = 16
 
 
-class AishandongGatewaySettings(BaseModel):
-    """The 爱山东 gateway pushes signed applications to ``POST /v1/applications``."""
+class AishandongGatewaySettings(IntakeLimits):
+    """The 爱山东 gateway pushes signed applications to ``POST /v1/applications``.
+
+    ``read_timeout_s``, ``kafka_timeout_s`` and ``max_concurrent_requests`` are :class:`IntakeLimits`'.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

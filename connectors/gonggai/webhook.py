@@ -10,11 +10,15 @@ Answers, each ``{"error": reason, ...}`` unless 202:
 =====  ==========================================================================================
 202    ``{"accepted": n}``: every event is on the raw topic
 400    the body is not JSON, not decodable in its declared charset, or not an event or batch
-401    missing, malformed or wrong signature; timestamp outside the window; replayed signature
-404    another path; 405 another method
-413    body larger than ``max_body_bytes`` (refused by the intake before it is read)
+401    missing, malformed or wrong signature; timestamp outside the window; replayed signature (in any
+       process of the installation, when the signatures are shared)
+404    another path; 405 another method (with ``Allow``)
+408    the request did not arrive within ``read_timeout_s``
+413    body larger than ``max_body_bytes`` (refused by the intake before it is read), or an event larger
+       than a Kafka record may be
 415    not ``application/json``, or a charset other than UTF-8, GBK (GB2312, CP936) or GB18030
-422    an event fails the vendor mapping or validation: ``field`` is the vendor's path, ``index`` the event
+422    an event fails the vendor mapping or validation: ``field`` is the vendor's path, ``index`` the event;
+       or the JSON holds a lone surrogate, an integer beyond 64 bits or a number beyond a double
 429    replay cache full; 503 Kafka unavailable (both with ``Retry-After``)
 =====  ==========================================================================================
 
@@ -41,11 +45,10 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, reject
+from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
 from connectors.runtime.interface import Output
-from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.signed_push import Refused, ReleasingIntake, SignatureCheck, json_body
+from connectors.runtime.signed_push import Refused, ReleasingIntake, SharedReplays, SignatureCheck, json_body
 from connectors.settings import ConfigError, KafkaSettings
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -65,6 +68,7 @@ class GonggaiWebhook:
         raw_topic: Where the events go (``ubridge.raw.gonggai.v1`` with the prefix).
         replay_window_s: Largest accepted distance between the sender's timestamp and our clock.
         replay_cache_max_entries: Most signatures remembered at once.
+        replays: The signatures every process shares (None: this process's only).
         clock: Unix time (tests move it).
     """
 
@@ -77,10 +81,13 @@ class GonggaiWebhook:
         raw_topic: str,
         replay_window_s: int = 300,
         replay_cache_max_entries: int = 100_000,
+        replays: SharedReplays | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stage = name
-        self._signatures = SignatureCheck(secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries)
+        self._signatures = SignatureCheck(
+            secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries, shared=replays
+        )
         self._mapping = mapping
         self._raw_topic = raw_topic
         self._clock = clock
@@ -100,7 +107,8 @@ class GonggaiWebhook:
         except Refused as refused:
             return refused.response
         refusal = self._signatures.accept(timestamp, signature, now)
-        return refusal or IntakeResponse(202, {"accepted": len(outputs)}, outputs=outputs)
+        records = [*outputs, *self._signatures.records(timestamp, signature)]
+        return refusal or IntakeResponse(202, {"accepted": len(outputs)}, outputs=records)
 
     def release(self, request: IntakeRequest) -> None:
         """Forget the signature of a request whose records were not stored, so the sender may resend it."""
@@ -144,11 +152,13 @@ def build_webhook(
     raw_topic: str,
     metrics: Metrics,
     stop: threading.Event,
+    signatures_topic: str | None = None,
     producer: KafkaProducer | None = None,
     clock: Callable[[], float] = time.time,
 ) -> HttpIntake:
     """The webhook's intake, ready to :meth:`~HttpIntake.run`.
 
+    ``signatures_topic`` shares the accepted signatures with every process (None: this one only);
     ``producer`` replaces the one made from ``kafka`` (tests); ``clock`` gives unix time.
 
     Raises:
@@ -159,6 +169,17 @@ def build_webhook(
     except ValueError as exc:
         message = f"sources.gonggai_webhook.mapping: {exc}"
         raise ConfigError(message) from exc
+    producer = intake_producer(kafka, settings) if producer is None else producer
+    replays = None
+    if signatures_topic is not None:
+        replays = SharedReplays.on_kafka(
+            kafka,
+            producer=producer,
+            topic=signatures_topic,
+            stage=settings.name,
+            window_s=settings.replay_window_s,
+            max_entries=settings.replay_cache_max_entries,
+        )
     webhook = GonggaiWebhook(
         name=settings.name,
         secret=settings.secret,
@@ -166,14 +187,17 @@ def build_webhook(
         raw_topic=raw_topic,
         replay_window_s=settings.replay_window_s,
         replay_cache_max_entries=settings.replay_cache_max_entries,
+        replays=replays,
         clock=clock,
     )
     return ReleasingIntake(
         webhook,
+        replays=replays,
         host=settings.host,
         port=settings.port,
-        producer=make_producer(kafka) if producer is None else producer,
+        producer=producer,
         metrics=metrics,
         stop=stop,
         max_body_bytes=settings.max_body_bytes,
+        limits=settings,
     )

@@ -13,15 +13,19 @@ Example::
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from connectors.config_paths import ConfigPath
+from connectors.runtime.intake_settings import IntakeLimits
 
 _MIN_SECRET_CHARS = 16
 
 
-class GonggaiWebhookSettings(BaseModel):
-    """The approval system pushes signed project events to ``POST /v1/project-events``."""
+class GonggaiWebhookSettings(IntakeLimits):
+    """The approval system pushes signed project events to ``POST /v1/project-events``.
+
+    ``read_timeout_s``, ``kafka_timeout_s`` and ``max_concurrent_requests`` are :class:`IntakeLimits`'.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,62 +1,57 @@
 """HTTP intakes: push endpoints (webhooks, status callbacks) that write to Kafka before they answer.
 
-An :class:`IntakeHandler` turns one request into a response and the records to produce. The server produces
+An :class:`IntakeHandler` turns one request into a response and the records to produce. The intake produces
 those records and waits for Kafka's acknowledgement *before* answering 2xx, so a sender that got 2xx can
-forget the message: it is durable. If Kafka does not acknowledge, the sender gets 503 with ``Retry-After``
-and tries again (duplicates are absorbed downstream by deterministic ids). Bad input gets a 4xx with a JSON
-reason and nothing enters Kafka.
+forget the message: it is durable. Every answer is JSON, ``{"error": reason, ...}`` when it is not 2xx:
+
+* 4xx: the sender must change the request (the handler's refusals; 413 also for a record larger than Kafka
+  takes, which no retry can fix);
+* 503 with ``Retry-After``: Kafka did not take the records within ``kafka_timeout_s`` (the producer never
+  blocks longer than half of it on one send), so the answer comes within 1.5 times that; the sender retries
+  and duplicates are absorbed downstream by deterministic ids. No other 5xx is ever sent.
+
+The wire (timeouts, concurrency, malformed requests) is :mod:`connectors.runtime.http_server`'s.
 
 Example:
-    >>> intake = HttpIntake(handler, host="0.0.0.0", port=8090, producer=make_producer(kafka),
-    ...                     metrics=metrics, stop=stop, max_body_bytes=1_048_576)
+    >>> intake = HttpIntake(handler, host="0.0.0.0", port=8090, producer=intake_producer(kafka, limits),
+    ...                     metrics=metrics, stop=stop, max_body_bytes=1_048_576, limits=limits)
     >>> intake.run()  # until stop is set
 """
 
-import json
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+import time
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RecordListTooLargeError
 
+from connectors.runtime.http_server import IntakeRequest, IntakeResponse, IntakeServer, ServerLimits, reject
+from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.interface import Output, StageState
+from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
-from routing.privacy import mask_text
+from connectors.settings import KafkaSettings
+
+__all__ = [
+    "HttpIntake",
+    "IntakeHandler",
+    "IntakeLimits",
+    "IntakeRequest",
+    "IntakeResponse",
+    "intake_producer",
+    "reject",
+]
 
 log = structlog.get_logger(__name__)
 
-_ACK_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class IntakeRequest:
-    """One HTTP request; header names are lower-case."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class IntakeResponse:
-    """The answer, and the records that must be durable before it is sent."""
-
-    status: int
-    body: Mapping[str, Any]
-    outputs: Sequence[Output] = ()
-    headers: tuple[tuple[str, str], ...] = field(default=())
-
-
-def reject(status: int, reason: str, **extra: Any) -> IntakeResponse:
-    """A 4xx answer with a JSON reason."""
-    return IntakeResponse(status, {"error": reason, **extra})
+MAX_RECORD_BYTES: Final = 1_048_576  # the producer's max_request_size (kafka-python's default, set explicitly)
+_RECORD_OVERHEAD_BYTES: Final = 512  # batch and record framing around key, value and headers
+_RETRY_AFTER_S: Final = "5"
+_LINGER_SLACK_MS: Final = 100  # kafka-python wants delivery_timeout_ms >= request_timeout_ms + linger_ms
+_CLOSE_SLACK_S: Final = 2.0
+_TOO_LARGE: Final = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class IntakeHandler(Protocol):
@@ -69,6 +64,23 @@ class IntakeHandler(Protocol):
         ...
 
 
+def intake_producer(kafka: KafkaSettings, limits: IntakeLimits) -> KafkaProducer:
+    """A producer bounded by ``limits.kafka_timeout_s``.
+
+    A send blocks at most half of it (kafka-python's default is 60 s), and a record not acknowledged within
+    it is abandoned soon after (its sender got 503 and will resend), so records from an outage neither land
+    minutes later nor keep :meth:`KafkaProducer.close` waiting.
+    """
+    timeout_ms = int(limits.kafka_timeout_s * 1000)
+    return make_producer(
+        kafka,
+        max_block_ms=timeout_ms // 2,
+        request_timeout_ms=timeout_ms,
+        delivery_timeout_ms=timeout_ms + _LINGER_SLACK_MS,
+        max_request_size=MAX_RECORD_BYTES,
+    )
+
+
 class HttpIntake:
     """Serves one handler until ``stop`` is set.
 
@@ -76,10 +88,12 @@ class HttpIntake:
         handler: What the requests mean.
         host: Interface to bind.
         port: Port to bind; 0 picks a free one (see :attr:`port`).
-        producer: Writes the handler's outputs.
+        producer: Writes the handler's outputs (see :func:`intake_producer`).
         metrics: Process metrics.
         stop: Set to stop serving.
         max_body_bytes: Larger bodies are refused with 413 before they are read.
+        limits: Read deadline, Kafka wait and concurrency.
+        state: The stage's state, shared with the health endpoint.
     """
 
     def __init__(
@@ -92,25 +106,34 @@ class HttpIntake:
         metrics: Metrics,
         stop: threading.Event,
         max_body_bytes: int,
+        limits: IntakeLimits | None = None,
         state: StageState | None = None,
     ) -> None:
         self.stage = handler.stage
         self.state = state or StageState()
+        limits = limits or IntakeLimits()
         self._handler = handler
         self._producer = producer
         self._metrics = metrics
         self._stop = stop
-        self._max_body_bytes = max_body_bytes
-        self._server = _Server((host, port), self._request_class())
+        self._kafka_timeout_s = limits.kafka_timeout_s
+        server_limits = ServerLimits(
+            max_body_bytes=max_body_bytes,
+            read_timeout_s=limits.read_timeout_s,
+            max_concurrent_requests=limits.max_concurrent_requests,
+        )
+        self._server = IntakeServer(
+            self.answer, host=host, port=port, stage=self.stage, limits=server_limits, on_answer=self._count
+        )
 
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def run(self) -> None:
         """Serve until stopped, then close the socket and the producer."""
-        thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=self.stage, daemon=True)
+        thread = threading.Thread(target=self._server.serve_forever, name=self.stage, daemon=True)
         thread.start()
         self.state.started = self.state.ready = True
         self._metrics.stage_up.labels(self.stage).set(1)
@@ -119,81 +142,54 @@ class HttpIntake:
             self._stop.wait()
         finally:
             self._server.shutdown()
-            self._server.server_close()
-            self._producer.close()
+            try:
+                self._producer.close(timeout=self._kafka_timeout_s + _CLOSE_SLACK_S)
+            except KafkaError as exc:  # records still pending: their senders got 503 and will resend
+                log.warning("intake_producer_close_failed", stage=self.stage, error=str(exc))
             self._metrics.stage_up.labels(self.stage).set(0)
             log.info("intake_stopped", stage=self.stage)
 
     def answer(self, request: IntakeRequest) -> IntakeResponse:
-        """Handle a request and make its outputs durable; 503 when Kafka cannot take them."""
+        """Handle a request and make its outputs durable: 413 when one is too large for Kafka, 503 when Kafka fails."""
+        self._metrics.records_in.labels(self.stage).inc()
         response = self._handler.handle(request)
         if response.status >= 300 or not response.outputs:  # noqa: PLR2004 - HTTP classes
             return response
-        try:
-            futures = [
-                self._producer.send(o.topic, key=o.key, value=o.value, headers=list(o.headers))
-                for o in response.outputs
-            ]
-            for future in futures:
-                future.get(timeout=_ACK_TIMEOUT_S)
-        except KafkaError as exc:
-            log.error("intake_write_failed", stage=self.stage, error=str(exc))
-            return IntakeResponse(
-                503, {"error": "temporarily unable to store the message"}, headers=(("Retry-After", "5"),)
-            )
+        refusal = self._store(response.outputs)
+        if refusal is not None:
+            self.not_stored(request)
+            return refusal
         self._metrics.records_out.labels(self.stage).inc(len(response.outputs))
         return response
 
-    def _request_class(self) -> type[BaseHTTPRequestHandler]:
-        intake = self
+    def not_stored(self, request: IntakeRequest) -> None:
+        """Called when a request the handler accepted was answered without its records stored."""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def _store(self, outputs: Sequence[Output]) -> IntakeResponse | None:
+        """Produce ``outputs`` and wait for their acknowledgement; the answer to give instead when that fails."""
+        for output in outputs:
+            size = len(output.key or b"") + len(output.value) + sum(len(k) + len(v) for k, v in output.headers)
+            if size + _RECORD_OVERHEAD_BYTES > MAX_RECORD_BYTES:
+                return reject(413, f"a record of {size} bytes is larger than Kafka takes ({MAX_RECORD_BYTES})")
+        deadline = time.monotonic() + self._kafka_timeout_s
+        try:
+            futures = []
+            for output in outputs:
+                if time.monotonic() >= deadline:
+                    message = f"Kafka took no record within {self._kafka_timeout_s:g} s"
+                    raise KafkaTimeoutError(message)
+                headers = list(output.headers)
+                futures.append(self._producer.send(output.topic, key=output.key, value=output.value, headers=headers))
+            for future in futures:
+                future.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except _TOO_LARGE as exc:
+            log.warning("intake_record_too_large", stage=self.stage, error=str(exc))
+            return reject(413, "a record of this request is larger than Kafka takes")
+        except KafkaError as exc:
+            log.error("intake_write_failed", stage=self.stage, error=str(exc))
+            reason = "temporarily unable to store the message"
+            return IntakeResponse(503, {"error": reason}, headers=(("Retry-After", _RETRY_AFTER_S),))
+        return None
 
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def _serve(self, method: str) -> None:
-                length = self.headers.get("Content-Length")
-                size = int(length) if length and length.isdigit() else 0
-                if size > intake._max_body_bytes:
-                    self.close_connection = True
-                    self._send(reject(413, f"body of {size} bytes exceeds the limit of {intake._max_body_bytes}"))
-                    return
-                url = urlsplit(self.path)
-                request = IntakeRequest(
-                    method=method,
-                    path=url.path,
-                    query=dict(parse_qsl(url.query)),
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(size) if size else b"",
-                )
-                intake._metrics.records_in.labels(intake.stage).inc()
-                self._send(intake.answer(request))
-
-            def _send(self, response: IntakeResponse) -> None:
-                intake._metrics.intake_requests.labels(intake.stage, str(response.status)).inc()
-                if response.status >= 400:  # noqa: PLR2004 - HTTP classes
-                    reason = mask_text(str(response.body.get("error", "")))
-                    log.warning("request_rejected", stage=intake.stage, status=response.status, reason=reason)
-                body = json.dumps(response.body, ensure_ascii=False).encode()
-                self.send_response(response.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in response.headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-                """Requests are logged as events by the intake, not by http.server."""
-
-        return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 refuses connections when many senders burst at once
+    def _count(self, response: IntakeResponse) -> None:
+        self._metrics.intake_requests.labels(self.stage, str(response.status)).inc()

@@ -12,11 +12,16 @@ from connectors.settings import KafkaSettings
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic a stage needs; compacted topics keep the latest record per key (changelogs, cursors)."""
+    """A topic a stage needs; compacted topics keep the latest record per key (changelogs, cursors).
+
+    ``retention_ms`` on a compacted topic also deletes records older than that (``compact,delete``), for keys
+    that are never written again and would otherwise stay forever.
+    """
 
     name: str
     partitions: int
     compacted: bool = False
+    retention_ms: int | None = None
 
 
 def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> KafkaProducer:
@@ -62,7 +67,7 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
         missing = [spec for spec in {s.name: s for s in specs}.values() if spec.name not in existing]
         created = []
         for spec in missing:
-            configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+            configs = _configs(spec)
             try:
                 admin.create_topics(
                     [NewTopic(spec.name, spec.partitions, kafka.replication_factor, topic_configs=configs)]
@@ -73,3 +78,12 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def _configs(spec: TopicSpec) -> dict[str, str]:
+    configs: dict[str, str] = {}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact" if spec.retention_ms is None else "compact,delete"
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
+    return configs

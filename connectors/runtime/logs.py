@@ -3,6 +3,9 @@
 ``configure_logging()`` is called once, by the entry point. Every string value of every event passes
 through :func:`routing.privacy.mask_text`, and keys that name secrets are replaced outright, so neither a
 careless ``log.info(..., body=raw)`` nor an exception message can leak a phone or ID number.
+
+Libraries that log through the standard library (kafka-python's "Connection failed" during an outage) go
+through the same chain, from WARNING up, as ``library_logged`` events: the log stays one JSON object a line.
 """
 
 import logging
@@ -74,3 +77,18 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    root.handlers = [handler for handler in root.handlers if not isinstance(handler, _ToStructlog)]
+    root.addHandler(_ToStructlog(logging.WARNING))
+    root.setLevel(min(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+
+
+class _ToStructlog(logging.Handler):
+    """Hands standard-library records to structlog, so they are masked and rendered like ubridge's own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        structlog.get_logger(record.name).log(record.levelno, "library_logged", logger=record.name, message=message)

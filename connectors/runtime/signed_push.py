@@ -7,23 +7,39 @@ Signature scheme (DESIGN §4.2)::
 
 The HMAC covers the timestamp and the exact bytes sent, compared in constant time. A timestamp more than the
 window away from our clock is a replay, and so is a signature already accepted within the window (a bounded
-cache; when it is full the sender is asked to slow down with 429). Bodies are decoded in their declared
-charset (UTF-8, GBK and its GB2312/CP936 labels, GB18030). :class:`ReleasingIntake` forgets a signature when
-Kafka did not take the request's records (503), so the sender may resend it unchanged.
+cache; when it is full the sender is asked to slow down with 429). With :class:`SharedReplays` the accepted
+signatures are also written to Kafka with the request's records, so every process of the installation, and
+every later start, refuses them too. Bodies are decoded in their declared charset (UTF-8, GBK and its
+GB2312/CP936 labels, GB18030) and parsed as strict JSON (:mod:`connectors.runtime.strict_json`).
+:class:`ReleasingIntake` forgets a signature when the request's records were not stored (503), so the sender
+may resend it unchanged.
 """
 
 import hashlib
-import heapq
 import hmac
-import json
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 from pydantic import SecretStr
 
 from connectors.runtime.http_intake import HttpIntake, IntakeHandler, IntakeRequest, IntakeResponse, reject
+from connectors.runtime.interface import Output
+from connectors.runtime.replay_log import ReplayCache, SharedReplays
+from connectors.runtime.strict_json import JsonRefused, loads
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Refused",
+    "ReleasingIntake",
+    "ReplayCache",
+    "SharedReplays",
+    "SignatureCheck",
+    "SignedHandler",
+    "json_body",
+]
 
 TIMESTAMP_HEADER: Final = "x-ubridge-timestamp"
 SIGNATURE_HEADER: Final = "x-ubridge-signature"
@@ -40,8 +56,7 @@ _CHARSETS: Final = {
 }
 _JSON_TYPES: Final = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 _FULL_RETRY_AFTER_S: Final = "1"
-
-CacheOutcome = Literal["added", "seen", "full"]
+_CATCH_UP_TIMEOUT_S: Final = 60.0
 
 
 class Refused(Exception):
@@ -52,47 +67,6 @@ class Refused(Exception):
         self.response = reject(status, reason, **extra)
 
 
-class ReplayCache:
-    """Signatures accepted within the replay window; bounded and safe to share between request threads."""
-
-    def __init__(self, *, max_entries: int) -> None:
-        self._max_entries = max_entries
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def seen(self, signature: str, now: float) -> bool:
-        """Tell whether ``signature`` was accepted and has not expired yet."""
-        with self._lock:
-            return self._expiry.get(signature, -1.0) >= now
-
-    def add(self, signature: str, *, expires_at: float, now: float) -> CacheOutcome:
-        """Record ``signature`` until ``expires_at`` unless already there; ``full`` leaves it unrecorded."""
-        with self._lock:
-            self._prune(now)
-            if signature in self._expiry:
-                return "seen"
-            if len(self._expiry) >= self._max_entries:
-                return "full"
-            self._expiry[signature] = expires_at
-            heapq.heappush(self._heap, (expires_at, signature))
-            return "added"
-
-    def discard(self, signature: str) -> None:
-        """Forget ``signature`` (its request was not stored after all, so it may be sent again)."""
-        with self._lock:
-            self._expiry.pop(signature, None)
-
-    def _prune(self, now: float) -> None:
-        while self._heap and self._heap[0][0] < now:
-            expires_at, signature = heapq.heappop(self._heap)
-            if self._expiry.get(signature) == expires_at:
-                del self._expiry[signature]
-
-
 class SignatureCheck:
     """Verifies signed requests and remembers accepted signatures within the window.
 
@@ -100,12 +74,16 @@ class SignatureCheck:
         secret: The HMAC key shared with the sender.
         window_s: Largest accepted distance between the sender's timestamp and our clock.
         max_entries: Most signatures remembered at once.
+        shared: Where every process of the installation keeps the accepted signatures (None: this one only).
     """
 
-    def __init__(self, *, secret: SecretStr, window_s: int, max_entries: int) -> None:
+    def __init__(
+        self, *, secret: SecretStr, window_s: int, max_entries: int, shared: SharedReplays | None = None
+    ) -> None:
         self._key = secret.get_secret_value().encode()
         self._window_s = window_s
-        self._replays = ReplayCache(max_entries=max_entries)
+        self._shared = shared
+        self._replays = ReplayCache(max_entries=max_entries) if shared is None else shared.cache
 
     def verify(self, request: IntakeRequest, now: float) -> tuple[int, str]:
         """The request's timestamp and signature, once both check out.
@@ -143,18 +121,27 @@ class SignatureCheck:
             return IntakeResponse(429, {"error": reason}, headers=(("Retry-After", _FULL_RETRY_AFTER_S),))
         return None
 
+    def records(self, timestamp: int, signature: str) -> tuple[Output, ...]:
+        """What to write with an accepted request's records so that every process refuses its replay."""
+        if self._shared is None:
+            return ()
+        return (self._shared.record(signature, timestamp + self._window_s),)
+
     def release(self, request: IntakeRequest) -> None:
         """Forget the signature of a request whose records were not stored, so the sender may resend it."""
         match = _SIGNATURE.fullmatch(request.headers.get(SIGNATURE_HEADER, "").strip())
         if match is not None:
             self._replays.discard(match.group(1).lower())
+            if self._shared is not None:
+                self._shared.release(match.group(1).lower())
 
 
 def json_body(request: IntakeRequest) -> Any:
-    """The body as JSON, decoded in the declared charset.
+    """The body as strict JSON, decoded in the declared charset.
 
     Raises:
-        Refused: 415 for another content type or charset, 400 for undecodable bytes or bad JSON.
+        Refused: 415 for another content type or charset, 400 for undecodable bytes or bad JSON, 400 or 422
+            for JSON the intakes cannot carry (see :func:`connectors.runtime.strict_json.loads`).
     """
     media_type, params = _content_type(request.headers.get("content-type", "application/json"))
     if _JSON_TYPES.fullmatch(media_type) is None:
@@ -168,10 +155,10 @@ def json_body(request: IntakeRequest) -> Any:
     except UnicodeDecodeError as exc:
         raise Refused(400, f"body is not valid {declared} at byte {exc.start}") from exc
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        # The parser's message quotes no input, only its position.
-        raise Refused(400, f"body is not JSON: {exc}") from exc
+        return loads(text)
+    except JsonRefused as exc:
+        extra = {} if exc.field is None else {"field": exc.field}
+        raise Refused(exc.status, exc.reason, **extra) from exc
 
 
 def _content_type(value: str) -> tuple[str, dict[str, str]]:
@@ -192,19 +179,41 @@ class SignedHandler(IntakeHandler, Protocol):
 
 
 class ReleasingIntake(HttpIntake):
-    """An intake that forgets a request's signature when Kafka did not take its records (503)."""
+    """A signed-push intake: forgets a request's signature when its records were not stored (503).
 
-    def __init__(self, handler: SignedHandler, **kwargs: Any) -> None:
+    With ``replays`` it reads the shared signatures to their end before it listens, and follows them while
+    it serves.
+    """
+
+    def __init__(self, handler: SignedHandler, *, replays: SharedReplays | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._release: Callable[[IntakeRequest], None] = handler.release
+        self._replays = replays
+
+    def run(self) -> None:
+        """As :meth:`HttpIntake.run`, caught up with and following the shared signatures."""
+        if self._replays is None:
+            super().run()
+            return
+        self._replays.catch_up(_CATCH_UP_TIMEOUT_S)
+        follower = threading.Thread(
+            target=self._replays.follow, args=(self._stop,), name=f"{self.stage}-replays", daemon=True
+        )
+        follower.start()
+        try:
+            super().run()
+        finally:
+            follower.join()
+            self._replays.close()
 
     def answer(self, request: IntakeRequest) -> IntakeResponse:
         """As :meth:`HttpIntake.answer`; a request that was not stored may be sent again unchanged."""
         try:
-            response = super().answer(request)
+            return super().answer(request)
         except BaseException:
             self._release(request)
             raise
-        if response.status >= 500:  # noqa: PLR2004 - HTTP classes
-            self._release(request)
-        return response
+
+    def not_stored(self, request: IntakeRequest) -> None:
+        """Forget the request's signature: its sender may resend it unchanged."""
+        self._release(request)

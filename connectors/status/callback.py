@@ -5,8 +5,10 @@ task id, and is durable in Kafka before the utility gets its 202 (see :mod:`conn
 ``GET /openapi.json`` serves the OpenAPI 3.1 description of the endpoint (``openapi.json`` next to this file).
 
 Answers: 202 accepted · 400 body not a JSON object or bad task id · 401 missing or unknown token · 403 the
-body names another utility · 404 unknown path · 405 wrong method · 413 body too large (the intake) · 415 not
-JSON · 422 a field is missing, unknown or invalid (``{"error", "field"}``) · 503 Kafka unavailable, retry.
+body names another utility · 404 unknown path · 405 wrong method (with ``Allow``) · 408 the request did not
+arrive in time (the intake) · 413 body too large (the intake) · 415 not JSON · 422 a field is missing,
+unknown or invalid, or the JSON holds a lone surrogate, an integer beyond 64 bits or a number beyond a double
+(``{"error", "field"}``) · 503 Kafka unavailable, retry.
 """
 
 import codecs
@@ -25,6 +27,7 @@ import structlog
 
 from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, reject
 from connectors.runtime.interface import Output
+from connectors.runtime.strict_json import JsonRefused, loads
 from connectors.status.mapping import check_task_id, claimed_utility, parse_status
 from routing.errors import DataError
 from schemas import Codec
@@ -171,9 +174,9 @@ def _json_object(request: IntakeRequest) -> dict[str, Any] | IntakeResponse:
     except UnicodeDecodeError:
         return reject(400, f"the body is not valid {charset}")
     try:
-        payload = json.loads(text)
-    except ValueError:
-        return reject(400, "the body is not JSON")
+        payload = loads(text)
+    except JsonRefused as exc:
+        return reject(exc.status, exc.reason) if exc.field is None else reject(exc.status, exc.reason, field=exc.field)
     if not isinstance(payload, dict):
         return reject(400, "the body must be a JSON object")
     return payload

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from connectors.runtime.http_intake import HttpIntake
+from connectors.runtime.http_intake import HttpIntake, intake_producer
 from connectors.runtime.kafka import make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
@@ -33,7 +33,7 @@ def build_callback_intake(
     """The ``status-callbacks`` intake, bound to its port, ready to ``run()``.
 
     Args:
-        settings: Where to listen and the body limit.
+        settings: Where to listen, the body limit, the read deadline, the Kafka wait and the concurrency.
         tokens: Bearer token → utility id, one token per utility that calls back.
         kafka: The cluster.
         topic: The task-status topic (prefix applied).
@@ -45,10 +45,11 @@ def build_callback_intake(
         handler,
         host=settings.host,
         port=settings.port,
-        producer=make_producer(kafka),
+        producer=intake_producer(kafka, settings),
         metrics=metrics,
         stop=stop,
         max_body_bytes=settings.max_body_bytes,
+        limits=settings,
     )
 
 

@@ -2,10 +2,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.broker import kafka_install
 from connectors.broker.local_kafka import broker_status, start_broker, stop_broker
+from connectors.runtime.kafka import TopicSpec, ensure_topics
+from connectors.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +57,18 @@ def test_restart_needs_no_maven(broker_home: Path, monkeypatch: pytest.MonkeyPat
     second = start_broker(broker_home, port=0)
     assert second == broker_status(broker_home)
     assert first.pid != second.pid
+
+
+def test_a_compacted_topic_with_retention_also_deletes(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """A compacted spec with retention_ms is created compact,delete with that retention (push signatures)."""
+    name = f"{unique_prefix}signatures"
+    ensure_topics(
+        KafkaSettings(bootstrap=kafka_bootstrap), [TopicSpec(name, 1, compacted=True, retention_ms=86_400_000)]
+    )
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        admin.close()
+    entries = {key: data["value"] for key, data in described["topic"][name].items()}
+    assert (entries["cleanup.policy"], entries["retention.ms"]) == ("compact,delete", "86400000")

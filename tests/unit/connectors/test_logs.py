@@ -1,5 +1,6 @@
 import io
 import json
+import logging
 
 import structlog
 
@@ -43,3 +44,19 @@ def test_debug_is_filtered_at_info() -> None:
     structlog.get_logger("t").debug("record_filtered")
     structlog.reset_defaults()
     assert stream.getvalue() == ""
+
+
+def test_standard_library_warnings_become_masked_json_lines() -> None:
+    """kafka-python's stdlib errors are JSON library_logged events, masked; its info chatter stays out."""
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    logging.getLogger("kafka.conn").error("Connection failed to %s for 13912345678", "127.0.0.1:9092")
+    logging.getLogger("kafka.conn").info("Connecting")
+    structlog.reset_defaults()
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["event"], line["logger"], line["level"], line["message"]) == (
+        "library_logged",
+        "kafka.conn",
+        "error",
+        "Connection failed to 127.0.0.1:9092 for 139****5678",
+    )

@@ -271,7 +271,8 @@ def test_any_json_body_gets_an_answer_never_an_exception(body: dict[str, Any]) -
         [output] = response.outputs
         assert Codec.default().decode_as("TaskStatus", output.value)["stage"] == body["stage"]
     else:
-        assert response.status in (403, 422)
+        # json.dumps writes NaN and Infinity, which are not JSON: those bodies are refused as such (400).
+        assert response.status in (403, 422) or "is not a JSON number" in response.body["error"]
         assert response.outputs == ()
 
 
@@ -292,7 +293,7 @@ class RecordingProducer:
             self.sent.append((topic, key, value))
         return _Acknowledged()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 
