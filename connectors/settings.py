@@ -44,7 +44,9 @@ class KafkaSettings(_Strict):
 
     bootstrap: str = "127.0.0.1:9092"
     client_id: str = "ubridge"
-    topic_prefix: str = Field("", description="Prepended to every topic name (isolated test runs, tenants).")
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic, consumer group, client id and transactional id (tenants, tests)."
+    )
     partitions: Annotated[int, Field(ge=1)] = 3
     replication_factor: Annotated[int, Field(ge=1)] = 1
     max_poll_records: Annotated[int, Field(ge=1)] = 500

@@ -25,10 +25,14 @@ class TopicSpec:
 
 
 def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> KafkaProducer:
-    """An idempotent producer that waits for every in-sync replica before acknowledging."""
+    """An idempotent producer that waits for every in-sync replica before acknowledging.
+
+    ``kafka.topic_prefix`` is put in front of the client id and the transactional id too: two installations
+    sharing a cluster must never fence each other's sources, and quotas and broker logs tell them apart.
+    """
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,
-        "client_id": kafka.client_id,
+        "client_id": kafka.topic_prefix + kafka.client_id,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -36,7 +40,7 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
         "compression_type": None,
     }
     if transactional_id is not None:
-        options["transactional_id"] = transactional_id
+        options["transactional_id"] = kafka.topic_prefix + transactional_id
     options.update(overrides)
     return KafkaProducer(**options)
 
@@ -45,7 +49,7 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: An
     """A consumer that commits only when told to and never sees aborted transactions."""
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,
-        "client_id": kafka.client_id,
+        "client_id": kafka.topic_prefix + kafka.client_id,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

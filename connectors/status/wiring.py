@@ -86,7 +86,7 @@ def build_poller(
         reader.close()
     return SourceRunner(
         poller,
-        producer=make_producer(kafka, transactional_id=f"{kafka.topic_prefix}ubridge-source-{poller.name}"),
+        producer=make_producer(kafka, transactional_id=f"ubridge-source-{poller.name}"),
         offsets_topic=offsets_topic,
         poll_interval_s=settings.poll_interval_s,
         retry=settings.retry,
