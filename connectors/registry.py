@@ -6,7 +6,7 @@ configured utility gets its own sink). Nothing registers itself on import.
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from connectors.aishandong.gateway import build_gateway
@@ -29,6 +29,7 @@ from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
+from connectors.runtime.lease import SourceLease
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
@@ -81,6 +82,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "tasks", "task_status"]
     specs = [TopicSpec(settings.topic(n), partitions) for n in names]
     specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
+    # one partition: in each source's lease group exactly one member owns it, and runs the source
+    specs.append(TopicSpec(settings.topic("coordination"), 1))
     specs.append(TopicSpec(settings.topic("projects"), partitions, compacted=True))
     specs.append(TopicSpec(settings.topic("sla"), partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
@@ -97,10 +100,10 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     specs = []
     gonggai = settings.sources.gonggai_interface
     if gonggai is not None and gonggai.enabled:
-        specs.append(StageSpec(gonggai.name, _gonggai_interface))
+        specs.append(StageSpec(gonggai.name, _leased(gonggai.name, _gonggai_interface)))
     spgl = settings.sources.gonggai_spgl
     if spgl is not None and spgl.enabled:
-        specs.append(StageSpec(spgl.name, _gonggai_spgl))
+        specs.append(StageSpec(spgl.name, _leased(spgl.name, _gonggai_spgl)))
         specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
@@ -110,7 +113,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False))
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
-        specs.append(StageSpec(pull.name, _aishandong_pull))
+        specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
     specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
     if settings.applications is not None and settings.applications.enabled:
         specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
@@ -120,13 +123,30 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     if callbacks is not None and callbacks.enabled:
         specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False))
     specs += [
-        StageSpec(poll_stage(u.id), _status_poller(u))
+        StageSpec(poll_stage(u.id), _leased(poll_stage(u.id), _status_poller(u)))
         for u in settings.utilities
         if u.status_poll is not None and u.status_poll.enabled
     ]
     if settings.ledger is not None and settings.ledger.enabled:
         specs.append(StageSpec(TaskLedger.stage, _ledger))
     return specs
+
+
+def _leased(name: str, build: Callable[[Context], Runnable]) -> Callable[[Context], Runnable]:
+    """A source stage that runs in one process of the installation at a time (:mod:`connectors.runtime.lease`)."""
+
+    def lease(ctx: Context) -> Runnable:
+        kafka = ctx.settings.kafka
+        return SourceLease(
+            name,
+            consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.lease.{name}"),
+            topic=ctx.settings.topic("coordination"),
+            build=lambda stop: build(replace(ctx, stop=stop)),
+            metrics=ctx.metrics,
+            stop=ctx.stop,
+        )
+
+    return lease
 
 
 def _gonggai_interface(ctx: Context) -> Runnable:

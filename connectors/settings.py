@@ -68,6 +68,7 @@ class TopicNames(_Strict):
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
+    coordination: str = "ubridge.coordination.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
 
 

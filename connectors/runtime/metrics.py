@@ -92,6 +92,12 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.source_owner = Gauge(
+            "ubridge_source_owner",
+            "1 while this process holds a source's lease and runs it, 0 while it stands by.",
+            ["stage"],
+            registry=registry,
+        )
         self.kafka_up = Gauge(
             "ubridge_kafka_up",
             "1 while the process reaches a Kafka broker of its bootstrap list, 0 while it reaches none.",
