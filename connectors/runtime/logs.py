@@ -8,6 +8,7 @@ Libraries that log through the standard library (kafka-python's "Connection fail
 through the same chain, from WARNING up, as ``library_logged`` events: the log stays one JSON object a line.
 """
 
+import json as jsonlib
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -18,6 +19,9 @@ import structlog
 
 from routing.privacy import mask_text
 
+# Characters that JSON leaves raw but many line readers (Python's splitlines, JavaScript, log shippers) take
+# for line breaks; escaped, a logged text can never split its JSON line in two.
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 _SECRET_KEYS = frozenset({"token", "password", "secret", "authorization", "api_key", "client_secret"})
 
 
@@ -63,7 +67,11 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
         stream: Where lines go; standard error by default.
     """
     _active[0] = LogOptions(json=json, level=level)
-    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_one_line, ensure_ascii=False)
+        if json
+        else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -81,6 +89,10 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
     root.handlers = [handler for handler in root.handlers if not isinstance(handler, _ToStructlog)]
     root.addHandler(_ToStructlog(logging.WARNING))
     root.setLevel(min(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+
+
+def _one_line(obj: Any, **options: Any) -> str:
+    return jsonlib.dumps(obj, **options).translate(_LINE_BREAKS)
 
 
 class _ToStructlog(logging.Handler):

@@ -60,3 +60,14 @@ def test_standard_library_warnings_become_masked_json_lines() -> None:
         "error",
         "Connection failed to 127.0.0.1:9092 for 139****5678",
     )
+
+
+def test_text_with_unicode_line_breaks_stays_on_one_line() -> None:
+    """NEL, LINE and PARAGRAPH SEPARATOR in a logged value are escaped: splitlines() sees one line."""
+    line = "a\x85b\u2028c\u2029d 中文"
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    structlog.get_logger("t").warning("request_rejected", reason=line)
+    structlog.reset_defaults()
+    (text,) = stream.getvalue().splitlines()
+    assert json.loads(text)["reason"] == line
