@@ -48,6 +48,7 @@ from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.replay_log import shared_replays
 from connectors.runtime.signed_push import Refused, ReleasingIntake, SharedReplays, SignatureCheck, json_body
 from connectors.settings import ConfigError, KafkaSettings
 from routing.errors import DataError
@@ -170,16 +171,7 @@ def build_webhook(
         message = f"sources.gonggai_webhook.mapping: {exc}"
         raise ConfigError(message) from exc
     producer = intake_producer(kafka, settings) if producer is None else producer
-    replays = None
-    if signatures_topic is not None:
-        replays = SharedReplays.on_kafka(
-            kafka,
-            producer=producer,
-            topic=signatures_topic,
-            stage=settings.name,
-            window_s=settings.replay_window_s,
-            max_entries=settings.replay_cache_max_entries,
-        )
+    replays = shared_replays(kafka, settings, producer=producer, topic=signatures_topic)
     webhook = GonggaiWebhook(
         name=settings.name,
         secret=settings.secret,

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -215,3 +215,38 @@ class SharedReplays:
     @staticmethod
     def _records(batches: dict[TopicPartition, list[ConsumerRecord]]) -> Iterable[ConsumerRecord]:
         return (record for batch in batches.values() for record in batch)
+
+
+class SignedPushSettings(Protocol):
+    """What a signed-push intake's settings say about replays."""
+
+    @property
+    def name(self) -> str:
+        """The intake's stage name."""
+        ...
+
+    @property
+    def replay_window_s(self) -> int:
+        """How long a signature stays a replay."""
+        ...
+
+    @property
+    def replay_cache_max_entries(self) -> int:
+        """The bound of the in-memory set."""
+        ...
+
+
+def shared_replays(
+    kafka: KafkaSettings, settings: SignedPushSettings, *, producer: KafkaProducer, topic: str | None
+) -> "SharedReplays | None":
+    """The replay set shared through ``topic`` by every process of the installation; None: this process only."""
+    if topic is None:
+        return None
+    return SharedReplays.on_kafka(
+        kafka,
+        producer=producer,
+        topic=topic,
+        stage=settings.name,
+        window_s=settings.replay_window_s,
+        max_entries=settings.replay_cache_max_entries,
+    )
