@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 import structlog
 from kafka.errors import KafkaTimeoutError
+from prometheus_client import CollectorRegistry
 
 from connectors.runtime import http_intake, http_server, replay_log
+from connectors.runtime.http_intake import HttpIntake, IntakeLimits
 from connectors.runtime.logs import configure_logging
+from connectors.runtime.metrics import Metrics
+from connectors.status.callback import StatusCallbackHandler
 
 
 class Future:
@@ -138,3 +142,17 @@ def serving(run: Callable[[], None], stop: threading.Event) -> Iterator[None]:
         stop.set()
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+def callback_intake(producer: Producer, stop: threading.Event, *, token: str, **limits: Any) -> HttpIntake:
+    """The status-callback intake on a free port, utility yantai-water calling with ``token``."""
+    return HttpIntake(
+        StatusCallbackHandler(tokens={token: "yantai-water"}, topic="status"),
+        host="127.0.0.1",
+        port=0,
+        producer=producer,  # type: ignore[arg-type]
+        metrics=Metrics(CollectorRegistry()),
+        stop=stop,
+        max_body_bytes=65536,
+        limits=IntakeLimits(**limits),
+    )

@@ -18,16 +18,16 @@ from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import WEBHOOK_PATH, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake, IntakeLimits
+from connectors.runtime.http_intake import HttpIntake
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings
-from connectors.status.callback import StatusCallbackHandler
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
 from tests.unit.connectors.intake_support import (
     Future,
     Producer,
     assert_json_lines,
+    callback_intake,
     exchange,
     http_request,
     json_logs,
@@ -65,16 +65,7 @@ def gateway(producer: Producer, stop: threading.Event) -> HttpIntake:
 
 
 def callbacks(producer: Producer, stop: threading.Event, **limits: Any) -> HttpIntake:
-    return HttpIntake(
-        StatusCallbackHandler(tokens={"water-token": "yantai-water"}, topic="status"),
-        host="127.0.0.1",
-        port=0,
-        producer=producer,  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
-        stop=stop,
-        max_body_bytes=65536,
-        limits=IntakeLimits(**limits),
-    )
+    return callback_intake(producer, stop, token="water-token", **limits)
 
 
 @pytest.fixture

@@ -25,13 +25,19 @@ from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import WEBHOOK_PATH, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake, IntakeLimits
+from connectors.runtime.http_intake import HttpIntake
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings
-from connectors.status.callback import StatusCallbackHandler
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
-from tests.unit.connectors.intake_support import Producer, assert_json_lines, exchange, json_logs, parse_answer
+from tests.unit.connectors.intake_support import (
+    Producer,
+    assert_json_lines,
+    callback_intake,
+    exchange,
+    json_logs,
+    parse_answer,
+)
 
 REQUESTS = int(os.environ.get("UBRIDGE_FUZZ_REQUESTS", "2000"))
 MAPPINGS = Path(__file__).parents[3] / "deploy" / "config" / "mappings"
@@ -78,16 +84,7 @@ def _gateway(producer: Producer, stop: threading.Event) -> HttpIntake:
 
 
 def _callbacks(producer: Producer, stop: threading.Event) -> HttpIntake:
-    return HttpIntake(
-        StatusCallbackHandler(tokens={TOKEN: "yantai-water"}, topic="status"),
-        host="127.0.0.1",
-        port=0,
-        producer=producer,  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
-        stop=stop,
-        max_body_bytes=65536,
-        limits=IntakeLimits(**LIMITS),
-    )
+    return callback_intake(producer, stop, token=TOKEN, **LIMITS)
 
 
 APPLICATION = {
