@@ -7,6 +7,7 @@ configured utility gets its own sink). Nothing registers itself on import.
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Protocol
 
 from connectors.aishandong.gateway import build_gateway
@@ -252,7 +253,8 @@ def _application_router(ctx: Context) -> Runnable:
     settings = ctx.settings
     config = settings.applications
     assert config is not None  # noqa: S101 - stage_specs only lists a configured application router
-    table = KafkaProjectTable(make_consumer(settings.kafka, group_id=None), topic=settings.topic("projects"))
+    consumer = make_consumer(settings.kafka, group_id=None)
+    table = KafkaProjectTable(consumer, topic=settings.topic("projects"), store_dir=config.project_table_dir)
     table.start().wait_ready(config.project_table_ready_timeout_s)
     lookups: list[ProjectLookup] = [table]
     if config.project_lookup is not None:
@@ -360,6 +362,7 @@ def _ledger(ctx: Context) -> Runnable:
         metrics=ctx.metrics,
         stop=ctx.stop,
         max_held_per_partition=config.max_held_per_partition,
+        closed_retention=timedelta(days=config.closed_retention_days),
         codec=ctx.codec,
     )
 

@@ -215,6 +215,9 @@ class ApplicationSettings(_Strict):
     required_materials: ConfigPath
     project_lookup: ProjectLookupSettings | None = None
     project_table_ready_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    project_table_dir: Path | None = Field(
+        None, description="Directory of the router's local copy of the project table (None: the temporary one)."
+    )
 
 
 class LedgerSettings(_Strict):
@@ -227,6 +230,9 @@ class LedgerSettings(_Strict):
         "wall", description="wall: the machine's clock; event: the latest status time seen (replays, the demo)"
     )
     max_held_per_partition: Annotated[int, Field(ge=1)] = 1000
+    closed_retention_days: Annotated[float, Field(gt=0)] = Field(
+        30.0, description="Days a closed task's entry stays in the ledger after its last event, then a tombstone."
+    )
 
 
 ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl", "router"]

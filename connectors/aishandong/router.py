@@ -7,9 +7,10 @@ demands and figures), looked up through a :class:`ProjectLookup`:
 * :class:`KafkaProjectTable` keeps the latest ``ProjectEvent`` per project code from the compacted project
   table ``ubridge.projects.v1`` (written by the ``project-table`` stage). A background thread owns a
   consumer *without a group* that is assigned every partition and reads from the beginning, so every router
-  process holds the whole table (one event per project) and no offsets are committed. Until it has caught
-  up with the end offsets it had at start, :meth:`~KafkaProjectTable.wait_ready` blocks (the wiring calls it
-  before the stage starts).
+  process holds the whole table (one event per project) and no offsets are committed. The table is kept
+  on local disk (:class:`~connectors.aishandong.project_store.ProjectStore`), so memory does not grow with
+  the number of projects. Until it has caught up with the end offsets it had at start,
+  :meth:`~KafkaProjectTable.wait_ready` blocks (the wiring calls it before the stage starts).
 * :class:`HttpProjectLookup` asks the approval system (``GET {base}/api/v1/projects/{code}``, bearer token,
   the answer one event in the default data-interface format) for a project the table does not know yet.
 * :class:`ChainedLookup` tries them in order.
@@ -24,6 +25,7 @@ is a ``DataError`` and is dead-lettered by the runtime.
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol, cast
 from urllib.parse import quote
 
@@ -33,6 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
+from connectors.aishandong.project_store import ProjectStore
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from connectors.runtime.metrics import Metrics
 from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, application_tasks
@@ -101,14 +104,16 @@ class KafkaProjectTable:
         consumer: A consumer with ``group_id=None`` (it is assigned partitions, never subscribed).
         topic: The compacted project-table topic (with the prefix).
         codec: Avro codec.
+        store_dir: Where the table's local file goes (None: the system's temporary directory).
     """
 
-    def __init__(self, consumer: KafkaConsumer, *, topic: str, codec: Codec | None = None) -> None:
+    def __init__(
+        self, consumer: KafkaConsumer, *, topic: str, codec: Codec | None = None, store_dir: Path | None = None
+    ) -> None:
         self._consumer = consumer
         self._topic = topic
         self._codec = codec or Codec.default()
-        self._events: dict[str, ProjectEvent] = {}
-        self._lock = threading.Lock()
+        self._store = ProjectStore(store_dir)
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"project-table-{topic}", daemon=True)
@@ -123,19 +128,19 @@ class KafkaProjectTable:
         return self._ready.wait(timeout_s)
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._events)
+        return len(self._store)
 
     def get(self, project_code: str) -> ProjectEvent | None:
         """The latest event read for ``project_code``."""
-        with self._lock:
-            return self._events.get(project_code)
+        value = self._store.get(project_code)
+        return None if value is None else cast(ProjectEvent, self._codec.decode_as("ProjectEvent", value))
 
     def close(self) -> None:
-        """Stop the thread; it closes the consumer."""
+        """Stop the thread (it closes the consumer) and delete the local copy."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._store.close()
 
     def _run(self) -> None:
         try:
@@ -145,8 +150,7 @@ class KafkaProjectTable:
             end = self._consumer.end_offsets(partitions)
             while not self._stop.is_set():
                 for batch in self._consumer.poll(timeout_ms=_POLL_MS).values():
-                    for record in batch:
-                        self._apply(record)
+                    self._store.put_many(item for item in map(self._checked, batch) if item is not None)
                 if not self._ready.is_set() and all(self._consumer.position(tp) >= end[tp] for tp in partitions):
                     self._ready.set()
                     log.info("project_table_ready", topic=self._topic, projects=len(self))
@@ -166,14 +170,14 @@ class KafkaProjectTable:
             self._stop.wait(0.5)
         return None
 
-    def _apply(self, record: ConsumerRecord) -> None:
+    def _checked(self, record: ConsumerRecord) -> tuple[str, bytes] | None:
+        """The record's project code and bytes, if it is a ProjectEvent; else it is logged and skipped."""
         try:
             event = cast(ProjectEvent, self._codec.decode_as("ProjectEvent", record.value))
         except DataError as exc:
             log.warning("project_table_skipped", topic=self._topic, offset=record.offset, reason=exc.reason)
-            return
-        with self._lock:
-            self._events[event["project_code"]] = event
+            return None
+        return event["project_code"], record.value
 
 
 class HttpProjectLookup:

@@ -65,7 +65,7 @@ def exchange_events(
         while True:
             batch = reader.poll(cursor)
             for record in batch.records:
-                if record.topic == "dlq":
+                if record.topic == "dlq" or record.value is None:
                     yield DataError("", "row never joined")
                     continue
                 try:

@@ -10,11 +10,12 @@ Example:
 """
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.metrics import LedgerMetrics
-from connectors.ledger.stage import Clock, TaskLedger
+from connectors.ledger.stage import DEFAULT_CLOSED_RETENTION, Clock, TaskLedger
 from connectors.runtime.kafka import make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
@@ -39,6 +40,7 @@ def build_ledger(
     metrics: Metrics,
     stop: threading.Event,
     max_held_per_partition: int = 1000,
+    closed_retention: timedelta = DEFAULT_CLOSED_RETENTION,
     codec: Codec | None = None,
 ) -> StageLoop:
     """The ledger stage's loop, in consumer group ``<prefix>ubridge.ledger``; topic names are prefixed already.
@@ -60,6 +62,7 @@ def build_ledger(
         reader=KafkaChangelogReader(kafka, changelog_topic),
         clock=clock,
         max_held_per_partition=max_held_per_partition,
+        closed_retention=closed_retention,
     )
     return StageLoop(
         ledger,

@@ -4,8 +4,9 @@ Two kinds of records live on it, both written to the partition number of the sta
 
 * key ``<task id>``: the task's latest ``TaskLedgerEntry`` (Avro);
 * key ``held/<status topic>/<offset>``: a status held because its task's ``RECEIVED`` was not seen yet,
-  with the status record's original bytes and headers, so a restarted instance still holds it. An empty
-  value releases it (applied to its task, or dead-lettered).
+  with the status record's original bytes and headers, so a restarted instance still holds it. A tombstone
+  releases it (applied to its task, or dead-lettered), and lets compaction remove the key; an empty value,
+  as earlier versions wrote, is read as a release too.
 
 Reading a partition to its end gives the state of that partition as the last owner left it.
 
@@ -25,7 +26,8 @@ from connectors.runtime.kafka import make_consumer
 from connectors.settings import KafkaSettings
 
 HELD_PREFIX = "held/"
-RELEASED = b""
+RELEASED = None
+_EMPTY = b""
 _HELD_TOPIC = "ubridge.held.topic"
 _HELD_KEY = "ubridge.held.key"
 _HELD_HEADERS = (_HELD_TOPIC, _HELD_KEY)
@@ -100,7 +102,7 @@ def read_latest(
             for record in records:
                 if record.offset >= end[tp] or record.key is None or only not in (None, record.key):
                     continue
-                if record.value in (None, RELEASED):
+                if record.value is None or record.value == _EMPTY:
                     result[tp.partition].pop(record.key, None)
                 else:
                     result[tp.partition][record.key] = record

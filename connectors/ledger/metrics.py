@@ -50,6 +50,11 @@ class LedgerMetrics:
             ["utility"],
             registry=registry,
         )
+        self.expired_entries = Counter(
+            "ubridge_ledger_expired_total",
+            "Closed ledger entries dropped after their retention (a tombstone on the changelog for each).",
+            registry=registry,
+        )
         self.held_statuses = Gauge(
             "ubridge_ledger_held_statuses",
             "Statuses held because their task's RECEIVED was not seen yet.",

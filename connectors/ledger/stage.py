@@ -27,6 +27,12 @@ they run through, :class:`~routing.calendar.CalendarError`) stays in the ledger 
 every status and at least hourly; once the calendar covers it (a year's ``overrides`` added, a restart), it
 is clocked and the mark cleared (``sla_clock_restored``).
 
+Closed entries do not stay forever: ``closed_retention`` after a task's last event (by the ledger's clock)
+its entry is dropped from memory and a tombstone on the changelog lets compaction remove it, so memory and
+restore time follow the open tasks and one retention's worth of closed ones, not the history
+(``ubridge_ledger_expired_total``, log ``ledger_entry_expired``). Its SLA events stay on ``ubridge.sla.v1``.
+A status that arrives for an expired task finds no entry and is held like one whose task never opened.
+
 Example:
     >>> ledger = TaskLedger(input_topic=..., changelog_topic=..., sla_topic=..., dlq_topic=...,
     ...                     calendar=calendar, policies=policies, codec=Codec.default(),
@@ -62,6 +68,7 @@ _RECHECK = timedelta(hours=1)  # an open entry is evaluated at least this often 
 _TICK_BUDGET_S = 0.25  # a tick stops after this long; the entries still due wait for the next one
 _EPSILON = timedelta(milliseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "due at once"
+DEFAULT_CLOSED_RETENTION = timedelta(days=30)
 
 
 class _Held(NamedTuple):
@@ -90,6 +97,7 @@ class TaskLedger:
         reader: Reads changelog partitions on assignment.
         clock: ``wall`` or ``event`` (see the module docstring).
         max_held_per_partition: Bound of the held-status buffer of each partition.
+        closed_retention: How long a closed entry is kept after its task's last event.
         wall_clock: Swap point for tests.
     """
 
@@ -109,6 +117,7 @@ class TaskLedger:
         reader: ChangelogReader,
         clock: Clock = "wall",
         max_held_per_partition: int = 1000,
+        closed_retention: timedelta = DEFAULT_CLOSED_RETENTION,
         wall_clock: Callable[[], datetime] = _wall,
     ) -> None:
         self.input_topics = (input_topic,)
@@ -122,12 +131,14 @@ class TaskLedger:
         self._reader = reader
         self._clock = clock
         self._max_held = max_held_per_partition
+        self._retention = closed_retention
         self._wall = wall_clock
         self.entries: dict[int, dict[str, TaskLedgerEntry]] = {}
         self._held: dict[int, dict[bytes, _Held]] = {}  # partition → changelog key → held status, oldest first
         self._where: dict[str, int] = {}
         self._due: list[tuple[datetime, int, str]] = []
         self._due_at: dict[str, datetime] = {}
+        self._expiry: list[tuple[datetime, int, str]] = []  # closed entries by expiry instant, lazily cleaned
         self._seq = itertools.count()
         self.watermark: datetime | None = None
 
@@ -155,6 +166,7 @@ class TaskLedger:
             outputs += events
             if checked != entry:
                 outputs.append(self._store(partition, entry, checked))
+        outputs += self._expire(clock, deadline)
         return outputs
 
     def close(self) -> None:
@@ -185,6 +197,8 @@ class TaskLedger:
                 self._where[task_id] = partition
                 self._count_open(None, entry)
                 self._advance_watermark(_last_event_at(entry))
+                if entry["closed"]:
+                    self._schedule_expiry(entry)
                 if not entry["closed"] or self._clock == "event":
                     # Checked at the next tick; with the event clock a closed entry's last events may not
                     # have been emitted yet (they wait for a tick), so those are checked once too.
@@ -336,6 +350,29 @@ class TaskLedger:
         self._due_at[task_id] = due
         heapq.heappush(self._due, (due, next(self._seq), task_id))
 
+    def _schedule_expiry(self, entry: TaskLedgerEntry) -> None:
+        heapq.heappush(self._expiry, (_last_event_at(entry) + self._retention, next(self._seq), entry["task_id"]))
+
+    def _expire(self, clock: datetime, deadline: float) -> list[Output]:
+        """Drop the closed entries past their retention and write their tombstones (within the tick's budget)."""
+        outputs: list[Output] = []
+        while self._expiry and self._expiry[0][0] <= clock and time.perf_counter() < deadline:
+            _, _, task_id = heapq.heappop(self._expiry)
+            partition = self._where.get(task_id)
+            entries = self.entries.get(partition, {}) if partition is not None else {}
+            entry = entries.get(task_id)
+            # Re-opened, reported again since, or already gone with its partition: a later expiry stands.
+            if entry is None or not entry["closed"] or _last_event_at(entry) + self._retention > clock:
+                continue
+            del entries[task_id]
+            del self._where[task_id]
+            self._due_at.pop(task_id, None)
+            self._count_open(entry, None)
+            self._metrics.expired_entries.inc()
+            log.info("ledger_entry_expired", stage=self.stage, task_id=task_id, utility=entry["utility_id"])
+            outputs.append(Output(self._changelog, task_id.encode(), None, partition=partition))
+        return outputs
+
     def _now(self, wall: datetime) -> datetime | None:
         return wall if self._clock == "wall" else self.watermark
 
@@ -350,6 +387,8 @@ class TaskLedger:
         task_id = entry["task_id"]
         self.entries[partition][task_id] = entry
         self._count_open(before, entry)
+        if entry["closed"]:
+            self._schedule_expiry(entry)
         contacted = reached(entry, "CONTACTED")  # as the first_contact rule reads it
         if contacted is not None and (before is None or reached(before, "CONTACTED") is None):
             try:

@@ -168,7 +168,7 @@ class HttpIntake:
     def _store(self, outputs: Sequence[Output]) -> IntakeResponse | None:
         """Produce ``outputs`` and wait for their acknowledgement; the answer to give instead when that fails."""
         for output in outputs:
-            size = len(output.key or b"") + len(output.value) + sum(len(k) + len(v) for k, v in output.headers)
+            size = len(output.key or b"") + len(output.value or b"") + sum(len(k) + len(v) for k, v in output.headers)
             if size + _RECORD_OVERHEAD_BYTES > MAX_RECORD_BYTES:
                 return reject(413, f"a record of {size} bytes is larger than Kafka takes ({MAX_RECORD_BYTES})")
         deadline = time.monotonic() + self._kafka_timeout_s

@@ -40,7 +40,7 @@ class Output:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None is a tombstone, for a compacted topic to forget the key
     headers: Headers = ()
     partition: int | None = None  # set only to co-partition a changelog with its input; else by key
 

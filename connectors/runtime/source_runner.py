@@ -148,7 +148,8 @@ class SourceRunner:
 
     def _fit(self, record: Output) -> Output:
         """The record, or its dead letter when Kafka would refuse it for its size."""
-        size = len(record.value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
+        value = record.value or b""
+        size = len(value) + len(record.key or b"") + sum(len(k) + len(v) for k, v in record.headers)
         if size <= self._max_record_bytes:
             return record
         reason = f"a record of {size} bytes is over the {self._max_record_bytes} bytes Kafka takes; its first "
@@ -157,9 +158,14 @@ class SourceRunner:
         log.warning("record_dead_lettered", stage=self.stage, topic=record.topic, reason=reason)
         now = datetime.now(UTC)
         error = DataError("", reason)
-        value = record.value[:_KEPT_BYTES]
         return source_dead_letter(
-            error, stage=self.stage, topic=self._dlq_topic, key=record.key, value=value, where=record.topic, now=now
+            error,
+            stage=self.stage,
+            topic=self._dlq_topic,
+            key=record.key,
+            value=value[:_KEPT_BYTES],
+            where=record.topic,
+            now=now,
         )
 
     def _backoff(self, failures: int, exc: RetriableError) -> float:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.ledger.changelog import RELEASED, is_held_key
 from connectors.ledger.metrics import LedgerMetrics
-from connectors.ledger.stage import Clock, TaskLedger
+from connectors.ledger.stage import DEFAULT_CLOSED_RETENTION, Clock, TaskLedger
 from connectors.runtime.dlq import error_context
 from connectors.runtime.interface import Delivered, Output
 from routing.calendar import SHANGHAI, WorkingCalendar, load_calendar, parse_calendar
@@ -96,6 +96,7 @@ class Harness:
         max_held: int = 1000,
         changelog: FakeChangelog | None = None,
         calendar: WorkingCalendar = CALENDAR,
+        retention: timedelta = DEFAULT_CLOSED_RETENTION,
     ) -> None:
         self.registry = CollectorRegistry()
         self.wall = Wall()
@@ -112,6 +113,7 @@ class Harness:
             reader=self.changelog,
             clock=clock,
             max_held_per_partition=max_held,
+            closed_retention=retention,
             wall_clock=self.wall,
         )
         self.offset = 0
@@ -145,7 +147,7 @@ def entries(outputs: Sequence[Output]) -> list[TaskLedgerEntry]:
     return [
         cast(TaskLedgerEntry, CODEC.decode_as("TaskLedgerEntry", o.value))
         for o in outputs
-        if o.topic == CHANGELOG and not is_held_key(o.key or b"")
+        if o.topic == CHANGELOG and not is_held_key(o.key or b"") and o.value is not None
     ]
 
 
@@ -278,6 +280,46 @@ def test_a_new_instance_rebuilds_entries_and_held_statuses_from_the_changelog() 
     (outcome,) = second.feed(status("RECEIVED", NOW, n=5))
     stages = [[s["stage"] for s in e["stages"]] for e in entries(delivered(outcome).outputs)]
     assert stages == [["RECEIVED", "CONTACTED"]]
+
+
+def test_a_closed_entry_expires_after_its_retention_with_a_tombstone() -> None:
+    """Kept while within retention; then dropped from memory, tombstoned on the changelog and counted."""
+    harness = Harness(retention=timedelta(days=2))
+    harness.feed(status("RECEIVED", NOW), status("REJECTED", NOW + HOUR, reason="no capacity"))
+    assert harness.ledger.entries[0][TASK_ID]["closed"]
+    assert harness.tick(NOW + HOUR + timedelta(days=1)) == []
+    assert TASK_ID in harness.ledger.entries[0]
+    outputs = harness.tick(NOW + HOUR + timedelta(days=2))
+    assert [(o.topic, o.key, o.value) for o in outputs] == [(CHANGELOG, TASK_ID.encode(), None)]
+    assert harness.ledger.entries[0] == {}
+    assert harness.sample("ubridge_ledger_expired_total") == 1
+    restored = Harness(changelog=harness.changelog)
+    restored.ledger.on_assigned([TopicPartition(STATUS, 0)])
+    assert restored.ledger.entries[0] == {}
+
+
+def test_retention_counts_from_each_closed_task_s_last_event_and_open_tasks_stay() -> None:
+    """A task closed later expires later; an open task is never expired, however old."""
+    harness = Harness(retention=timedelta(days=1))
+    harness.feed(status("RECEIVED", NOW), status("RECEIVED", NOW, n=2), status("RECEIVED", NOW, n=3))
+    harness.feed(status("REJECTED", NOW + HOUR, n=2, reason="duplicate"))
+    harness.wall.now = NOW + 20 * HOUR
+    harness.feed(status("REJECTED", NOW + 20 * HOUR, reason="withdrawn by builder"))
+    harness.tick(NOW + HOUR + timedelta(days=1))
+    assert set(harness.ledger.entries[0]) == {TASK_ID, "yantai-water-00003"}
+    harness.tick(NOW + timedelta(days=300))
+    assert set(harness.ledger.entries[0]) == {"yantai-water-00003"}
+
+
+def test_a_restored_entry_past_its_retention_expires_at_the_first_tick() -> None:
+    """A closed entry read back from the changelog after its retention is tombstoned at once."""
+    first = Harness()
+    first.feed(status("RECEIVED", NOW), status("REJECTED", NOW + HOUR, reason="no capacity"))
+    second = Harness(changelog=first.changelog, retention=timedelta(days=3))
+    second.ledger.on_assigned([TopicPartition(STATUS, 0)])
+    outputs = second.tick(NOW + timedelta(days=10))
+    assert (CHANGELOG, TASK_ID.encode(), None) in [(o.topic, o.key, o.value) for o in outputs]
+    assert second.ledger.entries[0] == {}
 
 
 def test_revoked_partitions_are_forgotten() -> None:
