@@ -103,20 +103,36 @@ class Demo:
         self.applications_refused = 0
         self.registry = CollectorRegistry()
         self.app: App | None = None
+        self.config_path = options.workdir / "ubridge.yaml"
+        self.settings: Settings
 
     def start(self) -> Settings:
         """Start the simulators and ubridge; returns the configuration it wrote and runs."""
-        urls = {u: sim.url for u, sim in self.utilities.items()}
-        config_path = self._write_config(self.approval.url, urls)
-        settings = load_settings(config_path)
+        settings = self.configure()
         self.app = App(settings, registry=self.registry)
         self.app.start()
         with self.console.status("waiting for every stage to join its consumer group"):
             _wait_for(self.app.ready, timeout_s=60)
+        self.drive_utilities()
+        self.console.print(f"configuration: {self.config_path}")
+        self.console.print(
+            f"metrics:       http://127.0.0.1:{self.app.health.port if self.app.health else '-'}/metrics"
+        )
+        return settings
+
+    def configure(self) -> Settings:
+        """Write the configuration ubridge runs with (here, or in a process of its own) and load it."""
+        urls = {u: sim.url for u, sim in self.utilities.items()}
+        self.config_path = self._write_config(self.approval.url, urls)
+        self.settings = load_settings(self.config_path)
+        return self.settings
+
+    def drive_utilities(self) -> None:
+        """Inject the faults and start the utilities working through their tasks, reporting back."""
         for utility, faults in FAULTS.items() if self.options.faults else ():
             if utility in self.utilities:
                 self.utilities[utility].set_faults(**faults)
-        callbacks = settings.status_callbacks
+        callbacks = self.settings.status_callbacks
         assert callbacks is not None  # noqa: S101 - written by _write_config
         for index, (utility, sim) in enumerate(self.utilities.items()):
             sim.set_progress(
@@ -128,15 +144,10 @@ class Demo:
                 reject_rate=0.03,
                 seed=self.options.seed + index,
             )
-        self.console.print(f"configuration: {config_path}")
-        self.console.print(
-            f"metrics:       http://127.0.0.1:{self.app.health.port if self.app.health else '-'}/metrics"
-        )
-        return settings
 
     def replay(self) -> Expectation:
         """Publish the events upstream at the configured rate while showing delivery progress."""
-        feeder = threading.Thread(target=self._feed, name="demo-feed", daemon=True)
+        feeder = threading.Thread(target=self.feed, name="demo-feed", daemon=True)
         with _progress(self.console) as progress:
             published = progress.add_task("events published upstream", total=self.options.events)
             delivered = progress.add_task("tasks delivered to utilities", total=None)
@@ -171,7 +182,8 @@ class Demo:
             self.app.wait(timeout_s=30)
         self.simulators.stop()
 
-    def _feed(self) -> None:
+    def feed(self) -> None:
+        """Publish the events upstream at the configured rate, with applications alongside."""
         chunk = max(1, int(self.options.rate_per_s / 10))
         remaining = self.options.events
         invalid = 0
@@ -191,8 +203,7 @@ class Demo:
 
     def _apply(self, chunk: int, project_codes: list[str]) -> None:
         """File 爱山东 applications alongside the approval traffic, some citing the projects just published."""
-        assert self.app is not None  # noqa: S101 - started before replay
-        gateway = self.app.settings.sources.aishandong_gateway
+        gateway = self.settings.sources.aishandong_gateway
         assert gateway is not None  # noqa: S101 - written by _write_config
         count = max(1, round(len(project_codes) * APPLICATION_SHARE))
         start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
@@ -205,8 +216,7 @@ class Demo:
                 self.applications_refused += 1
 
     def _expectation(self) -> Expectation:
-        assert self.app is not None  # noqa: S101 - started before replay
-        codes = self.app.settings.routing.status_codes
+        codes = self.settings.routing.status_codes
         now = datetime.now(UTC)
         published = self.approval.events()
         if self.options.source == "spgl":
@@ -214,7 +224,7 @@ class Demo:
         else:
             events = interface_events(published, source="gonggai-interface", status_codes=codes, now=now)
         expectation = expected_tasks(events, published, self.areas, now=now)
-        config = self.app.settings.applications
+        config = self.settings.applications
         assert config is not None  # noqa: S101 - written by _write_config
         materials = load_required_materials(config.required_materials)
         calendar = load_calendar(config.calendar)
