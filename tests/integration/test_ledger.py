@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from connectors.app import App
 from connectors.ledger import build_ledger
 from connectors.ledger.show import find_entry, register
+from connectors.ledger.stage import TaskLedger
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
@@ -45,7 +46,9 @@ class Ledger:
         producer.flush()
         producer.close()
 
-    def start(self) -> tuple[StageLoop, threading.Event, threading.Thread]:
+    def start(
+        self, *, retention: timedelta = timedelta(days=30)
+    ) -> tuple[StageLoop, threading.Event, threading.Thread]:
         stop = threading.Event()
         self.registry = CollectorRegistry()
         loop = build_ledger(
@@ -59,6 +62,7 @@ class Ledger:
             clock="event",
             metrics=Metrics(self.registry),
             stop=stop,
+            closed_retention=retention,
         )
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
@@ -81,7 +85,7 @@ class Ledger:
         return [] if entry is None else [s["stage"] for s in entry["stages"]]
 
 
-def status(n: int, stage: TaskStage, at: datetime, *, created: datetime = NOW) -> bytes:
+def status(n: int, stage: TaskStage, at: datetime, *, created: datetime = NOW, reason: str | None = None) -> bytes:
     # created NOW by default: Wednesday 10:00 in Shanghai; Yantai: 3 h first contact
     task = {**make_task("yantai-water", n), "created_at": created}
     value: TaskStatus = {
@@ -92,7 +96,7 @@ def status(n: int, stage: TaskStage, at: datetime, *, created: datetime = NOW) -
         "occurred_at": at,
         "reported_at": at,
         "pipe_length_m": None,
-        "reason": None,
+        "reason": reason,
         "detail": None,
         "reporter": "sink" if stage == "RECEIVED" else "callback",
         "task": task if stage == "RECEIVED" else None,
@@ -156,6 +160,29 @@ def test_sla_events_changelog_and_a_rebuilt_instance(ledger: Ledger) -> None:
     assert ledger.stages(task_id(1)) == ["RECEIVED", "CONTACTED", "SURVEYED"]
     assert ledger.events() == sorted([*expected, (task_id(4), "first_contact", "MET")])
     assert second_loop.state.ready
+
+
+def test_a_closed_task_past_its_retention_is_tombstoned_and_not_rebuilt(ledger: Ledger) -> None:
+    """After the retention the changelog's latest record of a closed task is a tombstone; a new instance skips it."""
+    ledger.produce(status(1, "RECEIVED", NOW), status(1, "REJECTED", NOW + HOUR, reason="no capacity"))
+    ledger.produce(status(2, "RECEIVED", NOW))
+    run = ledger.start(retention=timedelta(days=1))
+    wait_until(lambda: ledger.records_in() >= 3, timeout_s=60, what="the first statuses")
+    assert ledger.entry(task_id(1)) is not None
+    ledger.produce(status(3, "RECEIVED", NOW + timedelta(days=2), created=NOW + timedelta(days=2)))
+    expired = "ubridge_ledger_expired_total"
+    wait_until(lambda: ledger.registry.get_sample_value(expired) == 1, timeout_s=60, what="task 1 to expire")
+    stopped(run)
+    assert ledger.entry(task_id(1)) is None
+    assert ledger.stages(task_id(2)) == ["RECEIVED"]
+    rebuilt = ledger.start()
+    restored = cast(TaskLedger, rebuilt[0].processor)
+
+    def known() -> set[str]:
+        return {task for entries in list(restored.entries.values()) for task in entries}
+
+    wait_until(lambda: known() == {task_id(2), task_id(3)}, timeout_s=60, what="the rebuilt ledger without task 1")
+    stopped(rebuilt)
 
 
 def test_tasks_show_prints_the_timeline_and_rejects_unknown_tasks(
