@@ -52,7 +52,13 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes per parallel run (default: cores)"
     )
-    parser.add_argument("--memory-rate", type=float, default=150.0, help="offered rate of the memory run, events/s")
+    parser.add_argument("--memory-rate", type=float, default=40.0, help="offered rate of the memory run, events/s")
+    parser.add_argument(
+        "--memory-source",
+        choices=("spgl", "interface"),
+        default="spgl",
+        help="approval-system source of the memory run",
+    )
     parser.add_argument("--failover-rounds", type=int, default=3, help="SIGKILLs of the source's owner")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="benchmark groups to run")
     args = parser.parse_args()
@@ -72,7 +78,11 @@ def main() -> int:
         if "memory" in args.only:
             print("# memory: sustained load on a separate ubridge process", file=sys.stderr, flush=True)
             memory = memory_under_load(
-                bootstrap, prefix + "mem.", checkpoints=(10_000, 50_000), rate_per_s=args.memory_rate
+                bootstrap,
+                prefix + "mem.",
+                checkpoints=(10_000, 50_000),
+                rate_per_s=args.memory_rate,
+                source=args.memory_source,
             )
             _line("rss_10k_events", memory.rss_mib[10_000], "MiB")
             _line("rss_50k_events", memory.rss_mib[50_000], "MiB")

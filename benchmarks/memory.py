@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import yaml
@@ -27,7 +28,6 @@ from rich.console import Console
 
 from connectors.demo.runner import Demo, DemoOptions
 
-_NORMALISER = "normaliser-gonggai-spgl"
 _KIB_PER_MIB = 1024
 
 
@@ -41,7 +41,13 @@ class MemoryFigures:
 
 
 def memory_under_load(
-    bootstrap: str, prefix: str, *, checkpoints: tuple[int, ...], rate_per_s: float, progress: bool = True
+    bootstrap: str,
+    prefix: str,
+    *,
+    checkpoints: tuple[int, ...],
+    rate_per_s: float,
+    source: Literal["spgl", "interface"] = "spgl",
+    progress: bool = True,
 ) -> MemoryFigures:
     """Offer ``max(checkpoints)`` events at ``rate_per_s`` to a separate ubridge process; RSS at each checkpoint."""
     workdir = Path(tempfile.mkdtemp(prefix="ubridge-bench-memory-"))
@@ -56,6 +62,7 @@ def memory_under_load(
         seed=11,
         faults=False,
         topic_prefix=prefix,
+        source=source,
     )
     demo = Demo(options, Console(stderr=True, quiet=not progress))
     process: subprocess.Popen[bytes] | None = None
@@ -74,7 +81,8 @@ def memory_under_load(
         feeder = threading.Thread(target=demo.feed, name="bench-memory-feed", daemon=True)
         started = time.monotonic()
         feeder.start()
-        figures = _watch(process.pid, metrics_url, checkpoints, progress=progress)
+        normaliser = "normaliser-gonggai-spgl" if source == "spgl" else "normaliser-gonggai"
+        figures = _watch(process.pid, metrics_url, normaliser, checkpoints, progress=progress)
         figures.events_per_s = total / (time.monotonic() - started)
         return figures
     finally:
@@ -84,13 +92,15 @@ def memory_under_load(
         demo.stop()
 
 
-def _watch(pid: int, metrics_url: str, checkpoints: tuple[int, ...], *, progress: bool) -> MemoryFigures:
+def _watch(
+    pid: int, metrics_url: str, normaliser: str, checkpoints: tuple[int, ...], *, progress: bool
+) -> MemoryFigures:
     figures = MemoryFigures()
     pending = sorted(checkpoints)
     last_report = 0.0
     with httpx.Client(base_url=metrics_url, timeout=10) as http:
         while pending:
-            taken = _records_in(http, _NORMALISER)
+            taken = _records_in(http, normaliser)
             while pending and taken >= pending[0]:
                 figures.rss_mib[pending.pop(0)] = _status_mib(pid, "VmRSS")
             if progress and time.monotonic() - last_report > 10:
