@@ -15,7 +15,7 @@ from connectors.runtime.interface import Delivered, Output
 from routing.calendar import SHANGHAI, WorkingCalendar, load_calendar, parse_calendar
 from routing.errors import DataError
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus
-from routing.sla import load_policies
+from routing.sla_policy import load_policies
 from schemas import Codec
 from tests.support import NOW, ROOT, make_task
 
@@ -25,7 +25,7 @@ POLICIES = load_policies(ROOT / "deploy" / "config" / "sla-policies.yaml")
 CODEC = Codec.default()
 NO_RULES = parse_calendar({"office_hours": ["08:30-12:00", "13:30-17:30"], "provisional_rules": False})
 NEW_YEARS_EVE = datetime(2026, 12, 31, 16, tzinfo=SHANGHAI)
-TASK_ID = "yantai-water-00001"  # created NOW: Wednesday 2026-11-25 10:00 in Shanghai; Yantai: 3 h first contact
+TASK_ID = "yantai-water-00001"  # filed and created NOW: Wednesday 2026-11-25 10:00 in Shanghai; 3 h first contact
 HOUR = timedelta(hours=1)
 
 
@@ -71,7 +71,14 @@ def status(
     created: datetime = NOW,
     **fields: Any,
 ) -> bytes:
-    task = {**make_task("yantai-water", n), "region_code": region, "created_at": created}
+    task = {
+        **make_task("yantai-water", n),
+        "region_code": region,
+        "created_at": created,
+        "kind": "APPLICATION",
+        "application_kind": "CONNECTION",
+        "application_filed_at": created,
+    }
     value: TaskStatus = {
         "task_id": task["task_id"],
         "utility_id": "yantai-water",
