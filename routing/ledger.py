@@ -270,9 +270,13 @@ def _clock_row(
     used = reading.elapsed.total_seconds() / 3600
     remaining = None if clock.limit_hours is None else clock.limit_hours - used
     basis = _basis(calendar, clock.started_at, max(reading.horizon, due or reading.horizon))
+    # Only the exclusions that fell within this clock's own interval took time out of it.
+    excluded = tuple(
+        span for span in clock.excluded if span.start < reading.horizon and (span.end or now) > clock.started_at
+    )
     return ClockRow(
         clock.name, clock.started_at, clock.ended_at, clock.limit_hours, due, used, remaining, reading.state,
-        clock.excluded, basis,
+        excluded, basis,
     )  # fmt: skip
 
 
