@@ -367,3 +367,30 @@ def test_an_unclocked_task_is_clocked_once_the_calendar_covers_it() -> None:
         entries(outputs)[-1]["unclocked_reason"],
         second.sample("ubridge_ledger_unclocked_tasks", utility="yantai-water"),
     )
+
+
+def sent_task(**fields: Any) -> dict[str, Any]:
+    """The task the sink's RECEIVED of task 1 carries, with ``fields`` changed."""
+    task: dict[str, Any] = CODEC.decode_as("TaskStatus", status("RECEIVED", NOW))["task"]
+    return {**task, **fields}
+
+
+def test_a_late_arriving_application_breaches_first_contact_at_once() -> None:
+    """Filed four working days before it reached the utility: RECEIVED alone emits the contact breach."""
+    harness = Harness()
+    (outcome,) = harness.feed(status("RECEIVED", NOW, task=sent_task(application_filed_at=NOW - timedelta(days=6))))
+    assert ("first_contact", "BREACHED") in sla_events(delivered(outcome).outputs)
+
+
+def test_a_cancel_reaching_the_utility_closes_the_clocks_as_cancelled() -> None:
+    """The sink's RECEIVED of a CANCEL ends the task: its clocks close CANCELLED and it is no longer open."""
+    harness = Harness()
+    harness.feed(status("RECEIVED", NOW))
+    harness.wall.now = NOW + HOUR
+    (outcome,) = harness.feed(status("RECEIVED", NOW + HOUR, task=sent_task(action="CANCEL")))
+    outputs = delivered(outcome).outputs
+    assert (sorted(sla_events(outputs)), [e["closed"] for e in entries(outputs)]) == (
+        [("first_contact", "CANCELLED"), ("total", "CANCELLED")],
+        [True],
+    )
+    assert harness.sample("ubridge_ledger_open_tasks", utility="yantai-water", stage="RECEIVED") == 0
