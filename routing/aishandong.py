@@ -264,6 +264,9 @@ def application_tasks(
                 "contact_due": contact_due,
                 "contact_due_note": note,
                 "flags": list(flags),
+                "application_filed_at": app["filed_at"],
+                "application_kind": app["kind"],
+                "permit_granted_at": None,
             }
         )
     return tasks

@@ -12,8 +12,9 @@ final entry depends only on the set of reports, never on their arrival order:
   without a reason, EXTERNAL_WORKS without a pipe length, another task's or utility's report, a report dated
   before the task was created.
 
-CLOSED may arrive before the CONNECTED report it follows; until that report arrives the task is closed and
-the total rule counts up to CLOSED.
+The task ends at CLOSED, REJECTED, or when the utility receives a CANCEL of it (the sink's RECEIVED carrying
+a task with ``action="CANCEL"``, recorded as ``cancelled_at``); every clock still running then closes with
+that outcome. Reports after a cancellation are still recorded (the utility may not have seen it yet).
 
 The calendar never makes a report fail: a span whose working time cannot be computed (no holiday schedule for
 a year it runs through) keeps ``elapsed_working_hours`` null and the entry says why in ``unclocked_reason``;
@@ -23,7 +24,7 @@ A ledger stage drives it like this (``evaluate`` is :func:`routing.sla.evaluate`
 
     entry = open_entry(received["task"], received_at=received["occurred_at"])
     entry = apply_status(entry, contacted, calendar)
-    events = evaluate(entry, policies.policy_for(entry["region_code"], entry["scenario"]), calendar, now)
+    events = evaluate(entry, book, calendar, now)  # book: the rules of deploy/config/sla-policies.yaml
     entry = mark_emitted(entry, events, now)  # after the events are acknowledged
 """
 
@@ -34,35 +35,98 @@ from typing import Final, NamedTuple
 from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.records import SlaEvent, StageSpan, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
-from routing.sla import STAGE_ORDER, Policy, RuleClock, RuleState, read, rule_clocks, scenario_for, task_end
+from routing.sla import (
+    STAGE_ORDER,
+    ExcludedSpan,
+    RuleClock,
+    RuleState,
+    RuleView,
+    Terminal,
+    read,
+    rule_views,
+    scenario_for,
+    task_end,
+)
+from routing.sla_policy import PolicyBook
 
-__all__ = ["STAGE_ORDER", "TimelineRow", "apply_status", "mark_emitted", "open_entry", "reclock", "timeline"]
+__all__ = [
+    "STAGE_ORDER",
+    "ClockRow",
+    "RuleTimeline",
+    "StageRow",
+    "Timeline",
+    "apply_status",
+    "mark_emitted",
+    "open_entry",
+    "reclock",
+    "timeline",
+]
 
 _FIELD: Final = "stage"
 _RANK: Final = {stage: rank for rank, stage in enumerate((*STAGE_ORDER, "REJECTED"))}
 
 
-class TimelineRow(NamedTuple):
-    """One line of ``ubridge tasks show``: a stage or a rule, its times in working hours, and its state.
+class StageRow(NamedTuple):
+    """One stage of the 台账: when it started and ended, its working hours (None: unclocked), ``calendar`` basis.
 
     ``calendar`` is ``official``, ``provisional`` (some day counted has no State Council notice yet) or
-    ``unclocked`` (the working time cannot be computed; the hours are then None and the state ``open``).
+    ``unclocked`` (the working time cannot be computed).
+    """
+
+    name: str
+    started: datetime
+    ended: datetime | None
+    elapsed_working_hours: float | None
+    calendar: str = "official"
+
+
+class ClockRow(NamedTuple):
+    """One clock of a rule (the rule's own, or a step): limit, due instant, used and remaining, state, exclusions.
+
+    Hours are office hours for working units and natural hours for natural ones; ``None`` where there is no
+    limit, the clock has not started, or it cannot be computed (``calendar`` = ``unclocked``).
     """
 
     name: str
     started: datetime | None
     ended: datetime | None
-    elapsed_working_hours: float | None
-    allowed_working_hours: float | None
+    limit_hours: float | None
+    due: datetime | None
+    used_hours: float | None
+    remaining_hours: float | None
     state: RuleState
+    excluded: tuple[ExcludedSpan, ...] = ()
     calendar: str = "official"
+
+
+class RuleTimeline(NamedTuple):
+    """A rule governing the task: its citation, start and stop, unit and counting, variant, and its clocks."""
+
+    rule_id: str
+    citation: str
+    starts: str
+    start_note: str | None
+    stops: str
+    unit: str
+    counting: str
+    variant: str | None
+    rows: list[ClockRow]
+
+
+class Timeline(NamedTuple):
+    """What ``ubridge tasks show`` prints: the stages, each governing rule, and how the task ended."""
+
+    stages: list[StageRow]
+    rules: list[RuleTimeline]
+    ended: str | None
 
 
 def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
     """Start the ledger entry of a task the utility just received.
 
-    The clock starts at ``task["created_at"]``. The task's demand carries no pipe length, so the scenario
-    starts as ``no_external_works`` until an EXTERNAL_WORKS report gives one.
+    The entry keeps the instants the rules start from (the application's filing, the permit's grant). The
+    task's demand carries no pipe length, so the scenario starts as ``no_external_works`` until an
+    EXTERNAL_WORKS report gives one. A CANCEL received first opens the entry already cancelled.
 
     Raises:
         ValueError: If ``received_at`` is naive.
@@ -81,12 +145,16 @@ def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
         "scenario": scenario_for(None),
         "pipe_length_m": None,
         "stage": "RECEIVED",
-        "closed": False,
+        "closed": task["action"] == "CANCEL",
         "rejected_reason": None,
         "stages": [{"stage": "RECEIVED", "started_at": received_at, "ended_at": None, "elapsed_working_hours": None}],
         "emitted": [],
         "updated_at": received_at,
         "unclocked_reason": None,
+        "application_filed_at": task.get("application_filed_at"),
+        "application_kind": task.get("application_kind"),
+        "permit_granted_at": task.get("permit_granted_at"),
+        "cancelled_at": received_at if task["action"] == "CANCEL" else None,
     }
 
 
@@ -100,6 +168,8 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
     stage, at = status["stage"], status["occurred_at"]
     _aware(at, "occurred_at")
     _check_identity(entry, status)
+    if stage == "RECEIVED" and status["task"] is not None and status["task"]["action"] == "CANCEL":
+        return _cancelled(entry, at, status["reported_at"])
     _check_payload(status)
     _not_before_creation(entry["created_at"], stage, at)
     times = {span["stage"]: span["started_at"] for span in entry["stages"]}
@@ -112,13 +182,20 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
     changed["unclocked_reason"] = unclocked
     changed["emitted"] = list(entry["emitted"])
     changed["stage"] = changed["stages"][-1]["stage"]
-    changed["closed"] = "CLOSED" in times or "REJECTED" in times
+    changed["closed"] = "CLOSED" in times or "REJECTED" in times or entry["cancelled_at"] is not None
     if stage == "REJECTED":
         changed["rejected_reason"] = status["reason"]
     if stage == "EXTERNAL_WORKS":
         changed["pipe_length_m"] = status["pipe_length_m"]
         changed["scenario"] = scenario_for(status["pipe_length_m"])
     return changed
+
+
+def _cancelled(entry: TaskLedgerEntry, at: datetime, reported_at: datetime) -> TaskLedgerEntry:
+    """The entry ended by a CANCEL the utility received at ``at`` (the earliest one counts)."""
+    if entry["cancelled_at"] is not None and entry["cancelled_at"] <= at:
+        return entry
+    return {**entry, "cancelled_at": at, "closed": True, "updated_at": reported_at, "emitted": list(entry["emitted"])}
 
 
 def reclock(entry: TaskLedgerEntry, calendar: WorkingCalendar) -> TaskLedgerEntry:
@@ -143,55 +220,76 @@ def mark_emitted(entry: TaskLedgerEntry, events: Sequence[SlaEvent], now: dateti
     return {**entry, "stages": list(entry["stages"]), "emitted": emitted, "updated_at": now}
 
 
-def timeline(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[TimelineRow]:
-    """Return one row per stage in time order, then the ``first_contact`` and ``total`` rules.
+def timeline(entry: TaskLedgerEntry, book: PolicyBook, calendar: WorkingCalendar, now: datetime) -> Timeline:
+    """Return the task's stages in time order, then per governing rule its own clock and one per step.
 
-    A stage with a step limit reads like a rule; one without reads ``open`` until the next stage starts,
-    then ``met``. CLOSED and REJECTED are instants (zero hours, ``met``). A rule still running when the task
-    ended is read at the end: ``breached`` if it was, else ``open``.
+    A clock still running when the task was rejected or cancelled is read then: ``breached`` if it was, else
+    ``rejected`` or ``cancelled``. CLOSED counts as reaching every stop. A clock without a limit reads ``open``
+    or ``done``.
 
     Raises:
         ValueError: If ``now`` is naive.
     """
     _aware(now, "now")
     end = task_end(entry)
-    clocks = {clock.rule: clock for clock in rule_clocks(entry, policy, calendar)}
-    rows: list[TimelineRow] = []
-    for span in entry["stages"]:
-        clock = clocks.get(f"step:{span['stage']}")
-        if clock is not None:
-            rows.append(_rule_row(span["stage"], clock, calendar, now, end=end, fraction=policy.warning_fraction))
-        else:
-            rows.append(_stage_row(span, calendar, now))
-    for rule in ("first_contact", "total"):
-        if rule in clocks:
-            rows.append(_rule_row(rule, clocks[rule], calendar, now, end=end, fraction=policy.warning_fraction))
-    return rows
+    stages = [_stage_row(span, calendar, now) for span in entry["stages"]]
+    views = rule_views(entry, book, calendar)
+    rules = [_rule_timeline(view, calendar, now, end, book.warning_fraction) for view in views]
+    closed = next((span["started_at"] for span in entry["stages"] if span["stage"] == "CLOSED"), None)
+    ended = f"{end[1]} at {end[0].isoformat()}" if end is not None else None
+    if ended is None and closed is not None:
+        ended = f"CLOSED at {closed.isoformat()}"
+    return Timeline(stages, rules, ended)
 
 
-def _rule_row(
-    name: str, clock: RuleClock, calendar: WorkingCalendar, now: datetime, *, end: datetime | None, fraction: float
-) -> TimelineRow:
+def _rule_timeline(
+    view: RuleView, calendar: WorkingCalendar, now: datetime, end: tuple[datetime, Terminal] | None, fraction: float
+) -> RuleTimeline:
+    rule = view.rule
+    rows = [_clock_row(clock, calendar, now, end, fraction) for clock in view.clocks]
+    counting = (
+        ("start day counts" if rule.counting.start_day_counts else "from the next day") + ": " + (rule.counting.reading)
+    )
+    variant = view.variant.name if view.variant is not None else None
+    return RuleTimeline(rule.id, view.citation, rule.starts, view.note, rule.stops, rule.unit, counting, variant, rows)
+
+
+def _clock_row(
+    clock: RuleClock, calendar: WorkingCalendar, now: datetime, end: tuple[datetime, Terminal] | None, fraction: float
+) -> ClockRow:
+    if clock.started_at is None:
+        return ClockRow(clock.name, None, None, clock.limit_hours, None, None, None, "not_started", clock.excluded)
     try:
         reading = read(clock, calendar, now, end=end, fraction=fraction)
+        due = None if clock.limit_hours is None else clock.instant(calendar, clock.limit_hours, reading.horizon)
     except CalendarError:
-        return TimelineRow(name, clock.started_at, clock.ended_at, None, clock.limit_hours, "open", "unclocked")
-    elapsed = reading.elapsed.total_seconds() / 3600
-    basis = _basis(calendar, clock.started_at, reading.horizon)
-    return TimelineRow(name, clock.started_at, clock.ended_at, elapsed, clock.limit_hours, reading.state, basis)
+        return ClockRow(
+            clock.name, clock.started_at, clock.ended_at, clock.limit_hours, None, None, None, "open",
+            clock.excluded, "unclocked",
+        )  # fmt: skip
+    used = reading.elapsed.total_seconds() / 3600
+    remaining = None if clock.limit_hours is None else clock.limit_hours - used
+    basis = _basis(calendar, clock.started_at, max(reading.horizon, due or reading.horizon))
+    # Only the exclusions that fell within this clock's own interval took time out of it.
+    excluded = tuple(
+        span for span in clock.excluded if span.start < reading.horizon and (span.end or now) > clock.started_at
+    )
+    return ClockRow(
+        clock.name, clock.started_at, clock.ended_at, clock.limit_hours, due, used, remaining, reading.state,
+        excluded, basis,
+    )  # fmt: skip
 
 
-def _stage_row(span: StageSpan, calendar: WorkingCalendar, now: datetime) -> TimelineRow:
+def _stage_row(span: StageSpan, calendar: WorkingCalendar, now: datetime) -> StageRow:
     started, ended = span["started_at"], span["ended_at"]
     if span["stage"] in ("CLOSED", "REJECTED"):
-        return TimelineRow(span["stage"], started, started, 0.0, None, "met")
-    state: RuleState = "open" if ended is None else "met"
+        return StageRow(span["stage"], started, started, 0.0)
     horizon = now if ended is None else ended
     try:
         elapsed = calendar.working_hours_between(started, horizon)
     except CalendarError:
-        return TimelineRow(span["stage"], started, ended, None, None, state, "unclocked")
-    return TimelineRow(span["stage"], started, ended, elapsed, None, state, _basis(calendar, started, horizon))
+        return StageRow(span["stage"], started, ended, None, "unclocked")
+    return StageRow(span["stage"], started, ended, elapsed, _basis(calendar, started, horizon))
 
 
 def _basis(calendar: WorkingCalendar, start: datetime, end: datetime) -> str:

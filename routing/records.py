@@ -16,7 +16,7 @@ TaskStage = Literal[
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
 ApplicantType = Literal["PERSON", "ENTERPRISE"]
-SlaEventKind = Literal["WARNING", "BREACHED", "MET"]
+SlaEventKind = Literal["WARNING", "BREACHED", "MET", "REJECTED", "CANCELLED"]
 
 SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
 
@@ -105,6 +105,9 @@ class UtilityTask(TypedDict):
     contact_due: datetime | None
     contact_due_note: str | None
     flags: list[str]
+    application_filed_at: datetime | None
+    application_kind: ApplicationKind | None
+    permit_granted_at: datetime | None
 
 
 class TaskStatus(TypedDict):
@@ -165,6 +168,9 @@ class SlaEvent(TypedDict):
     emitted_at: datetime
     time_zone: str
     provisional_calendar: bool
+    rule_id: str
+    unit: str
+    start_event: str
 
 
 class StageSpan(TypedDict):
@@ -195,3 +201,7 @@ class TaskLedgerEntry(TypedDict):
     emitted: list[str]
     updated_at: datetime
     unclocked_reason: str | None
+    application_filed_at: datetime | None
+    application_kind: ApplicationKind | None
+    permit_granted_at: datetime | None
+    cancelled_at: datetime | None

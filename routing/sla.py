@@ -1,65 +1,49 @@
-"""SLA policies as data, and the evaluation of a task's clocks against them (DESIGN §7).
+"""A task's clocks under the rules that govern it, and the SLA events they raise (DESIGN §7).
 
-A policy row gives, for a region prefix and a scenario, up to three limits, each a *rule* clocked in working
-time by :class:`routing.calendar.WorkingCalendar`:
+The rules are data (:mod:`routing.sla_policy`, ``deploy/config/sla-policies.yaml``). For each rule governing a
+task, :func:`rule_views` picks the variant for the task's external pipe and builds its clocks: the rule's own
+(``first_contact`` when it stops at CONTACTED, else ``total``) from the instant the rule starts from (the
+application's filing, the permit's grant…), and one ``step:<name>`` per step the document names, each from the
+previous step's stop. Clocks count office time (:class:`routing.calendar.WorkingCalendar`) or natural time, by
+the rule's unit, less the stages the variant clocks out (Yantai's design and construction).
 
-- ``first_contact``: task creation → the first stage at or after CONTACTED, ``first_contact_hours`` hours;
-- ``total``: task creation → the first stage at or after CONNECTED, ``total_days`` working days, less the
-  time spent in ``excluded_stages`` (Yantai leaves design and construction out);
-- ``step:<STAGE>``: each stage before CONNECTED, from its start to the next stage's, ``step_days``.
-
-A working day is :attr:`~routing.calendar.WorkingCalendar.hours_per_day` office hours. Per rule,
-:func:`evaluate` emits WARNING once the elapsed time reaches ``warning_fraction`` of the limit while the rule
-is open, BREACHED once it exceeds the limit (``occurred_at`` = the due instant), and MET when the rule closed
-within it. Event ids are ``sha256(task, rule, kind)``, so a replay emits nothing new. An event whose clock runs
-over a year with only a provisional holiday schedule says so (``provisional_calendar``).
+:func:`evaluate` emits, per clock with a limit: WARNING at ``warning_fraction`` while it runs, BREACHED past the
+limit (``occurred_at`` = the due instant), MET when it stopped in time, and REJECTED or CANCELLED when the task
+ended first within the limit (a CLOSED report counts as reaching every stop). A clock has one outcome. Event
+ids are ``sha256(task, rule id, clock, kind)``, so a replay emits nothing new. An event over a year with only a
+provisional holiday schedule says so.
 
 Example:
-    >>> row = {"id": "p", "region_prefix": "37", "source": "doc", "first_contact_hours": 3,
-    ...        "scenarios": {"no_external_works": {"total_days": 3}}}
-    >>> parse_policies({"policies": [row]}).policy_for("370602", "no_external_works").total_days
-    3.0
+    >>> views = rule_views(entry, book, calendar)
+    >>> events = evaluate(entry, book, calendar, now)
 """
 
 import hashlib
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Final, Literal, NoReturn
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Final, Literal
 
-from routing.calendar import TIME_ZONE, WorkingCalendar
-from routing.errors import DataError
+from routing.calendar import SHANGHAI, TIME_ZONE, WorkingCalendar
 from routing.records import SlaEvent, SlaEventKind, TaskLedgerEntry, TaskStage
-from routing.regions import PROVINCES, is_known_region
-from routing.yaml_files import read_yaml
+from routing.sla_policy import PolicyBook, Rule, StartEvent, Variant
 
-SCENARIOS: Final = ("no_external_works", "pipe_le_20m", "pipe_le_50m", "pipe_le_200m")
+SCENARIOS: Final = ("no_external_works", "pipe_le_20m", "pipe_le_50m", "pipe_le_200m", "pipe_over_200m")
 STAGE_ORDER: Final[tuple[TaskStage, ...]] = (
     "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED",
 )  # fmt: skip
-STEP_STAGES: Final = STAGE_ORDER[: STAGE_ORDER.index("CONNECTED")]
-LONGEST_DOCUMENTED_PIPE_M: Final = 200.0
-DEFAULT_WARNING_FRACTION: Final = 0.8
 
-RuleState = Literal["met", "breached", "open", "warning"]
+RuleState = Literal["met", "breached", "open", "warning", "not_started", "done", "rejected", "cancelled"]
+Terminal = Literal["REJECTED", "CANCELLED"]
 
-_PIPE_SCENARIOS: Final = ((20.0, "pipe_le_20m"), (50.0, "pipe_le_50m"))
+_PIPE_SCENARIOS: Final = ((20.0, "pipe_le_20m"), (50.0, "pipe_le_50m"), (200.0, "pipe_le_200m"))
 _EVENT_ID_LENGTH: Final = 32
-_ROW_KEYS: Final = frozenset({"id", "region_prefix", "source", "first_contact_hours", "warning_fraction", "scenarios"})
-_LIMIT_KEYS: Final = frozenset({"total_days", "step_days", "excluded_stages"})
-_PREFIX_MIN: Final = 2
-_PREFIX_MAX: Final = 6
-_TERMINAL: Final = ("CLOSED", "REJECTED")
-_OUTCOMES: Final[tuple[SlaEventKind, ...]] = ("BREACHED", "MET")
+_OUTCOMES: Final[tuple[SlaEventKind, ...]] = ("BREACHED", "MET", "REJECTED", "CANCELLED")
+_HOURS_PER_NATURAL_DAY: Final = 24.0
 
 
 def scenario_for(pipe_length_m: float | None) -> str:
-    """Return the scenario for an external pipe length.
-
-    ``None`` or 0 means no external works. Beyond 200 m no document sets a longer limit, so the 200 m rule
-    still applies (the strictest reading); compare with :data:`LONGEST_DOCUMENTED_PIPE_M` to flag such tasks.
+    """Return the label of an external pipe length shown on the ledger entry (the rules pick their own variants).
 
     Raises:
         ValueError: On a negative or non-finite length.
@@ -69,100 +53,81 @@ def scenario_for(pipe_length_m: float | None) -> str:
     if not math.isfinite(pipe_length_m) or pipe_length_m < 0:
         msg = f"pipe_length_m must be a finite length >= 0, got {pipe_length_m!r}"
         raise ValueError(msg)
-    return next((name for limit, name in _PIPE_SCENARIOS if pipe_length_m <= limit), "pipe_le_200m")
+    return next((name for limit, name in _PIPE_SCENARIOS if pipe_length_m <= limit), "pipe_over_200m")
 
 
 @dataclass(frozen=True)
-class Policy:
-    """The limits for one region prefix and scenario; ``None`` means the rule does not apply."""
+class ExcludedSpan:
+    """Time clocked out of a rule: a stage's span and the document's reason (e.g. ``design, construction``)."""
 
-    policy_id: str
-    region_prefix: str
-    scenario: str
-    source: str
-    first_contact_hours: float | None
-    total_days: float | None
-    step_days: float | None
-    warning_fraction: float = DEFAULT_WARNING_FRACTION
-    excluded_stages: tuple[TaskStage, ...] = ()
-
-
-class PolicyNotFoundError(DataError):
-    """No policy row covers the task's region for its scenario."""
-
-
-@dataclass(frozen=True)
-class PolicyTable:
-    """Policies indexed by (region prefix, scenario); the longest matching prefix wins.
-
-    Raises:
-        ValueError: On two policies for the same prefix and scenario.
-    """
-
-    policies: tuple[Policy, ...]
-    _index: Mapping[tuple[str, str], Policy] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        index: dict[tuple[str, str], Policy] = {}
-        for policy in self.policies:
-            key = (policy.region_prefix, policy.scenario)
-            if key in index:
-                msg = f"{index[key].policy_id!r} and {policy.policy_id!r} both set prefix {key[0]!r} {key[1]}"
-                raise ValueError(msg)
-            index[key] = policy
-        object.__setattr__(self, "_index", index)
-
-    def policy_for(self, region_code: str, scenario: str) -> Policy:
-        """Return the policy of the longest prefix of ``region_code`` with a row for ``scenario``.
-
-        Raises:
-            ValueError: If ``scenario`` is not one of :data:`SCENARIOS`.
-            PolicyNotFoundError: If no row covers the region (not even a ``""`` default).
-        """
-        if scenario not in SCENARIOS:
-            msg = f"unknown scenario {scenario!r}; expected one of {list(SCENARIOS)}"
-            raise ValueError(msg)
-        for length in range(len(region_code), -1, -1):
-            policy = self._index.get((region_code[:length], scenario))
-            if policy is not None:
-                return policy
-        raise PolicyNotFoundError("region_code", f"no SLA policy covers region {region_code} for {scenario}")
+    start: datetime
+    end: datetime | None
+    reason: str
 
 
 @dataclass(frozen=True)
 class RuleClock:
-    """One rule of one task: when its clock started, when it stopped (``None``: still running), its limit."""
+    """One clock of one rule on one task. ``started_at`` None: a step whose previous step has not ended."""
 
-    rule: str
-    started_at: datetime
+    rule_id: str
+    name: str
+    started_at: datetime | None
     ended_at: datetime | None
-    limit_hours: float
-    excluded: tuple[tuple[datetime, datetime | None], ...] = ()
+    limit_hours: float | None
+    natural: bool
+    counts_from: datetime | None = None
+    excluded: tuple[ExcludedSpan, ...] = ()
+
+    def _measure(self, calendar: WorkingCalendar, start: datetime, end: datetime) -> timedelta:
+        if self.natural:
+            return max(end - start, timedelta(0))
+        return calendar.working_time_between(start, end)
+
+    def _advance(self, calendar: WorkingCalendar, start: datetime, amount: timedelta) -> datetime:
+        return (start + amount).astimezone(UTC) if self.natural else calendar.add_working_time(start, amount)
 
     def elapsed(self, calendar: WorkingCalendar, horizon: datetime) -> timedelta:
-        """Return the counted working time from the start to ``horizon``, excluded stages left out."""
-        total = calendar.working_time_between(self.started_at, horizon)
-        for start, end in self.excluded:
-            stop = horizon if end is None else min(end, horizon)
-            total -= calendar.working_time_between(max(start, self.started_at), stop)
+        """Return the counted time from the start to ``horizon``, excluded spans left out."""
+        origin = self.counts_from or self.started_at
+        if origin is None:
+            return timedelta(0)
+        total = self._measure(calendar, origin, horizon)
+        for span in self.excluded:
+            stop = horizon if span.end is None else min(span.end, horizon)
+            total -= self._measure(calendar, max(span.start, origin), stop)
         return total
 
     def instant(self, calendar: WorkingCalendar, hours: float, horizon: datetime) -> datetime:
-        """Return when ``hours`` of counted time have elapsed (an excluded stage still open ends at ``horizon``)."""
-        cursor, remaining = self.started_at, timedelta(hours=hours)
-        for start, end in self.excluded:
-            if start > cursor:
-                available = calendar.working_time_between(cursor, start)
+        """Return when ``hours`` of counted time have elapsed (an excluded span still open ends at ``horizon``)."""
+        origin = self.counts_from or self.started_at
+        if origin is None:
+            msg = f"{self.name} has not started"
+            raise ValueError(msg)
+        cursor, remaining = origin, timedelta(hours=hours)
+        for span in self.excluded:
+            if span.start > cursor:
+                available = self._measure(calendar, cursor, span.start)
                 if remaining <= available:
-                    return calendar.add_working_time(cursor, remaining)
+                    return self._advance(calendar, cursor, remaining)
                 remaining -= available
-            cursor = max(cursor, horizon if end is None else end)
-        return calendar.add_working_time(cursor, remaining)
+            cursor = max(cursor, horizon if span.end is None else span.end)
+        return self._advance(calendar, cursor, remaining)
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A rule governing a task: its variant (None when none covers the pipe, ``note`` says why) and clocks."""
+
+    rule: Rule
+    citation: str
+    variant: Variant | None
+    clocks: tuple[RuleClock, ...]
+    note: str | None
 
 
 @dataclass(frozen=True)
 class Reading:
-    """A rule read at ``horizon``: its counted elapsed time, its state, and whether it can still warn."""
+    """A clock read at ``horizon``: its counted time, its state, and whether it still runs."""
 
     elapsed: timedelta
     horizon: datetime
@@ -170,27 +135,77 @@ class Reading:
     live: bool
 
 
-def rule_clocks(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar) -> list[RuleClock]:
-    """Return the clocks the policy sets on the task: first_contact, total, then step:<STAGE> in time order."""
-    day = calendar.hours_per_day
-    created = entry["created_at"]
-    clocks: list[RuleClock] = []
-    if policy.first_contact_hours is not None:
-        clocks.append(RuleClock("first_contact", created, reached(entry, "CONTACTED"), policy.first_contact_hours))
-    if policy.total_days is not None:
-        excluded = tuple(
-            (span["started_at"], span["ended_at"])
-            for span in entry["stages"]
-            if span["stage"] in policy.excluded_stages
-        )
-        clocks.append(RuleClock("total", created, reached(entry, "CONNECTED"), policy.total_days * day, excluded))
-    if policy.step_days is not None:
-        clocks.extend(
-            RuleClock(f"step:{span['stage']}", span["started_at"], span["ended_at"], policy.step_days * day)
-            for span in entry["stages"]
-            if span["stage"] in STEP_STAGES and span["stage"] not in policy.excluded_stages
-        )
-    return clocks
+def rule_views(entry: TaskLedgerEntry, book: PolicyBook, calendar: WorkingCalendar) -> list[RuleView]:
+    """Return every rule governing the task, with its clocks (none when no variant covers the pipe)."""
+    governing = book.governing(
+        kind=entry["kind"],
+        application_kind=entry["application_kind"],
+        service=entry["service"],
+        region_code=entry["region_code"],
+    )
+    views: list[RuleView] = []
+    for item in governing:
+        rule = item.rule
+        start, note = start_instant(entry, rule.starts)
+        variant = rule.variant_for(entry["pipe_length_m"])
+        if variant is None:
+            gap = f"no variant covers an external pipe of {entry['pipe_length_m']} m; not judged under this rule"
+            views.append(RuleView(rule, item.citation, None, (), gap))
+            continue
+        views.append(RuleView(rule, item.citation, variant, _clocks(entry, rule, variant, start, calendar), note))
+    return views
+
+
+def start_instant(entry: TaskLedgerEntry, event: StartEvent) -> tuple[datetime, str | None]:
+    """Return the instant a rule starts from, and a note when the task lacks it (then: its creation)."""
+    at: datetime | None
+    if event == "application_filed":
+        at = entry["application_filed_at"]
+    elif event == "permit_granted":
+        at = entry["permit_granted_at"]
+    elif event == "received_by_utility":
+        at = reached(entry, "RECEIVED")
+    else:
+        at = entry["created_at"]
+    if at is None:
+        return entry["created_at"], f"the task carries no {event} instant; clocked from its creation"
+    return at, None
+
+
+def _clocks(
+    entry: TaskLedgerEntry, rule: Rule, variant: Variant, start: datetime, calendar: WorkingCalendar
+) -> tuple[RuleClock, ...]:
+    natural = rule.unit.startswith("natural")
+    scale = _hours_per_unit(rule, calendar)
+    origin = None if rule.counting.start_day_counts else _next_day(start)
+    reasons = variant.excluded_stages()
+    excluded = tuple(
+        ExcludedSpan(span["started_at"], span["ended_at"], ", ".join(reasons[span["stage"]]))
+        for span in entry["stages"]
+        if span["stage"] in reasons
+    )
+    name = "first_contact" if rule.stops == "CONTACTED" else "total"
+    limit = None if variant.limit is None else variant.limit * scale
+    clocks = [RuleClock(rule.id, name, start, reached(entry, rule.stops), limit, natural, origin, excluded)]
+    step_start: datetime | None = start
+    for index, step in enumerate(variant.steps):
+        stop = reached(entry, step.stops)
+        step_limit = None if step.limit is None else step.limit * scale
+        counts = origin if index == 0 or step_start is None or rule.counting.start_day_counts else _next_day(step_start)
+        clocks.append(RuleClock(rule.id, f"step:{step.name}", step_start, stop, step_limit, natural, counts, excluded))
+        step_start = stop
+    return tuple(clocks)
+
+
+def _hours_per_unit(rule: Rule, calendar: WorkingCalendar) -> float:
+    if rule.unit == "working_days":
+        return calendar.hours_per_day
+    return _HOURS_PER_NATURAL_DAY if rule.unit == "natural_days" else 1.0
+
+
+def _next_day(moment: datetime) -> datetime:
+    local = moment.astimezone(SHANGHAI).date() + timedelta(days=1)
+    return datetime.combine(local, time(0), tzinfo=SHANGHAI).astimezone(UTC)
 
 
 def reached(entry: TaskLedgerEntry, stage: TaskStage) -> datetime | None:
@@ -207,51 +222,70 @@ def reached(entry: TaskLedgerEntry, stage: TaskStage) -> datetime | None:
     return min(starts, default=None)
 
 
-def task_end(entry: TaskLedgerEntry) -> datetime | None:
-    """Return when the task was CLOSED or REJECTED, else ``None``."""
-    return min((span["started_at"] for span in entry["stages"] if span["stage"] in _TERMINAL), default=None)
+def task_end(entry: TaskLedgerEntry) -> tuple[datetime, Terminal] | None:
+    """Return when and how the task ended before its stops (REJECTED or CANCELLED), else ``None``.
+
+    CLOSED is not among them: it counts as reaching every stop (:func:`reached`), a task being closed once done.
+    """
+    ends: list[tuple[datetime, Terminal]] = [
+        (span["started_at"], "REJECTED") for span in entry["stages"] if span["stage"] == "REJECTED"
+    ]
+    if entry["cancelled_at"] is not None:
+        ends.append((entry["cancelled_at"], "CANCELLED"))
+    return min(ends, default=None)
 
 
 def read(
-    clock: RuleClock, calendar: WorkingCalendar, now: datetime, *, end: datetime | None, fraction: float
+    clock: RuleClock,
+    calendar: WorkingCalendar,
+    now: datetime,
+    *,
+    end: tuple[datetime, Terminal] | None,
+    fraction: float,
 ) -> Reading:
-    """Read a clock: a stopped one at its stop; a running one at ``now``, or at the task's ``end`` if it ended.
+    """Read a clock: a stopped one at its stop; a running one at ``now``, or at the task's end if it ended first.
 
-    A running clock of an ended task can still read breached (that happened before the end) but never warns.
+    A running clock of an ended task reads breached if it was breached by the end, else the end's outcome.
     """
-    live = clock.ended_at is None and end is None
-    if clock.ended_at is not None:
+    if clock.started_at is None:
+        return Reading(timedelta(0), now, "not_started", live=False)
+    ended_at = None if end is None else end[0]
+    stopped = clock.ended_at is not None and (ended_at is None or clock.ended_at <= ended_at)
+    live = not stopped and ended_at is None
+    if stopped and clock.ended_at is not None:
         horizon = clock.ended_at
     else:
-        horizon = now if end is None else min(now, end)
+        horizon = now if ended_at is None else min(now, ended_at)
     elapsed = clock.elapsed(calendar, horizon)
-    if elapsed > timedelta(hours=clock.limit_hours):
-        state: RuleState = "breached"
-    elif clock.ended_at is not None:
-        state = "met"
-    elif live and elapsed >= timedelta(hours=clock.limit_hours * fraction):
+    limit = None if clock.limit_hours is None else timedelta(hours=clock.limit_hours)
+    state: RuleState
+    if limit is not None and elapsed > limit:
+        state = "breached"
+    elif stopped:
+        state = "met" if limit is not None else "done"
+    elif end is not None and end[0] <= now:
+        state = _terminal_state(end[1])
+    elif live and limit is not None and elapsed >= limit * fraction:
         state = "warning"
     else:
         state = "open"
     return Reading(elapsed, horizon, state, live)
 
 
-def event_id(task_id: str, rule: str, kind: SlaEventKind) -> str:
+def _terminal_state(terminal: Terminal) -> RuleState:
+    return "rejected" if terminal == "REJECTED" else "cancelled"
+
+
+def event_id(task_id: str, rule_id: str, clock: str, kind: SlaEventKind) -> str:
     """Return the deterministic id of an SLA event: the first 32 hex characters of a SHA-256."""
-    return hashlib.sha256("\x1f".join((task_id, rule, kind)).encode()).hexdigest()[:_EVENT_ID_LENGTH]
+    return hashlib.sha256("\x1f".join((task_id, rule_id, clock, kind)).encode()).hexdigest()[:_EVENT_ID_LENGTH]
 
 
-def evaluate(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, now: datetime) -> list[SlaEvent]:
+def evaluate(entry: TaskLedgerEntry, book: PolicyBook, calendar: WorkingCalendar, now: datetime) -> list[SlaEvent]:
     """Return the SLA events now due for the task and not yet in ``entry["emitted"]``, oldest first.
 
-    A rule has one outcome: once its BREACHED (or MET) is emitted the other never is, even if a late,
-    out-of-order report changes the picture (the timeline shows the current reading).
-
-    Args:
-        entry: The task's ledger entry.
-        policy: The policy for its region and scenario.
-        calendar: The working calendar.
-        now: The clock (aware); wall-clock or event time, the caller decides. It becomes ``emitted_at``.
+    A clock has one outcome: once its BREACHED, MET, REJECTED or CANCELLED is emitted no other is, even
+    if a late, out-of-order report changes the picture (``ubridge tasks show`` reads the current state).
 
     Raises:
         ValueError: If ``now`` is naive.
@@ -263,23 +297,78 @@ def evaluate(entry: TaskLedgerEntry, policy: Policy, calendar: WorkingCalendar, 
     emitted = set(entry["emitted"])
     end = task_end(entry)
     events: list[SlaEvent] = []
-    for clock in rule_clocks(entry, policy, calendar):
-        if any(event_id(entry["task_id"], clock.rule, kind) in emitted for kind in _OUTCOMES):
-            continue  # settled: nothing more can be due, and no calendar walk is needed
-        reading = read(clock, calendar, now, end=end, fraction=policy.warning_fraction)
-        kinds = [kind for kind in _due_kinds(reading) if event_id(entry["task_id"], clock.rule, kind) not in emitted]
-        if not kinds:
-            continue
-        due = clock.instant(calendar, clock.limit_hours, reading.horizon)
-        provisional = calendar.provisional_between(clock.started_at, max(due, reading.horizon))
-        for kind in kinds:
-            if kind == "WARNING":
-                occurred = clock.instant(calendar, clock.limit_hours * policy.warning_fraction, reading.horizon)
-            else:
-                occurred = due if kind == "BREACHED" else reading.horizon.astimezone(UTC)
-            timing = _Timing(occurred=occurred, due=due, now=now, provisional=provisional)
-            events.append(_event(entry, policy, clock, reading, kind=kind, timing=timing))
+    for view in rule_views(entry, book, calendar):
+        for clock in view.clocks:
+            if clock.limit_hours is None or clock.started_at is None:
+                continue
+            ids = {kind: event_id(entry["task_id"], clock.rule_id, clock.name, kind) for kind in _OUTCOMES}
+            if emitted & set(ids.values()):
+                continue  # settled: nothing more can be due, and no calendar walk is needed
+            reading = read(clock, calendar, now, end=end, fraction=book.warning_fraction)
+            kinds = [
+                kind
+                for kind in _due_kinds(reading)
+                if event_id(entry["task_id"], clock.rule_id, clock.name, kind) not in emitted
+            ]
+            if kinds:
+                at = _At(reading=reading, now=now, fraction=book.warning_fraction)
+                events += _events(entry, view, clock, kinds, calendar=calendar, at=at)
     return sorted(events, key=lambda event: event["occurred_at"])
+
+
+@dataclass(frozen=True)
+class _At:
+    reading: Reading
+    now: datetime
+    fraction: float
+
+
+def _events(
+    entry: TaskLedgerEntry,
+    view: RuleView,
+    clock: RuleClock,
+    kinds: list[SlaEventKind],
+    *,
+    calendar: WorkingCalendar,
+    at: _At,
+) -> list[SlaEvent]:
+    reading, now, fraction = at.reading, at.now, at.fraction
+    limit = clock.limit_hours or 0.0
+    due = clock.instant(calendar, limit, reading.horizon)
+    start = clock.counts_from or clock.started_at or entry["created_at"]
+    provisional = calendar.provisional_between(start, max(due, reading.horizon))
+    events: list[SlaEvent] = []
+    for kind in kinds:
+        if kind == "WARNING":
+            occurred = clock.instant(calendar, limit * fraction, reading.horizon)
+        else:
+            occurred = due if kind == "BREACHED" else reading.horizon.astimezone(UTC)
+        events.append(
+            {
+                "event_id": event_id(entry["task_id"], clock.rule_id, clock.name, kind),
+                "task_id": entry["task_id"],
+                "utility_id": entry["utility_id"],
+                "application_id": entry["application_id"],
+                "kind": kind,
+                "rule": clock.name,
+                "policy_id": clock.rule_id,
+                "policy_source": view.citation,
+                "region_code": entry["region_code"],
+                "scenario": view.variant.name if view.variant is not None else "",
+                "limit_working_hours": limit,
+                "elapsed_working_hours": reading.elapsed.total_seconds() / 3600,
+                "started_at": (clock.started_at or start).astimezone(UTC),
+                "due_at": due,
+                "occurred_at": occurred,
+                "emitted_at": now.astimezone(UTC),
+                "time_zone": TIME_ZONE,
+                "provisional_calendar": provisional,
+                "rule_id": clock.rule_id,
+                "unit": view.rule.unit,
+                "start_event": view.rule.starts,
+            }
+        )
+    return events
 
 
 def _due_kinds(reading: Reading) -> list[SlaEventKind]:
@@ -289,165 +378,5 @@ def _due_kinds(reading: Reading) -> list[SlaEventKind]:
         return ["WARNING"]
     if reading.state == "breached":
         return ["WARNING", "BREACHED"] if reading.live else ["BREACHED"]
-    return []
-
-
-@dataclass(frozen=True)
-class _Timing:
-    occurred: datetime
-    due: datetime
-    now: datetime
-    provisional: bool
-
-
-def _event(
-    entry: TaskLedgerEntry, policy: Policy, clock: RuleClock, reading: Reading, *, kind: SlaEventKind, timing: _Timing
-) -> SlaEvent:
-    return {
-        "event_id": event_id(entry["task_id"], clock.rule, kind),
-        "task_id": entry["task_id"],
-        "utility_id": entry["utility_id"],
-        "application_id": entry["application_id"],
-        "kind": kind,
-        "rule": clock.rule,
-        "policy_id": policy.policy_id,
-        "policy_source": policy.source,
-        "region_code": entry["region_code"],
-        "scenario": policy.scenario,
-        "limit_working_hours": clock.limit_hours,
-        "elapsed_working_hours": reading.elapsed.total_seconds() / 3600,
-        "started_at": clock.started_at.astimezone(UTC),
-        "due_at": timing.due,
-        "occurred_at": timing.occurred,
-        "emitted_at": timing.now.astimezone(UTC),
-        "time_zone": TIME_ZONE,
-        "provisional_calendar": timing.provisional,
-    }
-
-
-def load_policies(path: Path) -> PolicyTable:
-    """Read and validate an SLA policy YAML file.
-
-    Raises:
-        OSError: If the file cannot be read.
-        ValueError: If it is not valid YAML or not a valid table; the message names the file and key.
-    """
-    doc = read_yaml(path)
-    return parse_policies(doc, origin=str(path))
-
-
-def parse_policies(doc: Mapping[str, Any], *, origin: str = "<memory>") -> PolicyTable:
-    """Validate a parsed policy document (``warning_fraction``, ``policies``) and build the table.
-
-    Each row names an ``id``, a ``region_prefix`` (``""`` for everywhere), its ``source`` document, an
-    optional ``first_contact_hours`` and ``warning_fraction``, and ``scenarios`` mapping each scenario to
-    ``{total_days, step_days, excluded_stages}``; it yields one :class:`Policy` per scenario.
-
-    Raises:
-        ValueError: Naming ``origin`` and the key, e.g. ``sla-policies.yaml: policies[2].scenarios.pipe_le_9m:
-            unknown scenario``.
-    """
-    try:
-        if not isinstance(doc, Mapping):
-            _fail("", f"expected a mapping with 'policies', got {type(doc).__name__}")
-        _no_unknown_keys("", doc, frozenset({"warning_fraction", "policies"}))
-        fraction = _fraction("warning_fraction", doc.get("warning_fraction", DEFAULT_WARNING_FRACTION))
-        rows = doc.get("policies")
-        if not isinstance(rows, list) or not rows:
-            _fail("policies", "must be a non-empty list of policy rows")
-        ids = [row.get("id") if isinstance(row, Mapping) else None for row in rows]
-        for i, ident in enumerate(ids):
-            if ident in ids[:i]:
-                _fail(f"policies[{i}].id", f"{ident!r} is already used by policies[{ids.index(ident)}]")
-        return PolicyTable(tuple(p for i, row in enumerate(rows) for p in _row(f"policies[{i}]", row, fraction)))
-    except ValueError as exc:
-        msg = f"{origin}: {exc}"
-        raise ValueError(msg) from exc
-
-
-def _row(path: str, row: object, fraction: float) -> list[Policy]:
-    if not isinstance(row, Mapping):
-        _fail(path, f"must be a mapping with {sorted(_ROW_KEYS)}, got {type(row).__name__}")
-    _no_unknown_keys(path, row, _ROW_KEYS)
-    ident = _text(f"{path}.id", row.get("id"))
-    prefix = _region_prefix(f"{path}.region_prefix", row.get("region_prefix"))
-    source = _text(f"{path}.source", row.get("source"))
-    contact = _positive(f"{path}.first_contact_hours", row.get("first_contact_hours"))
-    fraction = _fraction(f"{path}.warning_fraction", row.get("warning_fraction", fraction))
-    scenarios = row.get("scenarios")
-    if not isinstance(scenarios, Mapping) or not scenarios:
-        _fail(f"{path}.scenarios", f"must map scenarios ({', '.join(SCENARIOS)}) to their limits")
-    base = Policy(ident, prefix, "", source, contact, None, None, fraction)
-    return [_scenario(f"{path}.scenarios.{name}", base, name, limits) for name, limits in scenarios.items()]
-
-
-def _scenario(path: str, base: Policy, scenario: object, limits: object) -> Policy:
-    if scenario not in SCENARIOS:
-        _fail(path, f"unknown scenario; expected one of {list(SCENARIOS)}")
-    if not isinstance(limits, Mapping):
-        _fail(path, f"must be a mapping with {sorted(_LIMIT_KEYS)}, got {limits!r}")
-    _no_unknown_keys(path, limits, _LIMIT_KEYS)
-    total = _positive(f"{path}.total_days", limits.get("total_days"))
-    step = _positive(f"{path}.step_days", limits.get("step_days"))
-    if base.first_contact_hours is None and total is None and step is None:
-        _fail(path, "sets no limit: give total_days, step_days or the row's first_contact_hours")
-    excluded = _stages(f"{path}.excluded_stages", limits.get("excluded_stages"))
-    return replace(base, scenario=str(scenario), total_days=total, step_days=step, excluded_stages=excluded)
-
-
-def _no_unknown_keys(path: str, mapping: Mapping[Any, Any], allowed: frozenset[str]) -> None:
-    unknown = sorted(str(key) for key in mapping.keys() - allowed)
-    if unknown:
-        _fail(path, f"unknown keys {unknown}; expected {sorted(allowed)}")
-
-
-def _text(path: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        _fail(path, f"must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _region_prefix(path: str, value: object) -> str:
-    # An unquoted prefix arrives as an int; no region code starts with 0, so nothing is lost.
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if text == "":
-        return ""
-    if not isinstance(text, str) or not text.isdigit() or not _PREFIX_MIN <= len(text) <= _PREFIX_MAX:
-        _fail(path, f"{value!r} is not '' or 2-6 digits")
-    if f"{text[:2]}0000" not in PROVINCES or (len(text) > _PREFIX_MIN and not is_known_region(text.ljust(6, "0"))):
-        _fail(path, f"{value!r} is not the prefix of a known region")
-    return text
-
-
-def _positive(path: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        _fail(path, f"must be a positive number or null, got {value!r}")
-    return float(value)
-
-
-def _fraction(path: str, value: object) -> float:
-    number = _positive(path, value)
-    if number is None or number >= 1:
-        _fail(path, f"must be a number between 0 and 1 (exclusive), got {value!r}")
-    return number
-
-
-def _stages(path: str, value: object) -> tuple[TaskStage, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        _fail(path, f"must be a list of stages from {list(STEP_STAGES)}, got {value!r}")
-    stages: list[TaskStage] = []
-    for i, item in enumerate(value):
-        stage = next((s for s in STEP_STAGES if s == item), None)
-        if stage is None:
-            _fail(f"{path}[{i}]", f"{item!r} is not one of {list(STEP_STAGES)}")
-        stages.append(stage)
-    return tuple(stages)
-
-
-def _fail(path: str, reason: str) -> NoReturn:
-    msg = f"{path}: {reason}" if path else reason
-    raise ValueError(msg)
+    terminal: dict[RuleState, SlaEventKind] = {"rejected": "REJECTED", "cancelled": "CANCELLED"}
+    return [terminal[reading.state]] if reading.state in terminal else []

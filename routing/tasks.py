@@ -154,4 +154,7 @@ def _task(
         "contact_due": None,
         "contact_due_note": None,
         "flags": list(flags),
+        "application_filed_at": None,
+        "application_kind": None,
+        "permit_granted_at": event["occurred_at"] if event["item_status"] == "GRANTED" else None,
     }

@@ -21,7 +21,7 @@ from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.settings import KafkaSettings
 from routing.calendar import load_calendar
-from routing.sla import load_policies
+from routing.sla_policy import load_policies
 from schemas import Codec
 
 __all__ = ["Clock", "LedgerMetrics", "TaskLedger", "build_ledger"]

@@ -21,7 +21,8 @@ class LedgerMetrics:
         )
         self.sla_events = Counter(
             "ubridge_sla_events_total",
-            "SLA events emitted, by rule kind (first_contact, total, step) and kind (WARNING, BREACHED, MET).",
+            "SLA events emitted, by clock kind (first_contact, total, step) and kind (WARNING, BREACHED, MET, "
+            "REJECTED, CANCELLED).",
             ["utility", "rule_kind", "kind"],
             registry=registry,
         )
@@ -39,7 +40,7 @@ class LedgerMetrics:
         )
         self.first_contact_hours = Histogram(
             "ubridge_time_to_first_contact_working_hours",
-            "Working hours from a task's creation to the utility's first contact with the builder.",
+            "Working hours from the application's filing (else the task's creation) to the first contact.",
             ["utility"],
             buckets=FIRST_CONTACT_BUCKETS,
             registry=registry,

@@ -1,9 +1,11 @@
 """``ubridge tasks show <task_id>``: one task's timeline from the ledger's changelog, against its SLA policy.
 
 Reads the latest ``TaskLedgerEntry`` of the task from every partition of the changelog (no consumer group),
-and prints each stage and the ``first_contact`` and ``total`` rules: start, end (Asia/Shanghai), elapsed
-and allowed working hours, state, and ``provisional`` or ``unclocked`` where the working-day calendar is not
-official for the days counted; then the scenario and the policy's source document.
+and prints its stages (the 台账), then each rule of ``sla-policies.yaml`` governing the task: its citation
+(document and quoted sentence), what starts and stops it, unit and counting, and per clock (the rule's own and
+one per step): the limit, the due instant, used and remaining time, met/breached/open (or how the task ended),
+the excluded intervals with their reason, and ``provisional`` or ``unclocked`` where the working-day calendar
+is not official for the days counted. A task no rule governs says what applies instead.
 
 Example::
 
@@ -25,9 +27,9 @@ from connectors.ledger.changelog import read_latest
 from connectors.runtime.kafka import make_consumer
 from connectors.settings import ConfigError, KafkaSettings, LedgerSettings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
-from routing.ledger import TimelineRow, timeline
+from routing.ledger import RuleTimeline, StageRow, Timeline, timeline
 from routing.records import TaskLedgerEntry
-from routing.sla import PolicyNotFoundError, load_policies
+from routing.sla_policy import load_policies
 from schemas import Codec
 
 CHANGELOG_TOPIC = "ubridge.ledger.changelog.v1"
@@ -35,7 +37,7 @@ _CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 DEFAULT_CALENDAR = _CONFIG_DIR / "calendar.yaml"
 DEFAULT_POLICIES = _CONFIG_DIR / "sla-policies.yaml"
 _PIPE_WIDTH = 120
-_STATE_STYLE = {"met": "green", "open": "", "warning": "yellow", "breached": "bold red"}
+_STATE_STYLE = {"met": "green", "done": "green", "warning": "yellow", "breached": "bold red"}
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -66,25 +68,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         calendar = load_calendar(args.calendar or (ledger.calendar if ledger else DEFAULT_CALENDAR))
-        policies = load_policies(args.policies or (ledger.policies if ledger else DEFAULT_POLICIES))
-        policy = policies.policy_for(entry["region_code"], entry["scenario"])
-    except (OSError, ValueError, PolicyNotFoundError) as exc:
+        book = load_policies(args.policies or (ledger.policies if ledger else DEFAULT_POLICIES))
+    except (OSError, ValueError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
-    rows = timeline(entry, policy, calendar, datetime.now(UTC))
+    view = timeline(entry, book, calendar, datetime.now(UTC))
     console = Console()
     if not console.is_terminal:  # piped or captured: do not fold the table into 80 columns
         console = Console(width=_PIPE_WIDTH)
-    console.print(render(entry, rows))
-    console.print(f"scenario: {entry['scenario']}    policy: {policy.policy_id}")
-    console.print(f"source: {policy.source}")
-    if any(row.calendar == "provisional" for row in rows):
-        console.print(
-            "provisional: these figures count days of a year without the State Council's holiday notice (days off "
-            "from the statutory rules, no make-up days); they may move once overrides.<year> is added"
-        )
-    if entry["unclocked_reason"]:
-        console.print(f"unclocked: {entry['unclocked_reason']}")
+    for line in render(entry, view, uncovered=book.uncovered):
+        console.print(line)
     return 0
 
 
@@ -120,26 +113,74 @@ def find_entry(kafka: KafkaSettings, topic: str, task_id: str) -> TaskLedgerEntr
     return cast(TaskLedgerEntry, Codec.default().decode_as("TaskLedgerEntry", record.value))
 
 
-def render(entry: TaskLedgerEntry, rows: list[TimelineRow]) -> Table:
-    """The timeline as a rich table, times in Asia/Shanghai."""
+def render(entry: TaskLedgerEntry, view: Timeline, *, uncovered: str) -> list[Table | str]:
+    """The stages table, then per rule its citation and clocks table, then notes; times in Asia/Shanghai."""
     title = (
         f"{entry['task_id']}  {entry['utility_id']}  {entry['kind']} {entry['service']}  region {entry['region_code']}"
+        f"  pipe {entry['scenario']}"
     )
-    table = Table(title=title, caption="times: Asia/Shanghai; hours: working hours")
-    for column in ("stage", "started", "ended", "elapsed h", "allowed h", "state", "calendar"):
+    out: list[Table | str] = [_stages(title, view.stages)]
+    for rule in view.rules:
+        out += _rule(rule)
+    if not view.rules:
+        out.append(f"no rule governs this task: {uncovered}")
+    if view.ended:
+        out.append(f"ended: {view.ended}; every clock still running then closed with that outcome")
+    calendars = [row.calendar for row in view.stages] + [r.calendar for rule in view.rules for r in rule.rows]
+    if "provisional" in calendars:
+        out.append(
+            "provisional: these figures count days of a year without the State Council's holiday notice (days off "
+            "from the statutory rules, no make-up days); they may move once overrides.<year> is added"
+        )
+    if entry["unclocked_reason"]:
+        out.append(f"unclocked: {entry['unclocked_reason']}")
+    return out
+
+
+def _stages(title: str, rows: list[StageRow]) -> Table:
+    table = Table(title=title, caption="stages (台账); times: Asia/Shanghai; hours: working hours")
+    for column in ("stage", "started", "ended", "elapsed h", "calendar"):
         table.add_column(column, justify="right" if column.endswith(" h") else "left", no_wrap=True)
     for row in rows:
+        table.add_row(
+            row.name, _local(row.started), _local(row.ended), _hours(row.elapsed_working_hours), _calendar(row.calendar)
+        )
+    return table
+
+
+def _rule(rule: RuleTimeline) -> list[Table | str]:
+    lines: list[Table | str] = [
+        f"rule {rule.rule_id} (variant {rule.variant or 'none'}): {rule.citation}",
+        f"  starts: {rule.starts}; stops: {rule.stops}; unit: {rule.unit}; {rule.counting}",
+    ]
+    if rule.start_note:
+        lines.append(f"  note: {rule.start_note}")
+    hours = "natural hours" if rule.unit.startswith("natural") else "working hours"
+    table = Table(caption=f"{rule.rule_id}: hours are {hours}")
+    columns = ("clock", "started", "due", "stopped", "limit h", "used h", "left h", "state", "excluded", "calendar")
+    for column in columns:
+        table.add_column(column, justify="right" if column.endswith(" h") else "left", no_wrap=column != "excluded")
+    for row in rule.rows:
         style = _STATE_STYLE.get(row.state, "")
+        excluded = "; ".join(f"{span.reason} {_local(span.start)}–{_local(span.end) or 'now'}" for span in row.excluded)
         table.add_row(
             row.name,
             _local(row.started),
+            _local(row.due),
             _local(row.ended),
-            _hours(row.elapsed_working_hours),
-            _hours(row.allowed_working_hours),
+            "no limit" if row.limit_hours is None else _hours(row.limit_hours),
+            _hours(row.used_hours),
+            _hours(row.remaining_hours),
             f"[{style}]{row.state}[/]" if style else row.state,
-            "" if row.calendar == "official" else f"[yellow]{row.calendar}[/]",
+            excluded,
+            _calendar(row.calendar),
         )
-    return table
+    lines.append(table)
+    return lines
+
+
+def _calendar(basis: str) -> str:
+    return "" if basis == "official" else f"[yellow]{basis}[/]"
 
 
 def _local(moment: datetime | None) -> str:

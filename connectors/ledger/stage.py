@@ -58,7 +58,8 @@ from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.ledger import apply_status, mark_emitted, open_entry, reclock
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStatus
-from routing.sla import Policy, PolicyNotFoundError, PolicyTable, evaluate, reached, rule_clocks
+from routing.sla import evaluate, reached, rule_views
+from routing.sla_policy import PolicyBook
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,7 @@ class TaskLedger:
         sla_topic: Where SLA events go.
         dlq_topic: The stage's dead-letter topic (for held statuses dead-lettered later).
         calendar: Working days and hours.
-        policies: SLA limits by region and scenario.
+        policies: The SLA rules (deploy/config/sla-policies.yaml).
         codec: Avro codec.
         metrics: The ledger's collectors.
         reader: Reads changelog partitions on assignment.
@@ -111,7 +112,7 @@ class TaskLedger:
         sla_topic: str,
         dlq_topic: str,
         calendar: WorkingCalendar,
-        policies: PolicyTable,
+        policies: PolicyBook,
         codec: Codec,
         metrics: LedgerMetrics,
         reader: ChangelogReader,
@@ -300,16 +301,9 @@ class TaskLedger:
         if entry["closed"]:
             self._due_at.pop(task_id, None)
         try:
-            policy = self._policies.policy_for(entry["region_code"], entry["scenario"])
-        except PolicyNotFoundError as exc:
-            # The entry stays in the ledger (台账); only its clocks are not watched. Logged once per change.
-            log.warning("sla_policy_missing", stage=self.stage, task_id=task_id, reason=exc.reason)
-            self._due_at.pop(task_id, None)
-            return entry, []
-        try:
             clocked = reclock(entry, self._calendar) if entry["unclocked_reason"] else entry
-            events = evaluate(clocked, policy, self._calendar, now)
-            due = self._next_due(clocked, policy, now) if not entry["closed"] and self._clock == "wall" else None
+            events = evaluate(clocked, self._policies, self._calendar, now)
+            due = self._next_due(clocked, now) if not entry["closed"] and self._clock == "wall" else None
         except CalendarError as exc:
             return self._unclocked(entry, str(exc), now), []
         if entry["unclocked_reason"] and not clocked["unclocked_reason"]:
@@ -333,16 +327,28 @@ class TaskLedger:
             self._schedule(task_id, now + _RECHECK)
         return {**entry, "unclocked_reason": reason}
 
-    def _next_due(self, entry: TaskLedgerEntry, policy: Policy, now: datetime) -> datetime:
-        """The first instant after ``now`` when a running rule warns or breaches, at most ``_RECHECK`` ahead."""
+    def _next_due(self, entry: TaskLedgerEntry, now: datetime) -> datetime | None:
+        """The first instant after ``now`` when a running clock warns or breaches, at most ``_RECHECK`` ahead.
+
+        None when no clock with a limit runs (a task no rule judges needs no checks until its next status).
+        """
         due = now + _RECHECK
-        for clock in rule_clocks(entry, policy, self._calendar):
-            if clock.ended_at is not None:
+        fraction = self._policies.warning_fraction
+        clocks = [
+            clock
+            for view in rule_views(entry, self._policies, self._calendar)
+            for clock in view.clocks
+            if clock.limit_hours is not None and clock.started_at is not None and clock.ended_at is None
+        ]
+        if not clocks:
+            return None
+        for clock in clocks:
+            if clock.limit_hours is None:
                 continue
-            warning = clock.instant(self._calendar, clock.limit_hours * policy.warning_fraction, now)
+            warning = clock.instant(self._calendar, clock.limit_hours * fraction, now)
             limit = clock.instant(self._calendar, clock.limit_hours, now)
             # BREACHED needs elapsed > limit: the first working instant after the limit is reached.
-            breach = self._calendar.add_working_time(limit, _EPSILON)
+            breach = limit + _EPSILON if clock.natural else self._calendar.add_working_time(limit, _EPSILON)
             due = min([due, *(at for at in (warning, breach) if at > now)])
         return due
 
@@ -389,10 +395,11 @@ class TaskLedger:
         self._count_open(before, entry)
         if entry["closed"]:
             self._schedule_expiry(entry)
-        contacted = reached(entry, "CONTACTED")  # as the first_contact rule reads it
+        contacted = reached(entry, "CONTACTED")  # as the first_contact rule reads it, from the filing if known
         if contacted is not None and (before is None or reached(before, "CONTACTED") is None):
+            filed = entry["application_filed_at"] or entry["created_at"]
             try:
-                elapsed = self._calendar.working_hours_between(entry["created_at"], contacted)
+                elapsed = self._calendar.working_hours_between(filed, contacted)
             except CalendarError:
                 pass  # the entry is marked unclocked by its check; the histogram misses this one task
             else:

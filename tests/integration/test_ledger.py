@@ -86,8 +86,14 @@ class Ledger:
 
 
 def status(n: int, stage: TaskStage, at: datetime, *, created: datetime = NOW, reason: str | None = None) -> bytes:
-    # created NOW by default: Wednesday 10:00 in Shanghai; Yantai: 3 h first contact
-    task = {**make_task("yantai-water", n), "created_at": created}
+    # a connection application filed and created NOW by default: Wednesday 10:00 in Shanghai; 3 h first contact
+    task = {
+        **make_task("yantai-water", n),
+        "created_at": created,
+        "kind": "APPLICATION",
+        "application_kind": "CONNECTION",
+        "application_filed_at": created,
+    }
     value: TaskStatus = {
         "task_id": task["task_id"],
         "utility_id": "yantai-water",
@@ -205,8 +211,8 @@ def test_tasks_show_prints_the_timeline_and_rejects_unknown_tasks(
     assert show(task_id(1)) == 0
     out = capsys.readouterr().out
     assert all(word in out for word in ("RECEIVED", "CONTACTED", "first_contact", "total", "2026-11-25 10:00"))
-    assert "no_external_works" in out
-    assert "烟城〔2020〕28号" in out
+    assert all(word in out for word in ("no_external_works", "yantai-004-connection", "shandong-000-first-contact"))
+    assert all(quote in out for quote in ("烟城〔2020〕28号", "原则上应于3小时内与用户取得联系"))
     assert show("no-such-task") == 2
     assert "no-such-task is not in the ledger" in capsys.readouterr().err
 

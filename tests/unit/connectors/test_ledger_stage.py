@@ -15,7 +15,7 @@ from connectors.runtime.interface import Delivered, Output
 from routing.calendar import SHANGHAI, WorkingCalendar, load_calendar, parse_calendar
 from routing.errors import DataError
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus
-from routing.sla import load_policies
+from routing.sla_policy import load_policies
 from schemas import Codec
 from tests.support import NOW, ROOT, make_task
 
@@ -25,7 +25,7 @@ POLICIES = load_policies(ROOT / "deploy" / "config" / "sla-policies.yaml")
 CODEC = Codec.default()
 NO_RULES = parse_calendar({"office_hours": ["08:30-12:00", "13:30-17:30"], "provisional_rules": False})
 NEW_YEARS_EVE = datetime(2026, 12, 31, 16, tzinfo=SHANGHAI)
-TASK_ID = "yantai-water-00001"  # created NOW: Wednesday 2026-11-25 10:00 in Shanghai; Yantai: 3 h first contact
+TASK_ID = "yantai-water-00001"  # filed and created NOW: Wednesday 2026-11-25 10:00 in Shanghai; 3 h first contact
 HOUR = timedelta(hours=1)
 
 
@@ -71,7 +71,14 @@ def status(
     created: datetime = NOW,
     **fields: Any,
 ) -> bytes:
-    task = {**make_task("yantai-water", n), "region_code": region, "created_at": created}
+    task = {
+        **make_task("yantai-water", n),
+        "region_code": region,
+        "created_at": created,
+        "kind": "APPLICATION",
+        "application_kind": "CONNECTION",
+        "application_filed_at": created,
+    }
     value: TaskStatus = {
         "task_id": task["task_id"],
         "utility_id": "yantai-water",
@@ -402,3 +409,30 @@ def test_an_unclocked_task_is_clocked_once_the_calendar_covers_it() -> None:
         entries(outputs)[-1]["unclocked_reason"],
         second.sample("ubridge_ledger_unclocked_tasks", utility="yantai-water"),
     )
+
+
+def sent_task(**fields: Any) -> dict[str, Any]:
+    """The task the sink's RECEIVED of task 1 carries, with ``fields`` changed."""
+    task: dict[str, Any] = CODEC.decode_as("TaskStatus", status("RECEIVED", NOW))["task"]
+    return {**task, **fields}
+
+
+def test_a_late_arriving_application_breaches_first_contact_at_once() -> None:
+    """Filed four working days before it reached the utility: RECEIVED alone emits the contact breach."""
+    harness = Harness()
+    (outcome,) = harness.feed(status("RECEIVED", NOW, task=sent_task(application_filed_at=NOW - timedelta(days=6))))
+    assert ("first_contact", "BREACHED") in sla_events(delivered(outcome).outputs)
+
+
+def test_a_cancel_reaching_the_utility_closes_the_clocks_as_cancelled() -> None:
+    """The sink's RECEIVED of a CANCEL ends the task: its clocks close CANCELLED and it is no longer open."""
+    harness = Harness()
+    harness.feed(status("RECEIVED", NOW))
+    harness.wall.now = NOW + HOUR
+    (outcome,) = harness.feed(status("RECEIVED", NOW + HOUR, task=sent_task(action="CANCEL")))
+    outputs = delivered(outcome).outputs
+    assert (sorted(sla_events(outputs)), [e["closed"] for e in entries(outputs)]) == (
+        [("first_contact", "CANCELLED"), ("total", "CANCELLED")],
+        [True],
+    )
+    assert harness.sample("ubridge_ledger_open_tasks", utility="yantai-water", stage="RECEIVED") == 0

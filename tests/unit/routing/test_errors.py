@@ -1,7 +1,10 @@
 import pickle
 
 from routing.errors import DataError
-from routing.sla import PolicyNotFoundError
+
+
+class PolicyNotFoundError(DataError):
+    """A subclass, as stages raise them: its type must survive pickling too."""
 
 
 def test_a_data_error_crosses_a_process_boundary_whole() -> None:

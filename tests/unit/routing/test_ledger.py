@@ -9,17 +9,16 @@ from hypothesis import strategies as st
 
 from routing.calendar import SHANGHAI, load_calendar, parse_calendar
 from routing.errors import DataError
-from routing.ledger import STAGE_ORDER, TimelineRow, apply_status, mark_emitted, open_entry, reclock, timeline
+from routing.ledger import STAGE_ORDER, Timeline, apply_status, mark_emitted, open_entry, reclock, timeline
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
-from routing.sla import evaluate, load_policies
+from routing.sla import evaluate
+from routing.sla_policy import load_policies
 from schemas import Codec
 from tests.support import make_task
 
 CONFIG = Path(__file__).parents[3] / "deploy" / "config"
 CAL = load_calendar(CONFIG / "calendar.yaml")
 POLICIES = load_policies(CONFIG / "sla-policies.yaml")
-YANTAI = POLICIES.policy_for("370602", "no_external_works")  # first contact 3 h, total 2 days (15 h)
-ZHENGZHOU = POLICIES.policy_for("410102", "no_external_works")  # 0.5 day per step, 1 day total
 CREATED = datetime(2026, 3, 9, 9, tzinfo=SHANGHAI)  # a Monday
 
 
@@ -28,8 +27,12 @@ def sh(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
 
 
 def task() -> UtilityTask:
+    """A Yantai water connection application filed (and created) at CREATED: 3 h contact, 2 working days total."""
     built = make_task("yantai-water", 1)
     built["created_at"] = CREATED
+    built["kind"] = "APPLICATION"
+    built["application_kind"] = "CONNECTION"
+    built["application_filed_at"] = CREATED
     return built
 
 
@@ -75,13 +78,13 @@ def test_stage_order_is_the_documented_one() -> None:
 
 
 def test_open_entry_starts_the_ledger_from_the_task() -> None:
-    """The RECEIVED report opens an entry clocked from the task's creation, with no external works yet."""
+    """The RECEIVED report opens an entry with the task's start instants (its filing), no external works yet."""
     received = sh(3, 9, 9, 5)
     expected: TaskLedgerEntry = {
         "task_id": TASK_ID,
         "utility_id": "yantai-water",
         "application_id": None,
-        "kind": "PRE_INTERVENTION",
+        "kind": "APPLICATION",
         "service": "WATER",
         "region_code": "370602",
         "created_at": CREATED,
@@ -94,6 +97,10 @@ def test_open_entry_starts_the_ledger_from_the_task() -> None:
         "emitted": [],
         "updated_at": received,
         "unclocked_reason": None,
+        "application_filed_at": CREATED,
+        "application_kind": "CONNECTION",
+        "permit_granted_at": None,
+        "cancelled_at": None,
     }
     assert expected == open_entry(task(), received_at=received)
 
@@ -251,7 +258,7 @@ def test_ledger_entry_encodes_as_avro() -> None:
 def test_mark_emitted_records_each_id_once() -> None:
     """Emitted ids are appended once each, updated_at becomes now, the argument is untouched."""
     entry = fresh()
-    events = evaluate(entry, YANTAI, CAL, sh(3, 9, 14))
+    events = evaluate(entry, POLICIES, CAL, sh(3, 9, 14))
     now = sh(3, 9, 14, 1)
     marked = mark_emitted(mark_emitted(entry, events, now), events, now)
     ids = [e["event_id"] for e in events]
@@ -259,60 +266,80 @@ def test_mark_emitted_records_each_id_once() -> None:
         marked["emitted"],
         marked["updated_at"],
         entry["emitted"],
-        evaluate(marked, YANTAI, CAL, sh(3, 9, 15)),
+        evaluate(marked, POLICIES, CAL, sh(3, 9, 15)),
     )
 
 
 def test_mark_emitted_refuses_another_tasks_event() -> None:
     """An event of another task is a ValueError."""
-    event: SlaEvent = {**evaluate(fresh(), YANTAI, CAL, sh(3, 9, 14))[0], "task_id": "other"}
+    event: SlaEvent = {**evaluate(fresh(), POLICIES, CAL, sh(3, 9, 14))[0], "task_id": "other"}
     with pytest.raises(ValueError, match="is for task other"):
         mark_emitted(fresh(), [event], sh(3, 9, 15))
 
 
-def test_timeline_rows_for_stages_and_rules() -> None:
-    """Stage rows carry working hours; first_contact met; total open at 8.5 of 15 h."""
-    entry = apply_all(fresh(), status("CONTACTED", sh(3, 9, 11)), status("SURVEYED", sh(3, 10, 9)))
-    expected = [
-        TimelineRow("RECEIVED", CREATED, sh(3, 9, 11), 2.0, None, "met"),
-        TimelineRow("CONTACTED", sh(3, 9, 11), sh(3, 10, 9), 5.5, None, "met"),
-        TimelineRow("SURVEYED", sh(3, 10, 9), None, 1.0, None, "open"),
-        TimelineRow("first_contact", CREATED, sh(3, 9, 11), 2.0, 3.0, "met"),
-        TimelineRow("total", CREATED, None, 8.5, 15.0, "open"),
+def clocks(view: Timeline) -> list[tuple[str, str, float | None, float | None, str]]:
+    """(rule id, clock, used hours, limit hours, state) of every clock of a timeline."""
+    return [
+        (
+            rule.rule_id,
+            row.name,
+            None if row.used_hours is None else round(row.used_hours, 6),
+            row.limit_hours,
+            row.state,
+        )
+        for rule in view.rules
+        for row in rule.rows
     ]
-    assert expected == timeline(entry, YANTAI, CAL, sh(3, 10, 10))
+
+
+def test_timeline_rows_for_stages_and_rules() -> None:
+    """Stage rows carry working hours; first contact met; Yantai's total open at 8.5 of 15 h, its steps unlimited."""
+    entry = apply_all(fresh(), status("CONTACTED", sh(3, 9, 11)), status("SURVEYED", sh(3, 10, 9)))
+    view = timeline(entry, POLICIES, CAL, sh(3, 10, 10))
+    assert [
+        ("RECEIVED", CREATED, sh(3, 9, 11), 2.0),
+        ("CONTACTED", sh(3, 9, 11), sh(3, 10, 9), 5.5),
+        ("SURVEYED", sh(3, 10, 9), None, 1.0),
+    ] == [(r.name, r.started, r.ended, r.elapsed_working_hours) for r in view.stages]
+    assert [
+        ("shandong-000-first-contact", "first_contact", 2.0, 3.0, "met"),
+        ("yantai-004-connection", "total", 8.5, 15.0, "open"),
+        ("yantai-004-connection", "step:申请受理", 2.0, None, "done"),
+        ("yantai-004-connection", "step:开阀供能", 6.5, None, "open"),
+    ] == clocks(view)
+    total = view.rules[1].rows[0]
+    assert (sh(3, 11, 9), 6.5) == (total.due, total.remaining_hours)
 
 
 def test_timeline_warning_and_breach() -> None:
-    """With no contact by Tuesday 09:00 first_contact is breached and the total (15 h of 15) warns."""
-    rows = timeline(fresh(), YANTAI, CAL, sh(3, 10, 9))
-    assert [("first_contact", 7.5, "breached"), ("total", 7.5, "open")] == [
-        (r.name, r.elapsed_working_hours, r.state) for r in rows[1:]
-    ]
-    late = timeline(fresh(), YANTAI, CAL, sh(3, 11, 9))
-    assert ("total", 15.0, 15.0, "warning") == (
-        late[-1].name,
-        late[-1].elapsed_working_hours,
-        late[-1].allowed_working_hours,
-        late[-1].state,
+    """With no contact by Tuesday 09:00 first_contact is breached; on Wednesday the total (15 h of 15) warns."""
+    early = clocks(timeline(fresh(), POLICIES, CAL, sh(3, 10, 9)))
+    late = clocks(timeline(fresh(), POLICIES, CAL, sh(3, 11, 9)))
+    assert (early[:2], late[1]) == (
+        [
+            ("shandong-000-first-contact", "first_contact", 7.5, 3.0, "breached"),
+            ("yantai-004-connection", "total", 7.5, 15.0, "open"),
+        ],
+        ("yantai-004-connection", "total", 15.0, 15.0, "warning"),
     )
 
 
 def test_timeline_says_which_figures_rest_on_a_provisional_year() -> None:
     """A task opened on 2026-12-30 and read on 2027-01-05: 2027 rows are provisional, hours still computed."""
     opened = datetime(2026, 12, 30, 9, tzinfo=SHANGHAI)
-    entry = apply_status(
-        {**fresh(), "created_at": opened, "stages": [{**fresh()["stages"][0], "started_at": opened}]},
-        status("CONTACTED", datetime(2026, 12, 30, 11, tzinfo=SHANGHAI)),
-        CAL,
-    )
-    rows = timeline(entry, YANTAI, CAL, datetime(2027, 1, 5, 9, tzinfo=SHANGHAI))
+    base = {**fresh(), "created_at": opened, "application_filed_at": opened}
+    base["stages"] = [{**fresh()["stages"][0], "started_at": opened}]
+    entry = apply_status(base, status("CONTACTED", datetime(2026, 12, 30, 11, tzinfo=SHANGHAI)), CAL)
+    view = timeline(entry, POLICIES, CAL, datetime(2027, 1, 5, 9, tzinfo=SHANGHAI))
+    assert [("RECEIVED", 2.0, "official"), ("CONTACTED", 20.5, "provisional")] == [
+        (r.name, r.elapsed_working_hours, r.calendar) for r in view.stages
+    ]
     assert [
-        ("RECEIVED", 2.0, "official"),
-        ("CONTACTED", 20.5, "provisional"),
         ("first_contact", 2.0, "official"),
         ("total", 22.5, "provisional"),
-    ] == [(r.name, r.elapsed_working_hours, r.calendar) for r in rows]
+        ("step:申请受理", 2.0, "official"),
+        ("step:开阀供能", 20.5, "provisional"),
+    ] == [(r.name, r.used_hours, r.calendar) for rule in view.rules for r in rule.rows]
 
 
 def test_a_report_no_calendar_covers_is_applied_unclocked() -> None:
@@ -320,21 +347,22 @@ def test_a_report_no_calendar_covers_is_applied_unclocked() -> None:
     entry = apply_all(
         fresh(), status("CONTACTED", sh(3, 9, 11)), status("CONNECTED", datetime(2101, 1, 3, 9, tzinfo=SHANGHAI))
     )
-    rows = timeline(entry, YANTAI, CAL, datetime(2101, 1, 4, tzinfo=SHANGHAI))
+    view = timeline(entry, POLICIES, CAL, datetime(2101, 1, 4, tzinfo=SHANGHAI))
     assert (
         [2.0, None, None],
         True,
+        [("RECEIVED", "official"), ("CONTACTED", "unclocked"), ("CONNECTED", "unclocked")],
         [
-            ("RECEIVED", "official"),
-            ("CONTACTED", "unclocked"),
-            ("CONNECTED", "unclocked"),
             ("first_contact", "official"),
             ("total", "unclocked"),
+            ("step:申请受理", "official"),
+            ("step:开阀供能", "unclocked"),
         ],
     ) == (
         [span["elapsed_working_hours"] for span in entry["stages"]],
         "no holiday schedule for 2100" in (entry["unclocked_reason"] or ""),
-        [(r.name, r.calendar) for r in rows],
+        [(r.name, r.calendar) for r in view.stages],
+        [(r.name, r.calendar) for rule in view.rules for r in rule.rows],
     )
 
 
@@ -354,28 +382,45 @@ def test_reclock_computes_the_spans_once_the_calendar_covers_them() -> None:
 
 
 def test_timeline_with_step_limits() -> None:
-    """Under Zhengzhou's 0.5-day steps, stage rows show 3.75 allowed hours and their own state."""
-    entry = apply_all(fresh(), status("CONTACTED", sh(3, 9, 14)))
-    rows = timeline(entry, ZHENGZHOU, CAL, sh(3, 10, 9))
-    expected = [
-        TimelineRow("RECEIVED", CREATED, sh(3, 9, 14), 3.5, 3.75, "met"),
-        TimelineRow("CONTACTED", sh(3, 9, 14), None, 4.0, 3.75, "breached"),
-        TimelineRow("total", CREATED, None, 7.5, 7.5, "warning"),
-    ]
-    assert expected == rows
+    """Zhengzhou (001) judges its two steps at 0.5 working day each and the total at 1; no 3-hour contact rule."""
+    entry = apply_all({**fresh(), "region_code": "410102"}, status("CONTACTED", sh(3, 9, 14)))
+    assert [
+        ("zhengzhou-001-two-steps", "total", 7.5, 7.5, "warning"),
+        ("zhengzhou-001-two-steps", "step:受理申请", 3.5, 3.75, "met"),
+        ("zhengzhou-001-two-steps", "step:验收接通", 4.0, 3.75, "breached"),
+    ] == clocks(timeline(entry, POLICIES, CAL, sh(3, 10, 9)))
 
 
 def test_timeline_of_a_rejected_task() -> None:
-    """REJECTED is an instant; a rule still open at the rejection reads breached or open as of then."""
+    """REJECTED ends the task: a clock breached by then reads breached, the others rejected; later steps never start."""
     entry = apply_all(fresh(), status("REJECTED", sh(3, 9, 15), reason="重复申请"))
-    rows = timeline(entry, YANTAI, CAL, sh(4, 1))
-    expected = [
-        TimelineRow("RECEIVED", CREATED, sh(3, 9, 15), 4.5, None, "met"),
-        TimelineRow("REJECTED", sh(3, 9, 15), sh(3, 9, 15), 0.0, None, "met"),
-        TimelineRow("first_contact", CREATED, None, 4.5, 3.0, "breached"),
-        TimelineRow("total", CREATED, None, 4.5, 15.0, "open"),
-    ]
-    assert expected == rows
+    view = timeline(entry, POLICIES, CAL, sh(4, 1))
+    assert (view.ended or "").startswith("REJECTED at")
+    assert [
+        ("shandong-000-first-contact", "first_contact", 4.5, 3.0, "breached"),
+        ("yantai-004-connection", "total", 4.5, 15.0, "rejected"),
+        ("yantai-004-connection", "step:申请受理", 4.5, None, "rejected"),
+        ("yantai-004-connection", "step:开阀供能", None, None, "not_started"),
+    ] == clocks(view)
+
+
+def test_a_cancel_received_by_the_utility_ends_the_task() -> None:
+    """The sink's RECEIVED of a CANCEL closes the entry; running clocks read cancelled, later reports still recorded."""
+    cancel = {**task(), "action": "CANCEL"}
+    entry = apply_all(fresh(), status("RECEIVED", sh(3, 9, 10), task=cancel), status("CONTACTED", sh(3, 9, 11)))
+    assert (sh(3, 9, 10), True) == (entry["cancelled_at"], entry["closed"])
+    assert [
+        ("shandong-000-first-contact", "first_contact", 1.0, 3.0, "cancelled"),
+        ("yantai-004-connection", "total", 1.0, 15.0, "cancelled"),
+        ("yantai-004-connection", "step:申请受理", 1.0, None, "cancelled"),
+        ("yantai-004-connection", "step:开阀供能", 0.0, None, "cancelled"),
+    ] == clocks(timeline(entry, POLICIES, CAL, sh(4, 1)))
+
+
+def test_a_cancel_received_first_opens_a_cancelled_entry() -> None:
+    """A task whose first delivery is its CANCEL is in the ledger, already ended."""
+    entry = open_entry({**task(), "action": "CANCEL"}, received_at=sh(3, 9, 10))
+    assert (sh(3, 9, 10), True) == (entry["cancelled_at"], entry["closed"])
 
 
 # --- properties: the final state depends on the set of reports, not their order ------------------------------
@@ -409,11 +454,10 @@ def test_any_arrival_order_gives_the_same_timeline(data: st.DataObject, history:
     repeated = shuffled + data.draw(st.lists(st.sampled_from(history), max_size=3))
     in_order, reordered = apply_all(fresh(), *history), apply_all(fresh(), *repeated)
     now = datetime(2026, 4, 30, tzinfo=UTC)
-    policy = POLICIES.policy_for("370602", in_order["scenario"])
     strip = ("updated_at",)
-    assert ({k: v for k, v in in_order.items() if k not in strip}, timeline(in_order, policy, CAL, now)) == (
+    assert ({k: v for k, v in in_order.items() if k not in strip}, timeline(in_order, POLICIES, CAL, now)) == (
         {k: v for k, v in reordered.items() if k not in strip},
-        timeline(reordered, policy, CAL, now),
+        timeline(reordered, POLICIES, CAL, now),
     )
 
 

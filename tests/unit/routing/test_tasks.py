@@ -181,6 +181,9 @@ def test_a_complete_task_record() -> None:
         "contact_due": None,
         "contact_due_note": None,
         "flags": ["builder_uscc:check_character_mismatch"],
+        "application_filed_at": None,
+        "application_kind": None,
+        "permit_granted_at": datetime(2026, 11, 25, 2, 31, tzinfo=UTC),
     }
     assert expected == route(ev).tasks[0]
 
