@@ -22,7 +22,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import KafkaSettings
 from routing.calendar import load_calendar
 from routing.records import TaskLedgerEntry
-from routing.sla import load_policies
+from routing.sla_policy import load_policies
 from schemas import Codec
 
 PARTITIONS = 6
