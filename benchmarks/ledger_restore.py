@@ -88,6 +88,10 @@ def _versions(n: int) -> tuple[TaskLedgerEntry, TaskLedgerEntry]:
         "emitted": [f"bench-task-{n:08d}:first_contact:MET"],
         "updated_at": contacted,
         "unclocked_reason": None,
+        "application_filed_at": created if n % 3 == 0 else None,
+        "application_kind": "CONNECTION" if n % 3 == 0 else None,
+        "permit_granted_at": None if n % 3 == 0 else created,
+        "cancelled_at": None,
     }
     second: TaskLedgerEntry = {
         **first,
