@@ -84,7 +84,7 @@ class Pipeline:
         thread = threading.Thread(target=runner.run, daemon=True)
         thread.start()
         try:
-            done = lambda: runner.cursor is not None and parse_cursor(runner.cursor)[0] == target  # noqa: E731
+            done = lambda: runner.cursor is not None and parse_cursor(runner.cursor).positions == target  # noqa: E731
             wait_until(done, timeout_s=60, what="the source to cover every row")
         finally:
             stop.set()
@@ -111,15 +111,15 @@ def test_restart_resumes_with_held_rows_and_emits_every_record_once(
     writer = ExchangeWriter(engine, seed=12, withdraw_rate=0.08, out_of_order_rate=0.3)
     generator = EventGenerator(seed=12)
     writer.write(generator.generate(150))
-    _, state = parse_cursor(pipeline.run_until_caught_up())
+    state = parse_cursor(pipeline.run_until_caught_up()).held
     assert state is not None
-    held = {f"{r['xzqhdm']}:{DETAILS}:{r['dfsjzj']}:{r['lsh']}" for r in state["held"]}
+    held = {f"{e['row']['xzqhdm']}:{DETAILS}:{e['row']['dfsjzj']}:{e['row']['lsh']}" for e in state["held"]}
     assert held
     assert not held & {r["record_id"] for r in pipeline.records()}
 
     writer.write(generator.generate(100))
     writer.flush()
-    _, state = parse_cursor(pipeline.run_until_caught_up())
+    state = parse_cursor(pipeline.run_until_caught_up()).held
     assert state is not None
     assert state["held"] == []
     assert pipeline.held_seen[-1] == 0
