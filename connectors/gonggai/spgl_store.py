@@ -109,8 +109,10 @@ class ExchangeTables:
         names, binary, temporal = self._names[name], self._binary[name], self._temporal[name]
         row: Row = {}
         for column, value in zip(names, values, strict=True):
-            if value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
-                row[column] = _text_time(value) if column in temporal and isinstance(value, str) else value
+            if column in temporal and isinstance(value, (str, int)) and not isinstance(value, bool):
+                row[column] = _text_time(str(value))  # 20261125101500 in a DATETIME is a time written as digits
+            elif value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+                row[column] = value
             elif isinstance(value, (bytes, bytearray, memoryview)):
                 row[column] = bytes(value).hex() if column in binary else _decode(column, bytes(value))
             else:

@@ -1,11 +1,13 @@
 import json
+import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, create_engine, func, insert, select
+from sqlalchemy import Connection, Engine, create_engine, func, insert, select, text
 
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource, parse_cursor
@@ -185,3 +187,62 @@ def test_stage_two_grant_yields_three_tasks_and_a_replay_adds_none(
         for task in route_project_event(joined_to_event(record, source=NAME, ingested_at=NOW), areas, now=NOW).tasks
     }
     assert again == {task["task_id"] for task in tasks}
+
+
+def test_rows_committed_out_of_order_by_concurrent_transactions_each_yield_one_outcome(
+    postgres_url: str,
+) -> None:
+    """Writers commit in another order than they took lsh from one sequence; the reader still emits each row once."""
+    engine = create_engine(fresh_database(postgres_url))
+    create_exchange_tables(engine)
+    ExchangeWriter(engine, seed=21).write(EventGenerator(seed=21).generate(60))
+    with engine.begin() as conn:
+        template = dict(conn.execute(select(DETAIL_TABLE).limit(1)).mappings().one())
+        start = int(conn.scalar(text('SELECT MAX(lsh) FROM "SPGL_XMSPSXBLXXXXB"'))) + 1000
+        conn.execute(text(f"CREATE SEQUENCE lsh_seq START WITH {start}"))
+    url = engine.url.render_as_string(hide_password=False)
+    source = SpglSource(url, raw_topic="raw", dlq_topic="dlq", page_size=7)
+    cursor: str | None = None
+
+    def write(worker: int) -> None:
+        rng = random.Random(worker)
+        for n in range(15):
+            with engine.begin() as conn:  # takes its lsh now, commits after others took later ones
+                for part in range(rng.randint(1, 3)):
+                    lsh = conn.scalar(text("SELECT nextval('lsh_seq')"))
+                    row = {**template, "lsh": lsh, "dfsjzj": f"w{worker}-{n}-{part}", "blzt": rng.choice((1, 11, 13))}
+                    conn.execute(insert(DETAIL_TABLE), [row])
+                time.sleep(rng.uniform(0, 0.03))
+
+    def take(conn: Connection, name: str) -> None:
+        lsh = conn.scalar(text("SELECT nextval('lsh_seq')"))
+        conn.execute(insert(DETAIL_TABLE), [{**template, "lsh": lsh, "dfsjzj": name}])
+
+    # First for certain: the row with the lower lsh commits after the reader has passed the higher one.
+    with engine.connect() as slow, engine.connect() as fast:
+        slow.begin()
+        take(slow, "slow")
+        with fast.begin():
+            take(fast, "fast")
+        batch = source.poll(cursor)
+        cursor, outcomes = batch.cursor, [json.loads(r.value)[DETAILS]["dfsjzj"] for r in batch.records]
+        slow.commit()
+    writers = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+    for thread in writers:
+        thread.start()
+    while any(thread.is_alive() for thread in writers):
+        batch = source.poll(cursor)
+        cursor = batch.cursor
+        outcomes += [json.loads(r.value)[DETAILS]["dfsjzj"] if r.topic == "raw" else r.topic for r in batch.records]
+    idle = 0
+    while idle < 2:  # caught up, and one more poll finds nothing new
+        batch = source.poll(cursor)
+        cursor = batch.cursor
+        outcomes += [json.loads(r.value)[DETAILS]["dfsjzj"] if r.topic == "raw" else r.topic for r in batch.records]
+        idle = 0 if batch.has_more or batch.records else idle + 1
+    source.close()
+    with engine.connect() as conn:
+        written = sorted(conn.scalars(select(DETAIL_TABLE.c.dfsjzj)))
+    engine.dispose()
+    assert sorted(outcomes) == written  # every row once: none lost below the cursor, none emitted twice
+    assert sum(1 for d in written if d.startswith("w")) == len({d for d in outcomes if d.startswith("w")})
