@@ -4,7 +4,9 @@
    three runs, with their spread);
 2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink; the
    normaliser and the router once in the loop's own thread and once with ``--workers`` worker processes;
-3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic;
+3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic, and the backfill of a PostgreSQL
+   exchange database of ``--spgl-backfill-rows`` rows in both dialects (rows/s and the reader's peak RSS at
+   that size and a quarter of it, see benchmarks/spgl_backfill.py);
 4. end-to-end latency at a fixed offered rate through every stage, simulators included.
 
 Throughput is timed, from the stage's own records-in counter, from its first batch to its last, so
@@ -26,6 +28,7 @@ from benchmarks.harness import (
     run_stage,
 )
 from benchmarks.spgl import spgl_throughput
+from benchmarks.spgl_backfill import print_figures, spgl_backfill
 from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.runtime.logs import configure_logging
 
@@ -35,6 +38,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
     parser.add_argument("--spgl-rows", type=int, default=50000, help="SPGL rows for the query-account reader")
+    parser.add_argument(
+        "--spgl-backfill-rows", type=int, default=1_000_000, help="rows of the PostgreSQL backfill (0: skip it)"
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument(
@@ -69,6 +75,8 @@ def main() -> int:
             _line(f"{name}_vs_passthrough", 100 * rate / ceiling, "percent")
         _line("sink_throughput", run_stage("sink", bootstrap, prefix).rate, "tasks/s")
         _line("spgl_reader_throughput", spgl_throughput(bootstrap, prefix + "spgl.", args.spgl_rows), "rows/s")
+        if args.spgl_backfill_rows:
+            print_figures(spgl_backfill(args.spgl_backfill_rows))
         latency = end_to_end(bootstrap, prefix + "e2e.", rate_per_s=args.rate, seconds=args.latency_seconds)
         _line("e2e_offered_rate", args.rate, "events/s")
         _line("e2e_tasks", latency.count, "tasks")

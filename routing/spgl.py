@@ -34,6 +34,7 @@ Example:
 import json
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -58,6 +59,7 @@ NEVER_ARRIVED: Final = "parent row never arrived"
 
 Row = dict[str, Any]
 _STATE_VERSION: Final = 2
+_DOCUMENT_LINKS: Final = 4096  # projects whose joined documents are kept for their next details
 _PROJECT_FIELDS: Final = ("xmdm", "xmmc", "jsdd", "jsddxzqh", "jsdw", "jsdwdm", "jsxz", "ztze", "ydmj", "jzmj")
 _ITEM_FIELDS: Final = ("spsxbm", "spsxmc", "dybzspjdxh", "lxr", "lxrsjh")
 _DETAIL_FIELDS: Final = ("spsxslbm", "blzt", "blsj")
@@ -232,6 +234,8 @@ class SpglJoiner:
         self._clock = clock
         self._held: dict[str, _Held] = {}  # held details in arrival order, by upsert key and lsh
         self._waiting: dict[_Missing, list[str]] = {}  # missing parent → held keys waiting for it
+        # The documents last joined per (table, project link) and stage: a project's details share them.
+        self._documents: OrderedDict[tuple[str, str], dict[object, tuple[Row, ...]]] = OrderedDict()
 
     @property
     def held_count(self) -> int:
@@ -325,11 +329,14 @@ class SpglJoiner:
         if table == ITEMS:
             code = _link(row, "spsxslbm", table)
             self._store.put(table, row)
+            self._forget_documents(row, [d.item_project_column for d in self._dialects.dialects])
             detail = self._last_detail(code) if withdrawn else None
             return [] if detail is None else [detail]
         if table in (APPROVALS, ATTACHMENTS):
-            self._keys(row, [d.document_column for d in self._dialects.dialects], table)
+            columns = [d.document_column for d in self._dialects.dialects]
+            self._keys(row, columns, table)
             self._store.put(table, row)
+            self._forget_documents(row, columns)
             return []
         raise DataError("", f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
 
@@ -422,17 +429,37 @@ class SpglJoiner:
     def _project_documents(self, table: str, dialect: Dialect, project: Row, stage: object) -> tuple[Row, ...]:
         """The project's valid documents issued up to ``stage``, so a backlog read later joins as it happened."""
         link = project.get(dialect.project_column)
+        known = self._documents.get((table, str(link)))
+        if known is not None and stage in known:
+            self._documents.move_to_end((table, str(link)))
+            return known[stage]
         latest: dict[str, Row] = {}
         for row in self._store.rows(table, {dialect.document_column: link}):
             latest[upsert_key(table, row)] = row
-        rows = [row for row in latest.values() if row.get("sjyxbs") != 0 and self._issued_by(row, stage)]
-        return tuple(sorted(rows, key=lsh_order))
+        stages: dict[object, object] = {}
+        rows = [row for row in latest.values() if row.get("sjyxbs") != 0 and self._issued_by(row, stage, stages)]
+        documents = tuple(sorted(rows, key=lsh_order))
+        self._documents.setdefault((table, str(link)), {})[stage] = documents
+        self._documents.move_to_end((table, str(link)))
+        while len(self._documents) > _DOCUMENT_LINKS:
+            self._documents.popitem(last=False)
+        return documents
 
-    def _issued_by(self, document: Row, stage: object) -> bool:
+    def _forget_documents(self, row: Row, columns: list[str]) -> None:
+        """A document or an item instance of these projects changed: join their documents afresh."""
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, str):
+                for table in (APPROVALS, ATTACHMENTS):
+                    self._documents.pop((table, value.strip()), None)
+
+    def _issued_by(self, document: Row, stage: object, stages: dict[object, object]) -> bool:
         code = document.get("spsxslbm")
-        instance = None if not isinstance(code, str) else self._store.latest(ITEMS, {"spsxslbm": code})
-        dialect = None if instance is None else self._dialects.of(instance)
-        issued_at = None if instance is None or dialect is None else self._stage(dialect, instance)
+        if code not in stages:
+            instance = None if not isinstance(code, str) else self._store.latest(ITEMS, {"spsxslbm": code})
+            dialect = None if instance is None else self._dialects.of(instance)
+            stages[code] = None if instance is None or dialect is None else self._stage(dialect, instance)
+        issued_at = stages[code]
         if not isinstance(issued_at, int) or not isinstance(stage, int):
             return True  # cannot tell: better one document too many than a missing permit
         return issued_at <= stage
@@ -452,6 +479,8 @@ class SpglJoiner:
         )
 
     def _release(self, table: str, row: Row) -> list[JoinOutcome]:
+        if not self._waiting:
+            return []
         keys: list[str] = []
         for column, value in row.items():
             if isinstance(value, str):

@@ -68,7 +68,11 @@ class Dialects(_Strict):
     def of(self, item: Mapping[str, Any]) -> Dialect | None:
         """The first dialect whose ``when_present`` columns all have a value in ``item``."""
         for dialect in self.dialects:
-            if all(item.get(column) not in (None, "") for column in dialect.when_present):
+            for column in dialect.when_present:
+                value = item.get(column)
+                if value is None or value == "":
+                    break
+            else:
                 return dialect
         return None
 

@@ -297,7 +297,11 @@ class SpglSource:
         if len(details) < 2:  # noqa: PLR2004 - a single lookup costs what a bulk one does
             return
         keys = [{"dfsjzj": r.get("dfsjzj"), "xzqhdm": r.get("xzqhdm")} for r in details]
-        store.prefetch(DETAILS, keys, many=True)
+        serials = [r["lsh"] for r in details if isinstance(r.get("lsh"), int)]
+        if serials == sorted(serials) and len(serials) == len(details):  # a plain page: earlier versions only
+            store.prefetch(DETAILS, keys, many=True, below=serials[0])
+        else:
+            store.prefetch(DETAILS, keys, many=True)
         codes = {r["spsxslbm"] for r in details if isinstance(r.get("spsxslbm"), str)}
         store.prefetch(ITEMS, [{"spsxslbm": code} for code in codes], many=False)
         instances = [store.latest(ITEMS, {"spsxslbm": code}) for code in codes]
@@ -308,8 +312,12 @@ class SpglSource:
                 if i is not None and self._dialects.of(i) is dialect
             }
             store.prefetch(PROJECTS, [{dialect.project_column: link} for link in links], many=False)
+            issuers: set[str] = set()  # the item instances that issued the documents, for their stages
             for table in (APPROVALS, ATTACHMENTS):
-                store.prefetch(table, [{dialect.document_column: link} for link in links], many=True)
+                wheres = [{dialect.document_column: link} for link in links]
+                store.prefetch(table, wheres, many=True)
+                issuers |= {d["spsxslbm"] for w in wheres for d in store.rows(table, w) if d.get("spsxslbm")}
+            store.prefetch(ITEMS, [{"spsxslbm": code} for code in issuers], many=False)
 
     def _outputs(self, outcomes: list[JoinOutcome]) -> list[Output]:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")

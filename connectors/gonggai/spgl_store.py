@@ -107,12 +107,15 @@ class ExchangeTables:
             Unreadable: A text value that is neither UTF-8 nor GB18030, or binary data in a text column.
         """
         names, binary, temporal = self._names[name], self._binary[name], self._temporal[name]
-        row: Row = {}
-        for column, value in zip(names, values, strict=True):
-            if column in temporal and isinstance(value, (str, int)) and not isinstance(value, bool):
+        row: Row = dict(zip(names, values, strict=True))
+        for column, value in row.items():
+            kind = type(value)
+            if value is None or (kind is str and column not in temporal):
+                continue  # most values: nothing to do
+            if column in temporal and kind in (str, int):
                 row[column] = _text_time(str(value))  # 20261125101500 in a DATETIME is a time written as digits
-            elif value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
-                row[column] = value
+            elif kind is int or kind is float or kind is str:
+                continue
             elif isinstance(value, (bytes, bytearray, memoryview)):
                 row[column] = bytes(value).hex() if column in binary else _decode(column, bytes(value))
             else:
@@ -150,6 +153,7 @@ class DatabaseStore:
         self._latest: OrderedDict[tuple[str, tuple[tuple[str, object], ...]], Row | None] = OrderedDict()
         self._rows: OrderedDict[tuple[str, tuple[tuple[str, object], ...]], list[Row]] = OrderedDict()
         self._patterns: dict[str, set[tuple[str, ...]]] = {}
+        self._single: dict[str, set[str]] = {}
         self.queries = 0  # how many lookups reached the database (for tests and benchmarks)
 
     def begin(self, conn: Connection, positions: Mapping[str, int]) -> None:
@@ -208,8 +212,14 @@ class DatabaseStore:
             elif fresh:
                 self._remember(self._latest, key, row)
 
-    def prefetch(self, table: str, wheres: Iterable[Mapping[str, object]], *, many: bool) -> None:
-        """Answer these lookups (``many``: of :meth:`rows`, else :meth:`latest`) with a few bulk queries."""
+    def prefetch(
+        self, table: str, wheres: Iterable[Mapping[str, object]], *, many: bool, below: int | None = None
+    ) -> None:
+        """Answer these lookups (``many``: of :meth:`rows`, else :meth:`latest`) with a few bulk queries.
+
+        ``below``: fetch only rows with a lower ``lsh`` (the rows of a page about to be :meth:`put` in order,
+        which then complete the cached answers one by one, as the joiner's "earlier versions" need).
+        """
         missing: dict[tuple[str, tuple[tuple[str, object], ...]], dict[str, object]] = {}
         cache = self._rows if many else self._latest
         for where in wheres:
@@ -220,7 +230,7 @@ class DatabaseStore:
             return
         found: dict[tuple[str, tuple[tuple[str, object], ...]], list[Row]] = {key: [] for key in missing}
         columns = sorted(next(iter(missing.values())))
-        for row in self._query(table, list(missing.values())):
+        for row in self._query(table, list(missing.values()), below=below):
             key = (table, tuple((c, row.get(c)) for c in columns))
             if key in found:
                 found[key].append(row)
@@ -231,8 +241,16 @@ class DatabaseStore:
                 self._remember(self._latest, key, rows[-1] if rows else None)
 
     def _key(self, table: str, where: Mapping[str, object]) -> tuple[str, tuple[tuple[str, object], ...]]:
+        if len(where) == 1:
+            ((column, value),) = where.items()
+            if column not in self._single.get(table, ()):
+                self._single.setdefault(table, set()).add(column)
+                self._patterns.setdefault(table, set()).add((column,))
+            return table, ((column, value),)
         columns = tuple(sorted(where))
-        self._patterns.setdefault(table, set()).add(columns)
+        patterns = self._patterns.get(table)
+        if patterns is None or columns not in patterns:
+            self._patterns.setdefault(table, set()).add(columns)
         return table, tuple((c, where[c]) for c in columns)
 
     def _remember(self, cache: "OrderedDict[Any, Any]", key: Any, value: Any) -> None:
@@ -241,7 +259,7 @@ class DatabaseStore:
         while len(cache) > self._size:
             cache.popitem(last=False)
 
-    def _query(self, table: str, wheres: list[dict[str, object]]) -> list[Row]:
+    def _query(self, table: str, wheres: list[dict[str, object]], *, below: int | None = None) -> list[Row]:
         """Rows matching any of ``wheres`` (all on the same columns), read so far, in ``lsh`` order."""
         conn = self._conn
         if conn is None:
@@ -254,7 +272,7 @@ class DatabaseStore:
             targets = {c: tables.column(conn, table, c) for c in columns}
         except (exc.NoSuchTableError, KeyError):
             return []  # a dialect's table or column this database lacks: nothing to find there
-        bound = self._bound.get(table)
+        bound = self._bound.get(table) if below is None else below - 1
         out: list[Row] = []
         first, rest = columns[0], columns[1:]
         for start in range(0, len(wheres), _IN_CHUNK):

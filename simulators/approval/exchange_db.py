@@ -210,6 +210,7 @@ for _table, _columns in (
     for _column in _columns:
         Index(f"ix_{_table.name.lower()}_{_column}", _table.c[_column])
 _BY_NAME = {table.name: table for table in metadata.sorted_tables}
+TABLE_COLUMNS = {name: [column.name for column in table.c] for name, table in _BY_NAME.items()}
 _STAGE_NAMES = {1: "立项用地规划许可阶段", 2: "工程建设许可阶段", 3: "施工许可阶段", 4: "竣工验收阶段"}
 
 
@@ -292,13 +293,27 @@ class ExchangeWriter:
         rows, self._late = self._late, []
         return self._insert(rows)
 
-    def _insert(self, rows: list[tuple[str, dict[str, Any]]]) -> int:
-        if not rows:
-            return 0
+    def numbered(self, events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """The rows of ``events`` (and of parents held back before) with their ``lsh``, by table, not written.
+
+        For bulk loaders (``COPY``) that write the rows themselves; the writer's state moves on as if written.
+        """
+        rows, self._late = self._late, []
+        for event in events:
+            rows.extend(self._rows(event))
+        return self._number(rows)
+
+    def _number(self, rows: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
         by_table: dict[str, list[dict[str, Any]]] = {}
         for name, row in rows:
             self._lsh += 1
             by_table.setdefault(name, []).append({**row, "lsh": self._lsh})
+        return by_table
+
+    def _insert(self, rows: list[tuple[str, dict[str, Any]]]) -> int:
+        if not rows:
+            return 0
+        by_table = self._number(rows)
         with self._engine.begin() as conn:  # one commit: the order of the inserts inside it is invisible
             for name, table_rows in by_table.items():
                 conn.execute(insert(_BY_NAME[name]), table_rows)

@@ -137,18 +137,21 @@ class CountingStore(MemoryStore):
         return super().latest(table, where)
 
 
-def test_the_joiner_keeps_only_held_rows_and_asks_the_store_for_parents() -> None:
-    """After thousands of joined rows the joiner's own state is its held rows; parents come from the store."""
+def test_the_joiner_keeps_only_bounded_state_and_asks_the_store_for_parents() -> None:
+    """After 5,000 projects the joiner holds no row and no structure past its bound; parents come from the store."""
     store = CountingStore()
     joiner = SpglJoiner(store=store)
-    joiner.add(PROJECTS, dict(PROJECT))
-    for n in range(2000):
-        item = ITEM | {"lsh": 10 + 3 * n, "dfsjzj": f"i-{n}", "spsxslbm": f"{INSTANCE}-{n}"}
+    for n in range(5000):
+        code = f"{CODE[:-6]}{n:06d}"
+        joiner.add(PROJECTS, PROJECT | {"lsh": 10 + 4 * n, "dfsjzj": f"p-{n}", "xmdm": code})
+        item = ITEM | {"lsh": 11 + 4 * n, "dfsjzj": f"i-{n}", "spsxslbm": f"{INSTANCE}-{n}", "xmdm": code}
         joiner.add(ITEMS, item)
-        only_record(joiner.add(DETAILS, DETAIL | {"lsh": 11 + 3 * n, "dfsjzj": f"d-{n}", "spsxslbm": item["spsxslbm"]}))
-    assert store.lookups >= 4000
+        detail = DETAIL | {"lsh": 12 + 4 * n, "dfsjzj": f"d-{n}", "spsxslbm": item["spsxslbm"]}
+        assert only_record(joiner.add(DETAILS, detail)).project_code == code
+    assert store.lookups >= 10000
     assert joiner.to_state() == {"version": 2, "held": []}
-    assert {k for k, v in vars(joiner).items() if isinstance(v, dict) and v} == set()
+    sizes = {name: len(value) for name, value in vars(joiner).items() if isinstance(value, dict)}
+    assert max(sizes.values()) <= 4096, sizes
 
 
 def test_a_withdrawn_project_retracts_the_last_detail_of_each_of_its_items() -> None:
