@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import structlog
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 
 from connectors.gonggai.spgl_store import DEFAULT_CACHE_ROWS, DatabaseStore, ExchangeTables, Unreadable, decode_text
@@ -417,9 +419,29 @@ def _engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
         return engine
+    if dialect == "postgresql" and engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "do_connect")
+        def _connect_decoding(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            connection = dialect.loaded_dbapi.connect(*cargs, **cparams)
+            if connection.info.parameter_status("client_encoding") == "SQL_ASCII":
+                # A SQL_ASCII database stores whatever bytes the exporter wrote (GBK, often) and psycopg
+                # hands them over undecoded, which SQLAlchemy cannot handle; decode them as SQLite's are.
+                for oid in (0, "text", "varchar", "bpchar", "name", "int2vector", "oidvector"):  # 0: any other
+                    connection.adapters.register_loader(oid, _TextLoader)
+            return connection
+
     if dialect in ("postgresql", "mysql", "mariadb"):
         return engine.execution_options(isolation_level="REPEATABLE READ")
     return engine
+
+
+class _TextLoader(Loader):
+    """psycopg loader of a text column: UTF-8, else GB18030, else the bytes (the row is then dead-lettered)."""
+
+    def load(self, data: Buffer) -> str | bytes:
+        """Decode one value."""
+        return decode_text(bytes(data))
 
 
 def _is_serial(value: object) -> bool:

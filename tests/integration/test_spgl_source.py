@@ -2,6 +2,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -246,3 +247,36 @@ def test_rows_committed_out_of_order_by_concurrent_transactions_each_yield_one_o
     engine.dispose()
     assert sorted(outcomes) == written  # every row once: none lost below the cursor, none emitted twice
     assert sum(1 for d in written if d.startswith("w")) == len({d for d in outcomes if d.startswith("w")})
+
+
+def test_gbk_bytes_in_a_sql_ascii_postgresql_database_are_decoded(postgres_url: str) -> None:
+    """A SQL_ASCII exchange database holding GBK text reads as text; bytes no encoding reads are a dead letter."""
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    name = f"ascii_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(
+            text(f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+        )
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    writer = create_engine(url, connect_args={"client_encoding": "utf8"})  # as an exporter would: no checks
+    create_exchange_tables(writer)
+    ExchangeWriter(writer, seed=5).write(EventGenerator(seed=5).generate(20))
+    gbk = "".join(f"\\x{byte:02x}" for byte in "材料齐全，予以受理".encode("gbk"))
+    with writer.begin() as conn:
+        first, second = conn.scalars(select(DETAIL_TABLE.c.lsh).order_by(DETAIL_TABLE.c.lsh).limit(2)).all()
+        conn.execute(text(f"UPDATE \"SPGL_XMSPSXBLXXXXB\" SET blyj = E'{gbk}' WHERE lsh = {first}"))  # noqa: S608
+        conn.execute(text(f"UPDATE \"SPGL_XMSPSXBLXXXXB\" SET blyj = E'\\xff\\xfe\\x80' WHERE lsh = {second}"))  # noqa: S608
+        total = conn.scalar(select(func.count()).select_from(DETAIL_TABLE))
+    writer.dispose()
+    source = SpglSource(url, raw_topic="raw", dlq_topic="dlq")
+    batch = source.poll(None)
+    source.close()
+    records = {json.loads(r.value)[DETAILS]["lsh"]: json.loads(r.value) for r in batch.records if r.topic == "raw"}
+    [dead] = [dict(r.headers) for r in batch.records if r.topic == "dlq"]
+    assert records[first][DETAILS]["blyj"] == "材料齐全，予以受理"
+    assert (dead["ubridge.error.offset"], dead["ubridge.error.field"]) == (
+        str(second).encode(),
+        f"{DETAILS}.blyj".encode(),
+    )
+    assert len(records) == total - 1
