@@ -48,7 +48,7 @@ from typing import Any, Final, Protocol
 import structlog
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Select, create_engine, event, exc
 
 from connectors.gonggai.spgl_store import DEFAULT_CACHE_ROWS, DatabaseStore, ExchangeTables, Unreadable, decode_text
 from connectors.runtime.dlq import PREFIX
@@ -245,20 +245,71 @@ class SpglSource:
             for start in range(0, len(late), 900):
                 query = base.where(lsh_column.in_(late[start : start + 900])).order_by(lsh_column)
                 before = len(read.rows)
-                self._take(name, conn.execute(query).all(), state, read)
+                self._take(name, self._fetch(conn, name, query, state, read), state, read)
                 read.late += len(read.rows) - before
             if read.late:
                 log.info("late_rows_found", stage=self.name, table=name, rows=read.late, below=high)
-        page = conn.execute(base.where(lsh_column > high).order_by(lsh_column).limit(self._page_size)).all()
+        query = base.where(lsh_column > high).order_by(lsh_column).limit(self._page_size)
+        before = state.positions.get(name, 0)
+        page = self._fetch(conn, name, query, state, read)
         self._take(name, page, state, read)
         last = page[-1][self._lsh_index(name)] if page else None
-        read.full = len(page) >= self._page_size and _is_serial(last)
+        unreadable = state.positions.get(name, 0) > before and not page  # a page of rows the driver failed on
+        read.full = (len(page) >= self._page_size and _is_serial(last)) or unreadable
         if not read.full:
             self._take(name, conn.execute(base.where(lsh_column.is_(None))).all(), state, read)
         floor = state.positions.get(name, 0) - self._lookback
         state.seen[name] = {identity for identity in seen if identity[0] > floor}
         del odd[: max(0, len(odd) - self._max_odd)]
         return read
+
+    def _fetch(self, conn: Connection, name: str, query: Select[Any], state: Cursor, read: _Read) -> list[Any]:
+        """The rows of ``query``; when the driver fails on a value, the others, and each failed row as a failure."""
+        try:
+            with conn.begin_nested():
+                return list(conn.execute(query).all())
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise
+            log.warning("rows_unreadable", stage=self.name, table=name, error=type(error.orig).__name__)
+        # One value the driver cannot convert fails the whole query: read row by row to isolate it.
+        tables = self._tables
+        lsh_column = tables.column(conn, name, "lsh")
+        rows: list[Any] = []
+        for lsh in dict.fromkeys(conn.execute(query.with_only_columns(lsh_column)).scalars()):
+            try:
+                with conn.begin_nested():
+                    rows += conn.execute(tables.select(conn, name).where(lsh_column == lsh)).all()
+            except exc.DBAPIError as error:
+                if error.connection_invalidated:
+                    raise
+                self._unreadable(conn, name, lsh, error, state=state, read=read)
+        return rows
+
+    def _unreadable(
+        self, conn: Connection, name: str, lsh: object, error: exc.DBAPIError, *, state: Cursor, read: _Read
+    ) -> None:
+        """Dead-letter the rows at ``lsh`` that the driver cannot read, with their key when it can read that."""
+        tables, lsh_column = self._tables, self._tables.column(conn, name, "lsh")
+        keys: list[tuple[object, object]] = [(None, None)]
+        try:
+            with conn.begin_nested():
+                columns = [tables.column(conn, name, c) for c in ("dfsjzj", "xzqhdm")]
+                keys = [
+                    tuple(r)
+                    for r in conn.execute(
+                        tables.select(conn, name).with_only_columns(*columns).where(lsh_column == lsh)
+                    )
+                ]
+        except (exc.DBAPIError, KeyError):
+            pass  # not even the key is readable: the lsh alone names the row
+        reason = f"the database driver cannot read this row: {type(error.orig).__name__}: {str(error.orig)[:200]}"
+        for dfsjzj, xzqhdm in keys:
+            if isinstance(lsh, int) and not isinstance(lsh, bool):
+                state.seen[name].add((lsh, _digest(dfsjzj)))
+                state.positions[name] = max(lsh, state.positions.get(name, 0))
+            stub = {"lsh": lsh, "dfsjzj": _printable(dfsjzj), "xzqhdm": _printable(xzqhdm)}
+            read.failures.append(JoinFailure(name, stub, DataError(f"{name}.lsh", reason)))
 
     def _take(self, name: str, rows: Sequence[Sequence[Any]], state: Cursor, read: _Read) -> None:
         """Convert driver rows not yet emitted, marking each as emitted in ``state``."""

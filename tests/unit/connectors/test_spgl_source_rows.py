@@ -264,3 +264,29 @@ def test_what_the_reader_keeps_of_parents_is_bounded(tmp_path: Path) -> None:
     held = parse_cursor(reader.cursor).held
     assert held is not None
     assert len(reader.records()) == len(details(engine)) - len(held["held"])
+
+
+def test_a_row_the_driver_fails_on_is_isolated_and_dead_lettered(engine: Engine) -> None:
+    """A value that fails the database driver mid-query costs its own row only: the rest of the page flows."""
+    rows = details(engine)
+    bad = rows[2]
+    columns = ", ".join(c.name for c in DETAIL_TABLE.c if c.name != "blyj")
+    with engine.begin() as conn:  # a view whose blyj fails at run time on one row, as a corrupt value would
+        conn.execute(text('ALTER TABLE "SPGL_XMSPSXBLXXXXB" RENAME TO details_stored'))
+        conn.execute(
+            text(
+                f'CREATE VIEW "SPGL_XMSPSXBLXXXXB" AS SELECT {columns}, '  # noqa: S608
+                f"CASE WHEN lsh = {bad['lsh']} THEN json('{{bad') ELSE blyj END AS blyj FROM details_stored"
+            )
+        )
+    reader = Reader(engine)
+    reader.catch_up()
+    [dead] = reader.dead()
+    assert (dead["topic"], dead["offset"], dead["row_key"]) == (
+        DETAILS,
+        str(bad["lsh"]),
+        f"{bad['xzqhdm']}|{DETAILS}|{bad['dfsjzj']}",
+    )
+    assert "cannot read this row" in dead["message"]
+    assert len(reader.records()) == len(rows) - 1
+    assert reader.catch_up() == []
