@@ -90,7 +90,6 @@ class _Settable(Protocol):
 
 
 Gauge = Callable[[float], None] | _Settable
-HeldGauge = Gauge
 
 
 @dataclass
@@ -220,7 +219,7 @@ class SpglSource:
                 self.store.reached(name, state.positions.get(name, 0))
                 outcomes += read.failures
                 if name == DETAILS:
-                    self._prefetch(read.rows)
+                    self._prefetch(read.rows, late=read.late > 0)
                 for row in read.rows:
                     outcomes += self._joiner.add(name, row)
             outcomes += self._joiner.expire()
@@ -344,17 +343,17 @@ class SpglSource:
         columns = self._columns(name)
         return columns.index("dfsjzj") if "dfsjzj" in columns else None
 
-    def _prefetch(self, details: list[Row]) -> None:
+    def _prefetch(self, details: list[Row], *, late: bool) -> None:
         """Fetch the parents and earlier versions a page of details needs in a few bulk queries."""
         store = self.store
         if len(details) < 2:  # noqa: PLR2004 - a single lookup costs what a bulk one does
             return
         keys = [{"dfsjzj": r.get("dfsjzj"), "xzqhdm": r.get("xzqhdm")} for r in details]
+        # A plain page (no late rows, no odd ones): fetch only the earlier versions; the page's own rows join
+        # the cached answers as they are put, in order.
         serials = [r["lsh"] for r in details if isinstance(r.get("lsh"), int)]
-        if serials == sorted(serials) and len(serials) == len(details):  # a plain page: earlier versions only
-            store.prefetch(DETAILS, keys, many=True, below=serials[0])
-        else:
-            store.prefetch(DETAILS, keys, many=True)
+        plain = not late and serials == sorted(serials) and len(serials) == len(details)
+        store.prefetch(DETAILS, keys, many=True, below=serials[0] if plain else None)
         codes = {r["spsxslbm"] for r in details if isinstance(r.get("spsxslbm"), str)}
         store.prefetch(ITEMS, [{"spsxslbm": code} for code in codes], many=False)
         instances = [store.latest(ITEMS, {"spsxslbm": code}) for code in codes]
