@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine, create_engine, func, insert, select, text
 
+from benchmarks.spgl_backfill import build, read_all
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource, parse_cursor
 from connectors.runtime.interface import Delivered
@@ -280,3 +281,15 @@ def test_gbk_bytes_in_a_sql_ascii_postgresql_database_are_decoded(postgres_url: 
         f"{DETAILS}.blyj".encode(),
     )
     assert len(records) == total - 1
+
+
+@pytest.mark.parametrize("dialect", ["xmdm", "gcdm"])
+def test_the_backfill_benchmark_runs_on_a_small_table(postgres_url: str, dialect: str) -> None:
+    """`make bench`'s backfill, at a few thousand rows: built by COPY, read whole with no dead letter."""
+    url, written = build(postgres_url, 3000, dialect)
+    result = read_all(url, page_size=500)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        details = conn.scalar(select(func.count()).select_from(DETAIL_TABLE))
+    engine.dispose()
+    assert written >= 3000 and (result["records"], result["dead"]) == (details, 0)
