@@ -236,6 +236,7 @@ class SpglJoiner:
         self._waiting: dict[_Missing, list[str]] = {}  # missing parent → held keys waiting for it
         # The documents last joined per (table, project link) and stage: a project's details share them.
         self._documents: OrderedDict[tuple[str, str], dict[object, tuple[Row, ...]]] = OrderedDict()
+        self._stages: dict[tuple[object, ...], object] = {}  # standard stage by the process item's key
 
     @property
     def held_count(self) -> int:
@@ -415,6 +416,19 @@ class SpglJoiner:
         """The item's standard stage (a value for the normaliser to judge), or why it cannot be found."""
         if dialect.stage.column is not None:
             return instance.get(dialect.stage.column)
+        first = dialect.stage.lookups[0] if dialect.stage.lookups else None
+        memo = None if first is None else (dialect.name, *(instance.get(name) for name in first.match.values()))
+        if memo in self._stages:
+            return self._stages[memo]
+        stage = self._lookup_stage(dialect, instance)
+        if memo is not None and not isinstance(stage, DataError):
+            # The process tables are configuration, read through the store's cache anyway: keep the answer.
+            self._stages[memo] = stage
+            while len(self._stages) > _DOCUMENT_LINKS:
+                self._stages.pop(next(iter(self._stages)))
+        return stage
+
+    def _lookup_stage(self, dialect: Dialect, instance: Row) -> object:
         known: dict[str, object] = dict(instance)
         value: object = None
         for lookup in dialect.stage.lookups:

@@ -380,7 +380,9 @@ class SpglSource:
                 outputs.append(self._dead_letter(outcome, headers, now))
                 continue
             try:
-                value = json.dumps(outcome.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+                value = json.dumps(
+                    outcome.to_json(), ensure_ascii=False, separators=(",", ":"), check_circular=False
+                ).encode()
             except (TypeError, ValueError, UnicodeError) as error:  # a value JSON or UTF-8 cannot carry
                 failure = DataError("", f"the joined record cannot be written as JSON: {error}")
                 outputs.append(self._dead_letter(JoinFailure(DETAILS, outcome.detail, failure), headers, now))

@@ -154,6 +154,7 @@ class DatabaseStore:
         self._rows: OrderedDict[tuple[str, tuple[tuple[str, object], ...]], list[Row]] = OrderedDict()
         self._patterns: dict[str, set[tuple[str, ...]]] = {}
         self._single: dict[str, set[str]] = {}
+        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}  # lookup columns as given → sorted
         self.queries = 0  # how many lookups reached the database (for tests and benchmarks)
 
     def begin(self, conn: Connection, positions: Mapping[str, int]) -> None:
@@ -247,7 +248,10 @@ class DatabaseStore:
                 self._single.setdefault(table, set()).add(column)
                 self._patterns.setdefault(table, set()).add((column,))
             return table, ((column, value),)
-        columns = tuple(sorted(where))
+        given = tuple(where)
+        columns = self._orders.get(given)
+        if columns is None:
+            columns = self._orders[given] = tuple(sorted(given))
         patterns = self._patterns.get(table)
         if patterns is None or columns not in patterns:
             self._patterns.setdefault(table, set()).add(columns)
