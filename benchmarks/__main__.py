@@ -4,7 +4,9 @@
    three runs, with their spread);
 2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink; the
    normaliser and the router once in the loop's own thread and once with ``--workers`` worker processes;
-3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic;
+3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic, and (group ``backfill``) the backfill
+   of a PostgreSQL exchange database of ``--spgl-backfill-rows`` rows in both dialects (rows/s and the reader's
+   peak RSS at that size and a quarter of it, see benchmarks/spgl_backfill.py);
 4. end-to-end latency at a fixed offered rate through every stage, simulators included;
 5. memory: the resident set of a separate ``ubridge run`` process after 10,000 and 50,000 events of
    sustained demo traffic (:mod:`benchmarks.memory`);
@@ -12,7 +14,8 @@
 7. source failover: seconds from SIGKILL of the source's owner to the standby running it
    (:mod:`benchmarks.failover`).
 
-``--only`` runs some of these groups: ``throughput`` (1-3), ``latency``, ``memory``, ``restore``, ``failover``.
+``--only`` runs some of these groups: ``throughput`` (1-3), ``backfill``, ``latency``, ``memory``, ``restore``,
+``failover``.
 
 Throughput is timed, from the stage's own records-in counter, from its first batch to its last, so
 consumer-group joins and worker start-up do not count.
@@ -36,10 +39,11 @@ from benchmarks.harness import (
 from benchmarks.ledger_restore import restore_seconds
 from benchmarks.memory import memory_under_load
 from benchmarks.spgl import spgl_throughput
+from benchmarks.spgl_backfill import print_figures, spgl_backfill
 from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.runtime.logs import configure_logging
 
-GROUPS = ("throughput", "latency", "memory", "restore", "failover")
+GROUPS = ("throughput", "backfill", "latency", "memory", "restore", "failover")
 
 
 def main() -> int:
@@ -47,6 +51,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
     parser.add_argument("--spgl-rows", type=int, default=50000, help="SPGL rows for the query-account reader")
+    parser.add_argument(
+        "--spgl-backfill-rows", type=int, default=1_000_000, help="rows of the PostgreSQL backfill (0: skip it)"
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument(
@@ -73,6 +80,8 @@ def main() -> int:
     try:
         if "throughput" in args.only:
             _throughput(bootstrap, prefix, args)
+        if "backfill" in args.only and args.spgl_backfill_rows:
+            print_figures(spgl_backfill(args.spgl_backfill_rows))
         if "latency" in args.only:
             _latency(bootstrap, prefix, args)
         if "memory" in args.only:

@@ -73,7 +73,7 @@ def spgl_throughput(
     thread = threading.Thread(target=runner.run, daemon=True)
     started = time.perf_counter()
     thread.start()
-    while runner.cursor is None or parse_cursor(runner.cursor)[0] != last:
+    while runner.cursor is None or parse_cursor(runner.cursor).positions != last:
         if not thread.is_alive():
             message = "the source stopped before moving every row"
             raise RuntimeError(message)

@@ -44,6 +44,7 @@ from routing.aishandong import load_required_materials
 from routing.calendar import load_calendar
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
+from routing.spgl_dialects import load_dialects
 from schemas import Codec
 
 
@@ -168,8 +169,14 @@ def _gonggai_spgl(ctx: Context) -> Runnable:
         name=config.name,
         page_size=config.page_size,
         max_held=config.max_held,
+        max_held_age_s=config.max_held_age_s,
         held_gauge=ctx.metrics.source_held_rows.labels(config.name),
+        held_age_gauge=ctx.metrics.source_held_age.labels(config.name),
         schema=config.db_schema,
+        lookback=config.lookback,
+        dialects=None if config.dialects is None else load_dialects(config.dialects),
+        cache_rows=config.cache_rows,
+        max_record_bytes=config.max_record_bytes,
     )
     return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
 

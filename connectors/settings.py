@@ -118,6 +118,15 @@ class GonggaiSpglSettings(_Strict):
     db_schema: str | None = None
     page_size: Annotated[int, Field(ge=1, le=20000)] = 5000
     max_held: Annotated[int, Field(ge=1, le=2000)] = 256
+    max_held_age_s: Annotated[
+        float, Field(gt=0, description="a detail waiting longer for its parents is dead-lettered")
+    ] = 86400.0
+    lookback: Annotated[int, Field(ge=0, description="lsh below the cursor re-read each poll for late commits")] = 2000
+    cache_rows: Annotated[int, Field(ge=100)] = 50_000
+    max_record_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    dialects: ConfigPath | None = Field(
+        None, description="SPGL dialect file (deploy/config/spgl-dialects.yaml if absent)"
+    )
     poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
     retry: RetrySettings = RetrySettings()
 

@@ -80,6 +80,12 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.source_held_age = Gauge(
+            "ubridge_source_held_age_seconds",
+            "How long the oldest row a source holds has waited for its parent rows (0 when none is held).",
+            ["stage"],
+            registry=registry,
+        )
         self.records_failed = Counter(
             "ubridge_records_failed_total",
             "Records dead-lettered after an unexpected exception (a bug or a value no code foresaw), by class.",

@@ -15,6 +15,13 @@ Every row carries the common fields ``lsh``, ``dfsjzj``, ``xzqhdm``, ``sjyxbs`` 
 ``sjwxyy`` (why withdrawn). ``lsh`` comes from one counter shared by the five tables, so it increases per
 table and also shows the order in which rows were committed.
 
+Two dialects (``dialect``): ``xmdm`` writes the project code and the standard stage (``dybzspjdxh``) on
+each item-instance row; ``gcdm`` keys items and documents by the engineering code (``gcdm``) and leaves the
+stage to the local approval-process tables, which the writer fills once: ``SPGL_DFXMSPLCXXB`` (one process
+per city, version ``1.0``), ``SPGL_DFXMSPLCJDXXB`` (its local stages 10…40 with their standard stage) and
+``SPGL_DFXMSPLCJDSXXXB`` (each item code in its local stage). The key columns carry indexes, as an exchange
+database upserting on them does.
+
 Faults: ``withdraw_rate`` follows a handling detail with a copy marked ``sjyxbs=0`` and a reason;
 ``out_of_order_rate`` commits the first detail of a new item instance before its instance row (and its
 project row, when new): those parents are held back until the next :meth:`ExchangeWriter.write` or
@@ -28,7 +35,7 @@ Example:
     >>> writer.write(EventGenerator(seed=7).generate(20))
     >>> writer.flush()
 
-Command line: ``python -m simulators.approval.exchange_db --url sqlite:///x.db --events 1000``.
+Command line: ``python -m simulators.approval.exchange_db --url sqlite:///x.db --events 1000 [--dialect gcdm]``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -56,7 +64,14 @@ from sqlalchemy import (
     select,
 )
 
-from simulators.approval.generator import BLSJ_FORMAT, RECEIVED, EventGenerator, org_code_check, uscc_check
+from simulators.approval.generator import (
+    BLSJ_FORMAT,
+    RECEIVED,
+    STAGE_ITEMS,
+    EventGenerator,
+    org_code_check,
+    uscc_check,
+)
 
 PROJECTS = "SPGL_XMJBXXB"
 ITEMS = "SPGL_XMSPSXBLXXB"
@@ -64,6 +79,11 @@ DETAILS = "SPGL_XMSPSXBLXXXXB"
 APPROVALS = "SPGL_XMSPSXPFWJXXB"
 ATTACHMENTS = "SPGL_XMQTFJXXB"
 TABLES = (PROJECTS, ITEMS, DETAILS, APPROVALS, ATTACHMENTS)
+PROCESSES = "SPGL_DFXMSPLCXXB"
+PROCESS_STAGES = "SPGL_DFXMSPLCJDXXB"
+PROCESS_ITEMS = "SPGL_DFXMSPLCJDSXXXB"
+DIALECTS = ("xmdm", "gcdm")
+PROCESS_VERSION = "1.0"
 
 WITHDRAW_REASONS = ("数据填报错误，撤回重报", "办件信息有误，已作废", "重复推送，撤销本条", "申请人撤回申请")
 _DEPARTMENTS = {1: "自然资源和规划局", 2: "自然资源和规划局", 3: "住房和城乡建设局", 4: "住房和城乡建设局"}
@@ -80,7 +100,8 @@ def _common(name: str, *columns: Column[Any]) -> Table:
     return Table(
         name,
         metadata,
-        Column("lsh", BigInteger, primary_key=True, autoincrement=False, comment="流水号"),
+        # Not a key: real exchange databases hold rows with a NULL or repeated lsh, and the reader copes.
+        Column("lsh", BigInteger, index=True, comment="流水号"),
         Column("dfsjzj", String(64), nullable=False, comment="地方数据主键"),
         Column("xzqhdm", String(6), nullable=False, comment="行政区划代码"),
         *columns,
@@ -108,13 +129,15 @@ PROJECT_TABLE = _common(
 )
 ITEM_TABLE = _common(
     ITEMS,
-    Column("xmdm", String(24), nullable=False, comment="项目代码"),
+    Column("xmdm", String(24), comment="项目代码（XMDM 方言）"),
     Column("gcdm", String(32), comment="工程代码"),
+    Column("splcbm", String(40), comment="审批流程编码（GCDM 方言）"),
+    Column("splcbbh", String(8), comment="审批流程版本号"),
     Column("spsxbm", String(16), comment="审批事项编码"),
     Column("spsxslbm", String(40), nullable=False, comment="审批事项实例编码"),
     Column("spsxmc", String(200), comment="审批事项名称"),
     Column("spbmmc", String(100), comment="审批部门名称"),
-    Column("dybzspjdxh", Integer, comment="对应标准审批阶段序号"),
+    Column("dybzspjdxh", Integer, comment="对应标准审批阶段序号（XMDM 方言）"),
     Column("sxblsx", Integer, comment="事项办理时限（工作日）"),
     Column("slsj", DateTime, comment="受理时间"),
     Column("lxr", String(50), comment="联系人"),
@@ -131,7 +154,8 @@ DETAIL_TABLE = _common(
 )
 APPROVAL_TABLE = _common(
     APPROVALS,
-    Column("xmdm", String(24), nullable=False, comment="项目代码"),
+    Column("xmdm", String(24), comment="项目代码"),
+    Column("gcdm", String(32), comment="工程代码"),
     Column("spsxslbm", String(40), comment="审批事项实例编码"),
     Column("pfwh", String(100), comment="批复文号"),
     Column("pfwjbt", String(200), comment="批复文件标题"),
@@ -142,7 +166,8 @@ APPROVAL_TABLE = _common(
 )
 ATTACHMENT_TABLE = _common(
     ATTACHMENTS,
-    Column("xmdm", String(24), nullable=False, comment="项目代码"),
+    Column("xmdm", String(24), comment="项目代码"),
+    Column("gcdm", String(32), comment="工程代码"),
     Column("spsxslbm", String(40), comment="审批事项实例编码"),
     Column("fjbh", String(100), comment="附件编号"),
     Column("fjmc", String(200), comment="附件名称"),
@@ -150,11 +175,47 @@ ATTACHMENT_TABLE = _common(
     Column("fjdz", String(500), comment="附件地址"),
     Column("fjzy", String(64), comment="附件摘要 SHA-256"),
 )
+PROCESS_TABLE = _common(
+    PROCESSES,
+    Column("splcbm", String(40), nullable=False, comment="审批流程编码"),
+    Column("splcbbh", String(8), nullable=False, comment="审批流程版本号"),
+    Column("splcmc", String(200), comment="审批流程名称"),
+    Column("splclx", Integer, comment="审批流程类型"),
+)
+PROCESS_STAGE_TABLE = _common(
+    PROCESS_STAGES,
+    Column("splcbm", String(40), nullable=False, comment="审批流程编码"),
+    Column("splcbbh", String(8), nullable=False, comment="审批流程版本号"),
+    Column("spjdxh", Integer, nullable=False, comment="审批阶段序号（地方）"),
+    Column("spjdmc", String(100), comment="审批阶段名称"),
+    Column("dybzspjdxh", Integer, comment="对应标准审批阶段序号"),
+)
+PROCESS_ITEM_TABLE = _common(
+    PROCESS_ITEMS,
+    Column("splcbm", String(40), nullable=False, comment="审批流程编码"),
+    Column("splcbbh", String(8), nullable=False, comment="审批流程版本号"),
+    Column("spjdxh", Integer, nullable=False, comment="审批阶段序号（地方）"),
+    Column("spsxbm", String(16), nullable=False, comment="审批事项编码"),
+    Column("spsxmc", String(200), comment="审批事项名称"),
+)
+for _table, _columns in (
+    (PROJECT_TABLE, ("xmdm", "gcdm")),
+    (ITEM_TABLE, ("spsxslbm", "xmdm", "gcdm")),
+    (DETAIL_TABLE, ("spsxslbm", "dfsjzj")),
+    (APPROVAL_TABLE, ("xmdm", "gcdm")),
+    (ATTACHMENT_TABLE, ("xmdm", "gcdm")),
+    (PROCESS_STAGE_TABLE, ("splcbm",)),
+    (PROCESS_ITEM_TABLE, ("splcbm",)),
+):
+    for _column in _columns:
+        Index(f"ix_{_table.name.lower()}_{_column}", _table.c[_column])
 _BY_NAME = {table.name: table for table in metadata.sorted_tables}
+TABLE_COLUMNS = {name: [column.name for column in table.c] for name, table in _BY_NAME.items()}
+_STAGE_NAMES = {1: "立项用地规划许可阶段", 2: "工程建设许可阶段", 3: "施工许可阶段", 4: "竣工验收阶段"}
 
 
 def create_exchange_tables(engine: Engine) -> None:
-    """Create the five ``SPGL_*`` tables (those missing) in ``engine``'s database."""
+    """Create the ``SPGL_*`` tables, process tables included (those missing), in ``engine``'s database."""
     metadata.create_all(engine)
 
 
@@ -169,7 +230,13 @@ class ExchangeWriter:
     """Writes generated approval events into the exchange tables, as the approval system's push job does."""
 
     def __init__(
-        self, engine: Engine, seed: int = 7, *, withdraw_rate: float = 0.0, out_of_order_rate: float = 0.0
+        self,
+        engine: Engine,
+        seed: int = 7,
+        *,
+        withdraw_rate: float = 0.0,
+        out_of_order_rate: float = 0.0,
+        dialect: str = "xmdm",
     ) -> None:
         """Create a writer; it continues the ``lsh`` and the projects already in the database.
 
@@ -178,10 +245,15 @@ class ExchangeWriter:
             seed: Seed for keys, coordinates and faults; equal seeds and calls write equal rows.
             withdraw_rate: Chance that a handling detail is followed by its withdrawal (``sjyxbs=0``).
             out_of_order_rate: Chance that a new item instance's first detail is committed before its parents.
+            dialect: ``xmdm`` or ``gcdm`` (items keyed by engineering code, stage from the process tables).
         """
         if not (0.0 <= withdraw_rate <= 1.0 and 0.0 <= out_of_order_rate <= 1.0):
             message = "rates must lie in [0, 1]"
             raise ValueError(message)
+        if dialect not in DIALECTS:
+            message = f"dialect must be one of {', '.join(DIALECTS)}"
+            raise ValueError(message)
+        self._gcdm = dialect == "gcdm"
         self._engine = engine
         self._rng = random.Random(seed)
         self._withdraw_rate = withdraw_rate
@@ -196,8 +268,9 @@ class ExchangeWriter:
             for row in conn.execute(select(PROJECT_TABLE).order_by(PROJECT_TABLE.c.lsh)).mappings():
                 self._projects[row["xmdm"]] = dict(row)
             self._items = set(conn.scalars(select(ITEM_TABLE.c.spsxslbm)))
-            self._documents = {(r.xmdm, r.pfwh) for r in conn.execute(select(APPROVAL_TABLE))}
-            self._documents |= {(r.xmdm, r.fjbh) for r in conn.execute(select(ATTACHMENT_TABLE))}
+            self._documents = {(r.gcdm, r.pfwh) for r in conn.execute(select(APPROVAL_TABLE))}
+            self._documents |= {(r.gcdm, r.fjbh) for r in conn.execute(select(ATTACHMENT_TABLE))}
+            self._processes = set(conn.scalars(select(PROCESS_TABLE.c.splcbm)))
 
     @property
     def last_lsh(self) -> int:
@@ -220,13 +293,27 @@ class ExchangeWriter:
         rows, self._late = self._late, []
         return self._insert(rows)
 
-    def _insert(self, rows: list[tuple[str, dict[str, Any]]]) -> int:
-        if not rows:
-            return 0
+    def numbered(self, events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """The rows of ``events`` (and of parents held back before) with their ``lsh``, by table, not written.
+
+        For bulk loaders (``COPY``) that write the rows themselves; the writer's state moves on as if written.
+        """
+        rows, self._late = self._late, []
+        for event in events:
+            rows.extend(self._rows(event))
+        return self._number(rows)
+
+    def _number(self, rows: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
         by_table: dict[str, list[dict[str, Any]]] = {}
         for name, row in rows:
             self._lsh += 1
             by_table.setdefault(name, []).append({**row, "lsh": self._lsh})
+        return by_table
+
+    def _insert(self, rows: list[tuple[str, dict[str, Any]]]) -> int:
+        if not rows:
+            return 0
+        by_table = self._number(rows)
         with self._engine.begin() as conn:  # one commit: the order of the inserts inside it is invisible
             for name, table_rows in by_table.items():
                 conn.execute(insert(_BY_NAME[name]), table_rows)
@@ -245,6 +332,8 @@ class ExchangeWriter:
             parents.append((PROJECTS, self._project_update(event)))  # the construction permit fixes the dates
         if event["spsxslbm"] not in self._items:
             self._items.add(event["spsxslbm"])
+            if self._gcdm and _process_code(event["jsddxzqh"]) not in self._processes:
+                rows.extend(self._process_rows(event["jsddxzqh"]))  # published before any item names it
             parents.append((ITEMS, self._item_row(event)))
         late = any(name == ITEMS for name, _ in parents) and self._rng.random() < self._out_of_order_rate
         (self._late if late else rows).extend(parents)
@@ -295,18 +384,39 @@ class ExchangeWriter:
         self._projects[event["xmdm"]] = row
         return row
 
+    def _process_rows(self, region: str) -> list[tuple[str, dict[str, Any]]]:
+        code = _process_code(region)
+        self._processes.add(code)
+        common = {"xzqhdm": region[:4] + "00", "splcbm": code, "splcbbh": PROCESS_VERSION, "sjyxbs": 1, "sjwxyy": None}
+        rows: list[tuple[str, dict[str, Any]]] = [
+            (
+                PROCESSES,
+                {**common, "dfsjzj": self._key(), "splcmc": "工程建设项目审批流程（一般社会投资项目）", "splclx": 1},
+            )
+        ]
+        for stage, items in STAGE_ITEMS.items():
+            local = stage * 10  # the city numbers its own stages; the table maps them to the standard's
+            names = {"spjdxh": local, "spjdmc": _STAGE_NAMES[stage], "dybzspjdxh": stage}
+            rows.append((PROCESS_STAGES, {**common, "dfsjzj": self._key(), **names}))
+            for item_code, item_name, *_ in items:
+                item = {"spjdxh": local, "spsxbm": item_code, "spsxmc": item_name}
+                rows.append((PROCESS_ITEMS, {**common, "dfsjzj": self._key(), **item}))
+        return rows
+
     def _item_row(self, event: dict[str, Any]) -> dict[str, Any]:
         stage = event["dybzspjdxh"]
+        process = {"splcbm": _process_code(event["jsddxzqh"]), "splcbbh": PROCESS_VERSION} if self._gcdm else {}
         return {
             "dfsjzj": self._key(),
             "xzqhdm": event["jsddxzqh"],
-            "xmdm": event["xmdm"],
+            "xmdm": None if self._gcdm else event["xmdm"],
             "gcdm": f"{event['xmdm']}-001",
+            **process,
             "spsxbm": event.get("spsxbm"),
             "spsxslbm": event["spsxslbm"],
             "spsxmc": event.get("spsxmc"),
             "spbmmc": _DEPARTMENTS.get(stage, "行政审批服务局"),
-            "dybzspjdxh": stage if isinstance(stage, int) else None,
+            "dybzspjdxh": stage if isinstance(stage, int) and not self._gcdm else None,
             "sxblsx": _TIME_LIMIT_DAYS.get(stage, 10),
             "slsj": _parse_time(event["blsj"]),
             "lxr": event.get("lxr"),
@@ -335,11 +445,12 @@ class ExchangeWriter:
         blsj = _parse_time(event["blsj"])
         day = blsj.date() if blsj else None
         for document in event.get("fjxx") or ():
-            seen = (event["xmdm"], document["wjbh"])
+            seen = (f"{event['xmdm']}-001", document["wjbh"])
             if seen in self._documents:
                 continue
             self._documents.add(seen)
-            common = {"dfsjzj": self._key(), "xzqhdm": event["jsddxzqh"], "xmdm": event["xmdm"]}
+            common = {"dfsjzj": self._key(), "xzqhdm": event["jsddxzqh"], "gcdm": f"{event['xmdm']}-001"}
+            common["xmdm"] = None if self._gcdm else event["xmdm"]
             common |= {"spsxslbm": event["spsxslbm"], "fjdz": document.get("xzdz"), "fjzy": document.get("sha256")}
             common |= {"sjyxbs": 1, "sjwxyy": None}
             if document.get("wjlx") == "DRAWING":
@@ -350,6 +461,10 @@ class ExchangeWriter:
                 extra = {"pfwh": document["wjbh"], "pfwjbt": document["wjmc"], "pfrq": day, "yxqx": valid_until}
                 rows.append((APPROVALS, common | extra))
         return rows
+
+
+def _process_code(region: str) -> str:
+    return f"SPLC{region[:4]}00-01"
 
 
 def _years_later(day: date, years: int) -> date:
@@ -375,11 +490,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--withdraw-rate", type=float, default=0.0)
     parser.add_argument("--out-of-order-rate", type=float, default=0.0)
+    parser.add_argument("--dialect", choices=DIALECTS, default="xmdm")
     args = parser.parse_args(argv)
     engine = create_engine(args.url)
     create_exchange_tables(engine)
     writer = ExchangeWriter(
-        engine, args.seed, withdraw_rate=args.withdraw_rate, out_of_order_rate=args.out_of_order_rate
+        engine,
+        args.seed,
+        withdraw_rate=args.withdraw_rate,
+        out_of_order_rate=args.out_of_order_rate,
+        dialect=args.dialect,
     )
     rows = writer.write(EventGenerator(seed=args.seed).generate(args.events)) + writer.flush()
     engine.dispose()

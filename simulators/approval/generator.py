@@ -251,7 +251,8 @@ class EventGenerator:
         land_area = round(rng.uniform(3_000, 80_000), 1)
         floor_area = round(land_area * rng.uniform(1.2, 3.0), 1)
         info = {
-            "xmdm": f"{year}-{region}-{industry}-{rng.choice(_PROJECT_TYPES)}-{self._serial:06d}",
+            # The serial block has six digits: a run of a million rows and more wraps it, as real serials restart.
+            "xmdm": f"{year}-{region}-{industry}-{rng.choice(_PROJECT_TYPES)}-{self._serial % 1_000_000:06d}",
             "xmmc": f"{district}{stem}{rng.choice(_PROJECT_KINDS)}{rng.choice(_PHASES)}",
             "jsdd": f"山东省{city}{district}{rng.choice(_ROADS)}{rng.randint(1, 399)}号",
             "jsddxzqh": region,

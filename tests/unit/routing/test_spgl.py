@@ -16,6 +16,7 @@ from routing.spgl import (
     JoinedRecord,
     JoinFailure,
     JoinOutcome,
+    MemoryStore,
     SpglJoiner,
     joined_to_event,
 )
@@ -189,15 +190,14 @@ def test_unchanged_resend_yields_nothing() -> None:
 
 
 def test_held_rows_survive_a_round_trip_through_json() -> None:
-    """to_state/from_state carries held rows across a restart; remembered parents then complete them."""
-    first = SpglJoiner(max_held=5)
+    """to_state/from_state carries held rows across a restart; parents found in the store then complete them."""
+    store = MemoryStore()  # stands for the database, which outlives the process
+    first = SpglJoiner(max_held=5, store=store)
     first.add(ITEMS, dict(ITEM))
     first.add(DETAILS, dict(DETAIL))
     state = json.loads(json.dumps(first.to_state()))
-    second = SpglJoiner.from_state(state, max_held=5)
-    second.remember(ITEMS, dict(ITEM))
-    second.remember(DETAILS, dict(DETAIL))  # read before the restart, still held: not marked as joined
-    assert second.held_count == 1
+    second = SpglJoiner.from_state(state, max_held=5, store=store)
+    assert (second.retry_held(), second.held_count) == ([], 1)
     [record] = joined(second.add(PROJECTS, dict(PROJECT)))
     assert record.detail == DETAIL
 
