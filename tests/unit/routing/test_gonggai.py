@@ -318,7 +318,8 @@ def test_missing_required_integers_are_named(key: str, canonical: str) -> None:
             {"lxrsjh": "12912345678"},
             (
                 "lxrsjh",
-                "mobile number starts with 12, expected 13-19; nor is it a landline with its area code like 0535-6123456",
+                "mobile number starts with 12, expected 13-19; "
+                "nor is it a landline with its area code like 0535-6123456",
             ),
         ),
         ({"dybzspjdxh": 6}, ("dybzspjdxh", "stage 6 is not one of 1-5")),
