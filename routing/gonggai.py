@@ -12,21 +12,27 @@ patterns at import and does no work for absent optional fields.
 
 import hashlib
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType, UnionType
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from routing.errors import DataError
-from routing.identifiers import check_uscc, validate_mobile, validate_project_code, validate_region_code
-from routing.records import Demand, Document, ItemStatus, ProjectEvent, Service
+from routing.identifiers import check_uscc, validate_contact_number, validate_project_code, validate_region_code
+from routing.records import Demand, Document, ItemStatus, ProjectEvent, Repair, Service
+from routing.repairs import (
+    current_region,
+    exchange_time,
+    labelled_digest,
+    material_link,
+    number_text,
+    repair,
+    upper_code,
+)
 
 TIME_ZONE: Final = "Asia/Shanghai"
 DEFAULT_STATUS_CODES: Final[Mapping[int, ItemStatus]] = MappingProxyType({1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"})
 
-_ZONE: Final = ZoneInfo(TIME_ZONE)
 _EVENT_ID_LENGTH: Final = 32
 _STAGES: Final = range(1, 6)
 _MAX_PIPE_DIAMETER_MM: Final = 10_000
@@ -42,8 +48,6 @@ _SERVICES: Final[Mapping[str, Service]] = {
     "HEAT": "HEAT",
 }
 _DOCUMENT_KINDS: Final = frozenset({"PERMIT", "APPROVAL", "DRAWING", "OTHER"})
-_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
-_URL: Final = re.compile(r"https?://\S+", re.IGNORECASE)
 # JSON vocabulary reads better in an operator's error than Python's type names; bool before int because
 # bool is an int.
 _JSON_KINDS: Final[tuple[tuple[type | UnionType, str], ...]] = (
@@ -86,11 +90,11 @@ def normalise(
         whole_record = ""
         raise DataError(whole_record, f"event must be a JSON object, got {_kind(raw)}")
     record_id = _record_id(raw)
+    repairs: list[Repair] = []
     project_code = _required_str(raw, "xmdm", "project_code")
     validate_project_code(project_code, "xmdm")
-    region_code = _required_str(raw, "jsddxzqh", "region_code")
-    validate_region_code(region_code, "jsddxzqh")
-    builder_uscc = _optional_str(raw, "jsdwdm", "builder_uscc")
+    region_code = _region(raw, project_code, repairs)
+    builder_uscc = _repaired(repairs, upper_code, _optional_str(raw, "jsdwdm", "builder_uscc"), "builder_uscc")
     mobile = _optional_str(raw, "lxrsjh", "contact_mobile")
     return {
         "event_id": _event_id(source, record_id),
@@ -103,24 +107,58 @@ def normalise(
         "builder_name": _required_str(raw, "jsdw", "builder_name"),
         "builder_uscc": builder_uscc,
         "contact_name": _optional_str(raw, "lxr", "contact_name"),
-        "contact_mobile": None if mobile is None else validate_mobile(mobile, "lxrsjh"),
+        "contact_mobile": None if mobile is None else _contact_number(mobile, repairs),
         "stage": _stage(raw),
         "item_code": _optional_str(raw, "spsxbm", "item_code"),
         "item_instance_code": _optional_str(raw, "spsxslbm", "item_instance_code"),
         "item_name": _optional_str(raw, "spsxmc", "item_name"),
         "item_status": _item_status(raw, DEFAULT_STATUS_CODES if status_codes is None else status_codes),
         "retraction": _retraction(raw),
-        "occurred_at": _occurred_at(raw),
+        "occurred_at": _occurred_at(raw, repairs),
         "ingested_at": ingested_at,
         "time_zone": TIME_ZONE,
         "project_nature": _optional_str(raw, "jsxz", "project_nature"),
-        "floor_area_m2": _optional_number(raw, "jzmj", "floor_area_m2"),
-        "land_area_m2": _optional_number(raw, "ydmj", "land_area_m2"),
-        "investment_10k_cny": _optional_number(raw, "ztze", "investment_10k_cny"),
-        "demands": _demands(raw.get("xqxx")),
-        "documents": _documents(raw.get("fjxx")),
+        "floor_area_m2": _optional_number(raw, "jzmj", "floor_area_m2", repairs=repairs),
+        "land_area_m2": _optional_number(raw, "ydmj", "land_area_m2", repairs=repairs),
+        "investment_10k_cny": _optional_number(raw, "ztze", "investment_10k_cny", repairs=repairs),
+        "demands": _demands(raw.get("xqxx"), repairs),
+        "documents": _documents(raw.get("fjxx"), repairs),
         "flags": [] if builder_uscc is None else _uscc_flags(builder_uscc),
+        "repairs": repairs,
     }
+
+
+def _repaired(
+    repairs: list[Repair], repair: Callable[[str, str], tuple[str, Repair | None]], value: str | None, field: str
+) -> str | None:
+    if value is None:
+        return None
+    value, done = repair(value, field)
+    if done is not None:
+        repairs.append(done)
+    return value
+
+
+def _region(raw: Mapping[str, Any], project_code: str, repairs: list[Repair]) -> str:
+    """The site region; a withdrawn code as its successor; missing, the project code's own region."""
+    key = "jsddxzqh"
+    given = _optional_str(raw, key, "region_code")
+    if given is None:
+        block = project_code[5:11]
+        code, changed = current_region(block, "region_code")
+        detail = f"no site region given: the project code's region {block}" + (" (since changed)" if changed else "")
+        repairs.append(repair("region_code", "region_from_project_code", detail))
+    else:
+        code = _repaired(repairs, current_region, given, "region_code") or given
+    validate_region_code(code, key)
+    return code
+
+
+def _contact_number(number: str, repairs: list[Repair]) -> str:
+    value, landline = validate_contact_number(number, "lxrsjh")
+    if landline:
+        repairs.append(repair("contact_mobile", "landline", "a landline with its area code, not a mobile"))
+    return value
 
 
 def _event_id(source: str, record_id: str) -> str:
@@ -170,19 +208,22 @@ def _retraction(raw: Mapping[str, Any]) -> bool:
     raise DataError(key, f"retraction flag must be 0 (withdrawn) or 1 (valid), got {_show(flag)}")
 
 
-def _occurred_at(raw: Mapping[str, Any]) -> datetime:
+def _occurred_at(raw: Mapping[str, Any], repairs: list[Repair]) -> datetime:
     key = "blsj"
     text = _required_str(raw, key, "occurred_at")
     try:
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=_ZONE)
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
+        moment, done = exchange_time(text, "occurred_at")
+        moment = moment.astimezone(UTC)
+    except DataError as exc:
+        raise DataError(key, f"occurred_at {exc.reason}") from exc
+    except OverflowError as exc:
         raise DataError(key, f"occurred_at {_show(text)} is not a time like 2026-11-25 10:31:00") from exc
+    if done is not None:
+        repairs.append(done)
+    return moment
 
 
-def _demands(value: object) -> list[Demand]:
+def _demands(value: object, repairs: list[Repair]) -> list[Demand]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -191,7 +232,7 @@ def _demands(value: object) -> list[Demand]:
     demands: list[Demand] = []
     seen: set[Service] = set()
     for i, item in enumerate(value):
-        demand = _demand(item, f"xqxx.{i}.")
+        demand = _demand(item, f"xqxx.{i}.", repairs)
         if demand["service"] in seen:
             path = f"xqxx.{i}.fwlx"
             raise DataError(path, f"demands: {demand['service']} is listed twice")
@@ -200,7 +241,7 @@ def _demands(value: object) -> list[Demand]:
     return demands
 
 
-def _demand(item: object, prefix: str) -> Demand:
+def _demand(item: object, prefix: str, repairs: list[Repair]) -> Demand:
     if not isinstance(item, Mapping):
         raise DataError(prefix[:-1], f"demand must be an object, got {_kind(item)}")
     name = _required_str(item, "fwlx", "demands.service", prefix)
@@ -210,15 +251,15 @@ def _demand(item: object, prefix: str) -> Demand:
         raise DataError(path, f"demands.service {_show(name)} is not 供水/供气/供热 (WATER/GAS/HEAT)")
     return {
         "service": service,
-        "pipe_diameter_mm": _pipe_diameter(item, prefix),
-        "load": _optional_number(item, "yl", "demands.load", prefix),
+        "pipe_diameter_mm": _pipe_diameter(item, prefix, repairs),
+        "load": _optional_number(item, "yl", "demands.load", prefix, repairs),
         "load_unit": _optional_str(item, "yldw", "demands.load_unit", prefix),
-        "heated_area_m2": _optional_number(item, "grmj", "demands.heated_area_m2", prefix),
+        "heated_area_m2": _optional_number(item, "grmj", "demands.heated_area_m2", prefix, repairs),
     }
 
 
-def _pipe_diameter(item: Mapping[str, Any], prefix: str) -> int | None:
-    value = _optional_number(item, "gj_mm", "demands.pipe_diameter_mm", prefix)
+def _pipe_diameter(item: Mapping[str, Any], prefix: str, repairs: list[Repair]) -> int | None:
+    value = _optional_number(item, "gj_mm", "demands.pipe_diameter_mm", prefix, repairs)
     if value is None:
         return None
     if not value.is_integer() or not 0 < value <= _MAX_PIPE_DIAMETER_MM:
@@ -228,36 +269,39 @@ def _pipe_diameter(item: Mapping[str, Any], prefix: str) -> int | None:
     return int(value)
 
 
-def _documents(value: object) -> list[Document]:
+def _documents(value: object, repairs: list[Repair]) -> list[Document]:
     if value is None:
         return []
     if not isinstance(value, list):
         key = "fjxx"
         raise DataError(key, f"documents must be a list, got {_kind(value)}")
-    return [_document(item, f"fjxx.{i}.") for i, item in enumerate(value)]
+    return [_document(item, f"fjxx.{i}.", repairs) for i, item in enumerate(value)]
 
 
-def _document(item: object, prefix: str) -> Document:
+def _document(item: object, prefix: str, repairs: list[Repair]) -> Document:
     if not isinstance(item, Mapping):
         raise DataError(prefix[:-1], f"document must be an object, got {_kind(item)}")
     kind = (_optional_str(item, "wjlx", "documents.kind", prefix) or "OTHER").upper()
     if kind not in _DOCUMENT_KINDS:
         path = f"{prefix}wjlx"
         raise DataError(path, f"documents.kind {_show(kind)} is not one of {sorted(_DOCUMENT_KINDS)}")
-    url = _optional_str(item, "xzdz", "documents.url", prefix)
-    if url is not None and _URL.fullmatch(url) is None:
+    try:
+        url = _repaired(repairs, material_link, _optional_str(item, "xzdz", "documents.url", prefix), "documents.url")
+    except DataError as exc:
         path = f"{prefix}xzdz"
-        raise DataError(path, f"documents.url {_show(url)} is not an http(s) URL")
-    digest = _optional_str(item, "sha256", "documents.digest", prefix)
-    if digest is not None and _SHA256.fullmatch(digest) is None:
+        raise DataError(path, f"documents.url {exc.reason}") from exc
+    try:
+        digest = _optional_str(item, "sha256", "documents.digest", prefix)
+        digest = _repaired(repairs, labelled_digest, digest, "documents.digest")
+    except DataError as exc:
         path = f"{prefix}sha256"
-        raise DataError(path, f"documents.digest {_show(digest)} is not 64 hex digits")
+        raise DataError(path, f"documents.digest {exc.reason}") from exc
     return {
         "kind": kind,
         "number": _optional_str(item, "wjbh", "documents.number", prefix),
         "title": _required_str(item, "wjmc", "documents.title", prefix),
         "url": url,
-        "digest": None if digest is None else f"sha256:{digest.lower()}",
+        "digest": digest,
     }
 
 
@@ -286,15 +330,20 @@ def _required_int(record: Mapping[str, Any], key: str, canonical: str) -> int:
     return value
 
 
-def _optional_number(record: Mapping[str, Any], key: str, canonical: str, prefix: str = "") -> float | None:
+def _optional_number(
+    record: Mapping[str, Any], key: str, canonical: str, prefix: str = "", repairs: list[Repair] | None = None
+) -> float | None:
     value = record.get(key)
     if value is None:
         return None
     if isinstance(value, str):
         if not value.strip():
             return None
+        text, done = number_text(value, canonical)
+        if done is not None and repairs is not None:
+            repairs.append(done)
         try:
-            number = float(value)
+            number = float(text)
         except ValueError as exc:
             raise DataError(prefix + key, f"{canonical} {_show(value)} is not a number") from exc
     elif isinstance(value, int | float) and not isinstance(value, bool):

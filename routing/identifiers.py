@@ -12,11 +12,13 @@ Example:
 
 import functools
 import re
+import unicodedata
 from typing import Final
 
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import ric, uscc
 
+from routing.division_changes import successor
 from routing.errors import DataError
 from routing.regions import is_known_region
 
@@ -25,6 +27,11 @@ _REGION_CODE: Final = re.compile(r"[0-9]{6}")
 _MOBILE: Final = re.compile(r"1[3-9][0-9]{9}")
 _MOBILE_SEPARATORS: Final = str.maketrans("", "", " -")
 _MOBILE_LENGTH: Final = 11
+# 区号 then 7-8 digit subscriber number, then an optional extension; 010 and 02x are the 3-digit area codes.
+_LANDLINE: Final = re.compile(
+    r"\(?(0(?:10|2[0-9]|[3-9][0-9]{2}))\)?-?([2-9][0-9]{6,7})(?:(?:-|转|ext\.?|#)([0-9]{1,6}))?", re.IGNORECASE
+)
+_LANDLINE_NATIONAL: Final = re.compile(r"(?:\+?86-?)(?=[1-9])")
 _ID_BODY: Final = re.compile(r"[0-9]{17}[0-9X]")
 
 # GB 32100 leaves out I, O, S, V and Z so that they cannot be misread as 1, 0, 5, U and 2.
@@ -49,12 +56,13 @@ def validate_project_code(code: str, field: str = "project_code") -> None:
         field: Field name reported in the error.
 
     Raises:
-        DataError: If the shape is wrong or the region block is unknown.
+        DataError: If the shape is wrong or the region block is unknown (a block withdrawn since 2015 is known:
+            the code was valid when issued, :mod:`routing.division_changes`).
     """
     if _PROJECT_CODE.fullmatch(code) is None:
         raise DataError(field, f"project code {_shown(code)} does not match NNNN-NNNNNN-NN-NN-NNNNNN")
     region = code[5:11]
-    if not is_known_region(region):
+    if not is_known_region(region) and successor(region) is None:
         raise DataError(field, f"project code {_shown(code)} names unknown region {region}")
 
 
@@ -143,6 +151,35 @@ def validate_mobile(number: str, field: str = "contact_mobile") -> str:
     if _MOBILE.fullmatch(digits) is None:
         raise DataError(field, _mobile_fault(digits))
     return digits
+
+
+def validate_contact_number(number: str, field: str = "contact_mobile") -> tuple[str, bool]:
+    """Check a number a person can be reached on: a mainland mobile or a landline with its area code.
+
+    Args:
+        number: As received: spaces, dashes, full-width digits, ``+86``, ``(0535)`` and an extension
+            (``-123``, ``转123``) are accepted.
+        field: Field name reported in the error.
+
+    Returns:
+        ``(number, is_landline)``: the 11 digits of a mobile, or a landline as ``0535-6123456[-123]``.
+
+    Raises:
+        DataError: Neither a mobile nor a landline with its area code.
+    """
+    text = unicodedata.normalize("NFKC", number).strip()
+    try:
+        return validate_mobile(text, field), False
+    except DataError as mobile_error:
+        compact = text.replace(" ", "")
+        if compact.startswith(("+86", "86")):
+            compact = _LANDLINE_NATIONAL.sub("0", compact, count=1)
+        landline = _LANDLINE.fullmatch(compact)
+        if landline is None:
+            reason = f"{mobile_error.reason}; nor is it a landline with its area code like 0535-6123456"
+            raise DataError(field, reason) from None
+        area, subscriber, extension = landline.groups()
+        return f"{area}-{subscriber}" + (f"-{extension}" if extension else ""), True
 
 
 def _mobile_fault(digits: str) -> str:

@@ -41,6 +41,14 @@ class Document(TypedDict):
     digest: str | None
 
 
+class Repair(TypedDict):
+    """One value read in a way other than as written: the canonical field, the kind of repair, what was assumed."""
+
+    field: str
+    kind: str
+    detail: str
+
+
 class ProjectEvent(TypedDict):
     """ubridge.v1.ProjectEvent."""
 
@@ -71,6 +79,7 @@ class ProjectEvent(TypedDict):
     demands: list[Demand]
     documents: list[Document]
     flags: list[str]
+    repairs: list[Repair]
 
 
 class UtilityTask(TypedDict):

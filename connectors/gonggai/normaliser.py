@@ -23,7 +23,7 @@ from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.errors import DataError
 from routing.gonggai import normalise
 from routing.mapping import VendorMapping, apply_mapping
-from routing.records import ItemStatus
+from routing.records import ItemStatus, ProjectEvent
 from schemas import Codec
 
 DEFAULT_FORMAT = "default"
@@ -67,7 +67,9 @@ class GonggaiNormaliser:
             except DataError as exc:
                 raise mapping.vendor_error(exc) from exc
         value = self._codec.encode("ProjectEvent", event)
-        return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
+        return Delivered(
+            outputs=(Output(self._output_topic, event["project_code"].encode(), value),), repairs=repairs_of(event)
+        )
 
     def _mapping_for(self, source: str, headers: Mapping[str, str]) -> VendorMapping | None:
         if DEFAULT_FORMAT in (headers.get("ubridge.format"), headers.get("ubridge.vendor")):
@@ -76,3 +78,8 @@ class GonggaiNormaliser:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def repairs_of(event: ProjectEvent) -> tuple[tuple[str, str], ...]:
+    """The (field, kind) of each repair an event records, for the stage's ``ubridge_records_repaired_total``."""
+    return tuple((r["field"], r["kind"]) for r in event["repairs"])

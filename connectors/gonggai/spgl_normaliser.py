@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from connectors.gonggai.normaliser import repairs_of
 from connectors.gonggai.raw import read_raw
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.records import ItemStatus
@@ -44,7 +45,9 @@ class SpglNormaliser:
         source = raw.headers.get("ubridge.source", DEFAULT_SOURCE)
         event = joined_to_event(raw.body, source=source, ingested_at=raw.ingested_at, status_codes=self._status_codes)
         value = self._codec.encode("ProjectEvent", event)
-        return Delivered(outputs=(Output(self._output_topic, event["project_code"].encode(), value),))
+        return Delivered(
+            outputs=(Output(self._output_topic, event["project_code"].encode(), value),), repairs=repairs_of(event)
+        )
 
     def close(self) -> None:
         """Nothing to release."""

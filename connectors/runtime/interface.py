@@ -60,6 +60,7 @@ class Delivered:
 
     outputs: Sequence[Output] = ()
     filtered_reason: str | None = None
+    repairs: tuple[tuple[str, str], ...] = ()  # (field, kind) of each value read other than as written
 
 
 Outcome = Delivered | DataError

@@ -24,6 +24,12 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.records_repaired = Counter(
+            "ubridge_records_repaired_total",
+            "Values a stage read other than as written (a landline, a withdrawn region code…); on the record too.",
+            ["stage", "field", "kind"],
+            registry=registry,
+        )
         self.records_filtered = Counter(
             "ubridge_records_filtered_total",
             "Records a stage consumed and deliberately produced nothing for.",

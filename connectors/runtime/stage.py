@@ -265,6 +265,8 @@ class StageLoop:
             )
             now = datetime.now(UTC)
             return [self._send(dead_letter(record, outcome, stage=self.stage, topic=self._dlq_topic, now=now))]
+        for field, kind in outcome.repairs:
+            self._metrics.records_repaired.labels(self.stage, field, kind).inc()
         if outcome.filtered_reason is not None:
             self._metrics.records_filtered.labels(self.stage, outcome.filtered_reason).inc()
             log.debug(

@@ -104,6 +104,24 @@ def test_bad_records_go_to_the_dead_letter_topic_with_their_bytes(topics: Topics
     assert dict(letters[0].headers)["ubridge.source"] == b"gonggai-interface"
 
 
+def test_repaired_values_are_counted_and_travel_on_the_event(topics: Topics, valid_event: bytes) -> None:
+    """A landline and a slashed grant time pass, each counted by field and kind and listed on the event."""
+    repaired = json.loads(valid_event)
+    repaired["lxrsjh"], repaired["blsj"] = "0535-6123456", "2026/11/24 10:15:00"
+    topics.produce([json.dumps(repaired, ensure_ascii=False).encode()])
+    metrics = Metrics(CollectorRegistry())
+    run_loop(topics, normaliser(topics), metrics, until=1)
+    (output,) = read_topic(topics.kafka.bootstrap, topics.out)
+    event = Codec.default().decode_as("ProjectEvent", output.value)
+    assert sorted((r["field"], r["kind"]) for r in event["repairs"]) == [
+        ("contact_mobile", "landline"),
+        ("occurred_at", "slashed_time"),
+    ]
+    for field, kind in (("contact_mobile", "landline"), ("occurred_at", "slashed_time")):
+        labels = {"stage": "normaliser-gonggai", "field": field, "kind": kind}
+        assert metrics.registry.get_sample_value("ubridge_records_repaired_total", labels) == 1
+
+
 def test_offsets_are_committed_after_the_outputs(topics: Topics, valid_event: bytes) -> None:
     """After a clean stop the group's committed offset is the end of the input."""
     topics.produce([valid_event, valid_event])

@@ -133,6 +133,7 @@ def test_full_record_maps_to_the_canonical_event() -> None:
             }
         ],
         "flags": [],
+        "repairs": [],
     }
     assert expected == norm(RAW)
 
@@ -281,7 +282,6 @@ def test_the_project_code_error_names_raw_field_and_shape() -> None:
     [
         ("xmdm", "project_code"),
         ("xmmc", "project_name"),
-        ("jsddxzqh", "region_code"),
         ("jsdw", "builder_name"),
         ("blsj", "occurred_at"),
     ],
@@ -314,7 +314,14 @@ def test_missing_required_integers_are_named(key: str, canonical: str) -> None:
         ({"jsddxzqh": "3706"}, ("jsddxzqh", "region code '3706' is not 6 digits")),
         ({"jsddxzqh": "370699"}, ("jsddxzqh", "region code 370699 is not a known GB/T 2260 region")),
         ({"jsdwdm": "9137"}, ("jsdwdm", "USCC '9137' has 4 characters, expected 18")),
-        ({"lxrsjh": "12912345678"}, ("lxrsjh", "mobile number starts with 12, expected 13-19")),
+        (
+            {"lxrsjh": "12912345678"},
+            (
+                "lxrsjh",
+                "mobile number starts with 12, expected 13-19; "
+                "nor is it a landline with its area code like 0535-6123456",
+            ),
+        ),
         ({"dybzspjdxh": 6}, ("dybzspjdxh", "stage 6 is not one of 1-5")),
         ({"dybzspjdxh": 0}, ("dybzspjdxh", "stage 0 is not one of 1-5")),
         ({"dybzspjdxh": "2"}, ("dybzspjdxh", "stage must be an integer, got string")),
@@ -365,12 +372,12 @@ def test_missing_required_integers_are_named(key: str, canonical: str) -> None:
             ),
         ),
         (
-            {"fjxx": [{"wjmc": "x", "xzdz": "file:///etc/passwd"}]},
-            ("fjxx.0.xzdz", "documents.url 'file:///etc/passwd' is not an http(s) URL"),
+            {"fjxx": [{"wjmc": "x", "xzdz": "see the paper copy"}]},
+            ("fjxx.0.xzdz", "documents.url 'see the paper copy' is not a link (a URI, a UNC path or a drive path)"),
         ),
         (
             {"fjxx": [{"wjmc": "x", "sha256": "abc"}]},
-            ("fjxx.0.sha256", "documents.digest 'abc' is not 64 hex digits"),
+            ("fjxx.0.sha256", "documents.digest 'abc' is not 32, 40, 64 or 128 hex digits"),
         ),
     ],
 )
