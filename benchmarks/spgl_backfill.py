@@ -75,7 +75,7 @@ def build(server: str, rows: int, dialect: str, *, seed: int = 17) -> tuple[str,
             for table, table_rows in writer.numbered(generator.generate(_CHUNK)).items():
                 columns = TABLE_COLUMNS[table]
                 names = ", ".join(columns)
-                with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:  # type: ignore[attr-defined]
+                with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
                     for row in table_rows:
                         copy.write_row([row.get(column) for column in columns])
                 written += len(table_rows)
