@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+import orjson
 import structlog
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
@@ -380,9 +381,7 @@ class SpglSource:
                 outputs.append(self._dead_letter(outcome, headers, now))
                 continue
             try:
-                value = json.dumps(
-                    outcome.to_json(), ensure_ascii=False, separators=(",", ":"), check_circular=False
-                ).encode()
+                value = orjson.dumps(outcome.to_json())
             except (TypeError, ValueError, UnicodeError) as error:  # a value JSON or UTF-8 cannot carry
                 failure = DataError("", f"the joined record cannot be written as JSON: {error}")
                 outputs.append(self._dead_letter(JoinFailure(DETAILS, outcome.detail, failure), headers, now))
