@@ -18,6 +18,7 @@ from connectors.aishandong.router import (
     KafkaProjectTable,
     ProjectLookup,
 )
+from connectors.aishandong.rules import load_application_rules
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
@@ -38,8 +39,8 @@ from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
+from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
-from routing.aishandong import load_required_materials
 from routing.calendar import load_calendar
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
@@ -88,6 +89,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("sla"), partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
     specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
+    # co-partitioned with the task topic: each sink writes a task's last revision to its input's partition number
+    specs.append(TopicSpec(settings.topic("delivery_revisions"), partitions, compacted=True))
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
     # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
     specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
@@ -263,7 +266,7 @@ def _application_router(ctx: Context) -> Runnable:
         output_topic=settings.topic("tasks"),
         areas=load_service_areas(settings.routing.service_areas),
         calendar=load_calendar(config.calendar),
-        required_materials=load_required_materials(config.required_materials),
+        shared_materials=load_application_rules(config.rules).shared_materials,
         projects=ChainedLookup(*lookups),
         codec=ctx.codec,
         metrics=ctx.metrics,
@@ -298,10 +301,13 @@ def _router(ctx: Context) -> Runnable:
 
 def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
     def build(ctx: Context) -> Runnable:
+        revisions = ctx.settings.topic("delivery_revisions")
         sink = UtilitySink(
             utility,
             input_topic=ctx.settings.topic("tasks"),
             status_topic=ctx.settings.topic("task_status"),
+            revisions_topic=revisions,
+            revisions=KafkaRevisionReader(ctx.settings.kafka, revisions, utility=utility.id),
             codec=ctx.codec,
             metrics=ctx.metrics,
             stop=ctx.stop,

@@ -15,7 +15,7 @@ TaskStage = Literal[
     "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
-ApplicantType = Literal["PERSON", "ENTERPRISE"]
+ApplicantType = Literal["PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"]
 SlaEventKind = Literal["WARNING", "BREACHED", "MET"]
 
 SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
@@ -105,6 +105,9 @@ class UtilityTask(TypedDict):
     contact_due: datetime | None
     contact_due_note: str | None
     flags: list[str]
+    revision: int
+    materials_to_fetch: list[str]
+    dropped_materials: list[str]
 
 
 class TaskStatus(TypedDict):
@@ -142,6 +145,7 @@ class ConnectionApplication(TypedDict):
     filed_at: datetime
     ingested_at: datetime
     time_zone: str
+    dropped_materials: list[str]
 
 
 class SlaEvent(TypedDict):

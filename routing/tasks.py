@@ -154,4 +154,7 @@ def _task(
         "contact_due": None,
         "contact_due_note": None,
         "flags": list(flags),
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }

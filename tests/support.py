@@ -103,6 +103,9 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "contact_due": None,
         "contact_due_note": None,
         "flags": [],
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }
 
 

@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from connectors.runtime.metrics import Metrics
-from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, application_tasks
+from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, MaterialSource, application_tasks
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -245,7 +245,7 @@ class ApplicationRouter:
         output_topic: The tasks topic.
         areas: The service-area table.
         calendar: The working calendar (contact within 3 working hours).
-        required_materials: Application kind → required material kinds.
+        shared_materials: Application kind → material kind → where data sharing gets it (aishandong.yaml).
         projects: Where cited projects are looked up; closed with the stage.
         codec: Avro codec.
         metrics: Where unclocked tasks are counted (none in unit tests).
@@ -261,7 +261,7 @@ class ApplicationRouter:
         output_topic: str,
         areas: ServiceAreaTable,
         calendar: WorkingCalendar,
-        required_materials: Mapping[str, Sequence[str]],
+        shared_materials: Mapping[str, Mapping[str, MaterialSource]],
         projects: ProjectLookup,
         codec: Codec | None = None,
         metrics: Metrics | None = None,
@@ -272,7 +272,7 @@ class ApplicationRouter:
         self._output_topic = output_topic
         self._areas = areas
         self._calendar = calendar
-        self._required = required_materials
+        self._shared = shared_materials
         self._projects = projects
         self._codec = codec or Codec.default()
         self._clock = clock
@@ -291,7 +291,7 @@ class ApplicationRouter:
             self._calendar,
             now=self._clock(),
             project=project,
-            required_materials=self._required,
+            shared_materials=self._shared,
         )
         unclocked = [task for task in tasks if CONTACT_DUE_UNCLOCKED_FLAG in task["flags"]]
         if unclocked:

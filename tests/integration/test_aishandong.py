@@ -15,13 +15,13 @@ from pydantic import SecretStr
 
 from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.router import ApplicationRouter, KafkaProjectTable
+from connectors.aishandong.rules import load_application_rules
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.logs import configure_logging
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.settings import KafkaSettings
-from routing.aishandong import load_required_materials
 from routing.calendar import load_calendar
 from routing.gonggai import normalise
 from routing.records import ProjectEvent
@@ -84,7 +84,7 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
         output_topic=tasks,
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
-        required_materials=load_required_materials(CONFIG / "aishandong.yaml"),
+        shared_materials=load_application_rules(CONFIG / "aishandong.yaml").shared_materials,
         projects=table,
         metrics=metrics,
     )

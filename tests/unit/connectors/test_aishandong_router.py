@@ -16,6 +16,7 @@ from connectors.aishandong.router import (
     HttpProjectLookup,
     NoProjects,
 )
+from connectors.aishandong.rules import load_application_rules
 from connectors.runtime.interface import Delivered
 from routing.aishandong import parse_application
 from routing.calendar import load_calendar
@@ -29,6 +30,7 @@ from simulators.approval.generator import EventGenerator
 CONFIG = Path(__file__).parents[3] / "deploy" / "config"
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CODEC = Codec.default()
+RULES = load_application_rules(CONFIG / "aishandong.yaml")
 PROJECT = "2026-370602-47-01-000123"
 
 
@@ -50,7 +52,7 @@ def app_raw(**changes: Any) -> dict[str, Any]:
 
 
 def record(offset: int = 0, **changes: Any) -> ConsumerRecord:
-    application = parse_application(app_raw(**changes), ingested_at=NOW)
+    application = parse_application(app_raw(**changes), ingested_at=NOW, vocabulary=RULES.vocabulary)
     value = CODEC.encode("ConnectionApplication", application)
     return ConsumerRecord("apps", 0, -1, offset, 0, 0, application["application_id"].encode(), value, [], None, 0, 0, 0)
 
@@ -85,7 +87,7 @@ def router(projects: Any = None) -> ApplicationRouter:
         output_topic="tasks",
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
-        required_materials={"CONNECTION": ("PERMIT", "DRAWING")},
+        shared_materials=RULES.shared_materials,
         projects=projects or NoProjects(),
         clock=lambda: NOW,
     )
@@ -100,7 +102,8 @@ def test_package_application_becomes_three_tasks_keyed_by_application() -> None:
     tasks = [CODEC.decode_as("UtilityTask", o.value) for o in outcome.outputs]
     assert [t["utility_id"] for t in tasks] == ["yantai-water", "yantai-gas", "yantai-heat"]
     assert {t["application_id"] for t in tasks} == {"AS2026112500001"}
-    assert all(t["missing_materials"] == ["PERMIT", "DRAWING"] for t in tasks)
+    assert all(t["missing_materials"] == [] for t in tasks)  # the form is the only material (000, 001, 004)
+    assert all(t["materials_to_fetch"] == ["PERMIT:SITE_SURVEY:", "DRAWING:SITE_SURVEY:"] for t in tasks)
     assert all(t["contact_due"] == datetime(2026, 11, 25, 4, 0, tzinfo=UTC) for t in tasks)
     assert router().stage == STAGE == "router-aishandong"
 
