@@ -380,6 +380,9 @@ def test_control_plane_sets_and_shows_progress(simulator: UtilitySimulator) -> N
         "repeats",
         "faults_injected",
         "rejected",
+        "revisions",
+        "superseded",
+        "key_conflicts",
     }
     assert httpx.post(f"{url}/_sim/progress", json={"reject_rate": 2}).status_code == 400
     assert httpx.post(f"{url}/_sim/progress", json={"speed": 2}).status_code == 400
