@@ -534,14 +534,15 @@ def test_bad_rules_name_the_file_and_key(tmp_path: Path, doc: dict[str, Any], me
 
 
 def test_simulated_applications_all_parse(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
-    """Every simulated application is valid and routes in 烟台 and 济南."""
+    """Every simulated application, in everyday words and some with a bad link, is valid and routes."""
     apps = make_applications(
         300, seed=5, regions=["370602", "370685", "370102"], project_codes=["2026-370602-47-01-000123"]
     )
     parsed = [parse_application(a, ingested_at=INGESTED, vocabulary=RULES.vocabulary) for a in apps]
     assert {a["kind"] for a in parsed} == {"CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"}
     assert any((a["applicant_id_number"] or "")[:2] in {"81", "82", "83"} for a in parsed)
-    assert any(a["applicant_type"] == "ENTERPRISE" for a in parsed)
+    assert {a["applicant_type"] for a in parsed} == {"PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"}
+    assert any(a["dropped_materials"] for a in parsed)  # an unusable link, and the application still parses
     assert {len(a["services"]) for a in parsed} == {1, 2, 3}
     assert any(a["project_code"] for a in parsed)
     for app in parsed:

@@ -181,6 +181,9 @@ def test_a_complete_task_record() -> None:
         "contact_due": None,
         "contact_due_note": None,
         "flags": ["builder_uscc:check_character_mismatch"],
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }
     assert expected == route(ev).tasks[0]
 
