@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from connectors.aishandong.awaiting import AwaitingApplications
 from connectors.aishandong.gateway import build_gateway
 from connectors.aishandong.pull_source import AishandongPullSource
 from connectors.aishandong.router import (
@@ -28,6 +29,7 @@ from connectors.ledger import build_ledger
 from connectors.ledger.stage import TaskLedger
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
+from connectors.runtime.compacted import CompactedReader
 from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
 from connectors.runtime.lease import SourceLease
@@ -91,6 +93,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
     # co-partitioned with the task topic: each sink writes a task's last revision to its input's partition number
     specs.append(TopicSpec(settings.topic("delivery_revisions"), partitions, compacted=True))
+    # co-partitioned with the applications topic: the 爱山东 router keeps awaiting applications in their partition
+    specs.append(TopicSpec(settings.topic("applications_awaiting"), partitions, compacted=True))
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
     # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
     specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
@@ -268,6 +272,12 @@ def _application_router(ctx: Context) -> Runnable:
         calendar=load_calendar(config.calendar),
         shared_materials=load_application_rules(config.rules).shared_materials,
         projects=ChainedLookup(*lookups),
+        awaiting=AwaitingApplications(
+            topic=settings.topic("applications_awaiting"),
+            reader=CompactedReader(settings.kafka, settings.topic("applications_awaiting")),
+            table=table,
+            codec=ctx.codec,
+        ),
         codec=ctx.codec,
         metrics=ctx.metrics,
     )

@@ -68,6 +68,7 @@ class TopicNames(_Strict):
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
     delivery_revisions: str = "ubridge.delivery-revisions.v1"
+    applications_awaiting: str = "ubridge.applications.awaiting.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
     coordination: str = "ubridge.coordination.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"

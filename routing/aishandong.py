@@ -91,6 +91,7 @@ MATERIAL_CODES: Final = frozenset(MATERIAL_KINDS.values())
 # handed over at the site survey (SITE_SURVEY, 000 "项目图纸暂未实现共享或不方便上传的,应容缺受理,在现场踏勘时提交").
 MaterialSource = Literal["APPROVAL_SYSTEM", "PROPERTY_REGISTRY", "MARKET_REGULATOR"]
 SITE_SURVEY: Final = "SITE_SURVEY"
+APPROVAL_SYSTEM: Final = "APPROVAL_SYSTEM"
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,11 @@ def application_tasks(
     return tasks
 
 
+def awaits_approval_system(tasks: Sequence[UtilityTask]) -> bool:
+    """Whether a task still waits for documents the approval system shares (so a later project event helps)."""
+    return any(f":{APPROVAL_SYSTEM}:" in wanted for task in tasks for wanted in task["materials_to_fetch"])
+
+
 def materials_to_fetch(
     documents: Sequence[Document], shared: Mapping[str, MaterialSource], project_code: str | None
 ) -> list[str]:
@@ -326,7 +332,7 @@ def materials_to_fetch(
     for kind, source in shared.items():
         if kind in present:
             continue
-        if source == "APPROVAL_SYSTEM":
+        if source == APPROVAL_SYSTEM:
             wanted.append(f"{kind}:{source}:{project_code}" if project_code else f"{kind}:{SITE_SURVEY}:")
         else:
             wanted.append(f"{kind}:{source}:")

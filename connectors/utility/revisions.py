@@ -11,21 +11,16 @@ Example:
     >>> reader.read([0, 2])   # {0: {task id: Revision}, 2: {...}}
 """
 
-import time
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
 import structlog
-from kafka import TopicPartition
 
-from connectors.runtime.kafka import make_consumer
+from connectors.runtime.compacted import read_partitions
 from connectors.settings import KafkaSettings
 from routing.revisions import Revision, decode_revision
 
 log = structlog.get_logger(__name__)
-
-_READ_TIMEOUT_S: Final = 120.0
-_POLL_MS: Final = 500
 
 
 def revision_key(utility: str, task_id: str) -> bytes:
@@ -62,36 +57,15 @@ class KafkaRevisionReader:
             LookupError: the topic or a partition does not exist.
             TimeoutError: the end was not reached within two minutes.
         """
-        consumer = make_consumer(self._kafka, group_id=None)
-        try:
-            existing = consumer.partitions_for_topic(self._topic) or set()
-            missing = sorted(set(partitions) - existing)
-            if missing:
-                message = f"topic {self._topic} has no partition {missing}: it needs as many as the task topic"
-                raise LookupError(message)
-            result: dict[int, dict[str, Revision]] = {p: {} for p in partitions}
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            if not tps:
-                return result
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            end = consumer.end_offsets(tps)
-            deadline = time.monotonic() + _READ_TIMEOUT_S
-            while any(consumer.position(tp) < end[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    message = f"could not read {self._topic} to its end within {_READ_TIMEOUT_S} s"
-                    raise TimeoutError(message)
-                for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
-                    for record in records:
-                        if record.offset < end[tp] and record.key is not None and record.key.startswith(self._prefix):
-                            self._keep(result[tp.partition], record.key, record.value)
-            return result
-        finally:
-            consumer.close()
+        stored = read_partitions(self._kafka, self._topic, partitions, key_prefix=self._prefix)
+        return {partition: self._decoded(values) for partition, values in stored.items()}
 
-    def _keep(self, revisions: dict[str, Revision], key: bytes, value: bytes | None) -> None:
-        task_id = key[len(self._prefix) :].decode()
-        try:
-            revisions[task_id] = decode_revision(value or b"")
-        except ValueError as exc:
-            log.warning("revision_unreadable", topic=self._topic, task_id=task_id, error=str(exc))
+    def _decoded(self, values: dict[bytes, bytes]) -> dict[str, Revision]:
+        revisions: dict[str, Revision] = {}
+        for key, value in values.items():
+            task_id = key[len(self._prefix) :].decode()
+            try:
+                revisions[task_id] = decode_revision(value)
+            except ValueError as exc:
+                log.warning("revision_unreadable", topic=self._topic, task_id=task_id, error=str(exc))
+        return revisions
