@@ -1,13 +1,16 @@
-"""Revisions end to end: project events → router → sink → a strict utility (IETF Idempotency-Key draft)."""
+"""Revisions end to end: project events and applications → routers → sink → a strict utility (IETF draft)."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.aishandong.rules import load_application_rules
 from connectors.app import App
 from connectors.runtime.kafka import make_producer
 from connectors.settings import Settings
+from routing.aishandong import parse_application
 from routing.records import ProjectEvent
 from schemas import Codec
 from simulators.utility import UtilitySimulator
@@ -15,6 +18,8 @@ from tests.support import read_topic, running_utility, settings_for, utility_con
 
 pytestmark = pytest.mark.integration
 
+CONFIG = Path(__file__).parents[2] / "deploy" / "config"
+RULES = load_application_rules(CONFIG / "aishandong.yaml")
 UTILITY = "yantai-water"
 PROJECT = "2026-370602-47-01-000777"
 GRANTED = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -135,3 +140,58 @@ def test_revision_numbers_survive_a_restart(kafka_bootstrap: str, unique_prefix:
         assert (task.revision, task.body["action"], task.body["site_address"]) == (4, "CREATE", "芝罘区幸福南路32号")
         assert sim.stats().requests == requests + 1  # the replayed retraction was a repeat: no request
         assert sim.stats().key_conflicts == 0
+
+
+def test_drawings_shared_after_the_application_reach_the_utility_as_revision_2(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """An application citing a project 住建 has not shared yet: rev 1 lists what to fetch; the drawings are rev 2."""
+    with running_utility(UTILITY) as (sim, url):
+        settings = settings_for(
+            kafka_bootstrap,
+            unique_prefix,
+            utilities=[utility_config(UTILITY, url)],
+            applications={"calendar": str(CONFIG / "calendar.yaml")},
+        )
+        app = App(settings, only=["project-table", "router-aishandong", f"sink-{UTILITY}"], serve_metrics=False)
+        app.start()
+        try:
+            publish_application(settings)
+            wait_until(lambda: sim.stats().unique == 1, timeout_s=60, what="the application's task")
+            (first,) = sim.tasks()
+            assert first.body["materials_to_fetch"] == [
+                f"PERMIT:APPROVAL_SYSTEM:{PROJECT}",
+                f"DRAWING:APPROVAL_SYSTEM:{PROJECT}",
+            ]
+            permit = {**DRAWING, "kind": "PERMIT", "title": "施工许可证"}
+            publish(settings, event(3, documents=[permit, DRAWING]))
+            wait_until(lambda: sim.stats().revisions == 1, timeout_s=60, what="the update with the drawings")
+        finally:
+            stop(app)
+        (task,) = sim.tasks()
+        assert (task.revision, task.body["materials_to_fetch"], task.body["missing_materials"]) == (2, [], [])
+        assert [d["title"] for d in task.body["documents"]] == ["施工许可证", "总平面图"]
+        assert sim.stats().key_conflicts == 0
+
+
+def publish_application(settings: Settings) -> None:
+    """One 爱山东 报装 for water citing the project, as the gateway writes it."""
+    raw = {
+        "sqbh": "AS2026112500077",
+        "sqlx": "报装",
+        "fwlx": ["自来水"],
+        "sqrlx": "法人",
+        "sqrxm": "烟台市幸福置业有限公司",
+        "tyshxydm": "91110000600037341L",
+        "lxdh": "13912345678",
+        "xmdm": PROJECT,
+        "xzqhdm": "370602",
+        "dz": "芝罘区幸福南路30号",
+        "sqsj": "2026-11-25 09:00:00",
+    }
+    application = parse_application(raw, ingested_at=GRANTED, vocabulary=RULES.vocabulary)
+    producer = make_producer(settings.kafka)
+    value = Codec.default().encode("ConnectionApplication", dict(application))
+    producer.send(settings.topic("applications"), key=application["application_id"].encode(), value=value)
+    producer.flush()
+    producer.close()
