@@ -20,7 +20,7 @@ Contract:
   keyword names of `UtilitySimulator.set_progress` (answers 204) and ``GET /_sim/progress`` (the plan and
   the progression counters).
 - Progress (off until `UtilitySimulator.set_progress`): each newly stored task walks through its stages
-  (``simulators.utility.progress``); the statuses are served, with the same bearer token, by
+  (``simulators.utility.progress``) until a revision cancels it; the statuses are served, with the same bearer token, by
   ``GET /v1/task-status?cursor=<n>&limit=<m>`` → ``{"statuses": [{"seq", "task_id", "stage", "occurred_at",
   "pipe_length_m"?, "reason"?, "detail"?}], "next_cursor", "has_more"}`` and, when a callback URL is set,
   POSTed to ``{callback_url}/v1/tasks/{task_id}/status``. The feed is never faulted.
@@ -261,6 +261,8 @@ class UtilitySimulator:
             self._keys[key] = body
         if stored is not None:
             self._progress.task_stored(stored.task_id, body, stored.received_at)
+        elif self._tasks[body["task_id"]].revision == body.get("revision", 1) and body.get("action") == "CANCEL":
+            self._progress.task_cancelled(body["task_id"])  # this very revision cancelled the task
         lost = self._faults.lost_acknowledgement()
         if lost is not None:
             self._count("faults_injected")
