@@ -3,7 +3,8 @@
 Task ids are deterministic, so a replayed or duplicated event maps onto the task it already created: each
 utility's sink sees the same content again and sends nothing, while a change (the stage-2 drawings, a
 retraction) goes out as the next revision of that task (:mod:`routing.revisions`). For approval-system
-events the identity is the project, not the event: the stage-1 and stage-2 grants of one project are one pre-intervention task.
+events the identity is the project, not the event: the stage-1 and stage-2 grants of one project are one
+pre-intervention task.
 
 A granted stage-2 event for a site in 芝罘区 (370602) demanding water and gas yields two tasks,
 ``yantai-water``/WATER and ``yantai-gas``/GAS, both PRE_INTERVENTION; the same event with ``retraction``
