@@ -8,11 +8,13 @@ revision last delivered is a repeat (a replay, a reprocessed event) and gets no 
 body, and a change never reuses one.
 
 "Content" leaves out what only says when ubridge handled the record (``created_at``, ``ingested_at``) and
-the revision number itself: two routings of one event are one revision.
+the revision number itself: two routings of one event are one revision. The revision also remembers the
+task-topic offset it was delivered from: reading the task topic again (a sink's offsets reset, a rebalance
+before a commit) meets records at or below it, which were delivered already, so renumbering never happens.
 
 >>> first = next_revision(None, "aaaa")
 >>> first, next_revision(first, "aaaa"), next_revision(first, "bbbb")
-(Revision(number=1, digest='aaaa'), None, Revision(number=2, digest='bbbb'))
+(Revision(number=1, digest='aaaa', offset=-1), None, Revision(number=2, digest='bbbb', offset=-1))
 """
 
 import hashlib
@@ -27,10 +29,16 @@ _DIGEST_LENGTH: Final = 32
 
 
 class Revision(NamedTuple):
-    """The revision of a task last delivered (or refused) and the digest of its content."""
+    """The revision of a task last delivered (or refused), the digest of its content, and its record's offset."""
 
     number: int
     digest: str
+    offset: int = -1
+
+
+def already_delivered(last: Revision | None, offset: int) -> bool:
+    """Whether the task record at ``offset`` is one the last revision already covers (read again)."""
+    return last is not None and offset <= last.offset
 
 
 def content_digest(task: UtilityTask) -> str:
@@ -40,13 +48,13 @@ def content_digest(task: UtilityTask) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_LENGTH]
 
 
-def next_revision(last: Revision | None, digest: str) -> Revision | None:
-    """The revision a task with content ``digest`` becomes, or None when it repeats ``last``."""
+def next_revision(last: Revision | None, digest: str, offset: int = -1) -> Revision | None:
+    """The revision a task with content ``digest`` (from the record at ``offset``) becomes; None: a repeat."""
     if last is None:
-        return Revision(1, digest)
+        return Revision(1, digest, offset)
     if last.digest == digest:
         return None
-    return Revision(last.number + 1, digest)
+    return Revision(last.number + 1, digest, offset)
 
 
 def idempotency_key(task_id: str, revision: int) -> str:
@@ -56,7 +64,8 @@ def idempotency_key(task_id: str, revision: int) -> str:
 
 def encode_revision(revision: Revision) -> bytes:
     """A revision as stored on the sink's compacted revision topic."""
-    return json.dumps({"revision": revision.number, "digest": revision.digest}, separators=(",", ":")).encode()
+    stored = {"revision": revision.number, "digest": revision.digest, "offset": revision.offset}
+    return json.dumps(stored, separators=(",", ":")).encode()
 
 
 def decode_revision(value: bytes) -> Revision:
@@ -66,11 +75,13 @@ def decode_revision(value: bytes) -> Revision:
         ValueError: not a stored revision.
     """
     stored = json.loads(value)
-    number, digest = (stored.get("revision"), stored.get("digest")) if isinstance(stored, dict) else (None, None)
-    if not isinstance(number, int) or number < 1 or not isinstance(digest, str):
+    if not isinstance(stored, dict):
+        stored = {}
+    number, digest, offset = stored.get("revision"), stored.get("digest"), stored.get("offset", -1)
+    if not isinstance(number, int) or number < 1 or not isinstance(digest, str) or not isinstance(offset, int):
         msg = f"not a stored revision: {value[:80]!r}"
         raise ValueError(msg)
-    return Revision(number, digest)
+    return Revision(number, digest, offset)
 
 
 def _instant(value: object) -> str:

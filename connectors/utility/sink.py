@@ -10,7 +10,8 @@ SLA ledger.
 
 Revisions (:mod:`routing.revisions`): the sink numbers what it delivers. A task whose content differs from
 the revision last delivered is sent as the next revision, with ``Idempotency-Key: <task id>:<revision>``;
-one whose content is the same is a repeat and is filtered (``repeated_revision``) without a request. The
+one whose content is the same, or a record read again at or below the offset of the last revision, is a
+repeat and is filtered (``repeated_revision``) without a request. The
 last revision of each task is kept in memory for the owned partitions and written, after the utility
 accepted it, to the compacted revision topic (:mod:`connectors.utility.revisions`) in the task's partition;
 on assignment the sink reads it back, so numbers are stable across restarts, rebalances and reprocessing.
@@ -43,7 +44,7 @@ from connectors.utility.payload import task_body
 from connectors.utility.revisions import RevisionReader, revision_key
 from routing.errors import DataError
 from routing.records import TaskStatus, UtilityTask
-from routing.revisions import Revision, content_digest, encode_revision, next_revision
+from routing.revisions import Revision, already_delivered, content_digest, encode_revision, next_revision
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -151,7 +152,10 @@ class UtilitySink:
             return _OTHER_UTILITY
         known = self._revisions.setdefault(record.partition, {})
         task_id = task["task_id"]
-        revision = next_revision(known.get(task_id), content_digest(task))
+        last = known.get(task_id)
+        revision = (
+            None if already_delivered(last, record.offset) else next_revision(last, content_digest(task), record.offset)
+        )
         if revision is None:
             return _REPEATED
         task = task.copy()

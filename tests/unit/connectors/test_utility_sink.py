@@ -261,3 +261,20 @@ def test_a_duplicate_answer_must_confirm_the_revision(answer: dict[str, object],
     assert isinstance(outcome, Delivered) is delivered
     if not delivered:
         assert isinstance(outcome, DataError) and "deduplicates on the task id" in outcome.reason
+
+
+def test_a_task_record_read_again_is_never_renumbered() -> None:
+    """After the group's offsets are reset, records up to the last revision's offset are repeats, whatever they say."""
+    task = make_task(UTILITY, 1)
+    stored = Revisions({0: {task["task_id"]: Revision(3, content_digest({**task, "action": "CANCEL"}), 5)}})  # type: ignore[typeddict-item]
+    seen: list[str] = []
+    replayed = sink(lambda r: seen.append(r.headers["Idempotency-Key"]) or httpx.Response(201), revisions=stored)
+    replayed.on_assigned([TopicPartition("tasks", 0)])
+    later = {**task, "site_address": "芝罘区幸福南路20号"}
+    outcomes = list(replayed.process([changed(3, task), changed(5, task), changed(6, later)]))  # type: ignore[arg-type]
+    assert [o.filtered_reason for o in outcomes if isinstance(o, Delivered)] == [
+        "repeated_revision",
+        "repeated_revision",
+        None,
+    ]
+    assert seen == [f"{task['task_id']}:4"]

@@ -6,6 +6,7 @@ import pytest
 
 from routing.revisions import (
     Revision,
+    already_delivered,
     content_digest,
     decode_revision,
     encode_revision,
@@ -62,3 +63,10 @@ def test_unreadable_stored_revisions_are_refused(value: bytes) -> None:
     """A value the sink did not write is a ValueError, never a revision number."""
     with pytest.raises(ValueError, match="not a stored revision"):
         decode_revision(value)
+
+
+def test_a_record_at_or_below_the_last_offset_was_delivered() -> None:
+    """Offsets tell a record read again from a new one; no revision yet means nothing was delivered."""
+    last = Revision(2, "a", 10)
+    assert (already_delivered(last, 10), already_delivered(last, 9), already_delivered(last, 11)) == (True, True, False)
+    assert not already_delivered(None, 0)
