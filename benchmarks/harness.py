@@ -23,6 +23,7 @@ from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.runtime.workers import WorkerPool
 from connectors.settings import BearerAuth, KafkaSettings, RoutingSettings, UtilitySettings
+from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink
 from routing.service_areas import load_service_areas
 from schemas import Codec
@@ -88,7 +89,7 @@ def _count(bootstrap: str, topic: str) -> int:
 def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
     """Write ``n`` valid, served approval-system events to a fresh raw topic; returns its name."""
     kafka = KafkaSettings(bootstrap=bootstrap)
-    names = ["raw", "pass", "events", "tasks", "status", "dlq"]
+    names = ["raw", "pass", "events", "tasks", "status", "revisions", "dlq"]
     ensure_topics(kafka, [TopicSpec(_topic(prefix, name), PARTITIONS) for name in names])
     producer = make_producer(kafka)
     simulator = ApprovalSimulator(seed=3)
@@ -184,10 +185,13 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
         url = sims.utilities[SINK_UTILITY].url
         auth = BearerAuth(type="bearer", token="bench")
         utility = UtilitySettings(id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=auth)
+        revisions = _topic(prefix, "revisions")
         processor = UtilitySink(
             utility,
             input_topic=_topic(prefix, "tasks"),
             status_topic=_topic(prefix, "status"),
+            revisions_topic=revisions,
+            revisions=KafkaRevisionReader(kafka, revisions, utility=SINK_UTILITY),
             codec=codec,
             metrics=metrics,
             stop=stop,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
+from connectors.aishandong.awaiting import AwaitingApplications
 from connectors.aishandong.gateway import build_gateway
 from connectors.aishandong.pull_source import AishandongPullSource
 from connectors.aishandong.router import (
@@ -19,6 +20,7 @@ from connectors.aishandong.router import (
     KafkaProjectTable,
     ProjectLookup,
 )
+from connectors.aishandong.rules import load_application_rules
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
@@ -28,6 +30,7 @@ from connectors.ledger import build_ledger
 from connectors.ledger.stage import TaskLedger
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
+from connectors.runtime.compacted import CompactedReader
 from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
 from connectors.runtime.lease import SourceLease
@@ -39,8 +42,8 @@ from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
+from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
-from routing.aishandong import load_required_materials
 from routing.calendar import load_calendar
 from routing.mapping import load_mapping
 from routing.service_areas import load_service_areas
@@ -90,6 +93,10 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("sla"), partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
     specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
+    # co-partitioned with the task topic: each sink writes a task's last revision to its input's partition number
+    specs.append(TopicSpec(settings.topic("delivery_revisions"), partitions, compacted=True))
+    # co-partitioned with the applications topic: the 爱山东 router keeps awaiting applications in their partition
+    specs.append(TopicSpec(settings.topic("applications_awaiting"), partitions, compacted=True))
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
     # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
     specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
@@ -272,8 +279,14 @@ def _application_router(ctx: Context) -> Runnable:
         output_topic=settings.topic("tasks"),
         areas=load_service_areas(settings.routing.service_areas),
         calendar=load_calendar(config.calendar),
-        required_materials=load_required_materials(config.required_materials),
+        shared_materials=load_application_rules(config.rules).shared_materials,
         projects=ChainedLookup(*lookups),
+        awaiting=AwaitingApplications(
+            topic=settings.topic("applications_awaiting"),
+            reader=CompactedReader(settings.kafka, settings.topic("applications_awaiting")),
+            table=table,
+            codec=ctx.codec,
+        ),
         codec=ctx.codec,
         metrics=ctx.metrics,
     )
@@ -307,10 +320,13 @@ def _router(ctx: Context) -> Runnable:
 
 def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
     def build(ctx: Context) -> Runnable:
+        revisions = ctx.settings.topic("delivery_revisions")
         sink = UtilitySink(
             utility,
             input_topic=ctx.settings.topic("tasks"),
             status_topic=ctx.settings.topic("task_status"),
+            revisions_topic=revisions,
+            revisions=KafkaRevisionReader(ctx.settings.kafka, revisions, utility=utility.id),
             codec=ctx.codec,
             metrics=ctx.metrics,
             stop=ctx.stop,

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from connectors.aishandong.settings import AishandongGatewaySettings
+from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.intake_settings import IntakeLimits
@@ -67,6 +67,8 @@ class TopicNames(_Strict):
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
+    delivery_revisions: str = "ubridge.delivery-revisions.v1"
+    applications_awaiting: str = "ubridge.applications.awaiting.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
     coordination: str = "ubridge.coordination.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
@@ -142,6 +144,9 @@ class AishandongPullSettings(_Strict):
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry: RetrySettings = RetrySettings()
+    rules: ConfigPath = Field(
+        SHIPPED_RULES, description="The form's words (aishandong.yaml); the shipped file if absent."
+    )
 
 
 class SourcesSettings(_Strict):
@@ -217,11 +222,11 @@ class ProjectLookupSettings(_Strict):
 
 
 class ApplicationSettings(_Strict):
-    """Routing of 爱山东 applications: the 3-hour contact clock and the materials each kind needs."""
+    """Routing of 爱山东 applications: the 3-hour contact clock and the materials shared by data exchange."""
 
     enabled: bool = True
     calendar: ConfigPath
-    required_materials: ConfigPath
+    rules: ConfigPath = Field(SHIPPED_RULES, description="aishandong.yaml: shared materials, the form's words.")
     project_lookup: ProjectLookupSettings | None = None
     project_table_ready_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     project_table_dir: Path | None = Field(

@@ -12,8 +12,19 @@ serves the site. The utility must contact the applicant within 3 working hours o
 every task carries ``contact_due``; the calendar never holds a task back: when it cannot compute the due
 instant (no holiday schedule for the year), the task goes out with ``contact_due`` null, the flag
 ``contact_due_unclocked`` and the reason in ``contact_due_note``; when the instant rests on a provisional
-year, it is flagged ``contact_due_provisional``. Missing materials never block an application (容缺受理): the task lists
-them in ``missing_materials`` and the utility collects them later.
+year, it is flagged ``contact_due_provisional``.
+
+Materials: the application form is the only one a builder is ever asked for (000 "用户只需提交申请表1份材料";
+001 "纳入工程建设项目审批管理系统和线上申请的，报装材料减少到零"; 004 "减少至1份（含）以内" and "四免"), so
+``missing_materials`` stays empty. What the utility needs beyond the form is shared by data exchange
+(:class:`ApplicationRules` ``shared_materials``): attached when the cited project's documents or the form's
+own links hold it, otherwise listed in ``materials_to_fetch`` as ``KIND:SOURCE:REFERENCE`` (``DRAWING:
+APPROVAL_SYSTEM:<project code>``; with no project code, ``DRAWING:SITE_SURVEY:``, handed over at the site
+survey as 000 allows). A material link that cannot be used is dropped with its field and reason in
+``dropped_materials``; the application stands (容缺受理, 000 and 004).
+
+The words the form may use for services and applicant types are data (:class:`Vocabulary`, from
+``deploy/config/aishandong.yaml``): 供暖/采暖/供热, 自来水/供水, 燃气/天然气/供气…; 居民, 企业, 个体工商户, 公服, 法人.
 
 Every :class:`~routing.errors.DataError` names the gateway's own field (``sfzhm``, ``cl.0.sha256``) and its
 reason never quotes an ID or mobile number in clear.
@@ -21,18 +32,18 @@ reason never quotes an ID or mobile number in clear.
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.identifiers import (
     check_uscc,
+    validate_contact_number,
     validate_id_number,
-    validate_mobile,
     validate_project_code,
     validate_region_code,
 )
@@ -49,7 +60,6 @@ from routing.records import (
 )
 from routing.service_areas import ServiceAreaTable
 from routing.tasks import task_id
-from routing.yaml_files import read_yaml
 
 SOURCE: Final = "aishandong"
 IDENTITY_PREFIX: Final = "aishandong:"
@@ -62,8 +72,7 @@ CONTACT_DUE_PROVISIONAL_FLAG: Final = "contact_due_provisional"
 KINDS: Final[Mapping[str, ApplicationKind]] = MappingProxyType(
     {"报装": "CONNECTION", "报修": "REPAIR", "报停": "SUSPENSION", "过户": "TRANSFER"}
 )
-SERVICE_NAMES: Final[Mapping[str, Service]] = MappingProxyType({"供水": "WATER", "供气": "GAS", "供热": "HEAT"})
-APPLICANT_TYPES: Final[Mapping[str, ApplicantType]] = MappingProxyType({"个人": "PERSON", "企业": "ENTERPRISE"})
+PERSON_TYPES: Final[frozenset[ApplicantType]] = frozenset({"PERSON"})
 # Material kinds: the gateway sends the Chinese name or the code itself.
 MATERIAL_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -78,6 +87,33 @@ MATERIAL_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 MATERIAL_CODES: Final = frozenset(MATERIAL_KINDS.values())
+# Where a shared document comes from. APPROVAL_SYSTEM is asked by project code; without one, the document is
+# handed over at the site survey (SITE_SURVEY, 000 "项目图纸暂未实现共享或不方便上传的,应容缺受理,在现场踏勘时提交").
+MaterialSource = Literal["APPROVAL_SYSTEM", "PROPERTY_REGISTRY", "MARKET_REGULATOR"]
+SITE_SURVEY: Final = "SITE_SURVEY"
+APPROVAL_SYSTEM: Final = "APPROVAL_SYSTEM"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The words the form may use: ``fwlx`` values → service, ``sqrlx`` values → applicant type."""
+
+    service_names: Mapping[str, Service]
+    applicant_types: Mapping[str, ApplicantType]
+
+
+@dataclass(frozen=True)
+class ApplicationRules:
+    """What ``deploy/config/aishandong.yaml`` says (validated by ``connectors.aishandong.settings``).
+
+    Attributes:
+        vocabulary: The form's words.
+        shared_materials: Application kind → material kind → where data sharing gets it from.
+    """
+
+    vocabulary: Vocabulary
+    shared_materials: Mapping[str, Mapping[str, MaterialSource]] = field(default_factory=dict)
+
 
 _ZONE: Final = ZoneInfo(TIME_ZONE)
 _APPLICATION_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
@@ -106,12 +142,17 @@ _JSON_KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
 _T = TypeVar("_T")
 
 
-def parse_application(raw: Mapping[str, Any], *, ingested_at: datetime) -> ConnectionApplication:
+def parse_application(
+    raw: Mapping[str, Any], *, ingested_at: datetime, vocabulary: Vocabulary
+) -> ConnectionApplication:
     """Validate one gateway application and return the canonical record.
+
+    A material that cannot be used is left out and named, with its reason, in ``dropped_materials``.
 
     Args:
         raw: The gateway's JSON object.
         ingested_at: When ubridge received it (timezone-aware).
+        vocabulary: The words accepted for services and applicant types.
 
     Returns:
         The ``ConnectionApplication`` (times in UTC, ``time_zone`` Asia/Shanghai).
@@ -124,42 +165,43 @@ def parse_application(raw: Mapping[str, Any], *, ingested_at: datetime) -> Conne
         msg = "ingested_at must be timezone-aware"
         raise ValueError(msg)
     try:
-        return _parse(raw, ingested_at)
+        return _parse(raw, ingested_at, vocabulary)
     except DataError as exc:
         # The validators never quote a number; this is the belt to their braces (names of persons aside).
         raise DataError(exc.field, mask_text(exc.reason)) from None
 
 
-def _parse(raw: Mapping[str, Any], ingested_at: datetime) -> ConnectionApplication:
+def _parse(raw: Mapping[str, Any], ingested_at: datetime, vocabulary: Vocabulary) -> ConnectionApplication:
     if not isinstance(raw, Mapping):
         raise DataError("", f"application must be a JSON object, got {_kind(raw)}")
     application_id = _required_str(raw, "sqbh")
     if _APPLICATION_ID.fullmatch(application_id) is None:
         raise DataError("sqbh", f"application id {_shown(application_id)} is not 1-64 letters, digits, - or _")
     kind = _choice(raw, "sqlx", KINDS)
-    applicant_type = _choice(raw, "sqrlx", APPLICANT_TYPES)
+    applicant_type = _choice(raw, "sqrlx", vocabulary.applicant_types)
     name = _required_str(raw, "sqrxm", max_length=_MAX_NAME)
     id_number = _optional_str(raw, "sfzhm")
     uscc = _optional_str(raw, "tyshxydm")
-    if applicant_type == "PERSON" and id_number is None:
-        raise DataError("sfzhm", "an applicant who is a person (个人) needs an ID number")
-    if applicant_type == "ENTERPRISE" and uscc is None:
-        raise DataError("tyshxydm", "an applicant that is an enterprise (企业) needs a USCC")
+    if applicant_type in PERSON_TYPES and id_number is None:
+        raise DataError("sfzhm", "an applicant who is a person (个人, 居民) needs an ID number")
+    if applicant_type not in PERSON_TYPES and uscc is None:
+        raise DataError("tyshxydm", f"an applicant that is an organisation ({raw.get('sqrlx')}) needs a USCC")
     if id_number is not None:
         id_number = validate_id_number(id_number, "sfzhm")
     if uscc is not None:
         uscc = uscc.strip().upper()
         check_uscc(uscc, "tyshxydm")  # a wrong check character alone still identifies the enterprise
-    mobile = validate_mobile(_required_str(raw, "lxdh"), "lxdh")
+    mobile = validate_contact_number(_required_str(raw, "lxdh"), "lxdh")[0]  # a landline reaches a person too
     project_code = _optional_str(raw, "xmdm")
     if project_code is not None:
         validate_project_code(project_code, "xmdm")
     region = _required_str(raw, "xzqhdm")
     validate_region_code(region, "xzqhdm")
+    materials, dropped = _materials(raw.get("cl"))
     return {
         "application_id": application_id,
         "kind": kind,
-        "services": _services(raw.get("fwlx")),
+        "services": _services(raw.get("fwlx"), vocabulary.service_names),
         "applicant_type": applicant_type,
         "applicant_name": name,
         "applicant_id_number": id_number,
@@ -168,11 +210,12 @@ def _parse(raw: Mapping[str, Any], ingested_at: datetime) -> ConnectionApplicati
         "project_code": project_code,
         "region_code": region,
         "site_address": _required_str(raw, "dz", max_length=_MAX_ADDRESS),
-        "materials": _materials(raw.get("cl")),
+        "materials": materials,
         "note": _optional_str(raw, "bz", max_length=_MAX_NOTE),
         "filed_at": _filed_at(raw.get("sqsj")),
         "ingested_at": ingested_at,
         "time_zone": TIME_ZONE,
+        "dropped_materials": dropped,
     }
 
 
@@ -183,7 +226,7 @@ def application_tasks(
     *,
     now: datetime,
     project: ProjectEvent | None,
-    required_materials: Mapping[str, Sequence[str]],
+    shared_materials: Mapping[str, Mapping[str, MaterialSource]],
 ) -> list[UtilityTask]:
     """Build one APPLICATION task per selected service, for the utility serving the site.
 
@@ -194,8 +237,8 @@ def application_tasks(
         now: The current time (timezone-aware), recorded as ``created_at``.
         project: The latest event of the project the application cites, if known: its documents, builder and
             figures enrich the tasks.
-        required_materials: Application kind → the material kinds it needs; absent ones are listed in
-            ``missing_materials`` and never block the application.
+        shared_materials: Application kind → the material kinds the utility needs → where data sharing gets
+            them; those neither the project nor the form holds are listed in ``materials_to_fetch``.
 
     Returns:
         The tasks, in the order of ``app["services"]``; a service no utility serves is skipped and flagged
@@ -223,13 +266,12 @@ def application_tasks(
     if app["project_code"] is not None and project is None:
         flags.append(PROJECT_NOT_FOUND_FLAG)
     documents = _merge_documents(project["documents"] if project is not None else [], app["materials"])
-    present = {document["kind"] for document in documents}
-    missing = [kind for kind in required_materials.get(app["kind"], ()) if kind not in present]
+    to_fetch = materials_to_fetch(documents, shared_materials.get(app["kind"], {}), app["project_code"])
     contact_due, note = contact_due_for(app["filed_at"], calendar)
     if note is not None:
         flags.append(CONTACT_DUE_UNCLOCKED_FLAG if contact_due is None else CONTACT_DUE_PROVISIONAL_FLAG)
     identity = IDENTITY_PREFIX + app["application_id"]
-    enterprise = app["applicant_type"] == "ENTERPRISE"
+    enterprise = app["applicant_type"] not in PERSON_TYPES
     tasks: list[UtilityTask] = []
     for utility, service in served:
         demand = _demand_for(project, service)
@@ -254,7 +296,7 @@ def application_tasks(
                 "land_area_m2": project["land_area_m2"] if project is not None else None,
                 "trigger_stage": None,
                 "documents": [document.copy() for document in documents],
-                "missing_materials": list(missing),
+                "missing_materials": [],
                 "application_id": app["application_id"],
                 "source": SOURCE,
                 "source_event_id": app["application_id"],
@@ -267,51 +309,37 @@ def application_tasks(
                 "application_filed_at": app["filed_at"],
                 "application_kind": app["kind"],
                 "permit_granted_at": None,
+                "revision": 0,
+                "materials_to_fetch": list(to_fetch),
+                "dropped_materials": list(app["dropped_materials"]),
             }
         )
     return tasks
 
 
-def load_required_materials(path: Path) -> Mapping[str, tuple[str, ...]]:
-    """Read ``required_materials`` (application kind → material kinds) from a YAML file.
+def awaits_approval_system(tasks: Sequence[UtilityTask]) -> bool:
+    """Whether a task still waits for documents the approval system shares (so a later project event helps)."""
+    return any(f":{APPROVAL_SYSTEM}:" in wanted for task in tasks for wanted in task["materials_to_fetch"])
 
-    Raises:
-        OSError: If the file cannot be read.
-        ValueError: If it is not valid; the message names the file and the key.
+
+def materials_to_fetch(
+    documents: Sequence[Document], shared: Mapping[str, MaterialSource], project_code: str | None
+) -> list[str]:
+    """The shared materials no document covers, as ``KIND:SOURCE:REFERENCE``, in ``shared``'s order.
+
+    The approval system is asked by project code; an application that cites none gets the document at the site
+    survey (``KIND:SITE_SURVEY:``). Other registries are asked by what the task already says (site, builder).
     """
-    doc = read_yaml(path)
-    return parse_required_materials(doc, origin=str(path))
-
-
-def parse_required_materials(doc: object, *, origin: str = "<memory>") -> Mapping[str, tuple[str, ...]]:
-    """Validate a parsed ``{required_materials: {KIND: [MATERIAL, …]}}`` document; kinds not listed need none.
-
-    Raises:
-        ValueError: Naming ``origin`` and the key, e.g. ``aishandong.yaml: required_materials.TRANSFER[0]: …``.
-    """
-    table = doc.get("required_materials") if isinstance(doc, Mapping) else None
-    if not isinstance(table, Mapping):
-        _config_fail(origin, "required_materials", "must be a mapping of application kind to material kinds")
-    kinds = frozenset(KINDS.values())
-    result: dict[str, tuple[str, ...]] = {}
-    for kind, materials in table.items():
-        path = f"required_materials.{kind}"
-        if kind not in kinds:
-            _config_fail(origin, path, f"{kind!r} is not one of {sorted(kinds)}")
-        if not isinstance(materials, list):
-            _config_fail(origin, path, f"must be a list drawn from {sorted(MATERIAL_CODES)}")
-        for index, material in enumerate(materials):
-            if material not in MATERIAL_CODES:
-                _config_fail(origin, f"{path}[{index}]", f"{material!r} is not one of {sorted(MATERIAL_CODES)}")
-        if len(set(materials)) != len(materials):
-            _config_fail(origin, path, "lists a material twice")
-        result[str(kind)] = tuple(materials)
-    return MappingProxyType(result)
-
-
-def _config_fail(origin: str, path: str, reason: str) -> NoReturn:
-    msg = f"{origin}: {path}: {reason}"
-    raise ValueError(msg)
+    present = {document["kind"] for document in documents}
+    wanted: list[str] = []
+    for kind, source in shared.items():
+        if kind in present:
+            continue
+        if source == APPROVAL_SYSTEM:
+            wanted.append(f"{kind}:{source}:{project_code}" if project_code else f"{kind}:{SITE_SURVEY}:")
+        else:
+            wanted.append(f"{kind}:{source}:")
+    return wanted
 
 
 def _builder_name(app: ConnectionApplication, project: ProjectEvent | None, *, enterprise: bool) -> str | None:
@@ -352,29 +380,38 @@ def _merge_documents(first: Sequence[Document], second: Sequence[Document]) -> l
     return merged
 
 
-def _services(value: object) -> list[Service]:
+def _services(value: object, names: Mapping[str, Service]) -> list[Service]:
     if not isinstance(value, list) or not value:
-        raise DataError("fwlx", f"fwlx must be a non-empty array of 供水, 供气, 供热, got {_kind(value)}")
+        raise DataError("fwlx", f"fwlx must be a non-empty array of {', '.join(names)}, got {_kind(value)}")
     services: list[Service] = []
     for index, item in enumerate(value):
-        service = SERVICE_NAMES.get(item) if isinstance(item, str) else None
+        service = names.get(item.strip()) if isinstance(item, str) else None
         where = f"fwlx.{index}"
         if service is None:
-            raise DataError(where, f"{_shown(item)} is not one of {sorted(SERVICE_NAMES)}")
+            raise DataError(where, f"{_shown(item)} is not one of {', '.join(names)}")
         if service in services:
-            raise DataError(where, f"{item} is selected twice")
+            raise DataError(where, f"{item} selects {service} a second time")
         services.append(service)
     return services
 
 
-def _materials(value: object) -> list[Document]:
+def _materials(value: object) -> tuple[list[Document], list[str]]:
+    """The usable materials, and ``"field: reason"`` for each one left out (容缺受理: never the application)."""
     if value is None:
-        return []
+        return [], []
     if not isinstance(value, list):
-        raise DataError("cl", f"cl must be an array of materials, got {_kind(value)}")
-    if len(value) > _MAX_MATERIALS:
-        raise DataError("cl", f"{len(value)} materials, at most {_MAX_MATERIALS} expected")
-    return [_material(f"cl.{index}", item) for index, item in enumerate(value)]
+        return [], [f"cl: must be an array of materials, got {_kind(value)}"]
+    documents: list[Document] = []
+    dropped: list[str] = []
+    for index, item in enumerate(value):
+        if index >= _MAX_MATERIALS:
+            dropped.append(f"cl.{index}: beyond the first {_MAX_MATERIALS} materials")
+            continue
+        try:
+            documents.append(_material(f"cl.{index}", item))
+        except DataError as exc:
+            dropped.append(f"{exc.field}: {mask_text(exc.reason)}")
+    return documents, dropped
 
 
 def _material(path: str, item: object) -> Document:
@@ -394,7 +431,7 @@ def _material(path: str, item: object) -> Document:
     return {
         "kind": kind,
         "number": _optional_str(item, "bh", path=f"{path}.bh"),
-        "title": _required_str(item, "mc", path=f"{path}.mc", max_length=_MAX_NAME * 2),
+        "title": _optional_str(item, "mc", path=f"{path}.mc", max_length=_MAX_NAME * 2) or given,
         "url": url,
         "digest": None if digest is None else f"sha256:{digest.lower()}",
     }

@@ -15,7 +15,7 @@ TaskStage = Literal[
     "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
-ApplicantType = Literal["PERSON", "ENTERPRISE"]
+ApplicantType = Literal["PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"]
 SlaEventKind = Literal["WARNING", "BREACHED", "MET", "REJECTED", "CANCELLED"]
 
 SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
@@ -117,6 +117,9 @@ class UtilityTask(TypedDict):
     application_filed_at: datetime | None
     application_kind: ApplicationKind | None
     permit_granted_at: datetime | None
+    revision: int
+    materials_to_fetch: list[str]
+    dropped_materials: list[str]
 
 
 class TaskStatus(TypedDict):
@@ -154,6 +157,7 @@ class ConnectionApplication(TypedDict):
     filed_at: datetime
     ingested_at: datetime
     time_zone: str
+    dropped_materials: list[str]
 
 
 class SlaEvent(TypedDict):

@@ -1,8 +1,10 @@
 """Turning a triggering project event into one task per (utility, service) (DESIGN §6).
 
-Task ids are deterministic, so a replayed or duplicated event maps onto the task it already created and the
-utility's ``Idempotency-Key`` check absorbs it. For approval-system events the identity is the project, not
-the event: the stage-1 and stage-2 grants of one project are one pre-intervention task.
+Task ids are deterministic, so a replayed or duplicated event maps onto the task it already created: each
+utility's sink sees the same content again and sends nothing, while a change (the stage-2 drawings, a
+retraction) goes out as the next revision of that task (:mod:`routing.revisions`). For approval-system
+events the identity is the project, not the event: the stage-1 and stage-2 grants of one project are one
+pre-intervention task.
 
 A granted stage-2 event for a site in 芝罘区 (370602) demanding water and gas yields two tasks,
 ``yantai-water``/WATER and ``yantai-gas``/GAS, both PRE_INTERVENTION; the same event with ``retraction``
@@ -157,4 +159,7 @@ def _task(
         "application_filed_at": None,
         "application_kind": None,
         "permit_granted_at": event["occurred_at"] if event["item_status"] == "GRANTED" else None,
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }

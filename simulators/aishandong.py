@@ -51,6 +51,15 @@ CHARSETS = {"utf-8": "UTF-8", "gbk": "GBK"}  # codec name -> the name declared i
 
 _KINDS = (("报装", 70), ("报修", 15), ("报停", 8), ("过户", 7))
 _SERVICES = ("供水", "供气", "供热")
+# The everyday words builders type for each service and applicant (ubridge reads them from aishandong.yaml).
+_SERVICE_WORDS = {
+    "供水": ("供水", "自来水", "用水"),
+    "供气": ("供气", "燃气", "天然气"),
+    "供热": ("供热", "供暖", "采暖"),
+}
+_PERSON_WORDS = ("个人", "居民")
+_ORGANISATION_WORDS = ("企业", "法人", "个体工商户", "公服")
+_BAD_LINK_EVERY = 17  # one application in this many carries an unusable material link (容缺受理: still accepted)
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 _GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超")
 _COMPANIES = ("幸福置业有限公司", "海岸建设集团有限公司", "鲁东物业管理有限公司", "泉城餐饮有限公司")
@@ -117,9 +126,11 @@ def make_applications(
 ) -> list[dict[str, Any]]:
     """``n`` realistic applications in the gateway format, reproducible from ``seed``.
 
-    Mostly 报装, some 报修/报停/过户; 1-3 services each (套餐式 when several); about one in eight applicants is
-    an enterprise and a few persons hold 81/82/83 residence permits; about a third cite one of
-    ``project_codes``; at most one material each. ``sqsj`` runs from ``start`` (Asia/Shanghai, naive) on.
+    Mostly 报装, some 报修/报停/过户; 1-3 services each (套餐式 when several), in everyday words (供暖, 自来水,
+    天然气…); about one in eight applicants is an organisation (企业, 法人, 个体工商户, 公服) and a few persons
+    hold 81/82/83 residence permits; about a third cite one of ``project_codes``; at most one material each,
+    and one application in 17 with a material its link makes unusable. ``sqsj`` runs from ``start``
+    (Asia/Shanghai, naive) on.
     """
     rng = random.Random(seed)
     moment = start or datetime(2026, 11, 23, 9, 0)  # noqa: DTZ001 - the gateway's local wall-clock time
@@ -134,8 +145,8 @@ def make_applications(
         app: dict[str, Any] = {
             "sqbh": f"AS{moment:%Y%m%d}{seed % 1000:03d}{index:06d}",
             "sqlx": rng.choices(kinds, weights)[0],
-            "fwlx": [s for s in _SERVICES if s in services],
-            "sqrlx": "企业" if enterprise else "个人",
+            "fwlx": [_SERVICE_WORDS[s][(index + n) % 3] for n, s in enumerate(_SERVICES) if s in services],
+            "sqrlx": _word(_ORGANISATION_WORDS if enterprise else _PERSON_WORDS, index),
             "sqrxm": rng.choice(_COMPANIES) if enterprise else rng.choice(_SURNAMES) + rng.choice(_GIVEN),
             "lxdh": make_mobile(rng),
             "xzqhdm": region,
@@ -162,8 +173,15 @@ def make_applications(
                     "sha256": digest,
                 }
             ]
+            if index % _BAD_LINK_EVERY == 0:
+                app["cl"][0]["url"] = f"ftp://zwfw.sd.gov.cn/cl/{digest[:16]}"
         apps.append(app)
     return apps
+
+
+def _word(words: Sequence[str], index: int) -> str:
+    """One of ``words``, in turn (no draw, so the seeded sequence of everything else is unchanged)."""
+    return words[index % len(words)]
 
 
 def push_applications(

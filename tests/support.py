@@ -106,6 +106,9 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "application_filed_at": None,
         "application_kind": None,
         "permit_granted_at": None,
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }
 
 

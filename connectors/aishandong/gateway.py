@@ -44,14 +44,15 @@ from typing import Any, Final
 from kafka import KafkaProducer
 from pydantic import SecretStr
 
-from connectors.aishandong.settings import AishandongGatewaySettings
+from connectors.aishandong.rules import load_application_rules
+from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.replay_log import shared_replays
 from connectors.runtime.signed_push import Refused, ReleasingIntake, SharedReplays, SignatureCheck, json_body
 from connectors.settings import KafkaSettings
-from routing.aishandong import parse_application
+from routing.aishandong import Vocabulary, parse_application
 from routing.errors import DataError
 from routing.privacy import mask_text
 from schemas import Codec
@@ -67,6 +68,7 @@ class AishandongGateway:
         name: Stage name; also the ``ubridge.source`` header.
         secret: The HMAC key shared with the 爱山东 platform.
         topic: The applications topic (with the prefix).
+        vocabulary: The form's words (the shipped ``aishandong.yaml``'s by default).
         replay_window_s: Largest accepted distance between the sender's timestamp and our clock.
         replay_cache_max_entries: Most signatures remembered at once.
         replays: The signatures every process shares (None: this process's only).
@@ -79,6 +81,7 @@ class AishandongGateway:
         *,
         secret: SecretStr,
         topic: str,
+        vocabulary: Vocabulary | None = None,
         name: str = STAGE,
         replay_window_s: int = 300,
         replay_cache_max_entries: int = 100_000,
@@ -91,6 +94,7 @@ class AishandongGateway:
             secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries, shared=replays
         )
         self._topic = topic
+        self._vocabulary = vocabulary or load_application_rules(SHIPPED_RULES).vocabulary
         self._codec = codec or Codec.default()
         self._clock = clock
         self._source = name.encode()
@@ -120,7 +124,7 @@ class AishandongGateway:
     def _output(self, raw: Mapping[str, Any], now: float) -> tuple[Output, str]:
         ingested = datetime.fromtimestamp(now, UTC)
         try:
-            application = parse_application(raw, ingested_at=ingested)
+            application = parse_application(raw, ingested_at=ingested, vocabulary=self._vocabulary)
         except DataError as exc:
             raise Refused(422, mask_text(exc.reason), field=exc.field) from exc
         except OverflowError as exc:  # a date such as year 1 that leaves the calendar when moved to UTC
@@ -164,6 +168,7 @@ def build_gateway(
         name=settings.name,
         secret=settings.secret,
         topic=topic,
+        vocabulary=load_application_rules(settings.rules).vocabulary,
         replay_window_s=settings.replay_window_s,
         replay_cache_max_entries=settings.replay_cache_max_entries,
         replays=replays,

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from connectors.aishandong.rules import load_application_rules
 from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import RetriableError
 from connectors.runtime.http_pull import json_page, raise_for_status
@@ -45,6 +46,7 @@ class AishandongPullSource:
         self._dlq_topic = dlq_topic
         self._page_size = settings.page_size
         self._codec = codec or Codec.default()
+        self._vocabulary = load_application_rules(settings.rules).vocabulary
         self._client = httpx.Client(
             base_url=settings.base_url,
             headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
@@ -79,7 +81,9 @@ class AishandongPullSource:
         try:
             if not isinstance(entry, dict):
                 raise DataError("", "an application must be a JSON object")
-            application = parse_application({k: v for k, v in entry.items() if k != "seq"}, ingested_at=now)
+            application = parse_application(
+                {k: v for k, v in entry.items() if k != "seq"}, ingested_at=now, vocabulary=self._vocabulary
+            )
         except DataError as exc:
             return source_dead_letter(
                 exc, stage=self.name, topic=self._dlq_topic, key=None, value=value, where=seq, now=now

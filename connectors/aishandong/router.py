@@ -20,6 +20,10 @@ tasks flagged ``project_not_found`` and the failure is logged. Neither does the 
 time it cannot clock yields tasks with ``contact_due`` null, flagged ``contact_due_unclocked`` with the reason
 (log ``contact_due_unclocked``, metric ``ubridge_tasks_unclocked_total``). An application no utility can take
 is a ``DataError`` and is dead-lettered by the runtime.
+
+Shared documents that arrive later: an application whose tasks still wait for the approval system's permits
+or drawings is kept (:mod:`connectors.aishandong.awaiting`) and routed again, on the stage's tick, once the
+project table holds a newer event of its project; the utility receives the documents as a new revision.
 """
 
 import threading
@@ -35,14 +39,15 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
+from connectors.aishandong.awaiting import AwaitingApplications
 from connectors.aishandong.project_store import ProjectStore
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from connectors.runtime.metrics import Metrics
-from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, application_tasks
+from routing.aishandong import CONTACT_DUE_UNCLOCKED_FLAG, MaterialSource, application_tasks
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.gonggai import normalise
-from routing.records import ConnectionApplication, ProjectEvent
+from routing.records import ConnectionApplication, ProjectEvent, UtilityTask
 from routing.service_areas import ServiceAreaTable
 from schemas import Codec
 
@@ -249,8 +254,10 @@ class ApplicationRouter:
         output_topic: The tasks topic.
         areas: The service-area table.
         calendar: The working calendar (contact within 3 working hours).
-        required_materials: Application kind → required material kinds.
+        shared_materials: Application kind → material kind → where data sharing gets it (aishandong.yaml).
         projects: Where cited projects are looked up; closed with the stage.
+        awaiting: Applications waiting for shared documents (:mod:`connectors.aishandong.awaiting`); None
+            routes each application once.
         codec: Avro codec.
         metrics: Where unclocked tasks are counted (none in unit tests).
         clock: The current time (tests fix it).
@@ -265,18 +272,20 @@ class ApplicationRouter:
         output_topic: str,
         areas: ServiceAreaTable,
         calendar: WorkingCalendar,
-        required_materials: Mapping[str, Sequence[str]],
+        shared_materials: Mapping[str, Mapping[str, MaterialSource]],
         projects: ProjectLookup,
+        awaiting: AwaitingApplications | None = None,
         codec: Codec | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.input_topics = (input_topic,)
+        self._awaiting = awaiting
         self._metrics = metrics
         self._output_topic = output_topic
         self._areas = areas
         self._calendar = calendar
-        self._required = required_materials
+        self._shared = shared_materials
         self._projects = projects
         self._codec = codec or Codec.default()
         self._clock = clock
@@ -285,18 +294,44 @@ class ApplicationRouter:
         """One outcome per application."""
         return each_record(records, self._route)
 
+    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read back the awaiting applications of newly owned partitions."""
+        if self._awaiting is not None:
+            self._awaiting.restore(partitions)
+
+    def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop the awaiting applications of partitions given up."""
+        if self._awaiting is not None:
+            self._awaiting.forget(partitions)
+
+    def tick(self, now: datetime) -> Sequence[Output]:
+        """Route again the awaiting applications whose project the table now knows better (the update)."""
+        if self._awaiting is None:
+            return ()
+        outputs: list[Output] = []
+        for due in list(self._awaiting.due()):
+            app = due.application
+            try:
+                tasks = self._tasks(app, due.project)
+            except DataError as exc:  # it routed before, so only a changed service-area table gets here
+                log.warning("application_update_failed", application_id=app["application_id"], reason=exc.reason)
+                continue
+            key = app["application_id"].encode()
+            outputs += [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
+            outputs += self._awaiting.routed(due.partition, due.value, app, due.project, tasks)
+            log.info("application_updated", stage=self.stage, application_id=app["application_id"], tasks=len(tasks))
+        return outputs
+
+    def _tasks(self, app: ConnectionApplication, project: ProjectEvent | None) -> list[UtilityTask]:
+        return application_tasks(
+            app, self._areas, self._calendar, now=self._clock(), project=project, shared_materials=self._shared
+        )
+
     def _route(self, record: ConsumerRecord) -> Delivered:
         app = cast(ConnectionApplication, self._codec.decode_as("ConnectionApplication", record.value))
         code = app["project_code"]
         project = None if code is None else self._projects.get(code)
-        tasks = application_tasks(
-            app,
-            self._areas,
-            self._calendar,
-            now=self._clock(),
-            project=project,
-            required_materials=self._required,
-        )
+        tasks = self._tasks(app, project)
         unclocked = [task for task in tasks if CONTACT_DUE_UNCLOCKED_FLAG in task["flags"]]
         if unclocked:
             log.warning(
@@ -308,7 +343,9 @@ class ApplicationRouter:
             if self._metrics is not None:
                 self._metrics.tasks_unclocked.labels(self.stage).inc(len(unclocked))
         key = app["application_id"].encode()
-        outputs = tuple(Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks)
+        outputs = [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
+        if self._awaiting is not None:
+            outputs += self._awaiting.routed(record.partition, record.value, app, project, tasks)
         log.info(
             "application_routed",
             stage=self.stage,
@@ -316,7 +353,7 @@ class ApplicationRouter:
             tasks=len(tasks),
             project_found=project is not None,
         )
-        return Delivered(outputs=outputs)
+        return Delivered(outputs=tuple(outputs))
 
     def close(self) -> None:
         """Close the project lookup."""

@@ -9,13 +9,16 @@ Example::
         secret: "${AISHANDONG_GATEWAY_SECRET}"
 """
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from connectors.config_paths import ConfigPath
 from connectors.runtime.intake_settings import IntakeLimits
 
 _MIN_SECRET_CHARS = 16
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "deploy" / "config" / "aishandong.yaml"
 
 
 class AishandongGatewaySettings(IntakeLimits):
@@ -33,6 +36,9 @@ class AishandongGatewaySettings(IntakeLimits):
     replay_window_s: Annotated[int, Field(ge=1, le=3600)] = 300
     replay_cache_max_entries: Annotated[int, Field(ge=1)] = 100_000
     max_body_bytes: Annotated[int, Field(ge=1)] = 262_144
+    rules: ConfigPath = Field(
+        SHIPPED_RULES, description="The form's words (aishandong.yaml); the shipped file if absent."
+    )
 
     @field_validator("secret")
     @classmethod

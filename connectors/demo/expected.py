@@ -7,13 +7,13 @@ whether every one arrived exactly once.
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from connectors.gonggai.spgl_source import SpglSource
-from routing.aishandong import application_tasks, parse_application
+from routing.aishandong import ApplicationRules, application_tasks, parse_application
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -125,7 +125,7 @@ def expected_application_tasks(
     applications: Iterable[Mapping[str, Any]],
     areas: ServiceAreaTable,
     calendar: WorkingCalendar,
-    required_materials: Mapping[str, Sequence[str]],
+    rules: ApplicationRules,
     *,
     now: datetime,
     into: Expectation,
@@ -133,9 +133,9 @@ def expected_application_tasks(
     """Add the tasks of the 爱山东 applications the gateway accepted (ids do not depend on the project lookup)."""
     for raw in applications:
         try:
-            application = parse_application(raw, ingested_at=now)
+            application = parse_application(raw, ingested_at=now, vocabulary=rules.vocabulary)
             tasks = application_tasks(
-                application, areas, calendar, now=now, project=None, required_materials=required_materials
+                application, areas, calendar, now=now, project=None, shared_materials=rules.shared_materials
             )
         except DataError:
             into.unserved += 1

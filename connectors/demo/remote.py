@@ -31,6 +31,9 @@ class Stats:
     repeats: int
     faults_injected: int
     rejected: int
+    revisions: int
+    superseded: int
+    key_conflicts: int
 
 
 class RemoteUtility:
@@ -42,7 +45,7 @@ class RemoteUtility:
         self._http = httpx.Client(base_url=url, timeout=30)
 
     def stats(self) -> Stats:
-        """Requests, unique tasks, idempotent repeats, injected faults, rejections."""
+        """Requests, unique tasks, idempotent repeats, injected faults, rejections, revisions applied or not."""
         return Stats(**self._http.get("/_sim/stats").raise_for_status().json())
 
     def tasks(self) -> list[Received]:

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from connectors.aishandong.rules import load_application_rules
 from connectors.app import App
 from connectors.demo.expected import (
     Expectation,
@@ -30,7 +31,6 @@ from connectors.demo.expected import (
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
-from routing.aishandong import load_required_materials
 from routing.calendar import SHANGHAI, load_calendar
 from routing.service_areas import load_service_areas
 from simulators.aishandong import APPLICATIONS_PATH, make_applications, push_applications
@@ -226,9 +226,9 @@ class Demo:
         expectation = expected_tasks(events, published, self.areas, now=now)
         config = self.settings.applications
         assert config is not None  # noqa: S101 - written by _write_config
-        materials = load_required_materials(config.required_materials)
+        rules = load_application_rules(config.rules)
         calendar = load_calendar(config.calendar)
-        expected_application_tasks(self.applications, self.areas, calendar, materials, now=now, into=expectation)
+        expected_application_tasks(self.applications, self.areas, calendar, rules, now=now, into=expectation)
         return expectation
 
     def _delivered(self) -> int:
@@ -280,7 +280,7 @@ class Demo:
             "status_callbacks": {"port": _free_port()},
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
-                "required_materials": str(CONFIG_DIR / "aishandong.yaml"),
+                "rules": str(CONFIG_DIR / "aishandong.yaml"),
             },
             "ledger": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),

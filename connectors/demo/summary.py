@@ -43,7 +43,7 @@ def utility_table(rows: Sequence[UtilityFigures]) -> Table:
     """One row per utility: delivery counts, retries, dead letters and end-to-end latency."""
     table = Table(
         title="Deliveries per utility",
-        caption="repeats: same task id sent again (idempotent); latency: published upstream → received",
+        caption="repeats: same revision sent again (idempotent); latency: published upstream → received",
     )
     table.add_column("utility")
     for name in ("expected", "delivered", "missing", "repeats", "retries", "DLQ", "p50 ms", "p99 ms"):

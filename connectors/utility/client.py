@@ -2,10 +2,16 @@
 
 2xx is delivered; 408, 429, 5xx and transport errors are retried with capped exponential backoff and full
 jitter, honouring ``Retry-After``; any other 4xx is a ``DataError`` (the task will never be accepted as
-it is) and goes to the dead-letter topic. ``Idempotency-Key`` is the task id, so a retry after a lost
-acknowledgement never creates a second task.
+it is) and goes to the dead-letter topic. ``Idempotency-Key`` is ``<task id>:<revision>``
+(:func:`routing.revisions.idempotency_key`), so a retry after a lost acknowledgement never creates a second
+task and an update or cancellation is never mistaken for a repeat.
+
+A ``{"status": "duplicate"}`` answer is checked: it must name the revision sent (``"revision"``), or, for
+revision 1, may name none. A utility that answers "duplicate" to revision 3 while it holds revision 1 is
+deduplicating on the task id and has not applied the change: that is a ``DataError``, never a delivery.
 """
 
+import json
 import random
 import threading
 import time
@@ -27,6 +33,7 @@ from connectors.runtime.http_pull import retry_after_s
 from connectors.runtime.metrics import Metrics
 from connectors.settings import UtilitySettings
 from routing.errors import DataError
+from routing.revisions import idempotency_key
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +72,12 @@ class UtilityClient:
             transport=transport,
         )
 
-    def deliver(self, task_id: str, body: bytes) -> int:
-        """POST one task until it is accepted; returns the number of retries it took.
+    def deliver(self, task_id: str, revision: int, body: bytes) -> int:
+        """POST one revision of a task until it is accepted; returns the number of retries it took.
 
         Raises:
-            DataError: the utility refused the task for good (4xx other than 408/429).
+            DataError: the utility refused the task for good (4xx other than 408/429), or answered
+                "duplicate" for a revision it does not hold.
             StopRequested: shutdown began while retrying.
             RetriableError: ``max_elapsed_s`` passed without success; the stage stops rather than skip
                 the task, so the supervisor's restart (and the alert) is the operator's signal.
@@ -91,7 +99,7 @@ class UtilityClient:
             reraise=True,
         )
         try:
-            retrying(self._attempt, task_id, body)
+            retrying(self._attempt, task_id, revision, body)
         except RetriableError as exc:
             if self._stop.is_set():
                 message = f"shutdown while retrying {task_id}"
@@ -103,19 +111,21 @@ class UtilityClient:
         """Close the connection pool."""
         self._client.close()
 
-    def _attempt(self, task_id: str, body: bytes) -> None:
+    def _attempt(self, task_id: str, revision: int, body: bytes) -> None:
         if self._stop.is_set():
             message = f"shutdown while delivering {task_id}"
             raise StopRequested(message)
         started = time.perf_counter()
+        key = idempotency_key(task_id, revision)
         try:
-            response = self._client.post(self._endpoint, content=body, headers={"Idempotency-Key": task_id})
+            response = self._client.post(self._endpoint, content=body, headers={"Idempotency-Key": key})
         except httpx.HTTPError as exc:
             self._observe("transport_error", started)
             message = f"{self.utility} unreachable: {type(exc).__name__}"
             raise RetriableError(message) from exc
         self._observe(_outcome(response.status_code), started)
         if response.is_success:
+            self._check_duplicate(response, revision)
             return
         if response.status_code in _RETRIABLE_STATUS:
             message = f"{self.utility} answered {response.status_code}"
@@ -124,6 +134,24 @@ class UtilityClient:
                 raise BackpressureError(message, retry_after)
             raise RetriableError(message)
         raise DataError("", f"{self.utility} refused the task with {response.status_code}: {response.text[:300]}")
+
+    def _check_duplicate(self, response: httpx.Response, revision: int) -> None:
+        """Refuse a "duplicate" answer that does not confirm the revision sent."""
+        try:
+            answer = json.loads(response.content) if response.content else None
+        except ValueError:
+            return  # an answer without a body to read says nothing against the delivery
+        if not isinstance(answer, dict) or answer.get("status") != "duplicate":
+            return
+        held = answer.get("revision")
+        if held == revision or (held is None and revision == 1):
+            return
+        holds = "no revision" if held is None else f"revision {held!r}"
+        reason = (
+            f"{self.utility} answered duplicate to revision {revision} naming {holds}: it deduplicates on the"
+            " task id, not on the Idempotency-Key, so this revision was not applied"
+        )
+        raise DataError("revision", reason)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

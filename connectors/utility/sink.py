@@ -4,9 +4,19 @@ Every utility runs its own sink with its own consumer group, HTTP client and ret
 that is down holds back only its own tasks: the others' groups keep consuming. Within a batch, tasks of
 different projects are delivered concurrently (``max_in_flight``) while each project's tasks go one after
 another, in order, so one task stuck in retries does not hold up every other project. Tasks for other
-utilities are skipped (filtered, counted). Delivery is idempotent by task id. Each accepted task is
-reported on the task-status topic as ``RECEIVED`` (reporter ``sink``, carrying the task), which opens the
-task's entry in the SLA ledger.
+utilities are skipped (filtered, counted). Each accepted task is reported on the task-status topic as
+``RECEIVED`` (reporter ``sink``, carrying the task with its revision), which opens the task's entry in the
+SLA ledger.
+
+Revisions (:mod:`routing.revisions`): the sink numbers what it delivers. A task whose content differs from
+the revision last delivered is sent as the next revision, with ``Idempotency-Key: <task id>:<revision>``;
+one whose content is the same, or a record read again at or below the offset of the last revision, is a
+repeat and is filtered (``repeated_revision``) without a request. The
+last revision of each task is kept in memory for the owned partitions and written, after the utility
+accepted it, to the compacted revision topic (:mod:`connectors.utility.revisions`) in the task's partition;
+on assignment the sink reads it back, so numbers are stable across restarts, rebalances and reprocessing.
+A revision the utility refused keeps its number in this process (the next change gets a new one); after a
+restart a refused, dead-lettered revision's number may be given to the next change.
 
 Example:
     >>> sink = UtilitySink(settings.utilities[0], input_topic="ubridge.tasks.v1",
@@ -22,6 +32,7 @@ from typing import cast
 
 import httpx
 import structlog
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
@@ -30,12 +41,16 @@ from connectors.runtime.metrics import Metrics
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
 from connectors.utility.payload import task_body
+from connectors.utility.revisions import RevisionReader, revision_key
+from routing.errors import DataError
 from routing.records import TaskStatus, UtilityTask
+from routing.revisions import Revision, already_delivered, content_digest, encode_revision, next_revision
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
 
 _OTHER_UTILITY = Delivered(filtered_reason="other_utility")
+_REPEATED = Delivered(filtered_reason="repeated_revision")
 _Result = Outcome | StopRequested
 
 
@@ -45,7 +60,19 @@ def stage_name(utility_id: str) -> str:
 
 
 class UtilitySink:
-    """Delivers the tasks addressed to one utility, in order per project."""
+    """Delivers the tasks addressed to one utility, in order per project, each change as a new revision.
+
+    Args:
+        settings: The utility.
+        input_topic: The task topic.
+        status_topic: Where ``RECEIVED`` goes.
+        revisions_topic: The compacted revision topic, co-partitioned with ``input_topic``.
+        revisions: Reads it back on assignment.
+        codec: Avro codec.
+        metrics: Process metrics.
+        stop: Shutdown.
+        transport: Swap point for tests.
+    """
 
     def __init__(
         self,
@@ -53,6 +80,8 @@ class UtilitySink:
         *,
         input_topic: str,
         status_topic: str,
+        revisions_topic: str,
+        revisions: RevisionReader,
         codec: Codec,
         metrics: Metrics,
         stop: threading.Event,
@@ -62,6 +91,10 @@ class UtilitySink:
         self.input_topics = (input_topic,)
         self.utility = settings.id
         self._status_topic = status_topic
+        self._revisions_topic = revisions_topic
+        self._reader = revisions
+        # partition → task id → last revision; each task is touched by its own lane only
+        self._revisions: dict[int, dict[str, Revision]] = {}
         self._codec = codec
         self._client = UtilityClient(settings, metrics=metrics, stop=stop, transport=transport)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix=self.stage)
@@ -85,6 +118,19 @@ class UtilitySink:
             assert result is not None  # noqa: S101 - every index belongs to exactly one lane
             yield result
 
+    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read the revisions of newly owned partitions before their first task."""
+        numbers = sorted({tp.partition for tp in partitions if tp.partition not in self._revisions})
+        if numbers:
+            for partition, revisions in self._reader.read(numbers).items():
+                self._revisions[partition] = revisions
+                log.info("revisions_restored", stage=self.stage, partition=partition, tasks=len(revisions))
+
+    def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Forget the revisions of partitions given up; their next owner reads them back."""
+        for tp in partitions:
+            self._revisions.pop(tp.partition, None)
+
     def close(self) -> None:
         """Stop the workers and close the HTTP client."""
         self._pool.shutdown(wait=True)
@@ -104,18 +150,40 @@ class UtilitySink:
         task = cast(UtilityTask, self._codec.decode_as("UtilityTask", record.value))
         if task["utility_id"] != self.utility:
             return _OTHER_UTILITY
-        retries = self._client.deliver(task["task_id"], task_body(task))
+        known = self._revisions.setdefault(record.partition, {})
+        task_id = task["task_id"]
+        last = known.get(task_id)
+        revision = (
+            None if already_delivered(last, record.offset) else next_revision(last, content_digest(task), record.offset)
+        )
+        if revision is None:
+            return _REPEATED
+        task = task.copy()
+        task["revision"] = revision.number
+        try:
+            retries = self._client.deliver(task_id, revision.number, task_body(task))
+        except DataError:
+            known[task_id] = revision  # a refused body keeps its key: the next change gets a new one
+            raise
+        known[task_id] = revision
         log.info(
             "task_delivered",
             utility=self.utility,
-            task_id=task["task_id"],
+            task_id=task_id,
+            revision=revision.number,
             kind=task["kind"],
             action=task["action"],
             retries=retries,
             partition=record.partition,
             offset=record.offset,
         )
-        return Delivered(outputs=(self._received(task),))
+        stored = Output(
+            self._revisions_topic,
+            revision_key(self.utility, task_id),
+            encode_revision(revision),
+            partition=record.partition,
+        )
+        return Delivered(outputs=(self._received(task), stored))
 
     def _received(self, task: UtilityTask) -> Output:
         now = datetime.now(UTC)

@@ -342,6 +342,12 @@ class Progression:
                 heapq.heappush(self._heap, (due, self._order, _Pending(task_id, start, elapsed, step, application_id)))
             self._wakeup.notify()
 
+    def task_cancelled(self, task_id: str) -> None:
+        """Drop the statuses of a task not reported yet: a cancelled task is not worked on."""
+        with self._wakeup:
+            self._heap = [item for item in self._heap if item[2].task_id != task_id]
+            heapq.heapify(self._heap)
+
     def page(self, cursor: int, limit: int) -> dict[str, Any]:
         """The change feed after ``cursor``: ``{"statuses", "next_cursor", "has_more"}``."""
         with self._wakeup:

@@ -2,12 +2,17 @@
 
 Contract:
 
-- ``POST /v1/tasks`` with ``Authorization: Bearer <token>``, ``Idempotency-Key: <task id>`` and the task as a
-  JSON object (at least ``task_id`` and ``utility_id``). Answers 201 ``{"status": "created", "task_id",
-  "utility_ref"}`` the first time a key is seen; 200 ``{"status": "duplicate", ...the original ref}`` for a
-  repeated key (never a second task, whatever the body); 401 on a bad token; 400 ``{"error": ...}`` when the
-  key is missing, the body is not a JSON object, ``task_id`` is missing or differs from the key; 422 when
-  ``utility_id`` names another utility.
+- ``POST /v1/tasks`` with ``Authorization: Bearer <token>``, ``Idempotency-Key: <task id>:<revision>`` and
+  the task as a JSON object (at least ``task_id`` and ``utility_id``; ``revision`` ≥ 1, 1 when absent, and
+  then the key is the bare task id). It follows the IETF Idempotency-Key draft strictly: a key seen before
+  with the same body answers 200 ``{"status": "duplicate", "task_id", "revision", "utility_ref"}`` (never a
+  second task); a key seen before with a *different* body answers 422. A new key stores the task:
+  201 ``{"status": "created", ...}`` for a task id not seen before; for a known task id, a higher revision
+  replaces the task and answers 200 ``"updated"`` (``"cancelled"`` when its ``action`` is ``CANCEL``), a
+  revision not above the one held answers 200 ``"superseded"`` and changes nothing. 401 on a bad token;
+  400 ``{"error": ...}`` when the key is missing, the body is not a JSON object, ``task_id`` is missing,
+  ``revision`` is not a positive integer or the key is not ``<task id>:<revision>``; 422 when ``utility_id``
+  names another utility.
 - Faults strike before the task is stored, except ``fail_after_store_rate``: the task is stored and the
   answer is a 503 (a lost acknowledgement). 429 and 503 answers carry ``Retry-After``.
 - Control plane, never faulted or delayed: ``GET /_sim/tasks``, ``GET /_sim/stats``, ``POST /_sim/faults``
@@ -15,7 +20,7 @@ Contract:
   keyword names of `UtilitySimulator.set_progress` (answers 204) and ``GET /_sim/progress`` (the plan and
   the progression counters).
 - Progress (off until `UtilitySimulator.set_progress`): each newly stored task walks through its stages
-  (``simulators.utility.progress``); the statuses are served, with the same bearer token, by
+  (``simulators.utility.progress``) until a revision cancels it; the statuses are served, with the same bearer token, by
   ``GET /v1/task-status?cursor=<n>&limit=<m>`` → ``{"statuses": [{"seq", "task_id", "stage", "occurred_at",
   "pipe_length_m"?, "reason"?, "detail"?}], "next_cursor", "has_more"}`` and, when a callback URL is set,
   POSTed to ``{callback_url}/v1/tasks/{task_id}/status``. The feed is never faulted.
@@ -62,16 +67,18 @@ class ReceivedTask:
     """A task as the utility stored it.
 
     Attributes:
-        task_id: the task id (equal to the ``Idempotency-Key`` it arrived with).
+        task_id: the task id.
         received_at: when it was first stored (UTC, aware).
-        body: the JSON body of the first delivery.
+        body: the JSON body of the revision held (the latest applied).
         utility_ref: the utility's own reference, e.g. ``W-000123``.
+        revision: the revision held.
     """
 
     task_id: str
     received_at: datetime
     body: dict[str, Any]
     utility_ref: str
+    revision: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,12 @@ class SimStats:
     Attributes:
         requests: every request, whatever the answer.
         unique: tasks stored.
-        repeats: requests answered as duplicates of a stored task.
+        repeats: requests answered as duplicates (a key seen before, with the same body).
         faults_injected: injected errors, outage answers and lost acknowledgements.
         rejected: tasks refused with 422 because they belong to another utility.
+        revisions: later revisions of a stored task applied (updates and cancellations).
+        superseded: revisions not above the one held, acknowledged and ignored.
+        key_conflicts: keys seen before with a different body, refused with 422.
         statuses_reported: task statuses the progression reported (change feed; callbacks too when set).
         callbacks_delivered: status callbacks answered 2xx.
         callback_failures: status callbacks that still failed after their retries.
@@ -94,6 +104,9 @@ class SimStats:
     repeats: int = 0
     faults_injected: int = 0
     rejected: int = 0
+    revisions: int = 0
+    superseded: int = 0
+    key_conflicts: int = 0
     statuses_reported: int = 0
     callbacks_delivered: int = 0
     callback_failures: int = 0
@@ -107,6 +120,7 @@ class UtilitySimulator:
         self._token = token
         self._lock = threading.Lock()
         self._tasks: dict[str, ReceivedTask] = {}
+        self._keys: dict[str, dict[str, Any]] = {}  # Idempotency-Key → the body it first came with
         self._counts: Counter[str] = Counter()
         self._ref_prefix = _ref_prefix(utility_id)
         self._faults = FaultPlan(seed)
@@ -231,23 +245,47 @@ class UtilitySimulator:
         if body.get("utility_id") != self.utility_id:
             self._count("rejected")
             return error_response(422, f"utility_id {body.get('utility_id')!r} is not {self.utility_id!r}")
-        return self._store(body["task_id"], body)
+        return self._store(request.headers["idempotency-key"], body)
 
-    def _store(self, task_id: str, body: dict[str, Any]) -> Response:
+    def _store(self, key: str, body: dict[str, Any]) -> Response:
         with self._lock:
-            known = self._tasks.get(task_id)
-            if known is not None:
+            seen = self._keys.get(key)
+            if seen is not None:
+                if seen != body:
+                    self._counts["key_conflicts"] += 1
+                    return error_response(422, "this Idempotency-Key was used with a different body")
                 self._counts["repeats"] += 1
-                return _answer(200, "duplicate", known)
-            self._counts["unique"] += 1
-            task = ReceivedTask(task_id, datetime.now(UTC), body, f"{self._ref_prefix}-{self._counts['unique']:06d}")
-            self._tasks[task_id] = task
-        self._progress.task_stored(task_id, body, task.received_at)
+                held = self._tasks[body["task_id"]]
+                return _answer(200, "duplicate", dataclasses.replace(held, revision=body.get("revision", 1)))
+            answer, stored = self._apply(body)
+            self._keys[key] = body
+        if stored is not None:
+            self._progress.task_stored(stored.task_id, body, stored.received_at)
+        elif self._tasks[body["task_id"]].revision == body.get("revision", 1) and body.get("action") == "CANCEL":
+            self._progress.task_cancelled(body["task_id"])  # this very revision cancelled the task
         lost = self._faults.lost_acknowledgement()
         if lost is not None:
             self._count("faults_injected")
             return lost
-        return _answer(201, "created", task)
+        return answer
+
+    def _apply(self, body: dict[str, Any]) -> tuple[Response, ReceivedTask | None]:
+        """Store a new key's task (under the lock): the answer, and the task when it is new."""
+        task_id, revision = body["task_id"], body.get("revision", 1)
+        known = self._tasks.get(task_id)
+        if known is None:
+            self._counts["unique"] += 1
+            ref = f"{self._ref_prefix}-{self._counts['unique']:06d}"
+            task = ReceivedTask(task_id, datetime.now(UTC), body, ref, revision)
+            self._tasks[task_id] = task
+            return _answer(201, "created", task), task
+        if revision <= known.revision:
+            self._counts["superseded"] += 1
+            return _answer(200, "superseded", known), None
+        self._counts["revisions"] += 1
+        self._tasks[task_id] = dataclasses.replace(known, body=body, revision=revision)
+        outcome = "cancelled" if body.get("action") == "CANCEL" else "updated"
+        return _answer(200, outcome, self._tasks[task_id]), None
 
     def _faults_route(self, request: Request) -> Response:
         try:
@@ -296,8 +334,12 @@ def _valid_task(request: Request) -> dict[str, Any] | Response:
         return error_response(400, "the body is not a JSON object")
     if not body.get("task_id"):
         return error_response(400, "the body lacks task_id")
-    if body["task_id"] != key:
-        return error_response(400, "task_id differs from the Idempotency-Key")
+    revision = body.get("revision", 1)
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+        return error_response(400, "revision must be a positive integer")
+    expected = body["task_id"] if "revision" not in body else f"{body['task_id']}:{revision}"
+    if key != expected:
+        return error_response(400, "the Idempotency-Key is not <task_id>:<revision>")
     return body
 
 
@@ -310,7 +352,8 @@ def _ref_prefix(utility_id: str) -> str:
 
 
 def _answer(status: int, outcome: str, task: ReceivedTask) -> Response:
-    return json_response(status, {"status": outcome, "task_id": task.task_id, "utility_ref": task.utility_ref})
+    answer = {"status": outcome, "task_id": task.task_id, "revision": task.revision, "utility_ref": task.utility_ref}
+    return json_response(status, answer)
 
 
 def _task_json(task: ReceivedTask) -> dict[str, Any]:
@@ -318,5 +361,6 @@ def _task_json(task: ReceivedTask) -> dict[str, Any]:
         "task_id": task.task_id,
         "received_at": task.received_at.isoformat(),
         "utility_ref": task.utility_ref,
+        "revision": task.revision,
         "body": task.body,
     }

@@ -96,4 +96,5 @@ def test_kill_9_mid_stream_loses_nothing(
     assert stats.repeats > 0, "a kill mid-batch and lost acknowledgements must cause re-deliveries"
     # Re-deliveries are bounded: the batch in flight at the kill plus the acknowledgements the utility lost.
     assert stats.repeats <= stats.faults_injected + 20
+    assert (stats.key_conflicts, stats.revisions) == (0, 0), "a repeat is sent with its revision's very body"
     assert "13912345678" not in log.read_text(encoding="utf-8")

@@ -15,13 +15,13 @@ from pydantic import SecretStr
 
 from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.router import ApplicationRouter, KafkaProjectTable
+from connectors.aishandong.rules import load_application_rules
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.logs import configure_logging
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.settings import KafkaSettings
-from routing.aishandong import load_required_materials
 from routing.calendar import load_calendar
 from routing.gonggai import normalise
 from routing.records import ProjectEvent
@@ -37,6 +37,7 @@ CONFIG = Path(__file__).parents[2] / "deploy" / "config"
 SECRET = "integration-aishandong-0123456789"
 PROJECT = "2026-370602-47-01-000123"
 CODEC = Codec.default()
+RULES = load_application_rules(CONFIG / "aishandong.yaml")
 
 
 @dataclass
@@ -84,7 +85,7 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
         output_topic=tasks,
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
-        required_materials=load_required_materials(CONFIG / "aishandong.yaml"),
+        shared_materials=RULES.shared_materials,
         projects=table,
         metrics=metrics,
     )
@@ -104,8 +105,9 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
 
 
 def served_services(app: dict[str, Any]) -> int:
-    # 聊城 (3715) has water and gas utilities but no heat one in the demo table.
-    return sum(1 for s in app["fwlx"] if not (app["xzqhdm"].startswith("3715") and s == "供热"))
+    # 聊城 (3715) has water and gas utilities but no heat one in the demo table (heat: 供热, 供暖, 采暖…).
+    heat = app["xzqhdm"].startswith("3715")
+    return sum(1 for word in app["fwlx"] if not (heat and RULES.vocabulary.service_names[word] == "HEAT"))
 
 
 def test_pushed_applications_become_tasks_and_logs_stay_masked(kafka_bootstrap: str, pipeline: Pipeline) -> None:

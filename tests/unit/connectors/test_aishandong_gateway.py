@@ -201,7 +201,6 @@ def test_body_that_is_not_an_application_is_400(body: bytes, reason: str) -> Non
         ({"fwlx": "供水"}, "fwlx"),
         ({"sqsj": 20261125}, "sqsj"),
         ({"xzqhdm": "999999"}, "xzqhdm"),
-        ({"cl": [{"lx": "图纸", "mc": "x", "sha256": 5}]}, "cl.0.sha256"),
     ],
 )
 def test_invalid_application_is_422_naming_the_field(changes: dict[str, Any], field: str) -> None:
@@ -211,6 +210,15 @@ def test_invalid_application_is_422_naming_the_field(changes: dict[str, Any], fi
     assert response.body["field"] == field
     text = json.dumps(response.body, ensure_ascii=False)
     assert "110105194912310021" not in text and "1391234567" not in text
+
+
+def test_a_bad_material_link_is_dropped_and_the_application_accepted() -> None:
+    """容缺受理 (000, 004): an unreadable material link is 202, and the record names the dropped link."""
+    response = gateway().handle(signed(body_of(application(cl=[{"lx": "图纸", "mc": "x", "sha256": 5}]))))
+    assert response.status == 202
+    (record,) = [o for o in response.outputs if o.topic == TOPIC]
+    app = Codec.default().decode_as("ConnectionApplication", record.value)
+    assert (app["materials"], app["dropped_materials"]) == ([], ["cl.0.sha256: sha256 must be a string, got number"])
 
 
 def test_a_refused_application_can_be_fixed_and_resent() -> None:

@@ -1,14 +1,17 @@
 """The 爱山东 router stage: applications → tasks keyed by application id, project lookups, dead letters."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
+from connectors.aishandong.awaiting import AwaitingApplications
 from connectors.aishandong.router import (
     STAGE,
     ApplicationRouter,
@@ -16,6 +19,7 @@ from connectors.aishandong.router import (
     HttpProjectLookup,
     NoProjects,
 )
+from connectors.aishandong.rules import load_application_rules
 from connectors.runtime.interface import Delivered
 from routing.aishandong import parse_application
 from routing.calendar import load_calendar
@@ -29,6 +33,7 @@ from simulators.approval.generator import EventGenerator
 CONFIG = Path(__file__).parents[3] / "deploy" / "config"
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CODEC = Codec.default()
+RULES = load_application_rules(CONFIG / "aishandong.yaml")
 PROJECT = "2026-370602-47-01-000123"
 
 
@@ -50,7 +55,7 @@ def app_raw(**changes: Any) -> dict[str, Any]:
 
 
 def record(offset: int = 0, **changes: Any) -> ConsumerRecord:
-    application = parse_application(app_raw(**changes), ingested_at=NOW)
+    application = parse_application(app_raw(**changes), ingested_at=NOW, vocabulary=RULES.vocabulary)
     value = CODEC.encode("ConnectionApplication", application)
     return ConsumerRecord("apps", 0, -1, offset, 0, 0, application["application_id"].encode(), value, [], None, 0, 0, 0)
 
@@ -85,7 +90,7 @@ def router(projects: Any = None) -> ApplicationRouter:
         output_topic="tasks",
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
-        required_materials={"CONNECTION": ("PERMIT", "DRAWING")},
+        shared_materials=RULES.shared_materials,
         projects=projects or NoProjects(),
         clock=lambda: NOW,
     )
@@ -100,7 +105,8 @@ def test_package_application_becomes_three_tasks_keyed_by_application() -> None:
     tasks = [CODEC.decode_as("UtilityTask", o.value) for o in outcome.outputs]
     assert [t["utility_id"] for t in tasks] == ["yantai-water", "yantai-gas", "yantai-heat"]
     assert {t["application_id"] for t in tasks} == {"AS2026112500001"}
-    assert all(t["missing_materials"] == ["PERMIT", "DRAWING"] for t in tasks)
+    assert all(t["missing_materials"] == [] for t in tasks)  # the form is the only material (000, 001, 004)
+    assert all(t["materials_to_fetch"] == ["PERMIT:SITE_SURVEY:", "DRAWING:SITE_SURVEY:"] for t in tasks)
     assert all(t["contact_due"] == datetime(2026, 11, 25, 4, 0, tzinfo=UTC) for t in tasks)
     assert router().stage == STAGE == "router-aishandong"
 
@@ -212,3 +218,94 @@ def test_records_are_avro_single_object_encoded() -> None:
     """Outputs carry the Avro single-object marker C3 01."""
     (outcome,) = router().process([record()])
     assert cast(Delivered, outcome).outputs[0].value[:2] == b"\xc3\x01"
+
+
+class Stored:
+    """The awaiting topic as the router reads it back: fixed contents per partition."""
+
+    def __init__(self, values: dict[int, dict[bytes, bytes]] | None = None) -> None:
+        self.values = values or {}
+
+    def read(self, partitions: Sequence[int]) -> dict[int, dict[bytes, bytes]]:
+        """What is stored for ``partitions``."""
+        return {p: dict(self.values.get(p, {})) for p in partitions}
+
+
+def awaiting_router(table: Lookup, stored: Stored | None = None) -> ApplicationRouter:
+    """A router that keeps applications waiting for shared documents, with ``table`` as its project table."""
+    awaiting = AwaitingApplications(topic="awaiting", reader=stored or Stored(), table=table, codec=CODEC)
+    return ApplicationRouter(
+        input_topic="apps",
+        output_topic="tasks",
+        areas=load_service_areas(CONFIG / "service-areas.yaml"),
+        calendar=load_calendar(CONFIG / "calendar.yaml"),
+        shared_materials=RULES.shared_materials,
+        projects=table,
+        awaiting=awaiting,
+        clock=lambda: NOW,
+    )
+
+
+def with_drawing(event: ProjectEvent) -> ProjectEvent:
+    """The project's event once 住建 shared its permit and drawing."""
+    documents = [
+        {"kind": "PERMIT", "number": "P-1", "title": "施工许可证", "url": None, "digest": None},
+        {"kind": "DRAWING", "number": "T-1", "title": "总平面图", "url": "https://zj.example.cn/t1", "digest": None},
+    ]
+    return {**event, "event_id": "later", "documents": documents}  # type: ignore[typeddict-item]
+
+
+def test_documents_arriving_later_are_routed_again_as_an_update() -> None:
+    """Routed before 住建 shared the drawings: kept awaiting; once the table has them, the tasks carry them."""
+    table = Lookup({})
+    routing = awaiting_router(table)
+    (outcome,) = routing.process([record(xmdm=PROJECT, fwlx=["供水"])])
+    assert isinstance(outcome, Delivered)
+    task, kept = outcome.outputs
+    assert CODEC.decode_as("UtilityTask", task.value)["materials_to_fetch"] == [
+        f"PERMIT:APPROVAL_SYSTEM:{PROJECT}",
+        f"DRAWING:APPROVAL_SYSTEM:{PROJECT}",
+    ]
+    assert (kept.topic, kept.key, kept.partition) == ("awaiting", b"AS2026112500001", 0)
+    assert routing.tick(NOW) == []  # the project is still unknown: nothing to update
+    table.events[PROJECT] = with_drawing(project_event())
+    update, released = routing.tick(NOW)
+    updated = CODEC.decode_as("UtilityTask", update.value)
+    assert (updated["task_id"], updated["materials_to_fetch"]) == (
+        CODEC.decode_as("UtilityTask", task.value)["task_id"],
+        [],
+    )
+    assert [d["title"] for d in updated["documents"]] == ["施工许可证", "总平面图"]
+    assert (released.topic, released.key, released.value) == ("awaiting", b"AS2026112500001", b"")
+    assert routing.tick(NOW) == []  # released: never routed again
+
+
+def test_a_project_without_the_drawings_updates_and_keeps_waiting() -> None:
+    """A newer event without the drawing updates the tasks (project data) and the application keeps waiting."""
+    table = Lookup({})
+    routing = awaiting_router(table)
+    list(routing.process([record(xmdm=PROJECT, fwlx=["供水"])]))
+    table.events[PROJECT] = project_event()
+    (update,) = routing.tick(NOW)
+    updated = CODEC.decode_as("UtilityTask", update.value)
+    assert (updated["project_name"], len(updated["materials_to_fetch"])) == (project_event()["project_name"], 2)
+    assert routing.tick(NOW) == []  # the same event again is not news
+
+
+def test_awaiting_applications_are_restored_on_assignment() -> None:
+    """A restarted router reads its partitions' awaiting applications back and updates them when due."""
+    kept = record(xmdm=PROJECT, fwlx=["供水"])
+    table = Lookup({PROJECT: with_drawing(project_event())})
+    routing = awaiting_router(table, Stored({2: {kept.key: kept.value}}))
+    routing.on_assigned([TopicPartition("apps", 2)])
+    update, released = routing.tick(NOW)
+    assert (update.topic, released.partition, released.value) == ("tasks", 2, b"")
+    routing.on_revoked([TopicPartition("apps", 2)])
+    assert routing.tick(NOW) == []
+
+
+def test_an_application_citing_no_project_never_waits() -> None:
+    """Without a project code there is nothing the approval system could send: no awaiting record."""
+    (outcome,) = awaiting_router(Lookup({})).process([record(fwlx=["供水"])])
+    assert isinstance(outcome, Delivered)
+    assert [o.topic for o in outcome.outputs] == ["tasks"]

@@ -46,14 +46,34 @@ def client(
 
 
 def test_first_success_needs_no_retry() -> None:
-    """A 201 is delivered at once, with the task id as Idempotency-Key and the bearer token."""
+    """A 201 is delivered at once, with task id:revision as Idempotency-Key and the bearer token."""
     handler, seen = scripted(httpx.Response(201))
     utility, _ = client(handler)
-    assert utility.deliver("task-1", b"{}") == 0
+    assert utility.deliver("task-1", 3, b"{}") == 0
     assert (seen[0].headers["Idempotency-Key"], seen[0].headers["Authorization"]) == (
-        "task-1",
+        "task-1:3",
         "Bearer s3cret",
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "revision"),
+    [(b'{"status": "duplicate"}', 1), (b'{"status": "duplicate", "revision": 4}', 4), (b"not json", 2), (b"", 2)],
+)
+def test_a_duplicate_of_the_same_revision_is_delivered(answer: bytes, revision: int) -> None:
+    """A repeat of the revision sent (a lost acknowledgement) is delivered; an unreadable 2xx body too."""
+    handler, _ = scripted(httpx.Response(200, content=answer))
+    utility, _ = client(handler)
+    assert utility.deliver("task-1", revision, b"{}") == 0
+
+
+def test_a_duplicate_of_another_revision_is_a_data_error() -> None:
+    """A duplicate answer to revision 3 naming revision 1: the utility deduplicated on the task id; not delivered."""
+    handler, _ = scripted(httpx.Response(200, json={"status": "duplicate", "revision": 1}))
+    utility, _ = client(handler)
+    with pytest.raises(DataError, match="answered duplicate to revision 3 naming revision 1") as caught:
+        utility.deliver("task-1", 3, b"{}")
+    assert caught.value.field == "revision"
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -61,7 +81,7 @@ def test_retriable_statuses_are_retried(status: int) -> None:
     """408, 429 and 5xx are retried until the utility accepts."""
     handler, seen = scripted(httpx.Response(status), httpx.Response(status), httpx.Response(201))
     utility, metrics = client(handler)
-    assert utility.deliver("task-1", b"{}") == 2
+    assert utility.deliver("task-1", 1, b"{}") == 2
     assert len(seen) == 3
     assert (
         metrics.registry.get_sample_value(
@@ -75,7 +95,7 @@ def test_transport_errors_are_retried() -> None:
     """A refused connection is retried like a 503."""
     handler, _ = scripted(httpx.ConnectError("refused"), httpx.Response(200))
     utility, _ = client(handler)
-    assert utility.deliver("task-1", b"{}") == 1
+    assert utility.deliver("task-1", 1, b"{}") == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
@@ -84,7 +104,7 @@ def test_other_client_errors_are_data_errors(status: int) -> None:
     handler, seen = scripted(httpx.Response(status, text="bad field"))
     utility, _ = client(handler)
     with pytest.raises(DataError, match=f"refused the task with {status}: bad field"):
-        utility.deliver("task-1", b"{}")
+        utility.deliver("task-1", 1, b"{}")
     assert len(seen) == 1
 
 
@@ -94,7 +114,7 @@ def test_retry_after_is_honoured() -> None:
     handler, _ = scripted(httpx.Response(429, headers={"Retry-After": "0.004"}), httpx.Response(201))
     utility, _ = client(handler)
     utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", b"{}")
+    utility.deliver("task-1", 1, b"{}")
     assert waits == [0.004]
 
 
@@ -108,7 +128,7 @@ def test_retry_after_wins_over_the_backoff_cap_up_to_its_own_ceiling() -> None:
     )
     utility, _ = client(handler)
     utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", b"{}")
+    utility.deliver("task-1", 1, b"{}")
     assert waits == [5.0, 300.0]
 
 
@@ -118,7 +138,7 @@ def test_backoff_is_capped() -> None:
     handler, _ = scripted(*([httpx.Response(503)] * 12), httpx.Response(201))
     utility, _ = client(handler)
     utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", b"{}")
+    utility.deliver("task-1", 1, b"{}")
     assert len(waits) == 12
     assert max(waits) <= 0.01
 
@@ -137,7 +157,7 @@ def test_stop_interrupts_retrying() -> None:
 
     utility, _ = client(handler, stop=stop)
     with pytest.raises(StopRequested):
-        utility.deliver("task-1", b"{}")
+        utility.deliver("task-1", 1, b"{}")
     assert calls == 3
 
 
@@ -146,4 +166,4 @@ def test_max_elapsed_gives_up_with_retriable_error() -> None:
     handler, _ = scripted(httpx.Response(503))
     utility, _ = client(handler, max_elapsed_s=0.05)
     with pytest.raises(RetriableError, match="answered 503"):
-        utility.deliver("task-1", b"{}")
+        utility.deliver("task-1", 1, b"{}")

@@ -184,6 +184,9 @@ def test_a_complete_task_record() -> None:
         "application_filed_at": None,
         "application_kind": None,
         "permit_granted_at": datetime(2026, 11, 25, 2, 31, tzinfo=UTC),
+        "revision": 0,
+        "materials_to_fetch": [],
+        "dropped_materials": [],
     }
     assert expected == route(ev).tasks[0]
 

@@ -380,6 +380,24 @@ def test_control_plane_sets_and_shows_progress(simulator: UtilitySimulator) -> N
         "repeats",
         "faults_injected",
         "rejected",
+        "revisions",
+        "superseded",
+        "key_conflicts",
     }
     assert httpx.post(f"{url}/_sim/progress", json={"reject_rate": 2}).status_code == 400
     assert httpx.post(f"{url}/_sim/progress", json={"speed": 2}).status_code == 400
+
+
+def test_a_cancelled_task_stops_progressing(simulator: UtilitySimulator) -> None:
+    """A CANCEL revision drops the statuses not reported yet: a cancelled task is not worked on."""
+    simulator.set_progress(hours_per_second=2, reject_rate=0.0, slow_rate=0.0)  # contact 1–2.5 h: 0.5–1.25 s
+    with httpx.Client(base_url=simulator.start(), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        body = {"task_id": "t-0", "utility_id": simulator.utility_id, "created_at": "2026-11-06T08:00:00Z"}
+        client.post("/v1/tasks", json=body | {"revision": 1}, headers={"Idempotency-Key": "t-0:1"}).raise_for_status()
+        wait_until(lambda: len(simulator.statuses()) == 1, timeout_s=2, what="RECEIVED")
+        cancel = body | {"revision": 2, "action": "CANCEL"}
+        assert (
+            client.post("/v1/tasks", json=cancel, headers={"Idempotency-Key": "t-0:2"}).json()["status"] == "cancelled"
+        )
+    time.sleep(1.5)  # without the cancellation, CONTACTED would have been reported by now
+    assert [s.stage for s in simulator.statuses()] == ["RECEIVED"]

@@ -55,7 +55,7 @@ def test_first_delivery_creates_the_task(simulator: UtilitySimulator, client: ht
     response = deliver(client, task())
     assert (response.status_code, response.json()) == (
         201,
-        {"status": "created", "task_id": "t-1", "utility_ref": "W-000001"},
+        {"status": "created", "task_id": "t-1", "revision": 1, "utility_ref": "W-000001"},
     )
     [stored] = simulator.tasks()
     assert (stored.task_id, stored.body, stored.utility_ref) == ("t-1", task(), "W-000001")
@@ -64,15 +64,48 @@ def test_first_delivery_creates_the_task(simulator: UtilitySimulator, client: ht
 
 
 def test_repeated_key_never_creates_a_second_task(simulator: UtilitySimulator, client: httpx.Client) -> None:
-    """The same key twice gives one task, a duplicate answer with the original ref, and repeats=1."""
+    """The same key and body twice gives one task, a duplicate answer naming the revision, and repeats=1."""
     deliver(client, task())
-    response = deliver(client, task(created_at="2026-11-02T02:00:00+00:00"))
+    response = deliver(client, task())
     assert (response.status_code, response.json()) == (
         200,
-        {"status": "duplicate", "task_id": "t-1", "utility_ref": "W-000001"},
+        {"status": "duplicate", "task_id": "t-1", "revision": 1, "utility_ref": "W-000001"},
     )
     assert [stored.body for stored in simulator.tasks()] == [task()]
     assert simulator.stats() == SimStats(requests=2, unique=1, repeats=1)
+
+
+def test_a_reused_key_with_another_body_is_422(simulator: UtilitySimulator, client: httpx.Client) -> None:
+    """IETF Idempotency-Key draft: a key seen before with a different body is refused and changes nothing."""
+    deliver(client, task())
+    response = deliver(client, task(created_at="2026-11-02T02:00:00+00:00"))
+    assert (response.status_code, response.json()) == (
+        422,
+        {"error": "this Idempotency-Key was used with a different body"},
+    )
+    assert [stored.body for stored in simulator.tasks()] == [task()]
+    assert simulator.stats() == SimStats(requests=2, unique=1, key_conflicts=1)
+
+
+def test_revisions_update_and_cancel_the_task(simulator: UtilitySimulator, client: httpx.Client) -> None:
+    """Revision 2 replaces the task, a CANCEL revision 3 cancels it; revision 2's key with another body is 422."""
+    deliver(client, task(revision=1), "t-1:1")
+    updated = deliver(client, task(revision=2, documents=["drawing"]), "t-1:2")
+    cancelled = deliver(client, task(revision=3, action="CANCEL"), "t-1:3")
+    assert [(r.status_code, r.json()["status"]) for r in (updated, cancelled)] == [(200, "updated"), (200, "cancelled")]
+    [stored] = simulator.tasks()
+    assert (stored.revision, stored.body["action"], stored.utility_ref) == (3, "CANCEL", "W-000001")
+    assert deliver(client, task(revision=2, note="late"), "t-1:2").status_code == 422
+    assert simulator.stats() == SimStats(requests=4, unique=1, revisions=2, key_conflicts=1)
+
+
+def test_an_older_revision_is_superseded(simulator: UtilitySimulator, client: httpx.Client) -> None:
+    """A revision not above the one held is acknowledged as superseded and changes nothing."""
+    deliver(client, task(revision=3), "t-1:3")
+    response = deliver(client, task(revision=2), "t-1:2")
+    assert (response.status_code, response.json()["status"], response.json()["revision"]) == (200, "superseded", 3)
+    assert simulator.tasks()[0].revision == 3
+    assert simulator.stats() == SimStats(requests=2, unique=1, superseded=1)
 
 
 def test_tasks_keep_arrival_order(simulator: UtilitySimulator, client: httpx.Client) -> None:
@@ -122,9 +155,11 @@ def test_bad_token_is_401(simulator: UtilitySimulator, headers: dict[str, str]) 
         (b"not json", "t-1", "JSON object"),
         (b"[1, 2]", "t-1", "JSON object"),
         (b'{"utility_id": "yantai-water"}', "t-1", "lacks task_id"),
-        (b'{"task_id": "t-2", "utility_id": "yantai-water"}', "t-1", "differs"),
+        (b'{"task_id": "t-2", "utility_id": "yantai-water"}', "t-1", "is not <task_id>:<revision>"),
+        (b'{"task_id": "t-1", "utility_id": "yantai-water", "revision": 2}', "t-1:1", "is not <task_id>:<revision>"),
+        (b'{"task_id": "t-1", "utility_id": "yantai-water", "revision": 0}', "t-1:0", "positive integer"),
     ],
-    ids=["no-key", "not-json", "not-object", "no-task-id", "key-mismatch"],
+    ids=["no-key", "not-json", "not-object", "no-task-id", "key-mismatch", "revision-mismatch", "revision-zero"],
 )
 def test_malformed_requests_are_400(
     simulator: UtilitySimulator, client: httpx.Client, content: bytes, key: str | None, reason: str
@@ -197,6 +232,7 @@ def test_control_plane_lists_tasks_and_stats(simulator: UtilitySimulator, client
         "task_id": "t-1",
         "received_at": stored.received_at.isoformat(),
         "utility_ref": "W-000001",
+        "revision": 1,
         "body": task(),
     }
     assert client.get("/_sim/stats").json() == {
@@ -205,6 +241,9 @@ def test_control_plane_lists_tasks_and_stats(simulator: UtilitySimulator, client
         "repeats": 1,
         "faults_injected": 0,
         "rejected": 0,
+        "revisions": 0,
+        "superseded": 0,
+        "key_conflicts": 0,
     }
 
 

@@ -1,0 +1,91 @@
+"""Revisions of a task as its utility receives them (DESIGN §5, §8; contract in deploy/UTILITY-CONTRACT.md).
+
+A task id names one piece of work for one utility for its whole life; what ubridge knows about it changes
+(the stage-2 grant brings the drawings, a retraction cancels it). Each content the utility is sent is a
+*revision*: 1 for the first, one more for each change. A record on the task topic whose content equals the
+revision last delivered is a repeat (a replay, a reprocessed event) and gets no new number. The
+``Idempotency-Key`` of a revision is ``<task id>:<revision>``, so a repeat reuses its key with the very same
+body, and a change never reuses one.
+
+"Content" leaves out what only says when ubridge handled the record (``created_at``, ``ingested_at``) and
+the revision number itself: two routings of one event are one revision. The revision also remembers the
+task-topic offset it was delivered from: reading the task topic again (a sink's offsets reset, a rebalance
+before a commit) meets records at or below it, which were delivered already, so renumbering never happens.
+
+>>> first = next_revision(None, "aaaa")
+>>> first, next_revision(first, "aaaa"), next_revision(first, "bbbb")
+(Revision(number=1, digest='aaaa', offset=-1), None, Revision(number=2, digest='bbbb', offset=-1))
+"""
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Final, NamedTuple
+
+from routing.records import UtilityTask
+
+VOLATILE_FIELDS: Final = frozenset({"created_at", "ingested_at", "revision"})
+_DIGEST_LENGTH: Final = 32
+
+
+class Revision(NamedTuple):
+    """The revision of a task last delivered (or refused), the digest of its content, and its record's offset."""
+
+    number: int
+    digest: str
+    offset: int = -1
+
+
+def already_delivered(last: Revision | None, offset: int) -> bool:
+    """Whether the task record at ``offset`` is one the last revision already covers (read again)."""
+    return last is not None and offset <= last.offset
+
+
+def content_digest(task: UtilityTask) -> str:
+    """The digest of what a task says, leaving out :data:`VOLATILE_FIELDS` (32 hex characters)."""
+    content = {name: value for name, value in task.items() if name not in VOLATILE_FIELDS}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=_instant, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_LENGTH]
+
+
+def next_revision(last: Revision | None, digest: str, offset: int = -1) -> Revision | None:
+    """The revision a task with content ``digest`` (from the record at ``offset``) becomes; None: a repeat."""
+    if last is None:
+        return Revision(1, digest, offset)
+    if last.digest == digest:
+        return None
+    return Revision(last.number + 1, digest, offset)
+
+
+def idempotency_key(task_id: str, revision: int) -> str:
+    """The ``Idempotency-Key`` of one revision of a task."""
+    return f"{task_id}:{revision}"
+
+
+def encode_revision(revision: Revision) -> bytes:
+    """A revision as stored on the sink's compacted revision topic."""
+    stored = {"revision": revision.number, "digest": revision.digest, "offset": revision.offset}
+    return json.dumps(stored, separators=(",", ":")).encode()
+
+
+def decode_revision(value: bytes) -> Revision:
+    """Read what :func:`encode_revision` wrote.
+
+    Raises:
+        ValueError: not a stored revision.
+    """
+    stored = json.loads(value)
+    if not isinstance(stored, dict):
+        stored = {}
+    number, digest, offset = stored.get("revision"), stored.get("digest"), stored.get("offset", -1)
+    if not isinstance(number, int) or number < 1 or not isinstance(digest, str) or not isinstance(offset, int):
+        msg = f"not a stored revision: {value[:80]!r}"
+        raise ValueError(msg)
+    return Revision(number, digest, offset)
+
+
+def _instant(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    msg = f"cannot encode {type(value).__name__}"
+    raise TypeError(msg)

@@ -1,0 +1,72 @@
+"""Revisions of a task: what counts as a change, numbering, keys, and the stored form."""
+
+from datetime import timedelta
+
+import pytest
+
+from routing.revisions import (
+    Revision,
+    already_delivered,
+    content_digest,
+    decode_revision,
+    encode_revision,
+    idempotency_key,
+    next_revision,
+)
+from tests.support import make_task
+
+
+def test_handling_times_and_the_number_are_not_content() -> None:
+    """Routing one event twice (new created_at, ingested_at) or numbering it gives the same digest."""
+    task = make_task("yantai-water", 1)
+    again = {**task, "created_at": task["created_at"] + timedelta(days=1), "ingested_at": task["created_at"]}
+    numbered = {**task, "revision": 7}
+    assert content_digest(task) == content_digest(again) == content_digest(numbered)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action": "CANCEL"},
+        {"documents": [{"kind": "DRAWING", "number": None, "title": "总平面图", "url": None, "digest": None}]},
+        {"trigger_stage": 1},
+        {"occurred_at": make_task("yantai-water", 1)["occurred_at"] + timedelta(seconds=1)},
+        {"materials_to_fetch": ["DRAWING:SITE_SURVEY:"]},
+    ],
+)
+def test_anything_the_utility_reads_is_content(change: dict[str, object]) -> None:
+    """A cancellation, a document, another stage, another grant time, a material to fetch: a new digest."""
+    task = make_task("yantai-water", 1)
+    assert content_digest({**task, **change}) != content_digest(task)  # type: ignore[arg-type]
+
+
+def test_numbering() -> None:
+    """1 for the first content, the same content is no revision, each change is the next number."""
+    first = next_revision(None, "a")
+    assert first == Revision(1, "a")
+    assert next_revision(first, "a") is None
+    assert next_revision(Revision(4, "a"), "b") == Revision(5, "b")
+
+
+def test_key_is_task_id_and_revision() -> None:
+    """The Idempotency-Key of revision 3 of a task."""
+    assert idempotency_key("4a3dff4ed384c28b76d5972c6ae73ab8", 3) == "4a3dff4ed384c28b76d5972c6ae73ab8:3"
+
+
+def test_stored_revision_round_trips() -> None:
+    """What the sink writes to the revision topic reads back the same."""
+    assert decode_revision(encode_revision(Revision(12, "ff" * 16))) == Revision(12, "ff" * 16)
+
+
+@pytest.mark.parametrize("value", [b"[]", b'{"revision": 0, "digest": "a"}', b'{"revision": 2}', b'{"digest": "a"}'])
+def test_unreadable_stored_revisions_are_refused(value: bytes) -> None:
+    """A value the sink did not write is a ValueError, never a revision number."""
+    with pytest.raises(ValueError, match="not a stored revision"):
+        decode_revision(value)
+
+
+def test_a_record_at_or_below_the_last_offset_was_delivered() -> None:
+    """Offsets tell a record read again from a new one; no revision yet means nothing was delivered."""
+    last = Revision(2, "a", 10)
+    assert (already_delivered(last, 10), already_delivered(last, 9), already_delivered(last, 11)) == (True, True, False)
+    assert not already_delivered(None, 0)
