@@ -124,7 +124,7 @@ class GonggaiSpglSettings(_Strict):
         float, Field(gt=0, description="a detail waiting longer for its parents is dead-lettered")
     ] = 86400.0
     lookback: Annotated[int, Field(ge=0, description="lsh below the cursor re-read each poll for late commits")] = 2000
-    cache_rows: Annotated[int, Field(ge=100)] = 50_000
+    cache_rows: Annotated[int, Field(ge=100)] = 10_000
     max_record_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
     dialects: ConfigPath | None = Field(
         None, description="SPGL dialect file (deploy/config/spgl-dialects.yaml if absent)"

@@ -24,7 +24,7 @@ from sqlalchemy.sql import sqltypes
 from routing.spgl import Row, lsh_order
 
 TEXT_ENCODINGS: Final = ("utf-8", "gb18030")
-DEFAULT_CACHE_ROWS: Final = 50_000
+DEFAULT_CACHE_ROWS: Final = 10_000
 _IN_CHUNK: Final = 900
 _BINARY: Final = (sqltypes.LargeBinary, sqltypes._Binary)
 _TEMPORAL: Final = (sqltypes.Date, sqltypes.DateTime, sqltypes.Time)
