@@ -15,23 +15,20 @@ Example:
     >>> latest = reader.read([0, 2])   # {0: {key: record}, 2: {...}}
 """
 
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from connectors.runtime.compacted import read_latest
 from connectors.runtime.kafka import make_consumer
 from connectors.settings import KafkaSettings
 
 HELD_PREFIX = "held/"
 RELEASED = None
-_EMPTY = b""
 _HELD_TOPIC = "ubridge.held.topic"
 _HELD_KEY = "ubridge.held.key"
 _HELD_HEADERS = (_HELD_TOPIC, _HELD_KEY)
-_READ_TIMEOUT_S = 120.0
 
 
 class ChangelogReader(Protocol):
@@ -61,52 +58,6 @@ class KafkaChangelogReader:
             return read_latest(consumer, self.topic, partitions)
         finally:
             consumer.close()
-
-
-def read_latest(
-    consumer: KafkaConsumer, topic: str, partitions: Sequence[int] | None = None, *, only: bytes | None = None
-) -> dict[int, dict[bytes, ConsumerRecord]]:
-    """The latest record per key of ``partitions`` (None: all) of ``topic``, without a consumer group.
-
-    Args:
-        consumer: A consumer without a group; it is assigned the partitions.
-        topic: The changelog topic.
-        partitions: Partition numbers to read, None for all.
-        only: Keep only this key (``ubridge tasks show``), to bound memory.
-
-    Raises:
-        LookupError: the topic, or one of the partitions, does not exist.
-    """
-    existing = consumer.partitions_for_topic(topic)
-    if not existing:
-        message = f"topic {topic} does not exist"
-        raise LookupError(message)
-    wanted = sorted(existing) if partitions is None else sorted(partitions)
-    missing = sorted(set(wanted) - set(existing))
-    if missing:
-        message = f"topic {topic} has no partition {missing}: it needs as many partitions as the status topic"
-        raise LookupError(message)
-    result: dict[int, dict[bytes, ConsumerRecord]] = {p: {} for p in wanted}
-    if not wanted:
-        return result
-    tps = [TopicPartition(topic, p) for p in wanted]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    end = consumer.end_offsets(tps)
-    deadline = time.monotonic() + _READ_TIMEOUT_S
-    while any(consumer.position(tp) < end[tp] for tp in tps):
-        if time.monotonic() > deadline:
-            message = f"could not read {topic} to its end within {_READ_TIMEOUT_S} s"
-            raise TimeoutError(message)
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            for record in records:
-                if record.offset >= end[tp] or record.key is None or only not in (None, record.key):
-                    continue
-                if record.value is None or record.value == _EMPTY:
-                    result[tp.partition].pop(record.key, None)
-                else:
-                    result[tp.partition][record.key] = record
-    return result
 
 
 def held_key(record: ConsumerRecord) -> bytes:

@@ -23,7 +23,7 @@ from typing import cast
 from rich.console import Console
 from rich.table import Table
 
-from connectors.ledger.changelog import read_latest
+from connectors.runtime.compacted import read_latest
 from connectors.runtime.kafka import make_consumer
 from connectors.settings import ConfigError, KafkaSettings, LedgerSettings, load_settings
 from routing.calendar import SHANGHAI, load_calendar

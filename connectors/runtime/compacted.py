@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.kafka import make_consumer
 from connectors.settings import KafkaSettings
@@ -18,45 +19,72 @@ _READ_TIMEOUT_S: Final = 120.0
 _POLL_MS: Final = 500
 
 
+def read_latest(
+    consumer: KafkaConsumer,
+    topic: str,
+    partitions: Sequence[int] | None = None,
+    *,
+    only: bytes | None = None,
+    key_prefix: bytes = b"",
+) -> dict[int, dict[bytes, ConsumerRecord]]:
+    """The latest record per key of ``partitions`` (None: all) of ``topic``, read to the end seen on entry.
+
+    A tombstone (a null value, or an empty one as earlier versions wrote) removes its key.
+
+    Args:
+        consumer: A consumer without a group; it is assigned the partitions.
+        topic: The compacted topic.
+        partitions: Partition numbers to read, None for all.
+        only: Keep only this key (``ubridge tasks show``), to bound memory.
+        key_prefix: Keep only keys that start with it.
+
+    Raises:
+        LookupError: the topic, or one of the partitions, does not exist.
+        TimeoutError: the end was not reached within two minutes.
+    """
+    if partitions is not None and not partitions:
+        return {}
+    existing = consumer.partitions_for_topic(topic)
+    if not existing:
+        message = f"topic {topic} does not exist"
+        raise LookupError(message)
+    wanted = sorted(existing) if partitions is None else sorted(partitions)
+    missing = sorted(set(wanted) - set(existing))
+    if missing:
+        message = f"topic {topic} has no partition {missing}: it needs as many partitions as the topic it follows"
+        raise LookupError(message)
+    result: dict[int, dict[bytes, ConsumerRecord]] = {p: {} for p in wanted}
+    tps = [TopicPartition(topic, p) for p in wanted]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    deadline = time.monotonic() + _READ_TIMEOUT_S
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            message = f"could not read {topic} to its end within {_READ_TIMEOUT_S} s"
+            raise TimeoutError(message)
+        for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
+            for record in records:
+                key = record.key
+                if record.offset >= end[tp] or key is None or only not in (None, key) or not key.startswith(key_prefix):
+                    continue
+                if record.value:
+                    result[tp.partition][key] = record
+                else:
+                    result[tp.partition].pop(key, None)
+    return result
+
+
 def read_partitions(
     kafka: KafkaSettings, topic: str, partitions: Sequence[int], *, key_prefix: bytes = b""
 ) -> dict[int, dict[bytes, bytes]]:
-    """The latest value per key (starting with ``key_prefix``) of ``partitions``, read to the end seen on entry.
-
-    Raises:
-        LookupError: the topic or a partition does not exist.
-        TimeoutError: the end was not reached within two minutes.
-    """
+    """The latest value per key (starting with ``key_prefix``) of ``partitions`` (see :func:`read_latest`)."""
     consumer = make_consumer(kafka, group_id=None)
     try:
-        existing = consumer.partitions_for_topic(topic) or set()
-        missing = sorted(set(partitions) - existing)
-        if missing:
-            message = f"topic {topic} has no partition {missing}: it needs as many as the topic it follows"
-            raise LookupError(message)
-        result: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return result
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + _READ_TIMEOUT_S
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                message = f"could not read {topic} to its end within {_READ_TIMEOUT_S} s"
-                raise TimeoutError(message)
-            for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
-                for record in records:
-                    if record.offset >= end[tp] or record.key is None or not record.key.startswith(key_prefix):
-                        continue
-                    if record.value:
-                        result[tp.partition][record.key] = record.value
-                    else:
-                        result[tp.partition].pop(record.key, None)
-        return result
+        latest = read_latest(consumer, topic, partitions, key_prefix=key_prefix)
     finally:
         consumer.close()
+    return {partition: {key: record.value for key, record in records.items()} for partition, records in latest.items()}
 
 
 class CompactedReader:
