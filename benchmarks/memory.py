@@ -84,6 +84,7 @@ def memory_under_load(
         normaliser = "normaliser-gonggai-spgl" if source == "spgl" else "normaliser-gonggai"
         figures = _watch(process.pid, metrics_url, normaliser, checkpoints, progress=progress)
         figures.events_per_s = total / (time.monotonic() - started)
+        feeder.join(timeout=60)  # its last applications may still be on their way to the gateway
         return figures
     finally:
         if process is not None:
