@@ -124,8 +124,12 @@ def test_a_restarted_broker_is_waited_out_by_the_same_process(
             figures[f"{how} not ready after s"] = seconds_until(
                 lambda: readiness(metrics_port)[0] == 503, timeout_s=READY_WITHIN_S, what=f"/readyz 503 after {how}"
             )
-            _, body = readiness(metrics_port)
-            assert "no Kafka broker reachable" in json.dumps(body)
+            # A stage may report itself not ready before the probe's next round (every 2 s) names the cause.
+            wait_until(
+                lambda: "no Kafka broker reachable" in json.dumps(readiness(metrics_port)[1]),
+                timeout_s=5,
+                what="/readyz to name the unreachable broker",
+            )
             time.sleep(3)  # a real outage lasts a while; the process must still be there
             assert process.poll() is None, "the process exited during the outage"
             broker.start()
@@ -145,6 +149,7 @@ def test_a_restarted_broker_is_waited_out_by_the_same_process(
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
     received = sorted(t.task_id for t in sim.tasks())
     assert received == [f"{UTILITY}-{n:05d}" for n in range(3 * BATCH)]
     lines = log.read_text(encoding="utf-8").splitlines()
