@@ -16,9 +16,9 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     """`ubridge demo --exit` replays traffic with faults and exits 0 with every task delivered exactly once."""
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
     command = [sys.executable, "-m", "connectors.cli", "demo", "--events", "200", "--rate", "400", "--exit",
-               "--metrics-port", "0", "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+               "--timeout-s", "120", "--metrics-port", "0", "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=420, check=False)
+    assert result.returncode == 0, _failure(result, tmp_path)
     assert "every expected task reached its utility exactly once" in result.stdout
     for heading in ("Stages (records)", "Deliveries per utility", "SLA per utility", "aishandong-gateway", "ledger"):
         assert heading in result.stdout
@@ -34,11 +34,20 @@ def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:
     """On a wall clock set to 2027-01-05 (no official holiday data) the demo still delivers every task once."""
     env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP"}  # a broker of its own
     command = [sys.executable, "-m", "tests.e2e.fake_clock", "2027-01-05T10:00:00+08:00", "demo", "--events", "200",
-               "--rate", "400", "--exit", "--metrics-port", "0", "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+               "--rate", "400", "--exit", "--timeout-s", "120", "--metrics-port", "0",
+               "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=420, check=False)
+    assert result.returncode == 0, _failure(result, tmp_path)
     assert "every expected task reached its utility exactly once" in result.stdout
     assert "holiday notice: provisional calendar" in result.stdout
     log = (tmp_path / "demo.log").read_text(encoding="utf-8")
     assert '"last_official_day": "2026-12-31"' in log
     assert '"timestamp": "2027-01-' in log
+
+
+def _failure(result: subprocess.CompletedProcess[str], workdir: Path) -> str:
+    """The demo's summary and its last warnings, so a failure on CI can be read without the work directory."""
+    log = workdir / "demo.log"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    warnings = [line[:400] for line in lines if '"level": "warning"' in line or '"level": "error"' in line]
+    return "\n".join([result.stdout[-6000:], result.stderr[-3000:], *warnings[-40:]])
