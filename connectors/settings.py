@@ -67,6 +67,7 @@ class TopicNames(_Strict):
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
+    router_grants: str = "ubridge.router.grants.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
     coordination: str = "ubridge.coordination.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
@@ -235,7 +236,8 @@ class LedgerSettings(_Strict):
     )
 
 
-ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl", "router"]
+# The router keeps the grants standing behind each task (routing/withdrawals.py), so it runs in its loop.
+ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl"]
 
 
 class StageTuning(_Strict):
