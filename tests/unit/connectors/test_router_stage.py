@@ -86,10 +86,12 @@ class Run:
 def tasks(outcome: Delivered | DataError) -> list[UtilityTask]:
     """The tasks an outcome sends."""
     assert isinstance(outcome, Delivered)
-    return [cast(UtilityTask, CODEC.decode_as("UtilityTask", o.value)) for o in outcome.outputs if o.topic == TASKS]
+    return [
+        cast(UtilityTask, CODEC.decode_as("UtilityTask", o.value or b"")) for o in outcome.outputs if o.topic == TASKS
+    ]
 
 
-def actions(outcome: Delivered | DataError) -> list[tuple[str, int]]:
+def actions(outcome: Delivered | DataError) -> list[tuple[str, int | None]]:
     """(action, trigger stage) of each task sent."""
     return [(t["action"], t["trigger_stage"]) for t in tasks(outcome)]
 
