@@ -16,6 +16,7 @@ from connectors.demo.remote import Simulators
 from connectors.demo.runner import Demo, DemoOptions
 from connectors.demo.summary import percentile
 from connectors.gonggai.normaliser import GonggaiNormaliser
+from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Processor
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
@@ -156,7 +157,7 @@ def _watch(metrics: Metrics, stage: str, clock: Clock, stop: threading.Event) ->
 def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> Clock:
     """Run one ubridge stage over the whole of its input topic, as a stage loop does in production.
 
-    ``workers`` > 0 runs the transform in that many worker processes (normaliser and router only); such a run
+    ``workers`` > 0 runs the transform in that many worker processes (normaliser only); such a run
     writes to its own output topic, so the next stage's input is the same in every run.
     """
     kafka = KafkaSettings(bootstrap=bootstrap)
@@ -174,11 +175,15 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
             codec=codec,
         )
     elif stage == "router":
+        grants = _topic(prefix, "grants")
+        ensure_topics(kafka, [TopicSpec(grants, PARTITIONS, compacted=True)])
         processor = ProjectRouter(
             input_topic=_topic(prefix, "events"),
             output_topic=_topic(prefix, "tasks" + suffix),
+            grants_topic=grants,
             areas=load_service_areas(CONFIG_DIR / "service-areas.yaml"),
             codec=codec,
+            reader=KafkaChangelogReader(kafka, grants),
         )
     else:
         sims = Simulators({SINK_UTILITY: "bench"}, seed=1)

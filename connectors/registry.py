@@ -27,6 +27,7 @@ from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
 from connectors.ledger import build_ledger
+from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.stage import TaskLedger
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
@@ -97,6 +98,9 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic("delivery_revisions"), partitions, compacted=True))
     # co-partitioned with the applications topic: the 爱山东 router keeps awaiting applications in their partition
     specs.append(TopicSpec(settings.topic("applications_awaiting"), partitions, compacted=True))
+    # co-partitioned with the project-event topic: the router writes each task's standing grants to its input's
+    # partition number
+    specs.append(TopicSpec(settings.topic("router_grants"), partitions, compacted=True))
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
     # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
     specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
@@ -309,11 +313,14 @@ def _normaliser(ctx: Context) -> Runnable:
 
 def _router(ctx: Context) -> Runnable:
     settings = ctx.settings
+    grants = settings.topic("router_grants")
     processor = ProjectRouter(
         input_topic=settings.topic("project_events"),
         output_topic=settings.topic("tasks"),
+        grants_topic=grants,
         areas=load_service_areas(settings.routing.service_areas),
         codec=ctx.codec,
+        reader=KafkaChangelogReader(settings.kafka, grants),
     )
     return _loop(ctx, processor)
 

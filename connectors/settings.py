@@ -69,6 +69,7 @@ class TopicNames(_Strict):
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
     delivery_revisions: str = "ubridge.delivery-revisions.v1"
     applications_awaiting: str = "ubridge.applications.awaiting.v1"
+    router_grants: str = "ubridge.router.grants.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
     coordination: str = "ubridge.coordination.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
@@ -249,7 +250,8 @@ class LedgerSettings(_Strict):
     )
 
 
-ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl", "router"]
+# The router keeps the grants standing behind each task (routing/withdrawals.py), so it runs in its loop.
+ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl"]
 
 
 class StageTuning(_Strict):

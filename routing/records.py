@@ -10,7 +10,7 @@ from typing import Literal, TypedDict
 Service = Literal["WATER", "GAS", "HEAT"]
 ItemStatus = Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]
 TaskKind = Literal["PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION"]
-TaskAction = Literal["CREATE", "CANCEL"]
+TaskAction = Literal["CREATE", "UPDATE", "CANCEL"]
 TaskStage = Literal[
     "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"
 ]

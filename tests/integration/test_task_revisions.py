@@ -94,27 +94,29 @@ def received_revisions(settings: Settings, bootstrap: str) -> list[tuple[int, st
 
 
 def test_create_update_cancel_reach_a_strict_utility_as_revisions(kafka_bootstrap: str, unique_prefix: str) -> None:
-    """Stage 1 → CREATE (rev 1); stage 2 with drawings → rev 2; its replay → nothing; retraction → CANCEL rev 3."""
+    """Stage 1, stage 2 (drawings), a replay, stage 2 withdrawn, stage 1 withdrawn: revs 1, 2, UPDATE 3, CANCEL 4."""
     with running_utility(UTILITY) as (sim, url):
         settings = settings_for(kafka_bootstrap, unique_prefix, utilities=[utility_config(UTILITY, url)])
         app = run(settings)
         try:
             stage2 = event(2, documents=[DRAWING])
             replay = {**stage2, "ingested_at": stage2["ingested_at"] + timedelta(hours=5)}
-            publish(settings, event(1), stage2, replay, {**stage2, "retraction": True})  # type: ignore[arg-type]
-            wait_until(lambda: sim.stats().revisions == 2, timeout_s=60, what="the update and the cancellation")
+            withdrawals = ({**stage2, "retraction": True}, {**event(1), "retraction": True})
+            publish(settings, event(1), stage2, replay, *withdrawals)  # type: ignore[arg-type]
+            wait_until(lambda: sim.stats().revisions == 3, timeout_s=60, what="the updates and the cancellation")
         finally:
             stop(app)
         assert_applied(sim)
-        assert received_revisions(settings, kafka_bootstrap) == [(1, "CREATE", 0), (2, "CREATE", 1), (3, "CANCEL", 1)]
+        expected = [(1, "CREATE", 0), (2, "CREATE", 1), (3, "UPDATE", 0), (4, "CANCEL", 0)]
+        assert received_revisions(settings, kafka_bootstrap) == expected
 
 
 def assert_applied(sim: UtilitySimulator) -> None:
-    """One task, cancelled at revision 3, no key ever reused with another body, no repeat sent."""
+    """One task, cancelled at revision 4, no key ever reused with another body, no repeat sent."""
     (task,) = sim.tasks()
-    assert (task.revision, task.body["action"], task.body["documents"][0]["title"]) == (3, "CANCEL", "总平面图")
+    assert (task.revision, task.body["action"], task.body["trigger_stage"]) == (4, "CANCEL", 1)
     stats = sim.stats()
-    assert (stats.unique, stats.revisions, stats.key_conflicts, stats.repeats, stats.rejected) == (1, 2, 0, 0, 0)
+    assert (stats.unique, stats.revisions, stats.key_conflicts, stats.repeats, stats.rejected) == (1, 3, 0, 0, 0)
 
 
 def test_revision_numbers_survive_a_restart(kafka_bootstrap: str, unique_prefix: str) -> None:

@@ -5,7 +5,6 @@ import pytest
 
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
-from connectors.router.stage import ProjectRouter
 from connectors.settings import ConfigError, ParallelStage, load_settings, parse_settings
 
 MINIMAL = {"routing": {"service_areas": "areas.yaml"}}
@@ -110,8 +109,9 @@ def test_shipped_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch)
 
 def test_stage_workers_default_to_none_and_are_read_per_stage() -> None:
     """Only the stages configured get workers; every other stage transforms in its own loop."""
-    settings = parse_settings({**MINIMAL, "stages": {"router": {"workers": 2}}})
-    assert (settings.workers("router"), settings.workers("normaliser-gonggai"), settings.workers("ledger")) == (2, 0, 0)
+    settings = parse_settings({**MINIMAL, "stages": {"normaliser-gonggai-spgl": {"workers": 2}}})
+    configured = (settings.workers("normaliser-gonggai-spgl"), settings.workers("normaliser-gonggai"))
+    assert (*configured, settings.workers("ledger")) == (2, 0, 0)
 
 
 def test_workers_for_a_stage_that_cannot_have_them_names_the_key() -> None:
@@ -120,12 +120,19 @@ def test_workers_for_a_stage_that_cannot_have_them_names_the_key() -> None:
         parse_settings({**MINIMAL, "stages": {"ledger": {"workers": 2}}})
 
 
+def test_the_router_keeps_state_and_gets_no_workers() -> None:
+    """The router keeps the grants standing behind each task, so ``stages.router`` is refused by name."""
+    with pytest.raises(ConfigError, match=r"stages\.router\.\[key\]: Input should be 'normaliser-gonggai'"):
+        parse_settings({**MINIMAL, "stages": {"router": {"workers": 2}}})
+
+
 def test_negative_workers_are_refused() -> None:
     """Workers is a count of processes, 0 or more."""
-    with pytest.raises(ConfigError, match=r"stages\.router\.workers: Input should be greater than or equal to 0"):
-        parse_settings({**MINIMAL, "stages": {"router": {"workers": -1}}})
+    match = r"stages\.normaliser-gonggai\.workers: Input should be greater than or equal to 0"
+    with pytest.raises(ConfigError, match=match):
+        parse_settings({**MINIMAL, "stages": {"normaliser-gonggai": {"workers": -1}}})
 
 
 def test_parallel_stage_names_are_the_stages_own() -> None:
     """The configuration's stage names match the processors', so a rename cannot silently disable workers."""
-    assert set(get_args(ParallelStage)) == {GonggaiNormaliser.stage, SpglNormaliser.stage, ProjectRouter.stage}
+    assert set(get_args(ParallelStage)) == {GonggaiNormaliser.stage, SpglNormaliser.stage}
