@@ -18,7 +18,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import Column, Connection, MetaData, Select, Table, and_, exc, select, type_coerce
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    exc,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import sqltypes
 
 from routing.spgl import Row, lsh_order
@@ -29,6 +43,7 @@ _IN_CHUNK: Final = 900
 _BINARY: Final = (sqltypes.LargeBinary, sqltypes._Binary)
 _TEMPORAL: Final = (sqltypes.Date, sqltypes.DateTime, sqltypes.Time)
 _RAW: Final = (sqltypes.Numeric, *_TEMPORAL, *_BINARY)
+_PLAIN: Final = frozenset({str, int, float, type(None)})
 
 
 class Unreadable(ValueError):
@@ -108,15 +123,20 @@ class ExchangeTables:
         """
         names, binary, temporal = self._names[name], self._binary[name], self._temporal[name]
         row: Row = dict(zip(names, values, strict=True))
+        for column in temporal:
+            value = row[column]
+            kind = type(value)
+            if kind is str or kind is int:
+                row[column] = _text_time(str(value))  # 20261125101500 in a DATETIME is a time written as digits
+            elif kind is datetime or kind is date:
+                row[column] = _json_value(value)
+        if set(map(type, row.values())) <= _PLAIN:
+            return row  # most rows: text, numbers and times the loop above rendered
         for column, value in row.items():
             kind = type(value)
-            if value is None or (kind is str and column not in temporal):
-                continue  # most values: nothing to do
-            if column in temporal and kind in (str, int):
-                row[column] = _text_time(str(value))  # 20261125101500 in a DATETIME is a time written as digits
-            elif kind is int or kind is float or kind is str:
+            if value is None or kind is str or kind is int or kind is float:
                 continue
-            elif isinstance(value, (bytes, bytearray, memoryview)):
+            if isinstance(value, (bytes, bytearray, memoryview)):
                 row[column] = bytes(value).hex() if column in binary else _decode(column, bytes(value))
             else:
                 row[column] = _json_value(value)
@@ -279,13 +299,25 @@ class DatabaseStore:
         bound = self._bound.get(table) if below is None else below - 1
         out: list[Row] = []
         first, rest = columns[0], columns[1:]
-        for start in range(0, len(wheres), _IN_CHUNK):
-            chunk = wheres[start : start + _IN_CHUNK]
+        # PostgreSQL takes any number of text keys as one array parameter: no statement of thousands of
+        # placeholders to build and parse per page, and one round trip.
+        as_array = (
+            conn.dialect.name == "postgresql"
+            and isinstance(targets[first].type, sqltypes.String)
+            and all(isinstance(w[first], str) for w in wheres)
+        )
+        size = len(wheres) if as_array else _IN_CHUNK
+        for start in range(0, len(wheres), size):
+            chunk = wheres[start : start + size]
             if len(chunk) == 1:
                 condition = and_(*(targets[c] == chunk[0][c] for c in columns))
+            elif as_array:
+                keys = sorted({str(w[first]) for w in chunk})
+                condition = targets[first] == any_(cast(bindparam(None, keys), ARRAY(sqltypes.Text)))
             else:
                 condition = targets[first].in_(sorted({w[first] for w in chunk}, key=str))
             query = base.where(condition)
+            wanted = {tuple(w[c] for c in rest) for w in chunk}
             if bound is not None:
                 query = query.where(tables.column(conn, table, "lsh") <= bound)
             self.queries += 1
@@ -294,7 +326,7 @@ class DatabaseStore:
                     row = tables.convert(table, values)
                 except Unreadable:
                     continue  # dead-lettered when the reader reached it; no parent to anyone
-                if len(chunk) == 1 or any(all(row.get(c) == w[c] for c in rest) for w in chunk):
+                if not rest or tuple(row.get(c) for c in rest) in wanted:
                     out.append(row)
         return sorted(out, key=lsh_order)
 
