@@ -10,6 +10,8 @@ through the same chain, from WARNING up, as ``library_logged`` events: the log s
 
 import json as jsonlib
 import logging
+import os
+import socket
 import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from connectors.runtime.build import VERSION
 from routing.privacy import mask_text
 
 # Characters that JSON leaves raw but many line readers (Python's splitlines, JavaScript, log shippers) take
@@ -39,6 +42,44 @@ def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) ->
     """Structlog processor: mask phone and ID numbers in every value, blank out secrets."""
     for key, value in event_dict.items():
         event_dict[key] = "***" if key.lower() in _SECRET_KEYS else _mask(value)
+    return event_dict
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A print logger that knows the name it was asked for (``structlog.get_logger(__name__)``)."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._file, str(args[0]) if args else "ubridge")
+
+
+_HOST = socket.gethostname()
+
+
+def add_logger_name(logger: Any, _: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Structlog processor: the name the logger was asked for."""
+    event_dict.setdefault("logger", getattr(logger, "name", "ubridge"))
+    return event_dict
+
+
+def add_origin(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Structlog processor: what an SRE filters on across processes and hosts (service, version, host, pid, logger).
+
+    The pid is read on every line: worker processes fork from the parent after logging is configured.
+    """
+    add_logger_name(logger, method, event_dict)
+    event_dict["service"] = "ubridge"
+    event_dict["version"] = VERSION
+    event_dict["host"] = _HOST
+    event_dict["pid"] = os.getpid()
     return event_dict
 
 
@@ -78,11 +119,13 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            # a terminal reader knows which process and host they are looking at
+            add_origin if json else add_logger_name,
             mask_personal_data,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=_NamedPrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

@@ -5,7 +5,11 @@ Each instance owns its collectors in the ``registry`` it is given, so tests use 
 ``CollectorRegistry()``.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+
+from connectors.runtime.build import VERSION
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -15,6 +19,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (CPU, resident memory, open files) and python_info, as the default registry would have them
+        ProcessCollector(registry=registry)
+        registry.register(PLATFORM_COLLECTOR)
+        self.build_info = Info("ubridge_build", "The running ubridge's version and Python.", registry=registry)
+        self.build_info.info({"version": VERSION, "python": platform.python_version()})
         self.records_in = Counter(
             "ubridge_records_in_total", "Records a stage consumed or read.", ["stage"], registry=registry
         )

@@ -1,6 +1,9 @@
 import io
 import json
 import logging
+import os
+import socket
+from importlib.metadata import version
 
 import structlog
 
@@ -71,3 +74,21 @@ def test_text_with_unicode_line_breaks_stays_on_one_line() -> None:
     structlog.reset_defaults()
     (text,) = stream.getvalue().splitlines()
     assert json.loads(text)["reason"] == line
+
+
+def test_every_json_line_says_which_service_version_host_process_and_logger() -> None:
+    """An SRE can filter a shared log store by service, version, host, pid and the logger that wrote it."""
+    line = emit(task_id="t-1")
+    assert (line["service"], line["logger"], line["pid"]) == ("ubridge", "t", os.getpid())
+    assert line["host"] == socket.gethostname()
+    assert line["version"] == version("ubridge")
+
+
+def test_standard_library_lines_carry_their_logger_and_origin() -> None:
+    """A library's record names its own logger, beside the same origin fields as ubridge's lines."""
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    logging.getLogger("kafka.conn").warning("connection to %s failed", "127.0.0.1:9092")
+    structlog.reset_defaults()
+    line = json.loads(stream.getvalue())
+    assert (line["logger"], line["service"], line["pid"]) == ("kafka.conn", "ubridge", os.getpid())
