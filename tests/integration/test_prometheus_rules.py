@@ -40,7 +40,7 @@ def test_every_alert_has_a_runbook_section() -> None:
     document = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     headings = {line.removeprefix("### ").strip().lower() for line in RUNBOOK.read_text().splitlines()}
     alerts = [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
-    links = {rule["alert"]: rule["annotations"]["runbook"] for rule in alerts}
+    links = {rule["alert"]: rule["annotations"]["runbook_url"] for rule in alerts}
     expected = {name: f"deploy/prometheus/README.md#{name.lower()}" for name in links}
     assert links == expected
     assert {name.lower() for name in links} <= headings
