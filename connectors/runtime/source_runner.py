@@ -20,6 +20,7 @@ from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import BackpressureError, RetriableError
 from connectors.runtime.interface import Output, Source, StageState
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.trace_context import new_trace, of_headers, traced
 from connectors.settings import RetrySettings
 from routing.errors import DataError
 
@@ -131,7 +132,9 @@ class SourceRunner:
         self._producer.begin_transaction()
         try:
             for record in map(self._fit, batch.records):
-                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
+                # each record a source reads starts a trace (W3C traceparent), unless it brought one
+                headers = record.headers if of_headers(record.headers) else traced(record.headers, new_trace())
+                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(headers))
             position = {"cursor": batch.cursor, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
             self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
             self._producer.commit_transaction()

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -36,6 +37,7 @@ from connectors.runtime.dlq import dead_letter, error_class
 from connectors.runtime.errors import RecordFailed, StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.runtime.workers import PendingBatch, Timed, WorkerPool
 from routing.errors import DataError
 
@@ -247,6 +249,7 @@ class StageLoop:
 
     def _emit(self, record: ConsumerRecord, outcome: Delivered | DataError) -> list[FutureRecordMetadata]:
         self._records_in.inc()
+        parent = of_headers(record.headers)
         if isinstance(outcome, DataError):
             failure = error_class(outcome)
             self._metrics.records_dead_lettered.labels(self.stage, failure).inc()
@@ -262,6 +265,7 @@ class StageLoop:
                 error_class=failure,
                 field=outcome.field,
                 reason=outcome.reason,
+                trace_id=trace_id(parent),
             )
             now = datetime.now(UTC)
             return [self._send(dead_letter(record, outcome, stage=self.stage, topic=self._dlq_topic, now=now))]
@@ -276,11 +280,12 @@ class StageLoop:
                 partition=record.partition,
                 offset=record.offset,
                 reason=outcome.filtered_reason,
+                trace_id=trace_id(parent),
             )
-            return [self._send(output) for output in outcome.outputs]
+            return [self._send(_child_of(output, parent)) for output in outcome.outputs]
         # A sink's outcome has no outputs: the record itself went out, to the utility.
         self._records_out.inc(len(outcome.outputs) or 1)
-        return [self._send(output) for output in outcome.outputs]
+        return [self._send(_child_of(output, parent)) for output in outcome.outputs]
 
     def _send(self, output: Output) -> FutureRecordMetadata:
         return self._producer.send(
@@ -347,3 +352,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._processor.on_assigned(list(assigned))
         self._state.ready = True
         log.info("partitions_assigned", stage=self._stage, partitions=sorted(tp.partition for tp in assigned))
+
+
+def _child_of(output: Output, parent: bytes | None) -> Output:
+    """``output`` in its input's trace, unless the processor placed it in one itself (the sink does)."""
+    if of_headers(output.headers) is not None:
+        return output
+    return replace(output, headers=traced(output.headers, child(parent)))

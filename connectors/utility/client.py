@@ -31,6 +31,7 @@ from tenacity import (
 from connectors.runtime.errors import BackpressureError, RetriableError, StopRequested
 from connectors.runtime.http_pull import retry_after_s
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.trace_context import TRACEPARENT
 from connectors.settings import UtilitySettings
 from routing.errors import DataError
 from routing.revisions import idempotency_key
@@ -72,7 +73,7 @@ class UtilityClient:
             transport=transport,
         )
 
-    def deliver(self, task_id: str, revision: int, body: bytes) -> int:
+    def deliver(self, task_id: str, revision: int, body: bytes, *, traceparent: str | None = None) -> int:
         """POST one revision of a task until it is accepted; returns the number of retries it took.
 
         Raises:
@@ -99,7 +100,7 @@ class UtilityClient:
             reraise=True,
         )
         try:
-            retrying(self._attempt, task_id, revision, body)
+            retrying(self._attempt, task_id, revision, body, traceparent)
         except RetriableError as exc:
             if self._stop.is_set():
                 message = f"shutdown while retrying {task_id}"
@@ -111,14 +112,15 @@ class UtilityClient:
         """Close the connection pool."""
         self._client.close()
 
-    def _attempt(self, task_id: str, revision: int, body: bytes) -> None:
+    def _attempt(self, task_id: str, revision: int, body: bytes, traceparent: str | None) -> None:
         if self._stop.is_set():
             message = f"shutdown while delivering {task_id}"
             raise StopRequested(message)
         started = time.perf_counter()
         key = idempotency_key(task_id, revision)
         try:
-            response = self._client.post(self._endpoint, content=body, headers={"Idempotency-Key": key})
+            headers = {"Idempotency-Key": key} | ({} if traceparent is None else {TRACEPARENT: traceparent})
+            response = self._client.post(self._endpoint, content=body, headers=headers)
         except httpx.HTTPError as exc:
             self._observe("transport_error", started)
             message = f"{self.utility} unreachable: {type(exc).__name__}"

@@ -38,6 +38,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, outcome_of
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
 from connectors.utility.payload import task_body
@@ -160,8 +161,9 @@ class UtilitySink:
             return _REPEATED
         task = task.copy()
         task["revision"] = revision.number
+        traceparent = child(of_headers(record.headers))
         try:
-            retries = self._client.deliver(task_id, revision.number, task_body(task))
+            retries = self._client.deliver(task_id, revision.number, task_body(task), traceparent=traceparent)
         except DataError:
             known[task_id] = revision  # a refused body keeps its key: the next change gets a new one
             raise
@@ -176,6 +178,7 @@ class UtilitySink:
             retries=retries,
             partition=record.partition,
             offset=record.offset,
+            trace_id=trace_id(traceparent),
         )
         stored = Output(
             self._revisions_topic,
@@ -183,9 +186,9 @@ class UtilitySink:
             encode_revision(revision),
             partition=record.partition,
         )
-        return Delivered(outputs=(self._received(task), stored))
+        return Delivered(outputs=(self._received(task, traceparent), stored))
 
-    def _received(self, task: UtilityTask) -> Output:
+    def _received(self, task: UtilityTask, traceparent: str) -> Output:
         now = datetime.now(UTC)
         status: TaskStatus = {
             "task_id": task["task_id"],
@@ -201,4 +204,5 @@ class UtilitySink:
             "task": task,
         }
         value = self._codec.encode("TaskStatus", dict(status))
-        return Output(self._status_topic, task["task_id"].encode(), value)
+        # the same span as the request the utility received: its callbacks may continue it
+        return Output(self._status_topic, task["task_id"].encode(), value, headers=traced((), traceparent))

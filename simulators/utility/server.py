@@ -72,6 +72,7 @@ class ReceivedTask:
         body: the JSON body of the revision held (the latest applied).
         utility_ref: the utility's own reference, e.g. ``W-000123``.
         revision: the revision held.
+        traceparent: the W3C ``traceparent`` header of the request that brought that revision, if any.
     """
 
     task_id: str
@@ -79,6 +80,7 @@ class ReceivedTask:
     body: dict[str, Any]
     utility_ref: str
     revision: int = 1
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,9 @@ class UtilitySimulator:
         if body.get("utility_id") != self.utility_id:
             self._count("rejected")
             return error_response(422, f"utility_id {body.get('utility_id')!r} is not {self.utility_id!r}")
-        return self._store(request.headers["idempotency-key"], body)
+        return self._store(request.headers["idempotency-key"], body, request.headers.get("traceparent"))
 
-    def _store(self, key: str, body: dict[str, Any]) -> Response:
+    def _store(self, key: str, body: dict[str, Any], traceparent: str | None = None) -> Response:
         with self._lock:
             seen = self._keys.get(key)
             if seen is not None:
@@ -257,7 +259,7 @@ class UtilitySimulator:
                 self._counts["repeats"] += 1
                 held = self._tasks[body["task_id"]]
                 return _answer(200, "duplicate", dataclasses.replace(held, revision=body.get("revision", 1)))
-            answer, stored = self._apply(body)
+            answer, stored = self._apply(body, traceparent)
             self._keys[key] = body
         if stored is not None:
             self._progress.task_stored(stored.task_id, body, stored.received_at)
@@ -269,21 +271,21 @@ class UtilitySimulator:
             return lost
         return answer
 
-    def _apply(self, body: dict[str, Any]) -> tuple[Response, ReceivedTask | None]:
+    def _apply(self, body: dict[str, Any], traceparent: str | None) -> tuple[Response, ReceivedTask | None]:
         """Store a new key's task (under the lock): the answer, and the task when it is new."""
         task_id, revision = body["task_id"], body.get("revision", 1)
         known = self._tasks.get(task_id)
         if known is None:
             self._counts["unique"] += 1
             ref = f"{self._ref_prefix}-{self._counts['unique']:06d}"
-            task = ReceivedTask(task_id, datetime.now(UTC), body, ref, revision)
+            task = ReceivedTask(task_id, datetime.now(UTC), body, ref, revision, traceparent)
             self._tasks[task_id] = task
             return _answer(201, "created", task), task
         if revision <= known.revision:
             self._counts["superseded"] += 1
             return _answer(200, "superseded", known), None
         self._counts["revisions"] += 1
-        self._tasks[task_id] = dataclasses.replace(known, body=body, revision=revision)
+        self._tasks[task_id] = dataclasses.replace(known, body=body, revision=revision, traceparent=traceparent)
         outcome = "cancelled" if body.get("action") == "CANCEL" else "updated"
         return _answer(200, outcome, self._tasks[task_id]), None
 
