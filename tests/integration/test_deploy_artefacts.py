@@ -90,6 +90,22 @@ def test_helm_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ("image.tag=latest", "/image/tag"),
+        ("config.observability.metrics_host=127.0.0.1", "/config/observability/metrics_host"),
+        ("groups[0].stages=null", "/groups/0"),
+        ("groups[0].name=Intake_Group", "/groups/0/name"),
+    ],
+)
+def test_chart_refuses_values_that_cannot_work(setting: str, reason: str) -> None:
+    """values.schema.json stops a latest tag, probes on loopback, a group without stages or a bad name."""
+    result = run(tool("helm"), "template", "ubridge", CHART, f"--set={setting}")
+    assert result.returncode != 0
+    assert reason in result.stderr
+
+
 def test_rendered_manifests_match_the_kubernetes_schemas(rendered: list[dict[str, Any]], tmp_path: Path) -> None:
     """kubernetes-validate --strict (Kubernetes 1.37 schemas) accepts every rendered manifest."""
     manifests = tmp_path / "manifests.yaml"
