@@ -28,7 +28,11 @@ helm_dir="${CACHE}/tools/helm-${HELM_VERSION}"
 if [ ! -x "${helm_dir}/helm" ]; then
   command -v go >/dev/null 2>&1 || { echo "install-test-deps: Go is needed to build helm (go install)" >&2; exit 1; }
   echo "==> building helm ${HELM_VERSION} from its Go module (a few minutes, once)"
-  GOBIN="${helm_dir}" go install "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}"
+  # Go names every module it downloads (over a hundred): keep that in a log, shown only on failure.
+  if ! GOBIN="${helm_dir}" go install "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}" 2>"${CACHE}/tools/helm-build.log"; then
+    cat "${CACHE}/tools/helm-build.log" >&2
+    exit 1
+  fi
 fi
 ln -sfn "${helm_dir}/helm" "${CACHE}/bin/helm"
 
