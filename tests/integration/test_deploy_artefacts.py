@@ -247,11 +247,13 @@ def ubridge_metrics(kafka_bootstrap: str, tmp_path: Path) -> Iterator[int]:
     command = [sys.executable, "-m", "connectors.cli", "demo", "--events", "100", "--rate", "100", "--timeout-s",
                "120", "--metrics-port", str(port), "--workdir", str(tmp_path / "demo")]  # fmt: skip
     with (tmp_path / "demo.out").open("w") as out:
-        demo = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # A session of its own: the test may end mid-replay, before the demo handles SIGTERM, and its simulators'
+        # child process must end with it.
+        demo = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         yield port
     finally:
-        demo.send_signal(signal.SIGTERM)
+        os.killpg(demo.pid, signal.SIGTERM)
         demo.wait(timeout=60)
 
 
