@@ -73,7 +73,8 @@ def env_refs(document: Any) -> set[str]:
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
     """`helm template` of the chart with the shipped example files and a value for every secret."""
-    files = [f"--set-file=files.{name.replace('.', chr(92) + '.')}={path}" for name, path in CHART_FILES.items()]
+    keys = {name: name.replace(".", "\\.") for name in CHART_FILES}  # a dot in a --set key must be escaped
+    files = [f"--set-file=files.{keys[name]}={path}" for name, path in CHART_FILES.items()]
     secrets = [f"--set=secrets.{name}={value}" for name, value in chart_secrets().items()]
     result = run(tool("helm"), "template", "ubridge", CHART, *files, *secrets)
     assert result.returncode == 0, result.stderr
