@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
@@ -39,6 +39,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SaslSettings(_Strict):
+    """Who ubridge is to the cluster: a SASL user (the password from the environment, ``${KAFKA_PASSWORD}``)."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr
+
+
+class KafkaSecurity(_Strict):
+    """How every producer, consumer and admin client of the process connects to the cluster."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ca_file: ConfigPath | None = Field(None, description="PEM CA bundle the brokers' certificates must chain to.")
+    cert_file: ConfigPath | None = Field(None, description="PEM client certificate, for brokers that ask for one.")
+    key_file: ConfigPath | None = Field(None, description="PEM private key of cert_file.")
+    check_hostname: bool = True
+    sasl: SaslSettings | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "KafkaSecurity":
+        if self.protocol.startswith("SASL") and self.sasl is None:
+            message = f"sasl (mechanism, username, password) is required with protocol {self.protocol}"
+            raise ValueError(message)
+        if not self.protocol.startswith("SASL") and self.sasl is not None:
+            message = f"sasl is set but protocol {self.protocol} does not use it; use SASL_SSL or SASL_PLAINTEXT"
+            raise ValueError(message)
+        tls = self.protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ca_file or self.cert_file or self.key_file):
+            message = f"ca_file, cert_file and key_file need TLS; protocol {self.protocol} has none"
+            raise ValueError(message)
+        if (self.cert_file is None) != (self.key_file is None):
+            message = "cert_file and key_file go together (a client certificate and its key)"
+            raise ValueError(message)
+        return self
+
+
 class KafkaSettings(_Strict):
     """How to reach the cluster and how to name and size topics."""
 
@@ -52,6 +88,7 @@ class KafkaSettings(_Strict):
     max_poll_records: Annotated[int, Field(ge=1)] = 500
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
+    security: KafkaSecurity = KafkaSecurity()
 
 
 class TopicNames(_Strict):

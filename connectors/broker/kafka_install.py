@@ -23,6 +23,7 @@ from typing import Final
 
 import structlog
 
+from connectors.broker.tls import LocalPki
 from routing.errors import UbridgeError
 
 KAFKA_VERSION: Final = "4.1.1"
@@ -208,6 +209,10 @@ def choose_ports(port: int | None, *, default: int = DEFAULT_PORT) -> tuple[int,
     return broker, controller
 
 
+_SCRAM_MODULE: Final = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_PLAIN_MODULE: Final = "org.apache.kafka.common.security.plain.PlainLoginModule"
+
+
 def server_properties(*, port: int, controller_port: int, data_dir: Path) -> dict[str, str]:
     """The settings of a single-node KRaft broker on 127.0.0.1 sized for a laptop (DESIGN §10)."""
     return {
@@ -230,6 +235,34 @@ def server_properties(*, port: int, controller_port: int, data_dir: Path) -> dic
         # Kafka 4 refuses records stamped over an hour ahead of the broker's clock; the demo and tests run
         # ubridge on a clock set in years the calendar must handle (2027, 2028) against this real-time broker.
         "log.message.timestamp.after.max.ms": str(2**63 - 1),
+    }
+
+
+def secure_properties(
+    *, port: int, internal_port: int, controller_port: int, pki: LocalPki, users: Mapping[str, str]
+) -> dict[str, str]:
+    """Overrides of :func:`server_properties` for a SASL_SSL client listener (the SCRAM users are added at format).
+
+    The broker talks to itself over a PLAINTEXT listener on 127.0.0.1, which the local tooling also uses to
+    see whether the broker answers.
+    """
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal_port},"
+        f"CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal_port}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+        "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": f"{_SCRAM_MODULE} required;",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": f"{_SCRAM_MODULE} required;",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": f"{_PLAIN_MODULE} required {plain_users};",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(pki.broker_pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(pki.ca_file),
+        # a client certificate is checked when one is sent (mutual TLS), not required: SASL names the client
+        "ssl.client.auth": "requested",
     }
 
 

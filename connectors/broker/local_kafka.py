@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,17 +34,21 @@ from connectors.broker.kafka_install import (
     choose_ports,
     ensure_kafka,
     find_java,
+    free_port,
     kafka_cache,
     new_cluster_id,
     render_properties,
+    secure_properties,
     server_properties,
 )
+from connectors.broker.tls import issue_local_pki
 
 __all__ = ["BrokerError", "BrokerInfo", "PrerequisiteError", "broker_status", "start_broker", "stop_broker"]
 
 STATE_FILE: Final = "broker.json"
 PROPERTIES_FILE: Final = "server.properties"
 OUTPUT_FILE: Final = "broker.out"
+TLS_DIR: Final = "tls"
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
 # C1 only: the broker answers about a second sooner, and a laptop broker never needs the speed C2 buys later.
@@ -56,11 +60,17 @@ _log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class BrokerInfo:
-    """A running local broker: where clients connect, its process id, and its home directory."""
+    """A running local broker: where clients connect, its process id, and its home directory.
+
+    A broker started with SASL users listens for clients with SASL_SSL on ``bootstrap`` (its CA in
+    ``ca_file``) and, for its own tooling, with PLAINTEXT on ``internal_bootstrap`` (127.0.0.1 only).
+    """
 
     bootstrap: str
     pid: int
     home: Path
+    ca_file: Path | None = None
+    internal_bootstrap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class _State:
     pid: int
     port: int
     controller_port: int
+    internal_port: int | None = None
 
 
 def broker_status(home: Path) -> BrokerInfo | None:
@@ -76,16 +87,36 @@ def broker_status(home: Path) -> BrokerInfo | None:
     state = _read_state(home)
     if state is None or not _is_our_broker(state.pid, home):
         return None
-    return BrokerInfo(bootstrap=f"127.0.0.1:{state.port}", pid=state.pid, home=home)
+    return _info(home, state)
 
 
-def start_broker(home: Path, *, port: int | None = None, progress: Callable[[str], None] | None = None) -> BrokerInfo:
+def _info(home: Path, state: _State) -> BrokerInfo:
+    if state.internal_port is None:
+        return BrokerInfo(bootstrap=f"127.0.0.1:{state.port}", pid=state.pid, home=home)
+    return BrokerInfo(
+        bootstrap=f"127.0.0.1:{state.port}",
+        pid=state.pid,
+        home=home,
+        ca_file=home / TLS_DIR / "ca.pem",
+        internal_bootstrap=f"127.0.0.1:{state.internal_port}",
+    )
+
+
+def start_broker(
+    home: Path,
+    *,
+    port: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> BrokerInfo:
     """Start the broker of ``home`` and wait until it answers; return the running one if there is one.
 
     Args:
         home: The broker's directory, created if missing; its data survives a restart.
         port: The client port: None for 9092 or, if taken, any free port; 0 for any free port.
         progress: Called with a line of text at each slow step (fetching, formatting, waiting).
+        sasl_users: When given (name → password), clients connect with SASL_SSL (SCRAM-SHA-256, SCRAM-SHA-512 or
+            PLAIN) over TLS from a CA made at the first start (``<home>/tls``); only at a home's first start.
 
     Returns:
         The running broker.
@@ -103,10 +134,18 @@ def start_broker(home: Path, *, port: int | None = None, progress: Callable[[str
     java = find_java()
     libs = ensure_kafka(kafka_cache(), report)
     broker_port, controller_port = choose_ports(port)
-    _configure(home, java=java, libs=libs, port=broker_port, controller_port=controller_port, report=report)
+    internal_port = None if sasl_users is None else free_port()
+    settings = server_properties(port=broker_port, controller_port=controller_port, data_dir=home / "data")
+    if sasl_users is not None and internal_port is not None:
+        pki = issue_local_pki(home / TLS_DIR)
+        settings |= secure_properties(
+            port=broker_port, internal_port=internal_port, controller_port=controller_port, pki=pki, users=sasl_users
+        )
+    _configure(home, java=java, libs=libs, settings=settings, users=sasl_users or {}, report=report)
     pid = _launch(java, libs, home)
-    _write_state(home, _State(pid=pid, port=broker_port, controller_port=controller_port))
-    info = BrokerInfo(bootstrap=f"127.0.0.1:{broker_port}", pid=pid, home=home)
+    state = _State(pid=pid, port=broker_port, controller_port=controller_port, internal_port=internal_port)
+    _write_state(home, state)
+    info = _info(home, state)
     try:
         _wait_until_answering(info, report)
     except BaseException:
@@ -133,10 +172,15 @@ def stop_broker(home: Path) -> bool:
 
 
 def _configure(
-    home: Path, *, java: str, libs: Path, port: int, controller_port: int, report: Callable[[str], None]
+    home: Path,
+    *,
+    java: str,
+    libs: Path,
+    settings: Mapping[str, str],
+    users: Mapping[str, str],
+    report: Callable[[str], None],
 ) -> None:
     data = home / "data"
-    settings = server_properties(port=port, controller_port=controller_port, data_dir=data)
     home.mkdir(parents=True, exist_ok=True)
     (home / PROPERTIES_FILE).write_text(render_properties(settings), encoding="utf-8")
     if (data / "meta.properties").is_file():
@@ -146,6 +190,9 @@ def _configure(
     shutil.rmtree(data, ignore_errors=True)
     command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone"]
     command += ["-t", new_cluster_id(), "-c", str(home / PROPERTIES_FILE)]
+    for name, password in users.items():
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            command += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -184,7 +231,7 @@ def _wait_until_answering(info: BrokerInfo, report: Callable[[str], None]) -> No
         if not _is_our_broker(info.pid, info.home):
             msg = f"the broker exited while starting; see {logs}"
             raise BrokerError(msg)
-        if _answers(info.bootstrap):
+        if _answers(info.internal_bootstrap or info.bootstrap):
             return
         if waited_s >= next_report_s:
             report(f"still waiting for {info.bootstrap} ({waited_s:.0f} s)")
@@ -261,7 +308,13 @@ def _read_state(home: Path) -> _State | None:
     path = home / STATE_FILE
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return _State(pid=int(raw["pid"]), port=int(raw["port"]), controller_port=int(raw["controller_port"]))
+        internal = raw.get("internal_port")
+        return _State(
+            pid=int(raw["pid"]),
+            port=int(raw["port"]),
+            controller_port=int(raw["controller_port"]),
+            internal_port=None if internal is None else int(internal),
+        )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
@@ -270,5 +323,12 @@ def _read_state(home: Path) -> _State | None:
 
 
 def _write_state(home: Path, state: _State) -> None:
-    text = json.dumps({"pid": state.pid, "port": state.port, "controller_port": state.controller_port})
+    text = json.dumps(
+        {
+            "pid": state.pid,
+            "port": state.port,
+            "controller_port": state.controller_port,
+            "internal_port": state.internal_port,
+        }
+    )
     (home / STATE_FILE).write_text(text + "\n", encoding="utf-8")

@@ -24,6 +24,35 @@ class TopicSpec:
     retention_ms: int | None = None
 
 
+def security_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """kafka-python's connection options for ``kafka.security``, shared by producers, consumers and admins."""
+    security = kafka.security
+    options: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = security.check_hostname
+        if security.ca_file is not None:
+            options["ssl_cafile"] = str(security.ca_file)
+        if security.cert_file is not None and security.key_file is not None:
+            options["ssl_certfile"] = str(security.cert_file)
+            options["ssl_keyfile"] = str(security.key_file)
+    if security.sasl is not None:
+        options["sasl_mechanism"] = security.sasl.mechanism
+        options["sasl_plain_username"] = security.sasl.username
+        options["sasl_plain_password"] = security.sasl.password.get_secret_value()
+    return options
+
+
+def make_admin(kafka: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
+    """An admin client on the configured cluster, connected as configured."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "client_id": kafka.topic_prefix + kafka.client_id,
+        **security_options(kafka),
+    }
+    options.update(overrides)
+    return KafkaAdminClient(**options)
+
+
 def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> KafkaProducer:
     """An idempotent producer that waits for every in-sync replica before acknowledging.
 
@@ -38,6 +67,7 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
         "linger_ms": 5,
         "batch_size": 256 * 1024,
         "compression_type": None,
+        **security_options(kafka),
     }
     if transactional_id is not None:
         options["transactional_id"] = kafka.topic_prefix + transactional_id
@@ -58,6 +88,7 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: An
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.session_timeout_ms // 3,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
+        **security_options(kafka),
     }
     options.update(overrides)
     return KafkaConsumer(**options)
@@ -65,7 +96,7 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: An
 
 def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=kafka.client_id)
+    admin = make_admin(kafka)
     try:
         existing = set(admin.list_topics())
         missing = [spec for spec in {s.name: s for s in specs}.values() if spec.name not in existing]
