@@ -1,0 +1,291 @@
+"""``ubridge config check``: everything ``ubridge run`` would fail on, found before it starts.
+
+The check loads the configuration and every file it refers to through the same validated models the stages
+use, then checks what no single file can: that each utility of the service areas has a ``utilities[]`` entry
+(else its tasks are never delivered), that endpoint URLs can be requested, and that the ports the process
+would listen on are free and distinct. Every problem names its file and key; errors fail the check, warnings
+are printed and pass.
+
+Example:
+    >>> report = check_configuration(Path("deploy/config/ubridge.example.yaml"), probe=lambda host, port: None)
+    >>> [str(p) for p in report.errors()]  # doctest: +SKIP
+    []
+"""
+
+import errno
+import socket
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.aishandong.rules import ApplicationRulesFile
+from connectors.config_problems import FileUnusable, Problem, from_message, from_validation, read_document
+from connectors.settings import ConfigError, Settings, parse_settings
+from connectors.status.callback import STAGE as STATUS_CALLBACKS
+from routing.calendar import parse_calendar
+from routing.mapping import parse_mapping
+from routing.service_areas import ServiceAreaTable, parse_service_areas
+from routing.sla_policy import PolicyBook
+from routing.spelling import did_you_mean
+from routing.spgl_dialects import DEFAULT_DIALECTS, Dialects
+
+Probe = Callable[[str, int], str | None]
+Parser = Callable[[Any, str], object]
+
+_SCHEMES: Final = ("http", "https")
+_ID_CUTOFF: Final = 0.85  # utility ids share city and service words: suggest only a near-identical one
+_WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names the wildcard, binds nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A file the configuration names: the key naming it, the path, and which parser reads it."""
+
+    key: str
+    path: Path
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A port a process opens; ``stage`` None: every process (the metrics endpoint)."""
+
+    key: str
+    host: str
+    port: int
+    stage: str | None
+
+
+@dataclass
+class Report:
+    """The validated settings (None if the file itself is invalid) and every problem found."""
+
+    settings: Settings | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def errors(self) -> list[Problem]:
+        """The problems that stop ``run``."""
+        return [problem for problem in self.problems if problem.severity == "error"]
+
+
+def check_configuration(path: Path, *, stages: Collection[str] | None = None, probe: Probe | None = None) -> Report:
+    """Check a configuration file and everything it refers to.
+
+    Args:
+        path: The ``ubridge.yaml``.
+        stages: Only these stages will run (``run --stage``): ports of other stages are not probed.
+        probe: Says why a host and port cannot be listened on, or None; default: try to bind it.
+    """
+    settings, problems = load_checked(path)
+    if settings is None:
+        return Report(None, problems)
+    file = str(path)
+    parsed: dict[Path, object] = {}
+    for reference in referenced_files(settings):
+        if reference.path not in parsed:
+            parsed[reference.path], found = check_file(reference, referenced_from=file)
+            problems += found
+    areas = parsed.get(settings.routing.service_areas)
+    if isinstance(areas, ServiceAreaTable):
+        problems += utility_problems(settings, areas, file=file, areas_file=str(settings.routing.service_areas))
+    problems += url_problems(settings, file)
+    wanted = [item for item in listeners(settings) if stages is None or item.stage is None or item.stage in stages]
+    problems += port_clashes(listeners(settings), file)
+    problems += port_problems(wanted, file, probe or bind_problem)
+    return Report(settings, problems)
+
+
+def load_checked(path: Path) -> tuple[Settings | None, list[Problem]]:
+    """The settings of ``path``, or None with every bad key of it."""
+    file = str(path)
+    try:
+        document = read_document(path, referenced_from=file, key="")
+    except FileUnusable as exc:
+        return None, [exc.problem]
+    try:
+        return parse_settings(document, origin=file, base_dir=path.parent), []
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            return None, from_validation(cause, file, Settings)
+        return None, from_message(str(exc), file)
+
+
+def referenced_files(settings: Settings) -> list[Reference]:
+    """Every file the enabled parts of the configuration read at start-up."""
+    sources = settings.sources
+    refs = [Reference("routing.service_areas", settings.routing.service_areas, "service_areas")]
+    interface, webhook, spgl = sources.gonggai_interface, sources.gonggai_webhook, sources.gonggai_spgl
+    if interface is not None and interface.enabled and interface.mapping is not None:
+        refs.append(Reference("sources.gonggai_interface.mapping", interface.mapping, "mapping"))
+    if webhook is not None and webhook.enabled:
+        refs.append(Reference("sources.gonggai_webhook.mapping", webhook.mapping, "mapping"))
+    if spgl is not None and spgl.enabled:
+        refs.append(Reference("sources.gonggai_spgl.dialects", spgl.dialects or DEFAULT_DIALECTS, "dialects"))
+    if sources.aishandong_gateway is not None:
+        refs.append(Reference("sources.aishandong_gateway.rules", sources.aishandong_gateway.rules, "rules"))
+    if sources.aishandong_pull is not None and sources.aishandong_pull.enabled:
+        refs.append(Reference("sources.aishandong_pull.rules", sources.aishandong_pull.rules, "rules"))
+    if settings.applications is not None and settings.applications.enabled:
+        refs.append(Reference("applications.calendar", settings.applications.calendar, "calendar"))
+        refs.append(Reference("applications.rules", settings.applications.rules, "rules"))
+    if settings.ledger is not None and settings.ledger.enabled:
+        refs.append(Reference("ledger.calendar", settings.ledger.calendar, "calendar"))
+        refs.append(Reference("ledger.policies", settings.ledger.policies, "policies"))
+    return refs
+
+
+def check_file(reference: Reference, *, referenced_from: str) -> tuple[object | None, list[Problem]]:
+    """Read and validate one referenced file as the stage using it does: its value, or None and why not."""
+    origin = str(reference.path)
+    try:
+        document = read_document(reference.path, referenced_from=referenced_from, key=reference.key)
+    except FileUnusable as exc:
+        return None, [exc.problem]
+    model = _MODELS.get(reference.kind)
+    if model is not None:
+        try:
+            return model.model_validate(document), []
+        except ValidationError as exc:
+            return None, from_validation(exc, origin, model)
+    try:
+        return _PARSERS[reference.kind](document, origin), []
+    except ValueError as exc:
+        return None, from_message(str(exc), origin)
+
+
+def utility_problems(settings: Settings, areas: ServiceAreaTable, *, file: str, areas_file: str) -> list[Problem]:
+    """A service area whose utility has no ``utilities[]`` entry (error), a utility serving no area (warning)."""
+    configured = [utility.id for utility in settings.utilities]
+    problems = [
+        Problem(
+            areas_file,
+            f"areas[{i}].utility",
+            f"{area.utility!r} has no entry in utilities[] of {file}: its tasks would never be delivered"
+            + did_you_mean(area.utility, configured, cutoff=_ID_CUTOFF),
+        )
+        for i, area in enumerate(areas.areas)
+        if area.utility not in configured
+    ]
+    served = areas.utilities()
+    problems += [
+        Problem(
+            file,
+            f"utilities[{i}].id",
+            f"{utility!r} serves no area of {areas_file}: it will never get a task"
+            + did_you_mean(utility, served, cutoff=_ID_CUTOFF),
+            severity="warning",
+        )
+        for i, utility in enumerate(configured)
+        if utility not in served
+    ]
+    return problems
+
+
+def url_problems(settings: Settings, file: str) -> list[Problem]:
+    """Every endpoint URL that cannot be requested (a wrong scheme, no host, a bad port), and a bad bootstrap."""
+    problems = [Problem(file, key, reason) for key, url in _urls(settings) if (reason := url_problem(url))]
+    for i, address in enumerate(settings.kafka.bootstrap.split(",")):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:  # noqa: PLR2004 - the port range
+            problems.append(Problem(file, "kafka.bootstrap", f"entry {i + 1} {address.strip()!r} is not host:port"))
+    return problems
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be requested over HTTP, or None. The URL itself is not repeated: it may hold a secret."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in _SCHEMES:
+        return f"scheme {parts.scheme!r} is not http or https" + did_you_mean(parts.scheme, _SCHEMES)
+    try:
+        port = parts.port
+    except ValueError:
+        return "the port is not a number from 1 to 65535"
+    if not parts.hostname:
+        return "names no host (expected http(s)://host[:port]/path)"
+    if port == 0:
+        return "port 0 cannot be requested"
+    return None
+
+
+def listeners(settings: Settings) -> list[Listener]:
+    """The ports a process of this configuration listens on."""
+    obs, sources = settings.observability, settings.sources
+    found = [Listener("observability.metrics_port", obs.metrics_host, obs.metrics_port, None)]
+    if sources.gonggai_webhook is not None and sources.gonggai_webhook.enabled:
+        hook = sources.gonggai_webhook
+        found.append(Listener("sources.gonggai_webhook.port", hook.host, hook.port, hook.name))
+    if sources.aishandong_gateway is not None:
+        gateway = sources.aishandong_gateway
+        found.append(Listener("sources.aishandong_gateway.port", gateway.host, gateway.port, gateway.name))
+    if settings.status_callbacks is not None and settings.status_callbacks.enabled:
+        callbacks = settings.status_callbacks
+        found.append(Listener("status_callbacks.port", callbacks.host, callbacks.port, STATUS_CALLBACKS))
+    return found
+
+
+def port_clashes(found: list[Listener], file: str) -> list[Problem]:
+    """Two listeners on the same port of overlapping addresses (port 0, a free port each time, never clashes)."""
+    problems = []
+    for i, later in enumerate(found):
+        for earlier in found[:i]:
+            overlapping = later.host == earlier.host or {later.host, earlier.host} & _WILDCARDS
+            if later.port and later.port == earlier.port and overlapping:
+                message = f"port {later.port} is also {earlier.key}'s; each listener needs its own"
+                problems.append(Problem(file, later.key, message))
+    return problems
+
+
+def port_problems(found: list[Listener], file: str, probe: Probe) -> list[Problem]:
+    """Listeners whose port is taken or whose host is not this machine's."""
+    return [Problem(file, item.key, reason) for item in found if item.port and (reason := probe(item.host, item.port))]
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Try to listen on ``host:port`` as the servers do (address reuse on); why not, or None."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"host {host!r} does not resolve: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"{host} is not an address of this machine"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def _urls(settings: Settings) -> Iterator[tuple[str, str]]:
+    sources = settings.sources
+    if sources.gonggai_interface is not None and sources.gonggai_interface.enabled:
+        yield "sources.gonggai_interface.base_url", sources.gonggai_interface.base_url
+    if sources.aishandong_pull is not None and sources.aishandong_pull.enabled:
+        yield "sources.aishandong_pull.base_url", sources.aishandong_pull.base_url
+    if settings.applications is not None and settings.applications.project_lookup is not None:
+        yield "applications.project_lookup.base_url", settings.applications.project_lookup.base_url
+    for i, utility in enumerate(settings.utilities):
+        yield f"utilities[{i}].endpoint", utility.endpoint
+        if utility.status_poll is not None and utility.status_poll.enabled:
+            yield f"utilities[{i}].status_poll.base_url", utility.status_poll.base_url
+
+
+_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "policies": PolicyBook,
+    "rules": ApplicationRulesFile,
+    "dialects": Dialects,
+}
+_PARSERS: Final[dict[str, Parser]] = {
+    "service_areas": lambda document, origin: parse_service_areas(document, origin=origin),
+    "mapping": lambda document, origin: parse_mapping(document, origin=origin),
+    "calendar": lambda document, origin: parse_calendar(document, origin=origin),
+}
