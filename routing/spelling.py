@@ -5,13 +5,15 @@ Example:
     "; did you mean 'WATER'?"
     >>> did_you_mean("POWER", ["WATER", "GAS", "HEAT"])
     ''
+    >>> nearest_code("3760", ["3706", "3715"])
+    '3706'
 """
 
 import difflib
 from collections.abc import Iterable
 from typing import Final
 
-_CUTOFF: Final = 0.6
+_CUTOFF: Final = 0.65  # WATR → WATER and GSA → GAS, but not POWER → WATER
 
 
 def nearest(value: object, choices: Iterable[object], *, cutoff: float = _CUTOFF) -> str | None:
@@ -29,3 +31,25 @@ def did_you_mean(value: object, choices: Iterable[object], *, cutoff: float = _C
     """``"; did you mean 'X'?"`` to append to an error message, or ``""`` when no choice is close."""
     match = nearest(value, choices, cutoff=cutoff)
     return "" if match is None or match == str(value) else f"; did you mean {match!r}?"
+
+
+def nearest_code(value: str, codes: Iterable[str]) -> str | None:
+    """A code one mistyped digit or one swap of neighbouring digits away from ``value``, or None.
+
+    Codes are compared position by position: ``370699`` is not "close" to ``370983`` however many digits the
+    two share, so the text similarity :func:`nearest` uses would suggest nonsense.
+    """
+    for code in sorted(codes):
+        if len(code) != len(value) or code == value:
+            continue
+        differing = [i for i, (a, b) in enumerate(zip(code, value, strict=True)) if a != b]
+        if len(differing) == 1 or _swapped(code, value, differing):
+            return code
+    return None
+
+
+def _swapped(code: str, value: str, differing: list[int]) -> bool:
+    if len(differing) != 2 or differing[1] != differing[0] + 1:  # noqa: PLR2004 - a swap changes two neighbours
+        return False
+    first, second = differing
+    return code[first] == value[second] and code[second] == value[first]
