@@ -43,6 +43,7 @@ import chinese_calendar
 
 from routing.errors import UbridgeError
 from routing.holidays import NoProvisionalRulesError, provisional_days_off
+from routing.spelling import did_you_mean
 from routing.yaml_files import read_yaml
 
 DaySource = Literal["official", "overridden", "provisional"]
@@ -263,7 +264,8 @@ def parse_calendar(doc: Mapping[str, Any], *, origin: str = "<memory>") -> Worki
             _fail("", f"expected a mapping with 'office_hours' and 'overrides', got {type(doc).__name__}")
         unknown = sorted(str(key) for key in doc.keys() - _TOP_KEYS)
         if unknown:
-            _fail("", f"unknown keys {unknown}; expected {sorted(_TOP_KEYS)}")
+            hint = did_you_mean(unknown[0], _TOP_KEYS)
+            _fail(unknown[0], f"unknown key; expected one of {sorted(_TOP_KEYS)}{hint}")
         holidays, workdays, years = _overrides(doc.get("overrides"))
         provisional = doc.get("provisional_rules", True)
         if not isinstance(provisional, bool):

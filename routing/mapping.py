@@ -50,6 +50,7 @@ from typing import Any, Final, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 from routing.errors import DataError
+from routing.spelling import did_you_mean
 from routing.yaml_files import read_yaml
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
@@ -400,7 +401,8 @@ def _parse_document(document: Any, origin: str) -> VendorMapping:
         raise _ParseError(key="", reason="a mapping file must be a YAML mapping with 'vendor' and 'fields'")
     unknown = sorted(str(k) for k in document if k not in _TOP_KEYS)
     if unknown:
-        raise _ParseError(key=unknown[0], reason=f"unknown key; expected one of {sorted(_TOP_KEYS)}")
+        hint = did_you_mean(unknown[0], _TOP_KEYS)
+        raise _ParseError(key=unknown[0], reason=f"unknown key; expected one of {sorted(_TOP_KEYS)}{hint}")
     vendor = document.get("vendor")
     if not isinstance(vendor, str) or _VENDOR.fullmatch(vendor) is None:
         raise _ParseError(key="vendor", reason="must be a lowercase name like 'yantai' (a-z, 0-9, -)")
@@ -461,7 +463,8 @@ def _parse_rule(target: str, spec: Any, key: str) -> Rule:
 def _no_unknown(spec: dict[Any, Any], allowed: frozenset[str], key: str) -> None:
     unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:
-        raise _ParseError(key=f"{key}.{unknown[0]}", reason=f"unknown key; expected one of {sorted(allowed)}")
+        hint = did_you_mean(unknown[0], allowed)
+        raise _ParseError(key=f"{key}.{unknown[0]}", reason=f"unknown key; expected one of {sorted(allowed)}{hint}")
 
 
 def _parse_path(text: Any, key: str) -> SourcePath:

@@ -277,7 +277,8 @@ def test_dataclass_refuses_override_days_outside_override_years() -> None:
     ("doc", "message"),
     [
         (["08:30-12:00"], "expected a mapping"),
-        ({"office_hours": OFFICE_HOURS, "timezone": "UTC"}, "unknown keys ['timezone']"),
+        ({"office_hours": OFFICE_HOURS, "timezone": "UTC"}, "timezone: unknown key; expected one of"),
+        ({"office_hours": OFFICE_HOURS, "overides": {}}, "overides: unknown key; expected one of"),
         ({"office_hours": []}, "office_hours: must be a non-empty list"),
         ({"office_hours": [810]}, "office_hours[0]: 810 is not a quoted 'HH:MM-HH:MM' period"),
         ({"office_hours": ["8:30-12:00"]}, "office_hours[0]: '8:30-12:00' is not a quoted"),
