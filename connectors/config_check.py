@@ -21,6 +21,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from connectors.aishandong.rules import ApplicationRulesFile
 from connectors.config_problems import FileUnusable, Problem, from_message, from_validation, read_document
@@ -189,6 +191,9 @@ def utility_problems(settings: Settings, areas: ServiceAreaTable, *, file: str, 
 def url_problems(settings: Settings, file: str) -> list[Problem]:
     """Every endpoint URL that cannot be requested (a wrong scheme, no host, a bad port), and a bad bootstrap."""
     problems = [Problem(file, key, reason) for key, url in _urls(settings) if (reason := url_problem(url))]
+    spgl = settings.sources.gonggai_spgl
+    if spgl is not None and spgl.enabled and (reason := database_url_problem(spgl.url.get_secret_value())):
+        problems.append(Problem(file, "sources.gonggai_spgl.url", reason))
     for i, address in enumerate(settings.kafka.bootstrap.split(",")):
         host, _, port = address.strip().rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) <= 65535:  # noqa: PLR2004 - the port range
@@ -209,6 +214,19 @@ def url_problem(url: str) -> str | None:
         return "names no host (expected http(s)://host[:port]/path)"
     if port == 0:
         return "port 0 cannot be requested"
+    return None
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why SQLAlchemy could not open ``url``, without connecting; the URL is not repeated (it holds a password)."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except NoSuchModuleError as exc:  # before its base class, ArgumentError
+        return f"names a database or driver SQLAlchemy does not know ({exc})"
+    except ArgumentError:
+        return "is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/spgl or sqlite:///exchange.db)"
+    except ImportError as exc:
+        return f"its driver {exc.name or ''} is not installed".replace("  ", " ")
     return None
 
 

@@ -178,6 +178,18 @@ BROKEN: dict[str, tuple[Edit, str, str, str]] = {
         "kafka.bootstrap",
         "entry 2 'kafka-2' is not host:port",
     ),
+    "spgl url unparseable": (
+        setting("sources.gonggai_spgl.url", "exchange.internal/spgl"),
+        "ubridge.yaml",
+        "sources.gonggai_spgl.url",
+        "is not a SQLAlchemy URL",
+    ),
+    "spgl database misspelt": (
+        setting("sources.gonggai_spgl.url", "postgres://ubridge@exchange.internal/spgl"),
+        "ubridge.yaml",
+        "sources.gonggai_spgl.url",
+        "names a database or driver SQLAlchemy does not know",
+    ),
     "two listeners on one port": (
         both(setting("sources.gonggai_webhook.port", 18090), setting("status_callbacks.port", 18090)),
         "ubridge.yaml",
@@ -439,6 +451,7 @@ def test_the_shipped_example_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     path = CONFIG / "ubridge.example.yaml"
     for name in re.findall(r"\$\{(\w+)\}", path.read_text(encoding="utf-8")):
         monkeypatch.setenv(name, f"secret-value-for-{name.lower()}")
+    monkeypatch.setenv("GONGGAI_EXCHANGE_DB_URL", "postgresql+psycopg://ubridge@exchange.internal/spgl")
     assert [str(p) for p in check_configuration(path, probe=lambda host, port: None).problems] == []
 
 
