@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.config_check import Listener, bind_problem, check_configuration, port_clashes, url_problem
+from connectors.config_check import check_configuration, url_problem
+from connectors.config_ports import Listener, bind_problem, port_clashes
 from connectors.config_problems import Problem
 
 ROOT = Path(__file__).resolve().parents[3]
