@@ -14,7 +14,7 @@ Example:
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,7 @@ from routing.spelling import did_you_mean
 from routing.spgl_dialects import DEFAULT_DIALECTS, Dialects
 
 Parser = Callable[[Any, str], object]
+FileKind = Literal["service_areas", "mapping", "dialects", "rules", "calendar", "policies"]
 
 _SCHEMES: Final = ("http", "https")
 _ID_CUTOFF: Final = 0.85  # utility ids share city and service words: suggest only a near-identical one
@@ -44,7 +45,7 @@ class Reference:
 
     key: str
     path: Path
-    kind: str
+    kind: FileKind
 
 
 @dataclass
@@ -71,17 +72,19 @@ def check_configuration(path: Path, *, stages: Collection[str] | None = None, pr
     if settings is None:
         return Report(None, problems)
     file = str(path)
-    parsed: dict[Path, object] = {}
+    # A file read by two stages (the calendar) is reported once, at the first key naming it.
+    parsed: dict[tuple[Path, FileKind], object] = {}
     for reference in referenced_files(settings):
-        if reference.path not in parsed:
-            parsed[reference.path], found = check_file(reference, referenced_from=file)
+        if (reference.path, reference.kind) not in parsed:
+            parsed[reference.path, reference.kind], found = check_file(reference, referenced_from=file)
             problems += found
-    areas = parsed.get(settings.routing.service_areas)
+    areas = parsed.get((settings.routing.service_areas, "service_areas"))
     if isinstance(areas, ServiceAreaTable):
         problems += utility_problems(settings, areas, file=file, areas_file=str(settings.routing.service_areas))
     problems += url_problems(settings, file)
-    wanted = [item for item in listeners(settings) if stages is None or item.stage is None or item.stage in stages]
-    problems += port_clashes(listeners(settings), file)
+    every = listeners(settings)
+    wanted = [item for item in every if stages is None or item.stage is None or item.stage in stages]
+    problems += port_clashes(every, file)
     problems += port_problems(wanted, file, probe or bind_problem)
     return Report(settings, problems)
 
@@ -229,12 +232,12 @@ def _urls(settings: Settings) -> Iterator[tuple[str, str]]:
             yield f"utilities[{i}].status_poll.base_url", utility.status_poll.base_url
 
 
-_MODELS: Final[dict[str, type[BaseModel]]] = {
+_MODELS: Final[dict[FileKind, type[BaseModel]]] = {
     "policies": PolicyBook,
     "rules": ApplicationRulesFile,
     "dialects": Dialects,
 }
-_PARSERS: Final[dict[str, Parser]] = {
+_PARSERS: Final[dict[FileKind, Parser]] = {
     "service_areas": lambda document, origin: parse_service_areas(document, origin=origin),
     "mapping": lambda document, origin: parse_mapping(document, origin=origin),
     "calendar": lambda document, origin: parse_calendar(document, origin=origin),
