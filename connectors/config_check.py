@@ -36,6 +36,7 @@ Parser = Callable[[Any, str], object]
 FileKind = Literal["service_areas", "mapping", "dialects", "rules", "calendar", "policies"]
 
 _SCHEMES: Final = ("http", "https")
+_MAX_PORT: Final = 65535
 _ID_CUTOFF: Final = 0.85  # utility ids share city and service words: suggest only a near-identical one
 
 
@@ -184,7 +185,7 @@ def url_problems(settings: Settings, file: str) -> list[Problem]:
         problems.append(Problem(file, "sources.gonggai_spgl.url", reason))
     for i, address in enumerate(settings.kafka.bootstrap.split(",")):
         host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) <= 65535:  # noqa: PLR2004 - the port range
+        if not host or not port.isdigit() or not 0 < int(port) <= _MAX_PORT:
             problems.append(Problem(file, "kafka.bootstrap", f"entry {i + 1} {address.strip()!r} is not host:port"))
     return problems
 
@@ -214,7 +215,7 @@ def database_url_problem(url: str) -> str | None:
     except ArgumentError:
         return "is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host/spgl or sqlite:///exchange.db)"
     except ImportError as exc:
-        return f"its driver {exc.name or ''} is not installed".replace("  ", " ")
+        return f"its database driver is not installed ({exc})"
     return None
 
 
