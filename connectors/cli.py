@@ -4,7 +4,7 @@
 
     ubridge broker start|stop|status        a local single-node Kafka for the demo and tests
     ubridge run --config ubridge.yaml       run every configured stage (or --stage NAME ...)
-    ubridge config check ubridge.yaml       validate a configuration and list its stages
+    ubridge config check ubridge.yaml       check a configuration and the files it names; list its stages
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
@@ -23,6 +23,7 @@ import structlog
 from connectors import calendar_cli
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
+from connectors.config_check import Report, check_configuration
 from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
 from connectors.registry import stage_specs
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(title="config commands")
-    check = config_sub.add_parser("check", help="validate a configuration file")
+    check = config_sub.add_parser("check", help="check a configuration and every file it names (exit 1 on errors)")
     check.add_argument("path", type=Path)
     check.set_defaults(func=_config_check)
 
@@ -87,8 +88,18 @@ def _load(path: Path) -> Settings | None:
         return None
 
 
+def _checked(report: Report) -> Settings | None:
+    """Print every problem, one line each, on stderr; the settings if none is an error."""
+    errors = report.errors()
+    if errors:
+        print("ubridge: invalid configuration", file=sys.stderr)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    return None if errors else report.settings
+
+
 def _run(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
+    settings = _checked(check_configuration(args.config, stages=args.stages))
     if settings is None:
         return 2
     obs = settings.observability
@@ -121,10 +132,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    settings = _load(args.path)
+    report = check_configuration(args.path)
+    settings = _checked(report)
     if settings is None:
-        return 2
-    print(f"{args.path}: valid")
+        print(f"{args.path}: {len(report.errors())} error(s)", file=sys.stderr)
+        return 1
+    warnings = len(report.problems)
+    print(f"{args.path}: valid" + (f", {warnings} warning(s)" if warnings else ""))
     for spec in stage_specs(settings):
         print(f"  stage {spec.name}")
     return 0

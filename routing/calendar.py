@@ -31,7 +31,6 @@ Example:
 
 import functools
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -40,7 +39,9 @@ from typing import Any, Final, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+from pydantic import ValidationError
 
+from routing.calendar_file import CalendarFile, describe
 from routing.errors import UbridgeError
 from routing.holidays import NoProvisionalRulesError, provisional_days_off
 from routing.yaml_files import read_yaml
@@ -51,10 +52,7 @@ TIME_ZONE: Final = "Asia/Shanghai"
 SHANGHAI: Final = ZoneInfo(TIME_ZONE)
 _ONE_DAY: Final = timedelta(days=1)
 _SATURDAY: Final = 5
-_PERIOD: Final = re.compile(r"([0-2][0-9]):([0-5][0-9])-([0-2][0-9]):([0-5][0-9])")
-_TOP_KEYS: Final = frozenset({"office_hours", "overrides", "provisional_rules"})
 _PROBED_YEARS: Final = range(1990, 2101)
-_YEAR_KEYS: Final = frozenset({"holidays", "workdays"})
 
 
 class CalendarError(UbridgeError):
@@ -251,99 +249,42 @@ def load_calendar(path: Path) -> WorkingCalendar:
     return parse_calendar(doc, origin=str(path))
 
 
-def parse_calendar(doc: Mapping[str, Any], *, origin: str = "<memory>") -> WorkingCalendar:
-    """Validate a parsed calendar document (``office_hours``, optional ``overrides``) and build the calendar.
+def parse_calendar(doc: Mapping[str, Any] | Any, *, origin: str = "<memory>") -> WorkingCalendar:
+    """Validate a parsed calendar document (:class:`~routing.calendar_file.CalendarFile`) and build the calendar.
 
     Raises:
-        ValueError: Naming ``origin`` and the key, e.g. ``calendar.yaml: overrides.2027.workdays[0]:
-            2027-02-08 is a Monday, already a working day``.
+        ValueError: One line per fault, naming ``origin`` and the key, e.g. ``calendar.yaml:
+            overrides.2027.workdays[0]: 2027-02-08 is a Monday, already a working day``.
     """
     try:
-        if not isinstance(doc, Mapping):
-            _fail("", f"expected a mapping with 'office_hours' and 'overrides', got {type(doc).__name__}")
-        unknown = sorted(str(key) for key in doc.keys() - _TOP_KEYS)
-        if unknown:
-            _fail("", f"unknown keys {unknown}; expected {sorted(_TOP_KEYS)}")
-        holidays, workdays, years = _overrides(doc.get("overrides"))
-        provisional = doc.get("provisional_rules", True)
-        if not isinstance(provisional, bool):
-            _fail("provisional_rules", f"must be true or false, got {provisional!r}")
-        return WorkingCalendar(_periods(doc.get("office_hours")), holidays, workdays, years, provisional, origin=origin)
+        model = CalendarFile.model_validate(doc)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, origin)) from exc
+    try:
+        for year, schedule in model.overrides.items():
+            _check_year(f"overrides.{year}.holidays", schedule.holidays, year)
+            _check_year(f"overrides.{year}.workdays", schedule.workdays, year)
+            _check_make_up_days(f"overrides.{year}.workdays", schedule.workdays, schedule.holidays)
+        return WorkingCalendar(
+            model.office_hours,
+            frozenset(day for schedule in model.overrides.values() for day in schedule.holidays),
+            frozenset(day for schedule in model.overrides.values() for day in schedule.workdays),
+            frozenset(model.overrides),
+            model.provisional_rules,
+            origin=origin,
+        )
     except ValueError as exc:
         msg = f"{origin}: {exc}"
         raise ValueError(msg) from exc
 
 
-def _periods(value: object) -> tuple[tuple[time, time], ...]:
-    if not isinstance(value, list) or not value:
-        _fail("office_hours", f"must be a non-empty list of quoted 'HH:MM-HH:MM' periods, got {value!r}")
-    periods: list[tuple[time, time]] = []
-    for i, item in enumerate(value):
-        match = _PERIOD.fullmatch(item) if isinstance(item, str) else None
-        if match is None:
-            _fail(f"office_hours[{i}]", f"{item!r} is not a quoted 'HH:MM-HH:MM' period")
-        hour1, minute1, hour2, minute2 = (int(part) for part in match.groups())
-        try:
-            periods.append((time(hour1, minute1), time(hour2, minute2)))
-        except ValueError as exc:
-            _fail(f"office_hours[{i}]", f"{item!r}: {exc}")
-    return tuple(periods)
-
-
-def _overrides(value: object) -> tuple[frozenset[date], frozenset[date], frozenset[int]]:
-    if value is None:
-        return frozenset(), frozenset(), frozenset()
-    if not isinstance(value, Mapping):
-        _fail("overrides", f"must map a year to {{holidays: [...], workdays: [...]}}, got {type(value).__name__}")
-    holidays: set[date] = set()
-    workdays: set[date] = set()
-    years: set[int] = set()
-    for key, schedule in value.items():
-        year = _year(key)
-        path = f"overrides.{key}"
-        if not isinstance(schedule, Mapping) or not schedule.keys() <= _YEAR_KEYS:
-            _fail(path, f"must be a mapping with keys {sorted(_YEAR_KEYS)}, got {schedule!r}")
-        off = _dates(f"{path}.holidays", schedule.get("holidays"), year)
-        on = _dates(f"{path}.workdays", schedule.get("workdays"), year)
-        _check_make_up_days(f"{path}.workdays", on, off)
-        holidays.update(off)
-        workdays.update(on)
-        years.add(year)
-    return frozenset(holidays), frozenset(workdays), frozenset(years)
-
-
-def _year(key: object) -> int:
-    text = str(key)
-    if isinstance(key, bool) or not text.isdigit() or len(text) != len("2027"):
-        _fail(f"overrides.{key}", "the key must be a four-digit year")
-    return int(text)
-
-
-def _dates(path: str, value: object, year: int) -> list[date]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        _fail(path, f"must be a list of dates (YYYY-MM-DD), got {value!r}")
-    days: list[date] = []
-    for i, item in enumerate(value):
-        day = _date(f"{path}[{i}]", item)
+def _check_year(path: str, days: tuple[date, ...], year: int) -> None:
+    for i, day in enumerate(days):
         if day.year != year:
             _fail(f"{path}[{i}]", f"{day} is not in {year}")
-        days.append(day)
-    return days
 
 
-def _date(path: str, value: object) -> date:
-    # An unquoted YYYY-MM-DD arrives as a date already; a quoted one as text.
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        _fail(path, f"{value!r} is not a date (YYYY-MM-DD)")
-
-
-def _check_make_up_days(path: str, workdays: list[date], holidays: list[date]) -> None:
+def _check_make_up_days(path: str, workdays: tuple[date, ...], holidays: tuple[date, ...]) -> None:
     for i, day in enumerate(workdays):
         if day in holidays:
             _fail(f"{path}[{i}]", f"{day} is listed both as a holiday and as a working day")

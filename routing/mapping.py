@@ -42,18 +42,37 @@ field named by ``normalise`` (``xqxx.0.fwlx``) back to the vendor's path the sam
 import math
 import re
 from collections import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import UnionType
-from typing import Any, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
 from routing.errors import DataError
+from routing.spelling import did_you_mean
 from routing.yaml_files import read_yaml
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
 ValueType = Literal["int", "number", "string"]
+_Parsed = TypeVar("_Parsed")
 
 _ZONE: Final = ZoneInfo("Asia/Shanghai")
 _VENDOR: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -80,6 +99,7 @@ _JSON_KINDS: Final[tuple[tuple[type | UnionType, str], ...]] = (
 _RULE_KEYS: Final = frozenset({"path", "required", "default", "table", "time", "scale", "round", "type"})
 _LIST_KEYS: Final = frozenset({"list", "item", "required"})
 _TOP_KEYS: Final = frozenset({"vendor", "description", "fields"})
+_ALL_RULE_KEYS: Final = _RULE_KEYS | _LIST_KEYS | {"const"}
 
 
 @dataclass(frozen=True)
@@ -163,10 +183,10 @@ def parse_mapping(document: Any, *, origin: str) -> VendorMapping:
         ValueError: naming ``origin`` and the offending key (``vendor-x.yaml: fields.blzt.table: ...``).
     """
     try:
-        return _parse_document(document, origin)
-    except _ParseError as exc:
-        message = f"{origin}: {exc.key}: {exc.reason}" if exc.key else f"{origin}: {exc.reason}"
-        raise ValueError(message) from None
+        model = MappingFile.model_validate(document)
+    except ValidationError as exc:
+        raise ValueError("\n".join(_describe(item, origin) for item in exc.errors(include_url=False))) from None
+    return VendorMapping(vendor=model.vendor, rules=_rules(model.fields), origin=origin, description=model.description)
 
 
 def apply_mapping(mapping: VendorMapping, vendor_event: Any) -> dict[str, Json]:
@@ -395,75 +415,6 @@ class _ParseError(Exception):
         self.reason = reason
 
 
-def _parse_document(document: Any, origin: str) -> VendorMapping:
-    if not isinstance(document, dict):
-        raise _ParseError(key="", reason="a mapping file must be a YAML mapping with 'vendor' and 'fields'")
-    unknown = sorted(str(k) for k in document if k not in _TOP_KEYS)
-    if unknown:
-        raise _ParseError(key=unknown[0], reason=f"unknown key; expected one of {sorted(_TOP_KEYS)}")
-    vendor = document.get("vendor")
-    if not isinstance(vendor, str) or _VENDOR.fullmatch(vendor) is None:
-        raise _ParseError(key="vendor", reason="must be a lowercase name like 'yantai' (a-z, 0-9, -)")
-    description = document.get("description", "")
-    if not isinstance(description, str):
-        raise _ParseError(key="description", reason="must be text")
-    rules = _parse_rules(document.get("fields"), "fields")
-    return VendorMapping(vendor=vendor, rules=rules, origin=origin, description=description)
-
-
-def _parse_rules(node: Any, key: str) -> tuple[Rule, ...]:
-    if not isinstance(node, dict) or not node:
-        raise _ParseError(key=key, reason="must be a non-empty mapping of output field to rule")
-    rules: list[Rule] = []
-    for target, spec in node.items():
-        if not isinstance(target, str) or not target or "." in target:
-            raise _ParseError(key=f"{key}.{target}", reason="output field names must be non-empty text without '.'")
-        rules.append(_parse_rule(target, spec, f"{key}.{target}"))
-    return tuple(rules)
-
-
-def _parse_rule(target: str, spec: Any, key: str) -> Rule:
-    if isinstance(spec, str):
-        return ValueRule(target=target, path=_parse_path(spec, key))
-    if not isinstance(spec, dict):
-        raise _ParseError(key=key, reason="must be a source path or a mapping with 'path', 'const' or 'list'")
-    kinds = [k for k in ("path", "const", "list") if k in spec]
-    if len(kinds) != 1:
-        raise _ParseError(key=key, reason="needs exactly one of 'path', 'const' or 'list'")
-    if kinds[0] == "const":
-        if len(spec) != 1:
-            raise _ParseError(key=key, reason="'const' takes no other keys")
-        return ValueRule(target=target, path=None, const=_json(spec["const"], f"{key}.const"))
-    required = spec.get("required", False)
-    if not isinstance(required, bool):
-        raise _ParseError(key=f"{key}.required", reason="must be true or false")
-    if kinds[0] == "list":
-        _no_unknown(spec, _LIST_KEYS, key)
-        path = _parse_path(spec["list"], f"{key}.list")
-        return ListRule(target=target, path=path, item=_parse_rules(spec.get("item"), f"{key}.item"), required=required)
-    _no_unknown(spec, _RULE_KEYS, key)
-    if required and "default" in spec:
-        raise _ParseError(key=key, reason="'required' and 'default' contradict each other")
-    return ValueRule(
-        target=target,
-        path=_parse_path(spec["path"], f"{key}.path"),
-        required=required,
-        default=_json(spec.get("default"), f"{key}.default"),
-        has_default="default" in spec,
-        table=_parse_table(spec.get("table"), f"{key}.table"),
-        time=_parse_time(spec.get("time"), f"{key}.time"),
-        scale=_parse_scale(spec.get("scale"), f"{key}.scale"),
-        round_digits=_parse_round(spec, key),
-        type=_parse_type(spec.get("type"), f"{key}.type"),
-    )
-
-
-def _no_unknown(spec: dict[Any, Any], allowed: frozenset[str], key: str) -> None:
-    unknown = sorted(str(k) for k in spec if k not in allowed)
-    if unknown:
-        raise _ParseError(key=f"{key}.{unknown[0]}", reason=f"unknown key; expected one of {sorted(allowed)}")
-
-
 def _parse_path(text: Any, key: str) -> SourcePath:
     if not isinstance(text, str) or not text.strip():
         raise _ParseError(
@@ -536,17 +487,6 @@ def _parse_scale(node: Any, key: str) -> float | None:
     return float(node)
 
 
-def _parse_round(spec: dict[Any, Any], key: str) -> int | None:
-    digits = spec.get("round")
-    if digits is None:
-        return None
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:  # noqa: PLR2004
-        raise _ParseError(key=f"{key}.round", reason="must be a number of decimal places, 0-12")
-    if "scale" not in spec:
-        raise _ParseError(key=f"{key}.round", reason="only applies together with 'scale'")
-    return digits
-
-
 def _parse_type(node: Any, key: str) -> ValueType | None:
     if node is None:
         return None
@@ -570,3 +510,152 @@ def _json(node: Any, key: str) -> Json:
     raise _ParseError(
         key=key, reason=f"must be JSON data (text, number, boolean, null, list, mapping), got {_kind(node)}"
     )
+
+
+# --- the file's model: structure and keys by pydantic, each value by the parsers above ----------------------
+
+
+def _checked(parse: Callable[[Any, str], _Parsed]) -> Callable[[Any], _Parsed]:
+    """One of the parsers above as a pydantic validator: its reason, at the key pydantic is validating."""
+
+    def validate(value: Any) -> _Parsed:
+        try:
+            return parse(value, "")
+        except _ParseError as exc:
+            raise _invalid(exc.reason) from None
+
+    return validate
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    # The reason goes in as context so that braces in a quoted value are not read as a template.
+    return PydanticCustomError("mapping", "{reason}", {"reason": reason})
+
+
+def _vendor(value: str) -> str:
+    if _VENDOR.fullmatch(value) is None:
+        reason = "must be a lowercase name like 'yantai' (a-z, 0-9, -)"
+        raise _invalid(reason)
+    return value
+
+
+def _field_name(value: str) -> str:
+    if not value or "." in value:
+        reason = "output field names must be non-empty text without '.'"
+        raise _invalid(reason)
+    return value
+
+
+def _rule_map(value: Any) -> Any:
+    if not isinstance(value, dict) or not value:
+        reason = "must be a non-empty mapping of output field to rule"
+        raise _invalid(reason)
+    return value
+
+
+_Path = Annotated[SourcePath | None, BeforeValidator(_checked(_parse_path))]
+_FieldName = Annotated[str, AfterValidator(_field_name)]
+_JsonValue = Annotated[Any, BeforeValidator(_checked(_json))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class RuleSpec(_Strict):
+    """One output field's rule: a source path (the shorthand is just the path), a constant, or a list."""
+
+    path: _Path = None
+    const: _JsonValue = None
+    source_list: _Path = Field(None, alias="list")
+    item: Annotated[dict[_FieldName, "RuleSpec"] | None, BeforeValidator(_rule_map)] = None
+    required: StrictBool = False
+    default: _JsonValue = None
+    table: Annotated[dict[str, Any] | None, BeforeValidator(_checked(_parse_table))] = None
+    time: Annotated[str | None, BeforeValidator(_checked(_parse_time))] = None
+    scale: Annotated[float | None, BeforeValidator(_checked(_parse_scale))] = None
+    round_digits: StrictInt | None = Field(None, alias="round", ge=0, le=12)
+    value_type: Annotated[ValueType | None, BeforeValidator(_checked(_parse_type))] = Field(None, alias="type")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"path": value}
+        if not isinstance(value, dict):
+            reason = "must be a source path or a mapping with 'path', 'const' or 'list'"
+            raise _invalid(reason)
+        kinds = [key for key in ("path", "const", "list") if key in value]
+        if len(kinds) != 1:
+            reason = "needs exactly one of 'path', 'const' or 'list'"
+            raise _invalid(reason)
+        allowed = {"const": {"const"}, "list": _LIST_KEYS, "path": _RULE_KEYS}[kinds[0]]
+        misplaced = sorted(str(key) for key in value if key in _ALL_RULE_KEYS and key not in allowed)
+        if misplaced:
+            reason = f"{misplaced[0]!r} does not apply to a {kinds[0]!r} rule; it takes {sorted(allowed)}"
+            raise _invalid(reason)
+        # a list's item rules are required: absent, they are reported like empty ones
+        return {"item": None, **value} if kinds[0] == "list" else value
+
+    @field_validator("round_digits")
+    @classmethod
+    def _with_scale(cls, digits: int | None, info: ValidationInfo) -> int | None:
+        if digits is not None and info.data.get("scale") is None:
+            reason = "only applies together with 'scale'"
+            raise _invalid(reason)
+        return digits
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.required and "default" in self.model_fields_set:
+            reason = "'required' and 'default' contradict each other"
+            raise _invalid(reason)
+        return self
+
+
+class MappingFile(_Strict):
+    """A vendor mapping file: the vendor's name, a description, and one rule per default-format field."""
+
+    vendor: Annotated[StrictStr, AfterValidator(_vendor)]
+    description: StrictStr = ""
+    fields: Annotated[dict[_FieldName, RuleSpec], BeforeValidator(_rule_map)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            reason = "a mapping file must be a YAML mapping with 'vendor' and 'fields'"
+            raise _invalid(reason)
+        return value
+
+
+def _rules(specs: dict[str, RuleSpec]) -> tuple[Rule, ...]:
+    return tuple(_rule(target, spec) for target, spec in specs.items())
+
+
+def _rule(target: str, spec: RuleSpec) -> Rule:
+    if spec.source_list is not None:
+        return ListRule(target=target, path=spec.source_list, item=_rules(spec.item or {}), required=spec.required)
+    if spec.path is None:
+        return ValueRule(target=target, path=None, const=spec.const)
+    return ValueRule(
+        target=target,
+        path=spec.path,
+        required=spec.required,
+        default=spec.default,
+        has_default="default" in spec.model_fields_set,
+        table=spec.table,
+        time=spec.time,
+        scale=spec.scale,
+        round_digits=spec.round_digits,
+        type=spec.value_type,
+    )
+
+
+def _describe(item: Any, origin: str) -> str:
+    loc = item["loc"]
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    hint = ""
+    if item["type"] == "extra_forbidden":
+        hint = did_you_mean(loc[-1], _TOP_KEYS if len(loc) == 1 else _ALL_RULE_KEYS)
+    return f"{origin}: {key}: {item['msg']}{hint}" if key else f"{origin}: {item['msg']}"

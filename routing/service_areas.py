@@ -19,21 +19,30 @@ Example:
 
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from routing.records import SERVICES, Service
-from routing.regions import PROVINCES, is_known_region
+from routing.regions import PROVINCES, SHANDONG, is_known_region
+from routing.spelling import did_you_mean, nearest_code
 from routing.yaml_files import read_yaml
 
 _PREFIX: Final = re.compile(r"[0-9]{2,6}")
 _UTILITY_ID: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
-_AREA_KEYS: Final = frozenset({"utility", "region_prefix", "services"})
 _PREFECTURE_LENGTH: Final = 4
 _COUNTY_LENGTH: Final = 6
+# The codes of each level, by prefix length: a mistyped prefix is compared with its own level only.
+_LEVELS: Final = {
+    2: frozenset(code[:2] for code in PROVINCES),
+    4: frozenset(code[:4] for code in SHANDONG if code.endswith("00") and not code.endswith("0000")),
+    6: frozenset(code for code in SHANDONG if not code.endswith("00")),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +149,8 @@ def load_service_areas(path: Path) -> ServiceAreaTable:
     return parse_service_areas(doc, origin=str(path))
 
 
-def parse_service_areas(doc: Mapping[str, Any], *, origin: str = "<memory>") -> ServiceAreaTable:
-    """Validate a parsed service-area document and build the table.
+def parse_service_areas(doc: Mapping[str, Any] | Any, *, origin: str = "<memory>") -> ServiceAreaTable:
+    """Validate a parsed service-area document (:class:`ServiceAreasFile`) and build the table.
 
     Args:
         doc: The document, as ``yaml.safe_load`` returns it.
@@ -151,60 +160,53 @@ def parse_service_areas(doc: Mapping[str, Any], *, origin: str = "<memory>") -> 
         The table.
 
     Raises:
-        ValueError: Naming ``origin`` and the key path, e.g. ``service-areas.yaml: areas[3].region_prefix:
-            '37A6' is not 2-6 digits``.
+        ValueError: One line per fault, naming ``origin`` and the key path, e.g. ``service-areas.yaml:
+            areas[3].region_prefix: '37A6' is not 2-6 digits``.
     """
     try:
-        if not isinstance(doc, Mapping):
-            _fail("", f"expected a mapping with 'version' and 'areas', got {type(doc).__name__}")
-        areas = doc.get("areas")
-        if not isinstance(areas, list) or not areas:
-            _fail("areas", "must be a non-empty list of service areas")
+        model = ServiceAreasFile.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"{origin}: {_key(item['loc'])}: {item['msg']}{_hint(item)}" for item in exc.errors(include_url=False)]
+        raise ValueError("\n".join(lines)) from exc
+    try:
         return ServiceAreaTable(
-            version=_version(doc.get("version")),
-            areas=tuple(_area(f"areas[{i}]", row) for i, row in enumerate(areas)),
+            version=model.version,
+            areas=tuple(ServiceArea(row.utility, row.region_prefix, row.services) for row in model.areas),
         )
     except ValueError as exc:
         msg = f"{origin}: {exc}"
         raise ValueError(msg) from exc
 
 
-def _version(value: object) -> str:
+def _invalid(kind: str, reason: str) -> PydanticCustomError:
+    # The reason goes in as context so that braces in a quoted value are not read as a template.
+    return PydanticCustomError(kind, "{reason}", {"reason": reason})
+
+
+def _version(value: object) -> object:
     # An unquoted date is what a human most likely wrote; reading it back as ISO text loses nothing.
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if not isinstance(value, str) or not value.strip():
-        _fail("version", f"must be a non-empty string, got {value!r}")
-    return value.strip()
+    return value.isoformat() if isinstance(value, datetime.date) else value
 
 
-def _area(path: str, row: object) -> ServiceArea:
-    if not isinstance(row, Mapping):
-        _fail(path, f"must be a mapping with {sorted(_AREA_KEYS)}, got {type(row).__name__}")
-    unknown = sorted(str(key) for key in row.keys() - _AREA_KEYS)
-    if unknown:
-        _fail(path, f"unknown keys {unknown}; expected {sorted(_AREA_KEYS)}")
-    return ServiceArea(
-        utility=_utility(f"{path}.utility", row.get("utility")),
-        region_prefix=_region_prefix(f"{path}.region_prefix", row.get("region_prefix")),
-        services=_services(f"{path}.services", row.get("services")),
-    )
-
-
-def _utility(path: str, value: object) -> str:
-    if not isinstance(value, str) or _UTILITY_ID.fullmatch(value) is None:
-        _fail(path, f"{value!r} is not a utility id (lowercase letters, digits and dashes, e.g. yantai-water)")
+def _utility(value: str) -> str:
+    if _UTILITY_ID.fullmatch(value) is None:
+        reason = f"{value!r} is not a utility id (lowercase letters, digits and dashes, e.g. yantai-water)"
+        raise _invalid("utility_id", reason)
     return value
 
 
-def _region_prefix(path: str, value: object) -> str:
+def _prefix_text(value: object) -> object:
     # An unquoted prefix arrives as an int; no region code starts with 0, so nothing is lost.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or _PREFIX.fullmatch(value) is None:
-        _fail(path, f"{value!r} is not 2-6 digits")
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _region_prefix(value: str) -> str:
+    if _PREFIX.fullmatch(value) is None:
+        raise _invalid("region_prefix", f"{value!r} is not 2-6 digits")
     if not _is_known_prefix(value):
-        _fail(path, f"{value!r} is not the prefix of a known region")
+        what = "unknown region code" if len(value) == _COUNTY_LENGTH else "unknown region prefix"
+        match = nearest_code(value, _LEVELS.get(len(value), ()))
+        raise _invalid("region_prefix", f"{what} {value!r}" + (f"; did you mean {match!r}?" if match else ""))
     return value
 
 
@@ -216,20 +218,61 @@ def _is_known_prefix(prefix: str) -> bool:
     return f"{prefix[:2]}0000" in PROVINCES
 
 
-def _services(path: str, value: object) -> tuple[Service, ...]:
-    if not isinstance(value, list) or not value:
-        _fail(path, f"must be a non-empty list drawn from {list(SERVICES)}, got {value!r}")
-    services: list[Service] = []
-    for i, item in enumerate(value):
-        service = next((s for s in SERVICES if s == item), None)
-        if service is None:
-            _fail(f"{path}[{i}]", f"{item!r} is not one of {list(SERVICES)}")
-        if service in services:
-            _fail(f"{path}[{i}]", f"{service} is listed twice")
-        services.append(service)
-    return tuple(services)
+def _service(value: object) -> object:
+    if value not in SERVICES:
+        hint = did_you_mean(value, SERVICES) or f"; expected one of {list(SERVICES)}"
+        raise _invalid("service", f"unknown service {value!r}{hint}")
+    return value
 
 
-def _fail(path: str, reason: str) -> NoReturn:
-    msg = f"{path}: {reason}" if path else reason
-    raise ValueError(msg)
+def _distinct(services: tuple[Service, ...]) -> tuple[Service, ...]:
+    # Checked after the items, so that an unknown service is not also reported as an empty list.
+    if not services:
+        raise _invalid("services_empty", f"must list at least one of {list(SERVICES)}")
+    repeated = sorted({service for service in services if services.count(service) > 1})
+    if repeated:
+        raise _invalid("service_repeated", f"{', '.join(repeated)} listed twice")
+    return services
+
+
+def _hint(item: Any) -> str:
+    if item["type"] != "extra_forbidden":
+        return ""
+    model = ServiceAreasFile if len(item["loc"]) == 1 else AreaRow
+    return did_you_mean(item["loc"][-1], model.model_fields)
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise _invalid("version_empty", "must not be empty")
+    return value.strip()
+
+
+def _some_areas(areas: tuple["AreaRow", ...]) -> tuple["AreaRow", ...]:
+    # Checked after the rows, so that a bad row is not also reported as an empty list.
+    if not areas:
+        raise _invalid("areas_empty", "must list at least one service area")
+    return areas
+
+
+def _key(loc: Sequence[int | str]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "<top>"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AreaRow(_Strict):
+    """One row: ``utility`` serves ``services`` wherever the region code starts with ``region_prefix``."""
+
+    utility: Annotated[str, AfterValidator(_utility)]
+    region_prefix: Annotated[str, BeforeValidator(_prefix_text), AfterValidator(_region_prefix)]
+    services: Annotated[tuple[Annotated[Service, BeforeValidator(_service)], ...], AfterValidator(_distinct)]
+
+
+class ServiceAreasFile(_Strict):
+    """``service-areas.yaml``: a version string (bump it on every change) and at least one row."""
+
+    version: Annotated[str, BeforeValidator(_version), AfterValidator(_non_empty)]
+    areas: Annotated[tuple[AreaRow, ...], AfterValidator(_some_areas)]

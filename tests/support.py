@@ -16,6 +16,7 @@ from simulators.utility import UtilitySimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_AREAS = ROOT / "deploy" / "config" / "service-areas.yaml"
+YANTAI_WATER_AREAS = ROOT / "tests" / "data" / "service-areas-yantai-water.yaml"  # yantai-water alone
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 

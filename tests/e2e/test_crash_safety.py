@@ -12,7 +12,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import Settings
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import SERVICE_AREAS, make_task, running_utility, settings_for, utility_config, wait_until
+from tests.support import YANTAI_WATER_AREAS, make_task, running_utility, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def write_config(tmp_path: Path, bootstrap: str, prefix: str, url: str) -> tuple
             "max_poll_records": 20,
         },
         "observability": {"log_format": "json", "metrics_port": 0},
-        "routing": {"service_areas": str(SERVICE_AREAS)},
+        "routing": {"service_areas": str(YANTAI_WATER_AREAS)},
         "utilities": [utility_config(UTILITY, url)],
     }
     path = tmp_path / "ubridge.yaml"

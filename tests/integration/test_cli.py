@@ -13,7 +13,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import KafkaSettings
 from routing.errors import DataError
 from schemas import Codec
-from tests.support import NOW, SERVICE_AREAS, make_task, read_topic
+from tests.support import NOW, YANTAI_WATER_AREAS, make_task, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,12 @@ def test_config_check_lists_stages(tmp_path: Path, capsys: pytest.CaptureFixture
     """A valid file is reported valid with the stages it would run."""
     path = tmp_path / "ubridge.yaml"
     utility = {"id": "yantai-water", "endpoint": "http://w/v1/tasks", "auth": {"type": "bearer", "token": "x"}}
-    path.write_text(yaml.safe_dump({"routing": {"service_areas": str(SERVICE_AREAS)}, "utilities": [utility]}))
+    document = {
+        "observability": {"metrics_port": 0},
+        "routing": {"service_areas": str(YANTAI_WATER_AREAS)},
+        "utilities": [utility],
+    }
+    path.write_text(yaml.safe_dump(document))
     assert main(["config", "check", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == [
         "  stage normaliser-gonggai",
@@ -86,6 +91,13 @@ def test_run_with_an_unknown_stage_lists_the_configured_ones(
 ) -> None:
     """Asking for a stage the configuration does not define is refused with the list of stages."""
     path = tmp_path / "ubridge.yaml"
-    path.write_text(yaml.safe_dump({"routing": {"service_areas": str(SERVICE_AREAS)}}), encoding="utf-8")
+    utility = {"id": "yantai-water", "endpoint": "http://w/v1/tasks", "auth": {"type": "bearer", "token": "x"}}
+    document = {
+        "observability": {"metrics_port": 0},
+        "routing": {"service_areas": str(YANTAI_WATER_AREAS)},
+        "utilities": [utility],
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
     assert main(["run", "--config", str(path), "--stage", "sink-nowhere"]) == 2
-    assert "unknown stage(s) sink-nowhere; configured: normaliser-gonggai, router" in capsys.readouterr().err
+    expected = "unknown stage(s) sink-nowhere; configured: normaliser-gonggai, router, sink-yantai-water"
+    assert expected in capsys.readouterr().err

@@ -23,7 +23,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.settings import KafkaSettings
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import SERVICE_AREAS, make_task, running_utility, utility_config, wait_until
+from tests.support import YANTAI_WATER_AREAS, make_task, running_utility, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_a_restarted_broker_is_waited_out_by_the_same_process(
     document = {
         "kafka": {"bootstrap": broker.bootstrap, "topic_prefix": PREFIX, "session_timeout_ms": 6000},
         "observability": {"log_format": "json", "metrics_port": metrics_port},
-        "routing": {"service_areas": str(SERVICE_AREAS)},
+        "routing": {"service_areas": str(YANTAI_WATER_AREAS)},
         "utilities": [utility_config(UTILITY, url)],
     }
     config = tmp_path / "ubridge.yaml"

@@ -277,7 +277,8 @@ def test_dataclass_refuses_override_days_outside_override_years() -> None:
     ("doc", "message"),
     [
         (["08:30-12:00"], "expected a mapping"),
-        ({"office_hours": OFFICE_HOURS, "timezone": "UTC"}, "unknown keys ['timezone']"),
+        ({"office_hours": OFFICE_HOURS, "timezone": "UTC"}, "timezone: Extra inputs are not permitted"),
+        ({"office_hours": OFFICE_HOURS, "overides": {}}, "overides: Extra inputs are not permitted; did you mean"),
         ({"office_hours": []}, "office_hours: must be a non-empty list"),
         ({"office_hours": [810]}, "office_hours[0]: 810 is not a quoted 'HH:MM-HH:MM' period"),
         ({"office_hours": ["8:30-12:00"]}, "office_hours[0]: '8:30-12:00' is not a quoted"),
@@ -285,8 +286,8 @@ def test_dataclass_refuses_override_days_outside_override_years() -> None:
         ({"office_hours": ["12:00-08:30"]}, "office_hours: 12:00-08:30 ends before it starts"),
         ({"office_hours": ["08:30-12:00", "11:30-17:00"]}, "office_hours: periods must be sorted and disjoint"),
         ({"office_hours": OFFICE_HOURS, "overrides": [2027]}, "overrides: must map a year"),
-        ({"office_hours": OFFICE_HOURS, "overrides": {"27": {}}}, "overrides.27: the key must be a four-digit year"),
-        ({"office_hours": OFFICE_HOURS, "overrides": {2027: {"days": []}}}, "overrides.2027: must be a mapping"),
+        ({"office_hours": OFFICE_HOURS, "overrides": {"27": {}}}, "overrides.27.[key]: the key must be a four"),
+        ({"office_hours": OFFICE_HOURS, "overrides": {2027: {"days": []}}}, "overrides.2027.days: Extra inputs"),
         (
             {"office_hours": OFFICE_HOURS, "overrides": {2027: {"holidays": "2027-01-01"}}},
             "overrides.2027.holidays: must be a list of dates",
@@ -316,6 +317,17 @@ def test_invalid_documents_name_origin_and_key(doc: Any, message: str) -> None:
     """Every malformed calendar is a ValueError naming the file and the key."""
     with pytest.raises(ValueError, match=re.escape(f"calendar.yaml: {message}")):
         parse_calendar(doc, origin="calendar.yaml")
+
+
+def test_every_fault_of_the_structure_is_reported_at_once() -> None:
+    """Two bad keys in two places give two lines, each naming the file and its key."""
+    doc = {"office_hours": ["08:30-12:00", "13:30-1730"], "overrides": {2027: {"holidays": ["2027-02-30"]}}}
+    with pytest.raises(ValueError) as caught:
+        parse_calendar(doc, origin="calendar.yaml")
+    assert str(caught.value).splitlines() == [
+        "calendar.yaml: office_hours[1]: '13:30-1730' is not a quoted 'HH:MM-HH:MM' period",
+        "calendar.yaml: overrides.2027.holidays[0]: '2027-02-30' is not a date (YYYY-MM-DD)",
+    ]
 
 
 def test_load_refuses_invalid_yaml(tmp_path: Path) -> None:

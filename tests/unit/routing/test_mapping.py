@@ -317,12 +317,12 @@ def test_non_object_event_is_a_data_error(yantai: VendorMapping) -> None:
         ([], "bad.yaml: a mapping file must be a YAML mapping"),
         ({"vendor": "Yantai", "fields": {"a": "b"}}, "bad.yaml: vendor: must be a lowercase name"),
         ({"vendor": "x", "fields": {}}, "bad.yaml: fields: must be a non-empty mapping"),
-        ({"vendor": "x", "fields": {"a": "b"}, "extra": 1}, "bad.yaml: extra: unknown key"),
+        ({"vendor": "x", "fields": {"a": "b"}, "extra": 1}, "bad.yaml: extra: Extra inputs are not permitted"),
         ({"vendor": "x", "fields": {"a": 5}}, "bad.yaml: fields.a: must be a source path"),
         ({"vendor": "x", "fields": {"a": {"path": "p", "const": 1}}}, "bad.yaml: fields.a: needs exactly one of"),
         ({"vendor": "x", "fields": {"a": {"path": "p..q"}}}, "bad.yaml: fields.a.path: 'p..q' is not a path"),
         ({"vendor": "x", "fields": {"a": {"path": "p[x]"}}}, "bad.yaml: fields.a.path:"),
-        ({"vendor": "x", "fields": {"a": {"path": "p", "tabel": {}}}}, "bad.yaml: fields.a.tabel: unknown key"),
+        ({"vendor": "x", "fields": {"a": {"path": "p", "tabel": {}}}}, "bad.yaml: fields.a.tabel: Extra inputs"),
         ({"vendor": "x", "fields": {"a": {"path": "p", "table": []}}}, "bad.yaml: fields.a.table: must be"),
         ({"vendor": "x", "fields": {"a": {"path": "p", "time": "HHmm"}}}, "bad.yaml: fields.a.time: pattern"),
         ({"vendor": "x", "fields": {"a": {"path": "p", "time": "%Y %Q"}}}, "bad.yaml: fields.a.time:"),
@@ -340,6 +340,19 @@ def test_invalid_mappings_name_the_file_and_key(document: Any, message: str) -> 
     with pytest.raises(ValueError, match=r"^bad\.yaml: ") as caught:
         parse_mapping(document, origin="bad.yaml")
     assert message in str(caught.value)
+
+
+def test_every_fault_of_a_mapping_is_reported_at_once() -> None:
+    """Three faults in three rules give three lines, each naming the file and the key, with a suggestion."""
+    fields = {"a": {"path": "p", "tabel": {}}, "b": {"path": "q", "scale": 0}, "c": {"path": "r", "item": {}}}
+    with pytest.raises(ValueError) as caught:
+        parse_mapping({"vendor": "x", "fields": fields}, origin="bad.yaml")
+    assert str(caught.value).splitlines() == [
+        "bad.yaml: fields.a.tabel: Extra inputs are not permitted; did you mean 'table'?",
+        "bad.yaml: fields.b.scale: must be a non-zero number",
+        "bad.yaml: fields.c: 'item' does not apply to a 'path' rule; it takes ['default', 'path', 'required', "
+        "'round', 'scale', 'table', 'time', 'type']",
+    ]
 
 
 def test_load_mapping_names_the_file(tmp_path: Path) -> None:

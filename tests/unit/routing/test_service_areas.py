@@ -114,19 +114,19 @@ def test_unquoted_prefix_and_version_are_read_losslessly() -> None:
         ),
         (
             {"utility": "x-gas", "region_prefix": True, "services": ["GAS"]},
-            "service-areas.yaml: areas[3].region_prefix: True is not 2-6 digits",
+            "service-areas.yaml: areas[3].region_prefix: Input should be a valid string",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3760", "services": ["GAS"]},
-            "service-areas.yaml: areas[3].region_prefix: '3760' is not the prefix of a known region",
+            "service-areas.yaml: areas[3].region_prefix: unknown region prefix '3760'; did you mean '3706'?",
         ),
         (
             {"utility": "x-gas", "region_prefix": "370699", "services": ["GAS"]},
-            "service-areas.yaml: areas[3].region_prefix: '370699' is not the prefix of a known region",
+            "service-areas.yaml: areas[3].region_prefix: unknown region code '370699'",
         ),
         (
             {"utility": "x-gas", "region_prefix": "99", "services": ["GAS"]},
-            "service-areas.yaml: areas[3].region_prefix: '99' is not the prefix of a known region",
+            "service-areas.yaml: areas[3].region_prefix: unknown region prefix '99'",
         ),
         (
             {"utility": "Yantai Gas", "region_prefix": "3715", "services": ["GAS"]},
@@ -135,30 +135,29 @@ def test_unquoted_prefix_and_version_are_read_losslessly() -> None:
         ),
         (
             {"region_prefix": "3715", "services": ["GAS"]},
-            "service-areas.yaml: areas[3].utility: None is not a utility id "
-            "(lowercase letters, digits and dashes, e.g. yantai-water)",
+            "service-areas.yaml: areas[3].utility: Field required",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": ["POWER"]},
-            "service-areas.yaml: areas[3].services[0]: 'POWER' is not one of ['WATER', 'GAS', 'HEAT']",
+            "service-areas.yaml: areas[3].services[0]: unknown service 'POWER'; "
+            "expected one of ['WATER', 'GAS', 'HEAT']",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": ["GAS", "GAS"]},
-            "service-areas.yaml: areas[3].services[1]: GAS is listed twice",
+            "service-areas.yaml: areas[3].services: GAS listed twice",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": []},
-            "service-areas.yaml: areas[3].services: must be a non-empty list drawn from "
-            "['WATER', 'GAS', 'HEAT'], got []",
+            "service-areas.yaml: areas[3].services: must list at least one of ['WATER', 'GAS', 'HEAT']",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": "GAS"},
-            "service-areas.yaml: areas[3].services: must be a non-empty list drawn from "
-            "['WATER', 'GAS', 'HEAT'], got 'GAS'",
+            "service-areas.yaml: areas[3].services: Input should be a valid tuple",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "servics": ["GAS"]},
-            "service-areas.yaml: areas[3]: unknown keys ['servics']; expected ['region_prefix', 'services', 'utility']",
+            "service-areas.yaml: areas[3].services: Field required\n"
+            "service-areas.yaml: areas[3].servics: Extra inputs are not permitted; did you mean 'services'?",
         ),
         (
             {"utility": "other-gas", "region_prefix": "3706", "services": ["GAS"]},
@@ -176,20 +175,20 @@ def test_config_errors_name_the_file_and_key(area: dict[str, Any], message: str)
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ([], "<memory>: expected a mapping with 'version' and 'areas', got list"),
-        ({"version": "1"}, "<memory>: areas: must be a non-empty list of service areas"),
-        ({"version": "1", "areas": []}, "<memory>: areas: must be a non-empty list of service areas"),
+        ([], "<memory>: <top>: Input should be a valid dictionary or instance of ServiceAreasFile"),
+        ({"version": "1"}, "<memory>: areas: Field required"),
+        ({"version": "1", "areas": []}, "<memory>: areas: must list at least one service area"),
         (
             {"version": "1", "areas": ["x"]},
-            "<memory>: areas[0]: must be a mapping with ['region_prefix', 'services', 'utility'], got str",
+            "<memory>: areas[0]: Input should be a valid dictionary or instance of AreaRow",
         ),
         (
             {"version": "", "areas": doc_with(utility="a", region_prefix="37", services=["GAS"])["areas"]},
-            "<memory>: version: must be a non-empty string, got ''",
+            "<memory>: version: must not be empty",
         ),
         (
             {"areas": doc_with(utility="a", region_prefix="37", services=["GAS"])["areas"]},
-            "<memory>: version: must be a non-empty string, got None",
+            "<memory>: version: Field required",
         ),
     ],
 )
