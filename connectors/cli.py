@@ -28,6 +28,7 @@ from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
 from connectors.registry import stage_specs
 from connectors.runtime.kafka import make_consumer
+from connectors.runtime.kafka_access import KafkaAccessError, check_access
 from connectors.runtime.logs import configure_logging
 from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
 from connectors.tail import dumps, follow, render
@@ -105,8 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     obs = settings.observability
     configure_logging(json=obs.log_format == "json", level=obs.log_level)
     try:
+        check_access(settings.kafka)
         app = App(settings, only=args.stages)
-    except UnknownStageError as exc:
+    except (KafkaAccessError, UnknownStageError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
 

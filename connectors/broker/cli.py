@@ -11,6 +11,7 @@ found no broker.
 """
 
 import argparse
+import secrets
 import sys
 from pathlib import Path
 from typing import Final
@@ -45,6 +46,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     start.add_argument(
         "--port", type=int, default=None, help="client port (default: 9092, or a free one if 9092 is taken)"
     )
+    start.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="clients connect with SASL_SSL as user 'ubridge' (password in <home>/tls/password), TLS from a "
+        "throwaway CA (<home>/tls/ca.pem); only when the home is new",
+    )
     start.set_defaults(func=_start)
     commands.add_parser("stop", parents=[common], help="stop the broker").set_defaults(func=_stop)
     status = commands.add_parser("status", parents=[common], help="say whether the broker runs (exit 3 if not)")
@@ -55,8 +62,16 @@ def _start(args: argparse.Namespace) -> int:
     running = broker_status(args.home)
     if running is not None:
         return _report("already running", running)
+    users = None
+    if args.sasl_ssl:
+        password_file = args.home.expanduser() / "tls" / "password"
+        if not password_file.is_file():
+            password_file.parent.mkdir(parents=True, exist_ok=True)
+            password_file.touch(mode=0o600)
+            password_file.write_text(secrets.token_urlsafe(18), encoding="utf-8")
+        users = {"ubridge": password_file.read_text(encoding="utf-8").strip()}
     try:
-        info = start_broker(args.home, port=args.port, progress=_progress)
+        info = start_broker(args.home, port=args.port, progress=_progress, sasl_users=users)
     except PrerequisiteError as exc:
         return _fail(exc, EXIT_MISSING_TOOL)
     except BrokerError as exc:
@@ -81,6 +96,11 @@ def _status(args: argparse.Namespace) -> int:
 def _report(state: str, info: BrokerInfo) -> int:
     print(f"{state}: Kafka broker pid {info.pid} in {info.home}")
     print(f"bootstrap={info.bootstrap}")
+    if info.ca_file is not None:
+        print("security: SASL_SSL; in ubridge.yaml:")
+        print(f'  kafka: {{bootstrap: "{info.bootstrap}", security: {{protocol: SASL_SSL, ca_file: "{info.ca_file}",')
+        print('         sasl: {mechanism: SCRAM-SHA-512, username: ubridge, password: "${KAFKA_PASSWORD}"}}}')
+        print(f"  KAFKA_PASSWORD=$(cat {info.ca_file.parent / 'password'})")
     return 0
 
 

@@ -3,14 +3,16 @@
 kafka-python reports both as a bootstrap timeout, the same as a broker that is down, and ubridge waits a
 down broker out. :func:`check_access` tells them apart before the stages start: it completes a TLS handshake
 with the configured CA (and client certificate) with each reachable bootstrap broker, then opens an admin
-connection and watches the client's own log for the SASL failure. A broker that cannot be reached at all is
-not an error here: the stages wait for it, as before.
+connection as the configured SASL user; a broker that accepts connections but no login is refusing the user.
+A broker that cannot be reached at all is not an error here: the stages wait for it, as before.
 """
 
 import logging
 import re
 import socket
 import ssl
+import threading
+import time
 from typing import Final
 
 from kafka.errors import KafkaError, SaslAuthenticationFailedError
@@ -20,6 +22,7 @@ from connectors.settings import KafkaSettings
 from routing.errors import UbridgeError
 
 _CONNECT_S: Final = 5.0
+_SASL_S: Final = 15.0
 _ERROR_PREFIX: Final = re.compile(r"^(\[Error \d+\] )?(\w+(Error|Exception): )*")
 _CLIENT_LOGGER: Final = "kafka"  # its connection manager logs "Bootstrap connection … failed: <exception>"
 
@@ -76,21 +79,52 @@ def _check_tls(kafka: KafkaSettings, address: str) -> None:
 def _check_sasl(kafka: KafkaSettings) -> None:
     sasl = kafka.security.sasl
     assert sasl is not None  # noqa: S101 - checked by the caller
+    if not any(_reachable(address.strip()) for address in kafka.bootstrap.split(",")):
+        return  # an outage: the stages wait for the brokers
     failures = _Failures()
     client_log = logging.getLogger(_CLIENT_LOGGER)
     client_log.addHandler(failures)
+    # The client retries a refused login as it retries a dropped connection, until its bootstrap timeout: watch
+    # its log from here and stop at the first refusal rather than wait that out.
+    connected: list[bool] = []
+    connecting = threading.Thread(target=_connect, args=(kafka, connected), name="kafka-access-check", daemon=True)
     try:
-        admin = make_admin(
-            kafka, request_timeout_ms=int(_CONNECT_S * 1000), bootstrap_timeout_ms=int(_CONNECT_S * 1000)
-        )
-        admin.close()
-    except KafkaError:
-        if failures.sasl is None:
-            return  # no broker answered: an outage, waited out by the stages
-        message = f"kafka: {kafka.bootstrap} refused user {sasl.username!r} with {sasl.mechanism}: {failures.sasl}"
-        raise KafkaAccessError(message) from None
+        connecting.start()
+        deadline = time.monotonic() + _SASL_S
+        while connecting.is_alive() and failures.sasl is None and time.monotonic() < deadline:
+            connecting.join(0.05)
     finally:
         client_log.removeHandler(failures)
+    who = f"user {sasl.username!r} with {sasl.mechanism}"
+    if failures.sasl is not None:
+        message = f"kafka: {kafka.bootstrap} refused {who}: {failures.sasl}"
+        raise KafkaAccessError(message)
+    if not connected:
+        # The broker often closes the connection before its refusal reaches the client: all it sees is a
+        # broker that accepts connections and drops every login.
+        message = (
+            f"kafka: {kafka.bootstrap} accepts connections but no login as {who} succeeded within {_SASL_S:.0f} s "
+            "(wrong password, or a mechanism its listener does not enable?)"
+        )
+        raise KafkaAccessError(message)
+
+
+def _reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=_CONNECT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _connect(kafka: KafkaSettings, connected: list[bool]) -> None:
+    timeout_ms = int(_SASL_S * 1000)
+    try:
+        make_admin(kafka, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms).close()
+    except KafkaError:
+        return  # refused: seen in the client's log, or by the absence of a connection
+    connected.append(True)
 
 
 class _Failures(logging.Handler):

@@ -136,3 +136,30 @@ def test_negative_workers_are_refused() -> None:
 def test_parallel_stage_names_are_the_stages_own() -> None:
     """The configuration's stage names match the processors', so a rename cannot silently disable workers."""
     assert set(get_args(ParallelStage)) == {GonggaiNormaliser.stage, SpglNormaliser.stage}
+
+
+@pytest.mark.parametrize(
+    ("security", "message"),
+    [
+        ({"protocol": "SASL_SSL"}, r"kafka\.security: .*sasl \(mechanism, username, password\) is required"),
+        ({"sasl": {"username": "u", "password": "p"}}, r"kafka\.security: .*protocol PLAINTEXT does not use it"),
+        ({"protocol": "SASL_PLAINTEXT", "ca_file": "ca.pem", "sasl": {"username": "u", "password": "p"}}, "need TLS"),
+        ({"protocol": "SSL", "cert_file": "client.pem"}, "cert_file and key_file go together"),
+        ({"protocol": "SASL_SSL", "sasl": {"mechanism": "GSSAPI", "username": "u", "password": "p"}}, "mechanism"),
+        ({"protocol": "TLS"}, r"kafka\.security\.protocol"),
+    ],
+)
+def test_inconsistent_kafka_security_is_refused_by_name(security: dict[str, object], message: str) -> None:
+    """A security section that could never connect is refused at start-up, naming kafka.security."""
+    with pytest.raises(ConfigError, match=message):
+        parse_settings({**MINIMAL, "kafka": {"security": security}})
+
+
+def test_kafka_password_comes_from_the_environment_and_stays_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``${KAFKA_PASSWORD}`` is read from the environment and never shown when the settings are printed."""
+    monkeypatch.setenv("KAFKA_PASSWORD", "pa55-word")
+    sasl = {"mechanism": "SCRAM-SHA-256", "username": "ubridge", "password": "${KAFKA_PASSWORD}"}
+    settings = parse_settings({**MINIMAL, "kafka": {"security": {"protocol": "SASL_SSL", "sasl": sasl}}})
+    assert settings.kafka.security.sasl is not None
+    assert settings.kafka.security.sasl.password.get_secret_value() == "pa55-word"
+    assert "pa55-word" not in repr(settings)
