@@ -2,7 +2,7 @@
 
 Each accepted report becomes one Avro ``TaskStatus`` (reporter ``callback``) on the task-status topic, keyed by
 task id, and is durable in Kafka before the utility gets its 202 (see :mod:`connectors.runtime.http_intake`).
-``GET /openapi.json`` serves the OpenAPI 3.1 description of the endpoint (``openapi.json`` next to this file).
+``GET /openapi.json`` serves the OpenAPI description, generated from :mod:`connectors.status.models`.
 
 Answers: 202 accepted · 400 body not a JSON object or bad task id · 401 missing or unknown token · 403 the
 body names another utility · 404 unknown path · 405 wrong method (with ``Allow``) · 408 the request did not
@@ -13,50 +13,47 @@ unknown or invalid, or the JSON holds a lone surrogate, an integer beyond 64 bit
 
 import codecs
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.message import Message
-from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import structlog
 
-from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, reject
+from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, IntakeRoute, reject
 from connectors.runtime.interface import Output
 from connectors.runtime.strict_json import JsonRefused, loads
 from connectors.status.mapping import check_task_id, claimed_utility, parse_status
+from connectors.status.models import StatusAccepted, StatusReport
 from routing.errors import DataError
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
 
 STAGE = "status-callbacks"
-OPENAPI_PATH = "/openapi.json"
-OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+ROUTE = IntakeRoute(
+    path="/v1/tasks/{task_id}/status",
+    summary="Report a task's progress (a utility's status callback)",
+    body=StatusReport,
+    accepted=StatusAccepted,
+    refusals={
+        400: "The body is not a JSON object, or the task id is malformed.",
+        401: "Missing or unknown bearer token.",
+        403: "The body names another utility.",
+        413: "Body larger than max_body_bytes.",
+        415: "Not application/json, or an unknown charset.",
+        422: "A field is missing, unknown or invalid (field names it).",
+        503: "Kafka unavailable; retry after Retry-After.",
+    },
+)
 _STATUS_PATH = re.compile(r"/v1/tasks/([^/]+)/status")
 _JSON_TYPES = frozenset({"application/json"})
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@cache
-def load_openapi(path: Path = OPENAPI_FILE) -> dict[str, Any]:
-    """The OpenAPI document served at ``/openapi.json``, read once.
-
-    Raises:
-        OSError, ValueError: the file is missing or not a JSON object (a packaging error: fail at start).
-    """
-    document = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3.1"):
-        message = f"{path} is not an OpenAPI 3.1 document"
-        raise ValueError(message)
-    return document
 
 
 class StatusCallbackHandler:
@@ -85,6 +82,7 @@ class StatusCallbackHandler:
     """
 
     stage = STAGE
+    routes = (ROUTE,)
 
     def __init__(
         self,
@@ -102,12 +100,9 @@ class StatusCallbackHandler:
         self._topic = topic
         self._codec = codec or Codec.default()
         self._clock = clock
-        self._openapi = load_openapi()
 
     def handle(self, request: IntakeRequest) -> IntakeResponse:
         """Answer one request (never raises for bad input)."""
-        if request.path == OPENAPI_PATH:
-            return _only("GET", request) or IntakeResponse(200, self._openapi)
         match = _STATUS_PATH.fullmatch(request.path)
         if match is None:
             return reject(404, f"no such resource: {request.path[:200]}")

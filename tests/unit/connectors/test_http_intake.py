@@ -138,11 +138,12 @@ def test_head_gets_headers_without_a_body(running_webhook: tuple[HttpIntake, Pro
         b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
-        b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nshort",
+        b"POST /v1/project-events HTTP/1.1\r\n\r\n",
         b"GET " + b"/a" * 40_000 + b" HTTP/1.1\r\n\r\n",
     ],
     ids=["empty", "garbage", "http2", "bad-version", "http09", "bad-header", "negative-length", "two-lengths",
-         "short-body", "long-line"],
+         "short-body", "no-host", "long-line"],
 )  # fmt: skip
 def test_malformed_requests_get_4xx_in_json(running_webhook: tuple[HttpIntake, Producer], raw: bytes) -> None:
     """Malformed request lines, versions, headers and lengths get a 4xx JSON answer, never HTML or silence."""
@@ -153,11 +154,25 @@ def test_malformed_requests_get_4xx_in_json(running_webhook: tuple[HttpIntake, P
     assert producer.sent == []
 
 
-def test_chunked_body_gets_411(running_webhook: tuple[HttpIntake, Producer]) -> None:
-    """A chunked body is refused with 411 (send Content-Length) instead of being left unread."""
-    intake, _ = running_webhook
-    raw = b"POST /v1/project-events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-    assert answer_of(intake.port, raw).status == 411
+def test_chunked_body_is_read_and_bounded_while_it_streams() -> None:
+    """A chunked body is accepted (HTTP/1.1), and refused with 413 as soon as it streams past max_body_bytes."""
+    producer, stop = Producer(), threading.Event()
+    intake = callbacks(producer, stop)
+    report = b'{"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"}'
+    head = (
+        b"POST /v1/tasks/t-1/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer water-token\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+    with serving(intake.run, stop):
+        small = answer_of(intake.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(report), report))
+        began = time.monotonic()
+        big = answer_of(intake.port, head + chunk * 5, close_write=False, timeout_s=5)  # the end never comes
+        elapsed = time.monotonic() - began
+    assert small.status == 202
+    assert (big.status, big.json()["error"]) == (413, "body exceeds the limit of 65536")
+    assert elapsed < 1.0  # refused while streaming, not at the read deadline
+    assert len(producer.sent) == 1
 
 
 @pytest.mark.parametrize(
@@ -253,7 +268,9 @@ def test_unacknowledged_records_get_503_within_the_kafka_timeout() -> None:
 def test_stalled_body_gets_408_within_the_read_timeout(running_webhook: tuple[HttpIntake, Producer]) -> None:
     """Headers promising 100 bytes followed by silence get 408 and a closed connection after read_timeout_s."""
     intake, _ = running_webhook
-    raw = b"POST /v1/project-events HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    raw = (
+        b"POST /v1/project-events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
     began = time.monotonic()
     answer = answer_of(intake.port, raw, close_write=False, timeout_s=5)
     assert answer.status == 408
