@@ -25,7 +25,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -213,19 +213,7 @@ class HttpIntake:
 
     def router(self) -> APIRouter:
         """The intake's operations, each answered by :meth:`answer` in a worker thread."""
-        router = APIRouter(tags=[self.stage])
-        for route in self._handler.routes:
-            router.add_api_route(
-                route.path,
-                self._endpoint,
-                methods=[route.method],
-                summary=route.summary,
-                operation_id=f"{self.stage}-{route.method.lower()}",
-                status_code=route.status,
-                responses=_documented(route),
-                openapi_extra=_request_body(route),
-            )
-        return router
+        return intake_router(self.stage, self._handler.routes, self._endpoint)
 
     def run(self) -> None:
         """Serve until stopped, then drain the requests in flight and close the socket and the producer."""
@@ -318,6 +306,25 @@ class HttpIntake:
 
     def _count(self, status: int) -> None:
         self._metrics.intake_requests.labels(self.stage, str(status)).inc()
+
+
+def intake_router(
+    stage: str, routes: Sequence[IntakeRoute], endpoint: Callable[[Request], Awaitable[Response]]
+) -> APIRouter:
+    """A router serving ``routes`` with ``endpoint``, documented from their models."""
+    router = APIRouter(tags=[stage])
+    for route in routes:
+        router.add_api_route(
+            route.path,
+            endpoint,
+            methods=[route.method],
+            summary=route.summary,
+            operation_id=f"{stage}-{route.method.lower()}",
+            status_code=route.status,
+            responses=_documented(route),
+            openapi_extra=_request_body(route),
+        )
+    return router
 
 
 def _documented(route: IntakeRoute) -> dict[int | str, dict[str, Any]]:
