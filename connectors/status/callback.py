@@ -4,16 +4,21 @@ Each accepted report becomes one Avro ``TaskStatus`` (reporter ``callback``) on 
 task id, and is durable in Kafka before the utility gets its 202 (see :mod:`connectors.runtime.http_intake`).
 ``GET /openapi.json`` serves the OpenAPI description, generated from :mod:`connectors.status.models`.
 
-Answers: 202 accepted · 400 body not a JSON object or bad task id · 401 missing or unknown token · 403 the
-body names another utility · 404 unknown path · 405 wrong method (with ``Allow``) · 408 the request did not
-arrive in time (the intake) · 413 body too large (the intake) · 415 not JSON · 422 a field is missing,
-unknown or invalid, or the JSON holds a lone surrogate, an integer beyond 64 bits or a number beyond a double
-(``{"error", "field"}``) · 503 Kafka unavailable, retry.
+Answers: 202 accepted (and durable: the ledger applies it) · 400 body not a JSON object or bad task id · 401
+missing or unknown token · 403 the body names another utility, or the task was delivered to another utility
+· 404 no such task was delivered (after waiting for the view to catch up: :mod:`.task_view`), or unknown path
+· 405 wrong method (with ``Allow``) · 408 the request did not arrive in time (the server) · 409 the ledger
+would refuse the report (dated before the task was created, after it was CLOSED or REJECTED, …: the reason
+says which) · 413 body too large · 415 not JSON · 422 a field is missing, unknown or invalid, or the JSON
+holds a lone surrogate, an integer beyond 64 bits or a number beyond a double (``{"error", "field"}``) · 503
+Kafka unavailable, retry.
 """
 
 import codecs
 import hashlib
+import itertools
 import re
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.message import Message
@@ -27,7 +32,9 @@ from connectors.runtime.interface import Output
 from connectors.runtime.strict_json import JsonRefused, loads
 from connectors.status.mapping import check_task_id, claimed_utility, parse_status
 from connectors.status.models import StatusAccepted, StatusReport
+from connectors.status.task_view import TaskView
 from routing.errors import DataError
+from routing.records import TaskStatus
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -41,7 +48,9 @@ ROUTE = IntakeRoute(
     refusals={
         400: "The body is not a JSON object, or the task id is malformed.",
         401: "Missing or unknown bearer token.",
-        403: "The body names another utility.",
+        403: "The body names another utility, or the task was delivered to another utility.",
+        404: "No such task was delivered to a utility (after the task view caught up with the topic).",
+        409: "The ledger would refuse the report: dated before the task was created, after it ended, ...",
         413: "Body larger than max_body_bytes.",
         415: "Not application/json, or an unknown charset.",
         422: "A field is missing, unknown or invalid (field names it).",
@@ -79,6 +88,7 @@ class StatusCallbackHandler:
         topic: The task-status topic.
         codec: Avro codec (the process-wide one by default).
         clock: Gives ``reported_at`` (UTC).
+        view: The delivered tasks; None accepts reports of any task (no 404, 403 or 409).
     """
 
     stage = STAGE
@@ -91,6 +101,7 @@ class StatusCallbackHandler:
         topic: str,
         codec: Codec | None = None,
         clock: Callable[[], datetime] = _now,
+        view: TaskView | None = None,
     ) -> None:
         if any(not token.strip() for token in tokens):
             message = "a status-callback token must not be empty"
@@ -100,6 +111,10 @@ class StatusCallbackHandler:
         self._topic = topic
         self._codec = codec or Codec.default()
         self._clock = clock
+        self._view = view
+        self._tickets: dict[int, int] = {}  # id of a request in flight → its pending report's ticket
+        self._next_ticket = itertools.count()
+        self._tickets_lock = threading.Lock()
 
     def handle(self, request: IntakeRequest) -> IntakeResponse:
         """Answer one request (never raises for bad input)."""
@@ -121,6 +136,9 @@ class StatusCallbackHandler:
             task_id = check_task_id(raw_task_id)
         except DataError as exc:
             return reject(400, str(exc), field=exc.field)
+        return self._status(request, utility, task_id, payload)
+
+    def _status(self, request: IntakeRequest, utility: str, task_id: str, payload: dict[str, Any]) -> IntakeResponse:
         try:
             claimed = claimed_utility(payload)
             if claimed is not None and claimed != utility:
@@ -132,6 +150,9 @@ class StatusCallbackHandler:
             )
         except DataError as exc:
             return reject(422, str(exc), field=exc.field)
+        refused = self._refused_by_view(request, status)
+        if refused is not None:
+            return refused
         value = self._codec.encode("TaskStatus", dict(status))
         headers = (("ubridge.source", STAGE.encode()), ("ubridge.utility", utility.encode()))
         log.info("status_accepted", stage=STAGE, utility=utility, task_id=task_id, status=status["stage"])
@@ -140,6 +161,40 @@ class StatusCallbackHandler:
             {"accepted": True, "task_id": task_id},
             outputs=(Output(self._topic, task_id.encode(), value, headers),),
         )
+
+    def _refused_by_view(self, request: IntakeRequest, status: TaskStatus) -> IntakeResponse | None:
+        """The 404, 403 or 409 answer when the delivered tasks say the report cannot be taken."""
+        if self._view is None:
+            return None
+        with self._tickets_lock:
+            ticket = self._tickets[id(request)] = next(self._next_ticket)
+        refusal = self._view.decide(status, ticket=ticket)
+        if refusal is None:
+            return None
+        self.settle(request)
+        log.info(
+            "status_refused",
+            stage=STAGE,
+            utility=status["utility_id"],
+            task_id=status["task_id"],
+            status=refusal.status,
+        )
+        answer = reject(refusal.status, refusal.reason, field=refusal.field)
+        if refusal.status == 503:  # noqa: PLR2004 - the view cannot become current: Kafka is unreachable
+            return IntakeResponse(503, answer.body, headers=(("Retry-After", "5"),))
+        return answer
+
+    def settle(self, request: IntakeRequest) -> None:
+        """The answer to ``request`` is sent: its report, if accepted, stays pending until read back."""
+        with self._tickets_lock:
+            self._tickets.pop(id(request), None)
+
+    def release(self, request: IntakeRequest) -> None:
+        """The report of ``request`` was not stored: it no longer counts for the task."""
+        with self._tickets_lock:
+            ticket = self._tickets.pop(id(request), None)
+        if ticket is not None and self._view is not None:
+            self._view.forget(ticket)
 
     def _authenticate(self, authorization: str) -> str | None:
         scheme, _, token = authorization.partition(" ")
