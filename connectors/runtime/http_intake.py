@@ -41,7 +41,7 @@ from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.interface import Output, StageState
 from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.web_app import Problem, build_app, read_body
+from connectors.runtime.web_app import InternalProblem, Problem, build_app, read_body
 from connectors.runtime.web_server import WebLimits, WebServer
 from connectors.settings import KafkaSettings
 from routing.privacy import mask_text
@@ -331,6 +331,7 @@ def _documented(route: IntakeRoute) -> dict[int | str, dict[str, Any]]:
     answers: dict[int | str, dict[str, Any]] = {route.status: {"model": route.accepted, "description": "Accepted."}}
     for status, when in sorted(route.refusals.items()):
         answers[status] = {"model": Problem, "description": when}
+    answers[500] = {"model": InternalProblem, "description": "A fault of ubridge; nothing was stored. Quote error_id."}
     return answers
 
 

@@ -18,9 +18,10 @@ from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import WEBHOOK_PATH, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake
+from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings
+from connectors.status.callback import ROUTE as CALLBACK_ROUTE
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
 from tests.unit.connectors.intake_support import (
@@ -332,3 +333,36 @@ def test_disconnects_and_garbage_leave_only_json_log_lines(
     assert captured.err == "" and captured.out == ""
     assert_json_lines(logs.getvalue())
     assert "request_rejected" in logs.getvalue()
+
+
+class _Broken:
+    """A handler with a bug: every request raises."""
+
+    stage = "broken"
+    routes = (CALLBACK_ROUTE,)
+
+    def handle(self, request: IntakeRequest) -> IntakeResponse:
+        message = "a bug with a phone 13912345678 in its message"
+        raise RuntimeError(message)
+
+
+def test_a_bug_is_a_json_500_with_an_error_id_and_one_log_event(
+    logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A handler that raises: 500 with an error id and no traceback to the client; the log has one JSON event."""
+    producer, stop = Producer(), threading.Event()
+    intake = HttpIntake(
+        _Broken(), host="127.0.0.1", port=0, producer=producer,  # type: ignore[arg-type]
+        metrics=Metrics(CollectorRegistry()), stop=stop, max_body_bytes=65536,
+    )  # fmt: skip
+    with serving(intake.run, stop):
+        answer = answer_of(intake.port, callback_post(b"{}"))
+    body = answer.json()
+    assert (answer.status, body["error"], len(body["error_id"])) == (500, "internal error", 32)
+    assert b"Traceback" not in answer.body and b"bug" not in answer.body
+    assert capsys.readouterr() == ("", "")
+    assert_json_lines(logs.getvalue())
+    [event] = [json.loads(line) for line in logs.getvalue().splitlines() if "request_crashed" in line]
+    assert event["error_id"] == body["error_id"]
+    assert "RuntimeError" in event["exception"] and "13912345678" not in event["exception"]
+    assert producer.sent == []
