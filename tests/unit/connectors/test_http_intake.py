@@ -24,6 +24,7 @@ from connectors.settings import KafkaSettings
 from connectors.status.callback import ROUTE as CALLBACK_ROUTE
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
+from tests.support import wait_until
 from tests.unit.connectors.intake_support import (
     Future,
     Producer,
@@ -366,3 +367,51 @@ def test_a_bug_is_a_json_500_with_an_error_id_and_one_log_event(
     assert event["error_id"] == body["error_id"]
     assert "RuntimeError" in event["exception"] and "13912345678" not in event["exception"]
     assert producer.sent == []
+
+
+def test_a_declared_body_over_the_limit_is_413_before_it_is_sent() -> None:
+    """Content-Length over max_body_bytes is answered 413 at once, without waiting for the body, and closed."""
+    producer, stop = Producer(), threading.Event()
+    intake = callbacks(producer, stop)
+    head = (
+        b"POST /v1/tasks/t-1/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer water-token\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    with serving(intake.run, stop):
+        began = time.monotonic()
+        raw = exchange(intake.port, head, close_write=False, timeout_s=5)  # the body never comes
+        elapsed = time.monotonic() - began
+    answer = parse_answer(raw)
+    assert answer is not None and answer.status == 413
+    assert (answer.json()["error"], answer.headers["connection"]) == (
+        "body of 10000000 bytes exceeds the limit of 65536",
+        "close",
+    )
+    assert elapsed < 1.0
+    assert producer.sent == []
+
+
+def test_stopping_lets_the_request_in_flight_finish() -> None:
+    """Stop while a report waits for Kafka's acknowledgement: it still gets its 202, then the port is closed."""
+
+    class Slow(Future):
+        def get(self, timeout: float | None = None) -> None:
+            time.sleep(1.0)
+
+    producer, stop = Producer(Slow), threading.Event()
+    intake = callbacks(producer, stop)
+    body = b'{"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"}'
+    thread = threading.Thread(target=intake.run, daemon=True)
+    thread.start()
+    wait_until(lambda: intake.state.ready, timeout_s=10, what="the intake listening")
+    answers: list[Any] = []
+    sender = threading.Thread(target=lambda: answers.append(answer_of(intake.port, callback_post(body))))
+    sender.start()
+    time.sleep(0.3)  # the request is in flight, waiting for the acknowledgement
+    stop.set()
+    sender.join(timeout=10)
+    thread.join(timeout=10)
+    assert [answer.status for answer in answers] == [202]
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", intake.port), timeout=1).close()
