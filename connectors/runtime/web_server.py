@@ -8,8 +8,9 @@ shutdown, at most ``graceful_s``). uvicorn's h11 protocol is kept, with what it 
   accepted (uvicorn's ``limit_concurrency`` stays set above it, a backstop for requests still running after
   their client left);
 * a request, headers and body included, that does not arrive within ``read_timeout_s`` → 408 and close (the
-  deadline covers the whole request, so a sender trickling bytes cannot hold the connection longer); an idle
-  keep-alive connection is closed after ``keep_alive_s``;
+  deadline covers the whole request, so a sender trickling bytes cannot hold the connection longer); a new
+  connection that sends nothing is closed after ``read_timeout_s``, an idle keep-alive one after
+  ``keep_alive_s``;
 * a malformed request line or header, a bad ``Content-Length``, a connection that ends before its request
   did → 400; all of them in JSON, where uvicorn answers in text.
 
@@ -104,6 +105,8 @@ class _BoundedProtocol(H11Protocol):
             log.warning("request_refused_busy", server=self.name)
             return
         super().connection_made(transport)
+        # A connection that never sends a byte must not hold its slot either: it is closed at the deadline.
+        self._deadline = self.loop.call_later(self.limits.read_timeout_s, self._timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
@@ -165,6 +168,8 @@ class _BoundedProtocol(H11Protocol):
         self._deadline = None
         if self._partial():
             self._abandon(408, f"the request did not arrive within {self.limits.read_timeout_s:g} s")
+        elif self.cycle is None and not self.transport.is_closing():  # connected, and silent ever since
+            self.transport.close()
 
     def _ended_early(self) -> str:
         cycle = self.cycle

@@ -415,3 +415,12 @@ def test_stopping_lets_the_request_in_flight_finish() -> None:
     assert not thread.is_alive()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", intake.port), timeout=1).close()
+
+
+def test_a_silent_connection_is_closed_at_the_read_deadline(running_webhook: tuple[HttpIntake, Producer]) -> None:
+    """A connection that never sends a byte is closed after read_timeout_s without an answer: no slot is held."""
+    intake, _ = running_webhook
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", intake.port), timeout=5) as sock:
+        assert sock.recv(100) == b""
+    assert 0.4 <= time.monotonic() - began < 2.0
