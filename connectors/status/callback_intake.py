@@ -6,6 +6,7 @@ accepted was not stored, so it no longer counts for the task (:mod:`connectors.s
 """
 
 import threading
+import time
 from typing import Any, Final
 
 import structlog
@@ -16,7 +17,7 @@ from connectors.status.task_view import TaskView
 
 log = structlog.get_logger(__name__)
 
-_CATCH_UP_LOG_S: Final = 10.0
+_CATCH_UP_STEP_S: Final = 5.0  # how often a stop is noticed, and the wait logged, while the view catches up
 
 
 class CallbackIntake(HttpIntake):
@@ -33,11 +34,10 @@ class CallbackIntake(HttpIntake):
         reader = threading.Thread(target=self._view.run, args=(view_stop,), name=f"{self.stage}-view", daemon=True)
         reader.start()
         try:
-            while not self._view.wait_caught_up(_CATCH_UP_LOG_S):
-                if self._stop.is_set():
-                    return
-                log.warning("task_view_catching_up", stage=self.stage)
-            super().run()
+            began = time.monotonic()
+            while not self._view.wait_caught_up(_CATCH_UP_STEP_S) and not self._stop.is_set():
+                log.info("task_view_catching_up", stage=self.stage, waited_s=round(time.monotonic() - began))
+            super().run()  # returns at once when stopped meanwhile, closing the port and the producer
         finally:
             view_stop.set()
             reader.join()
