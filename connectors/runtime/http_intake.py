@@ -170,7 +170,6 @@ class HttpIntake:
             so, else as soon as the streamed body passes the limit.
         limits: Read deadline, Kafka wait and concurrency.
         state: The stage's state, shared with the health endpoint.
-        routers: More routers served on the same port.
     """
 
     def __init__(
@@ -185,7 +184,6 @@ class HttpIntake:
         max_body_bytes: int,
         limits: IntakeLimits | None = None,
         state: StageState | None = None,
-        routers: Sequence[APIRouter] = (),
     ) -> None:
         self.stage = handler.stage
         self.state = state or StageState()
@@ -201,7 +199,7 @@ class HttpIntake:
             max_connections=limits.max_concurrent_requests,
             graceful_s=limits.kafka_timeout_s * 1.5 + _CLOSE_SLACK_S,
         )
-        app = build_app([self.router(), *routers], description=f"ubridge {self.stage}")
+        app = build_app([self.router()], description=f"ubridge {self.stage}")
         self._server = WebServer(
             self._counted(app), host=host, port=port, name=self.stage, limits=web_limits, on_answer=self._count
         )
