@@ -4,6 +4,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import structlog.testing
+from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 
 from connectors.runtime.health import HealthServer
@@ -115,3 +116,24 @@ def test_a_failing_check_is_a_json_500_with_an_error_id_logged_as_one_event(
     assert event["error_id"] == body["error_id"]
     assert isinstance(event["exc_info"], RuntimeError)
     assert capsys.readouterr() == ("", "")
+
+
+def test_more_routers_are_served_beside_health_and_documented() -> None:
+    """A router given to the health server (the admin API's way in) is served on its port and in its OpenAPI."""
+    extra = APIRouter()
+
+    @extra.get("/v1/admin/ping")
+    def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    health = HealthServer(Metrics(CollectorRegistry()).registry, dict, dict, "127.0.0.1", 0, routers=[extra])
+    health.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{health.port}") as client:
+            answer, document = client.get("/v1/admin/ping"), client.get("/openapi.json").json()
+            missing = client.get("/v1/admin/nope")
+    finally:
+        health.stop()
+    assert answer.json() == {"pong": "yes"}
+    assert {"/metrics", "/healthz", "/readyz", "/v1/admin/ping"} <= set(document["paths"])
+    assert (missing.status_code, missing.json()) == (404, {"error": "no such resource: /v1/admin/nope"})
