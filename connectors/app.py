@@ -17,12 +17,13 @@ Example:
 """
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from time import monotonic
 from typing import Any, Final
 
 import structlog
+from fastapi import APIRouter
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -53,6 +54,7 @@ class App:
         only: Names of the stages to run; None runs every configured stage.
         registry: Where metrics live; a fresh one by default.
         serve_metrics: Start the ``/metrics`` endpoint (off for embedded use in tests).
+        routers: More parts of the process's HTTP surface, served beside ``/metrics`` (the admin API).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class App:
         only: Iterable[str] | None = None,
         registry: CollectorRegistry | None = None,
         serve_metrics: bool = True,
+        routers: Sequence[APIRouter] = (),
     ) -> None:
         self.settings = settings
         self.stop_event = threading.Event()
@@ -75,6 +78,7 @@ class App:
             raise UnknownStageError(message)
         self._specs = [s for s in specs if s.name in wanted]
         self._serve_metrics = serve_metrics
+        self._routers = tuple(routers)
         self.supervisors: list[Supervisor] = []
         self._threads: list[threading.Thread] = []
         self.probe = KafkaProbe(settings.kafka.bootstrap, gauge=self.metrics.kafka_up, stop=self.stop_event)
@@ -99,7 +103,13 @@ class App:
         if self._serve_metrics:
             obs = self.settings.observability
             self.health = HealthServer(
-                self.metrics.registry, self._live, self._ready, obs.metrics_host, obs.metrics_port, detail=self._detail
+                self.metrics.registry,
+                self._live,
+                self._ready,
+                obs.metrics_host,
+                obs.metrics_port,
+                detail=self._detail,
+                routers=self._routers,
             )
             self.health.start()
             log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")

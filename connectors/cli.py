@@ -9,6 +9,7 @@
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
+    ubridge openapi [--check]               write deploy/openapi.json, generated from the API's models
 """
 
 import argparse
@@ -20,7 +21,7 @@ from types import FrameType
 
 import structlog
 
-from connectors import calendar_cli
+from connectors import calendar_cli, openapi
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
 from connectors.config_check import Report, check_configuration
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     demo_cli.register(sub)
     tasks_cli.register(sub)
     calendar_cli.register(sub)
+    openapi.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

@@ -225,6 +225,14 @@ class StatusCallbackSettings(IntakeLimits):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8091
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65536
+    task_view_path: Path | None = Field(
+        None,
+        description="SQLite file of the delivered tasks the callbacks check reports against (kept across "
+        "restarts); unset: a temporary file rebuilt from the task-status topic at each start.",
+    )
+    unknown_task_wait_s: Annotated[float, Field(gt=0, le=30)] = Field(
+        3.0, description="A report of a task not seen yet waits this long for the sink's RECEIVED before 404."
+    )
 
 
 class StatusPollSettings(_Strict):

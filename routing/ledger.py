@@ -28,7 +28,7 @@ A ledger stage drives it like this (``evaluate`` is :func:`routing.sla.evaluate`
     entry = mark_emitted(entry, events, now)  # after the events are acknowledged
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
@@ -59,6 +59,7 @@ __all__ = [
     "mark_emitted",
     "open_entry",
     "reclock",
+    "stage_times_after",
     "timeline",
 ]
 
@@ -170,13 +171,10 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
     _check_identity(entry, status)
     if stage == "RECEIVED" and status["task"] is not None and status["task"]["action"] == "CANCEL":
         return _cancelled(entry, at, status["reported_at"])
-    _check_payload(status)
-    _not_before_creation(entry["created_at"], stage, at)
-    times = {span["stage"]: span["started_at"] for span in entry["stages"]}
-    if stage in times and times[stage] <= at:
+    before = {span["stage"]: span["started_at"] for span in entry["stages"]}
+    times = stage_times_after(entry["created_at"], before, status)
+    if times == before:
         return entry
-    times[stage] = at
-    _check_order(times)
     spans, unclocked = _spans(times, calendar)
     changed: TaskLedgerEntry = {**entry, "stages": spans, "updated_at": status["reported_at"]}
     changed["unclocked_reason"] = unclocked
@@ -189,6 +187,28 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
         changed["pipe_length_m"] = status["pipe_length_m"]
         changed["scenario"] = scenario_for(status["pipe_length_m"])
     return changed
+
+
+def stage_times_after(
+    created_at: datetime, times: Mapping[TaskStage, datetime], status: TaskStatus
+) -> dict[TaskStage, datetime]:
+    """Each stage's earliest time once ``status`` (a stage report, not a CANCEL) is applied to ``times``.
+
+    The ledger's own rules, shared with the status callbacks so that a report the ledger would refuse is
+    refused to the utility at once: :func:`apply_status` applies exactly what this accepts.
+
+    Raises:
+        DataError: For an impossible report (see the module docstring), field ``stage``.
+    """
+    stage, at = status["stage"], status["occurred_at"]
+    _check_payload(status)
+    _not_before_creation(created_at, stage, at)
+    after = dict(times)
+    if stage in after and after[stage] <= at:
+        return after
+    after[stage] = at
+    _check_order(after)
+    return after
 
 
 def _cancelled(entry: TaskLedgerEntry, at: datetime, reported_at: datetime) -> TaskLedgerEntry:

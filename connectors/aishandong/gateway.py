@@ -42,11 +42,18 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from kafka import KafkaProducer
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, RootModel, SecretStr
 
 from connectors.aishandong.rules import load_application_rules
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
+from connectors.runtime.http_intake import (
+    HttpIntake,
+    IntakeRequest,
+    IntakeResponse,
+    IntakeRoute,
+    intake_producer,
+    reject,
+)
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.replay_log import shared_replays
@@ -58,6 +65,34 @@ from routing.privacy import mask_text
 from schemas import Codec
 
 GATEWAY_PATH: Final = "/v1/applications"
+
+
+class ApplicationBody(RootModel[dict[str, Any]]):
+    """One 爱山东 application in the gateway's format (see ``routing.aishandong``)."""
+
+
+class ApplicationAccepted(BaseModel):
+    """The application is on the applications topic."""
+
+    accepted: int = Field(description="Always 1.")
+    application_id: str = Field(description="The application's id (sqbh).")
+
+
+ROUTE: Final = IntakeRoute(
+    path=GATEWAY_PATH,
+    summary="Push a signed 爱山东 connection application",
+    body=ApplicationBody,
+    accepted=ApplicationAccepted,
+    refusals={
+        400: "The body is not JSON, not decodable in its declared charset, or not an object.",
+        401: "Missing, malformed or wrong signature; timestamp outside the window; replayed signature.",
+        413: "Body larger than max_body_bytes, or larger than a Kafka record may be.",
+        415: "Not application/json, or a charset other than UTF-8, GBK (GB2312, CP936) or GB18030.",
+        422: "The application fails validation (field: the gateway's field).",
+        429: "Replay cache full; retry after Retry-After.",
+        503: "Kafka unavailable; retry after Retry-After.",
+    },
+)
 STAGE: Final = "aishandong-gateway"
 
 
@@ -90,6 +125,7 @@ class AishandongGateway:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stage = name
+        self.routes = (ROUTE,)
         self._signatures = SignatureCheck(
             secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries, shared=replays
         )

@@ -13,7 +13,7 @@ Answers, each ``{"error": reason, ...}`` unless 202:
 401    missing, malformed or wrong signature; timestamp outside the window; replayed signature (in any
        process of the installation, when the signatures are shared)
 404    another path; 405 another method (with ``Allow``)
-408    the request did not arrive within ``read_timeout_s``
+408    the request did not arrive within ``read_timeout_s`` (the server)
 413    body larger than ``max_body_bytes`` (refused by the intake before it is read), or an event larger
        than a Kafka record may be
 415    not ``application/json``, or a charset other than UTF-8, GBK (GB2312, CP936) or GB18030
@@ -42,10 +42,17 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from kafka import KafkaProducer
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, RootModel, SecretStr
 
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, intake_producer, reject
+from connectors.runtime.http_intake import (
+    HttpIntake,
+    IntakeRequest,
+    IntakeResponse,
+    IntakeRoute,
+    intake_producer,
+    reject,
+)
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.replay_log import shared_replays
@@ -57,6 +64,33 @@ from routing.mapping import VendorMapping, apply_mapping, load_mapping
 
 WEBHOOK_PATH: Final = "/v1/project-events"
 DEFAULT_FORMAT: Final = b"default"
+
+
+class ProjectEvents(RootModel[dict[str, Any]]):
+    """One project event in the sender's vendor format, or a batch ``{"events": [event, ...]}``."""
+
+
+class EventsAccepted(BaseModel):
+    """Every event of the request is on the raw topic."""
+
+    accepted: int = Field(description="How many events were stored.")
+
+
+ROUTE: Final = IntakeRoute(
+    path=WEBHOOK_PATH,
+    summary="Push signed project events of the approval system (工改系统)",
+    body=ProjectEvents,
+    accepted=EventsAccepted,
+    refusals={
+        400: "The body is not JSON, not decodable in its declared charset, or not an event or batch.",
+        401: "Missing, malformed or wrong signature; timestamp outside the window; replayed signature.",
+        413: "Body larger than max_body_bytes, or an event larger than a Kafka record may be.",
+        415: "Not application/json, or a charset other than UTF-8, GBK (GB2312, CP936) or GB18030.",
+        422: "An event fails the vendor mapping or validation (field: the vendor's path; index: the event).",
+        429: "Replay cache full; retry after Retry-After.",
+        503: "Kafka unavailable; retry after Retry-After.",
+    },
+)
 
 
 class GonggaiWebhook:
@@ -86,6 +120,7 @@ class GonggaiWebhook:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.stage = name
+        self.routes = (ROUTE,)
         self._signatures = SignatureCheck(
             secret=secret, window_s=replay_window_s, max_entries=replay_cache_max_entries, shared=replays
         )

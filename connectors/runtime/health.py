@@ -3,26 +3,71 @@
 ``/healthz`` answers 200 while every check of ``live`` passes; ``/readyz`` while every check of ``ready``
 does (the application decides what they mean: see :mod:`connectors.app`). Both bodies are JSON: ``ok``, the
 checks, and the application's ``detail`` (each stage's state, the Kafka connection, the causes of a 503).
+
+:func:`health_router` is the part; :class:`HealthServer` serves it, with any further routers (the admin
+API), on the metrics port through the ASGI layer.
 """
 
-import json
-import sys
-import threading
-from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import structlog
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
 
-log = structlog.get_logger(__name__)
+from connectors.runtime.web_app import build_app
+from connectors.runtime.web_server import WebLimits, WebServer
 
 Checks = Callable[[], Mapping[str, bool]]
 Detail = Callable[[], Mapping[str, Any]]
 
 
+class HealthAnswer(BaseModel):
+    """The state of the process: ``ok`` is the answer; 503 when it is false."""
+
+    ok: bool = Field(description="Every check passes.")
+    stages: dict[str, bool] = Field(description="Each check (a stage, or the Kafka connection) and its result.")
+    detail: dict[str, Any] = Field(description="Each stage's state, the Kafka connection, the causes of a 503.")
+
+
+def health_router(registry: CollectorRegistry, live: Checks, ready: Checks, detail: Detail | None = None) -> APIRouter:
+    """``/metrics``, ``/healthz`` and ``/readyz``."""
+    router = APIRouter(tags=["health"])
+    more = detail or dict
+
+    def answer(checks: Mapping[str, bool]) -> JSONResponse:
+        ok = bool(checks) and all(checks.values())
+        body = HealthAnswer(ok=ok, stages=dict(checks), detail=dict(more()))
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get(
+        "/healthz",
+        summary="Liveness: every stage runs or restarts by itself",
+        response_model=HealthAnswer,
+        responses={503: {"model": HealthAnswer, "description": "A stage has failed."}},
+    )
+    def healthz() -> JSONResponse:
+        return answer(live())
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: every stage runs and Kafka is reachable",
+        response_model=HealthAnswer,
+        responses={503: {"model": HealthAnswer, "description": "Not ready; detail names the cause."}},
+    )
+    def readyz() -> JSONResponse:
+        return answer(ready())
+
+    return router
+
+
 class HealthServer:
-    """Serves metrics and health in a daemon thread.
+    """Serves metrics and health, and any ``routers`` given, in a daemon thread.
 
     Args:
         registry: The metrics to expose.
@@ -31,6 +76,8 @@ class HealthServer:
         host: Interface to bind.
         port: Port to bind; 0 picks a free one (see :attr:`port`).
         detail: More to say in both bodies (``detail``), such as why a check fails.
+        routers: More parts served on the same port (the admin API).
+        limits: Connections and deadlines.
     """
 
     def __init__(
@@ -42,57 +89,21 @@ class HealthServer:
         port: int,
         *,
         detail: Detail | None = None,
+        routers: Sequence[APIRouter] = (),
+        limits: WebLimits | None = None,
     ) -> None:
-        handler = _handler(registry, live, ready, detail or dict)
-        self._server = _Server((host, port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+        app = build_app([health_router(registry, live, ready, detail), *routers], description="ubridge process")
+        self._server = WebServer(app, host=host, port=port, name="health", limits=limits)
 
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> None:
         """Begin serving."""
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler(registry: CollectorRegistry, live: Checks, ready: Checks, detail: Detail) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-            elif self.path in ("/healthz", "/readyz"):
-                checks = dict((live if self.path == "/healthz" else ready)())
-                ok = bool(checks) and all(checks.values())
-                body = json.dumps({"ok": ok, "stages": checks, "detail": dict(detail())}).encode()
-                self._send(200 if ok else 503, "application/json", body)
-            else:
-                self._send(404, "application/json", b'{"error": "not found"}')
-
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-            """Scrapes every few seconds would drown the logs; stay quiet."""
-
-    return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
-        # The standard library prints a traceback to stderr (a scraper that hung up mid-answer, say); the log
-        # must stay one JSON object per line.
-        error = sys.exc_info()[1]
-        log.warning("health_request_failed", client=client_address[0], error=type(error).__name__)
+        """Stop serving (in-flight requests finish first) and free the port."""
+        self._server.stop()

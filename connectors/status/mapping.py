@@ -1,19 +1,22 @@
 """A utility's progress report (callback body or change-feed entry) → ``TaskStatus``, validated strictly.
 
-Pure functions over plain data: every problem is a :class:`DataError` naming the offending field, so the
-callback intake can answer 422 with it and the poller can dead-letter the entry with it.
+Pure functions over plain data, validating with the API's own model (:class:`~connectors.status.models.
+StatusReport`): every problem is a :class:`DataError` naming the offending field, so the callback intake can
+answer 422 with it and the poller can dead-letter the entry with it.
 
 Example:
     >>> status = parse_status({"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"},
     ...                       task_id="7f3a…", utility_id="yantai-water", reporter="callback", reported_at=now)
 """
 
-import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+from pydantic import ValidationError
+
+from connectors.status.models import StatusReport
 from routing.errors import DataError
 from routing.records import TaskStage, TaskStatus
 
@@ -24,9 +27,6 @@ STAGES: tuple[str, ...] = get_args(TaskStage)
 # application across every utility's reports without joining them to the tasks.
 REPORT_FIELDS = frozenset({"utility_id", "application_id", "stage", "occurred_at", "pipe_length_m", "reason", "detail"})
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-MAX_PIPE_LENGTH_M = 100_000.0
-MAX_TEXT_CHARS = 2000
-EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 
 
 def parse_status(
@@ -38,7 +38,7 @@ def parse_status(
     reported_at: datetime,
     allowed: frozenset[str] = REPORT_FIELDS,
 ) -> TaskStatus:
-    """Validate one report of ``utility_id`` about ``task_id``.
+    """Validate one report of ``utility_id`` about ``task_id`` with :class:`StatusReport`.
 
     Args:
         payload: The report as decoded JSON; ``null`` values count as absent.
@@ -55,17 +55,22 @@ def parse_status(
     if unknown:
         raise DataError(unknown[0], "unknown field")
     check_utility(payload, utility_id)
-    stage = _stage(payload.get("stage"))
+    fields = {name: value for name, value in payload.items() if name in REPORT_FIELDS and value is not None}
+    try:
+        report = StatusReport.model_validate(fields)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    _check_across(report)
     return {
         "task_id": task_id,
         "utility_id": utility_id,
-        "application_id": _text("application_id", payload.get("application_id")),
-        "stage": stage,
-        "occurred_at": _occurred_at(payload.get("occurred_at")),
+        "application_id": report.application_id,
+        "stage": report.stage,
+        "occurred_at": report.occurred_at,
         "reported_at": reported_at.astimezone(UTC),
-        "pipe_length_m": _pipe_length(payload.get("pipe_length_m"), stage),
-        "reason": _reason(payload.get("reason"), stage),
-        "detail": _text("detail", payload.get("detail")),
+        "pipe_length_m": report.pipe_length_m,
+        "reason": report.reason,
+        "detail": report.detail,
         "reporter": reporter,
         "task": None,
     }
@@ -105,60 +110,27 @@ def check_utility(payload: Mapping[str, Any], utility_id: str) -> None:
         raise DataError("utility_id", f"{claimed!r} is not the reporting utility {utility_id!r}")
 
 
-def _stage(value: Any) -> TaskStage:
-    if value is None:
-        raise DataError("stage", "is required")
-    if value not in STAGES:
-        raise DataError("stage", f"must be one of {', '.join(STAGES)}")
-    stage: TaskStage = value
-    return stage
+def _first_error(exc: ValidationError) -> DataError:
+    """The error of the first field in the model's order, in words that name it."""
+    order = list(StatusReport.model_fields)
+    errors = sorted(exc.errors(), key=lambda e: order.index(str(e["loc"][0])) if e["loc"] else -1)
+    error = errors[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "is required"
+    elif error["type"] == "literal_error":
+        message = f"must be one of {', '.join(STAGES)}"
+    return DataError(field, message)
 
 
-def _occurred_at(value: Any) -> datetime:
-    if value is None:
-        raise DataError("occurred_at", "is required")
-    if not isinstance(value, str):
-        raise DataError("occurred_at", "must be an ISO-8601 string")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise DataError("occurred_at", f"is not ISO-8601: {value[:40]!r}") from exc
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise DataError("occurred_at", "must carry a UTC offset, e.g. 2026-11-02T10:15:00+08:00")
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise DataError("occurred_at", f"must lie in the years {EARLIEST_YEAR}-{LATEST_YEAR}")
-    return moment.astimezone(UTC)
-
-
-def _pipe_length(value: Any, stage: TaskStage) -> float | None:
-    if value is None:
-        if stage == "EXTERNAL_WORKS":
-            raise DataError("pipe_length_m", "is required with stage EXTERNAL_WORKS")
-        return None
-    if stage != "EXTERNAL_WORKS":
+def _check_across(report: StatusReport) -> None:
+    """The rules between fields, which the model's schema states in words only."""
+    if report.stage == "EXTERNAL_WORKS" and report.pipe_length_m is None:
+        raise DataError("pipe_length_m", "is required with stage EXTERNAL_WORKS")
+    if report.stage != "EXTERNAL_WORKS" and report.pipe_length_m is not None:
         raise DataError("pipe_length_m", "is only allowed with stage EXTERNAL_WORKS")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataError("pipe_length_m", "must be a number")
-    if not 0 < value <= MAX_PIPE_LENGTH_M:
-        raise DataError("pipe_length_m", f"must be more than 0 and at most {MAX_PIPE_LENGTH_M:g}")
-    return float(value)
-
-
-def _reason(value: Any, stage: TaskStage) -> str | None:
-    if value is None:
-        if stage == "REJECTED":
-            raise DataError("reason", "is required with stage REJECTED")
-        return None
-    if stage != "REJECTED":
+    if report.stage == "REJECTED" and report.reason is None:
+        raise DataError("reason", "is required with stage REJECTED")
+    if report.stage != "REJECTED" and report.reason is not None:
         raise DataError("reason", "is only allowed with stage REJECTED")
-    return _text("reason", value)
-
-
-def _text(field: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(field, "must be a non-empty string")
-    if len(value) > MAX_TEXT_CHARS:
-        raise DataError(field, f"must be at most {MAX_TEXT_CHARS} characters")
-    return value.strip()

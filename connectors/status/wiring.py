@@ -11,13 +11,15 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from connectors.runtime.http_intake import HttpIntake, intake_producer
+from connectors.runtime.http_intake import intake_producer
 from connectors.runtime.kafka import make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.settings import KafkaSettings, StatusCallbackSettings, StatusPollSettings
 from connectors.status.callback import StatusCallbackHandler
+from connectors.status.callback_intake import CallbackIntake
 from connectors.status.poller import StatusPoller
+from connectors.status.task_view import TaskView
 from schemas import Codec
 
 
@@ -29,8 +31,8 @@ def build_callback_intake(
     topic: str,
     metrics: Metrics,
     stop: threading.Event,
-) -> HttpIntake:
-    """The ``status-callbacks`` intake, bound to its port, ready to ``run()``.
+) -> CallbackIntake:
+    """The ``status-callbacks`` intake, bound to its port, checking reports against the delivered tasks.
 
     Args:
         settings: Where to listen, the body limit, the read deadline, the Kafka wait and the concurrency.
@@ -40,9 +42,11 @@ def build_callback_intake(
         metrics: Process metrics.
         stop: Set to stop serving.
     """
-    handler = StatusCallbackHandler(tokens=tokens, topic=topic, codec=Codec.default())
-    return HttpIntake(
+    view = TaskView(kafka, topic, path=settings.task_view_path, wait_s=settings.unknown_task_wait_s)
+    handler = StatusCallbackHandler(tokens=tokens, topic=topic, codec=Codec.default(), view=view)
+    return CallbackIntake(
         handler,
+        view=view,
         host=settings.host,
         port=settings.port,
         producer=intake_producer(kafka, settings),

@@ -17,14 +17,15 @@ from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.gonggai.webhook import WEBHOOK_PATH, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.http_intake import HttpIntake
-from connectors.runtime.kafka import TopicSpec, ensure_topics
+from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.logs import configure_logging
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings, StatusCallbackSettings
 from connectors.status import build_callback_intake
+from schemas import Codec
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
-from tests.support import read_topic, wait_until
+from tests.support import make_task, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +82,11 @@ def answers_with_kafka_stopped(home: Path, kafka: KafkaSettings) -> list[tuple[i
         StatusCallbackSettings(port=0), tokens={"t0ken": "yantai-water"}, kafka=kafka, topic=status,
         metrics=metrics, stop=stop,
     )  # fmt: skip
+    deliver(kafka, status, "yantai-water", "t-1")  # the sink's RECEIVED: the callbacks know the task
     threads = [start(webhook, stop), start(callbacks, stop)]
     events = EventGenerator(seed=5).generate(2)
     webhook_url = f"http://127.0.0.1:{webhook.port}{WEBHOOK_PATH}"
-    report = {"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"}
+    report = {"stage": "CONTACTED", "occurred_at": "2026-11-26T10:15:00+08:00"}
     callback_url = f"http://127.0.0.1:{callbacks.port}/v1/tasks/t-1/status"
     auth = {"Authorization": "Bearer t0ken"}
     body = json.dumps(events[0]).encode()
@@ -104,6 +106,21 @@ def answers_with_kafka_stopped(home: Path, kafka: KafkaSettings) -> list[tuple[i
     for thread in threads:
         thread.join(timeout=15)
     return answers
+
+
+def deliver(kafka: KafkaSettings, topic: str, utility: str, task_id: str) -> None:
+    """Write the sink's RECEIVED of a task, as a sink does once the utility took it."""
+    task = {**make_task(utility, 1), "task_id": task_id}
+    received = {
+        "task_id": task_id, "utility_id": utility, "application_id": None, "stage": "RECEIVED",
+        "occurred_at": task["created_at"], "reported_at": task["created_at"], "pipe_length_m": None,
+        "reason": None, "detail": None, "reporter": "sink", "task": task,
+    }  # fmt: skip
+    producer = make_producer(kafka)
+    try:
+        producer.send(topic, key=task_id.encode(), value=Codec.default().encode("TaskStatus", received)).get(10)
+    finally:
+        producer.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import structlog
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
-from connectors.runtime import http_intake, http_server, replay_log
+from connectors.runtime import http_intake, replay_log, web_app, web_server
 from connectors.runtime.http_intake import HttpIntake, IntakeLimits
 from connectors.runtime.logs import configure_logging
 from connectors.runtime.metrics import Metrics
@@ -76,7 +76,7 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """
     buffer = io.StringIO()
     configure_logging(json=True, level="debug", stream=buffer)
-    for module in (http_server, http_intake, replay_log):
+    for module in (web_server, web_app, http_intake, replay_log):
         monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
     return buffer
 

@@ -18,11 +18,13 @@ from connectors.aishandong.gateway import GATEWAY_PATH, build_gateway
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import WEBHOOK_PATH, build_webhook
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
-from connectors.runtime.http_intake import HttpIntake
+from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings
+from connectors.status.callback import ROUTE as CALLBACK_ROUTE
 from simulators.approval.generator import EventGenerator
 from simulators.approval.push import sign
+from tests.support import wait_until
 from tests.unit.connectors.intake_support import (
     Future,
     Producer,
@@ -138,11 +140,12 @@ def test_head_gets_headers_without_a_body(running_webhook: tuple[HttpIntake, Pro
         b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
-        b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nshort",
+        b"POST /v1/project-events HTTP/1.1\r\n\r\n",
         b"GET " + b"/a" * 40_000 + b" HTTP/1.1\r\n\r\n",
     ],
     ids=["empty", "garbage", "http2", "bad-version", "http09", "bad-header", "negative-length", "two-lengths",
-         "short-body", "long-line"],
+         "short-body", "no-host", "long-line"],
 )  # fmt: skip
 def test_malformed_requests_get_4xx_in_json(running_webhook: tuple[HttpIntake, Producer], raw: bytes) -> None:
     """Malformed request lines, versions, headers and lengths get a 4xx JSON answer, never HTML or silence."""
@@ -153,11 +156,25 @@ def test_malformed_requests_get_4xx_in_json(running_webhook: tuple[HttpIntake, P
     assert producer.sent == []
 
 
-def test_chunked_body_gets_411(running_webhook: tuple[HttpIntake, Producer]) -> None:
-    """A chunked body is refused with 411 (send Content-Length) instead of being left unread."""
-    intake, _ = running_webhook
-    raw = b"POST /v1/project-events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
-    assert answer_of(intake.port, raw).status == 411
+def test_chunked_body_is_read_and_bounded_while_it_streams() -> None:
+    """A chunked body is accepted (HTTP/1.1), and refused with 413 as soon as it streams past max_body_bytes."""
+    producer, stop = Producer(), threading.Event()
+    intake = callbacks(producer, stop)
+    report = b'{"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"}'
+    head = (
+        b"POST /v1/tasks/t-1/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer water-token\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+    with serving(intake.run, stop):
+        small = answer_of(intake.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(report), report))
+        began = time.monotonic()
+        big = answer_of(intake.port, head + chunk * 5, close_write=False, timeout_s=5)  # the end never comes
+        elapsed = time.monotonic() - began
+    assert small.status == 202
+    assert (big.status, big.json()["error"]) == (413, "body exceeds the limit of 65536")
+    assert elapsed < 1.0  # refused while streaming, not at the read deadline
+    assert len(producer.sent) == 1
 
 
 @pytest.mark.parametrize(
@@ -253,7 +270,9 @@ def test_unacknowledged_records_get_503_within_the_kafka_timeout() -> None:
 def test_stalled_body_gets_408_within_the_read_timeout(running_webhook: tuple[HttpIntake, Producer]) -> None:
     """Headers promising 100 bytes followed by silence get 408 and a closed connection after read_timeout_s."""
     intake, _ = running_webhook
-    raw = b"POST /v1/project-events HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    raw = (
+        b"POST /v1/project-events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
     began = time.monotonic()
     answer = answer_of(intake.port, raw, close_write=False, timeout_s=5)
     assert answer.status == 408
@@ -315,3 +334,93 @@ def test_disconnects_and_garbage_leave_only_json_log_lines(
     assert captured.err == "" and captured.out == ""
     assert_json_lines(logs.getvalue())
     assert "request_rejected" in logs.getvalue()
+
+
+class _Broken:
+    """A handler with a bug: every request raises."""
+
+    stage = "broken"
+    routes = (CALLBACK_ROUTE,)
+
+    def handle(self, request: IntakeRequest) -> IntakeResponse:
+        message = "a bug with a phone 13912345678 in its message"
+        raise RuntimeError(message)
+
+
+def test_a_bug_is_a_json_500_with_an_error_id_and_one_log_event(
+    logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A handler that raises: 500 with an error id and no traceback to the client; the log has one JSON event."""
+    producer, stop = Producer(), threading.Event()
+    intake = HttpIntake(
+        _Broken(), host="127.0.0.1", port=0, producer=producer,  # type: ignore[arg-type]
+        metrics=Metrics(CollectorRegistry()), stop=stop, max_body_bytes=65536,
+    )  # fmt: skip
+    with serving(intake.run, stop):
+        answer = answer_of(intake.port, callback_post(b"{}"))
+    body = answer.json()
+    assert (answer.status, body["error"], len(body["error_id"])) == (500, "internal error", 32)
+    assert b"Traceback" not in answer.body and b"bug" not in answer.body
+    assert capsys.readouterr() == ("", "")
+    assert_json_lines(logs.getvalue())
+    [event] = [json.loads(line) for line in logs.getvalue().splitlines() if "request_crashed" in line]
+    assert event["error_id"] == body["error_id"]
+    assert "RuntimeError" in event["exception"] and "13912345678" not in event["exception"]
+    assert producer.sent == []
+
+
+def test_a_declared_body_over_the_limit_is_413_before_it_is_sent() -> None:
+    """Content-Length over max_body_bytes is answered 413 at once, without waiting for the body, and closed."""
+    producer, stop = Producer(), threading.Event()
+    intake = callbacks(producer, stop)
+    head = (
+        b"POST /v1/tasks/t-1/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer water-token\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    with serving(intake.run, stop):
+        began = time.monotonic()
+        raw = exchange(intake.port, head, close_write=False, timeout_s=5)  # the body never comes
+        elapsed = time.monotonic() - began
+    answer = parse_answer(raw)
+    assert answer is not None and answer.status == 413
+    assert (answer.json()["error"], answer.headers["connection"]) == (
+        "body of 10000000 bytes exceeds the limit of 65536",
+        "close",
+    )
+    assert elapsed < 1.0
+    assert producer.sent == []
+
+
+def test_stopping_lets_the_request_in_flight_finish() -> None:
+    """Stop while a report waits for Kafka's acknowledgement: it still gets its 202, then the port is closed."""
+
+    class Slow(Future):
+        def get(self, timeout: float | None = None) -> None:
+            time.sleep(1.0)
+
+    producer, stop = Producer(Slow), threading.Event()
+    intake = callbacks(producer, stop)
+    body = b'{"stage": "CONTACTED", "occurred_at": "2026-11-02T10:15:00+08:00"}'
+    thread = threading.Thread(target=intake.run, daemon=True)
+    thread.start()
+    wait_until(lambda: intake.state.ready, timeout_s=10, what="the intake listening")
+    answers: list[Any] = []
+    sender = threading.Thread(target=lambda: answers.append(answer_of(intake.port, callback_post(body))))
+    sender.start()
+    time.sleep(0.3)  # the request is in flight, waiting for the acknowledgement
+    stop.set()
+    sender.join(timeout=10)
+    thread.join(timeout=10)
+    assert [answer.status for answer in answers] == [202]
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", intake.port), timeout=1).close()
+
+
+def test_a_silent_connection_is_closed_at_the_read_deadline(running_webhook: tuple[HttpIntake, Producer]) -> None:
+    """A connection that never sends a byte is closed after read_timeout_s without an answer: no slot is held."""
+    intake, _ = running_webhook
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", intake.port), timeout=5) as sock:
+        assert sock.recv(100) == b""
+    assert 0.4 <= time.monotonic() - began < 2.0

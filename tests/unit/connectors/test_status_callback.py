@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.runtime.http_intake import HttpIntake, IntakeRequest
 from connectors.runtime.metrics import Metrics
-from connectors.status.callback import StatusCallbackHandler, load_openapi
+from connectors.status.callback import StatusCallbackHandler
 from connectors.status.mapping import REPORT_FIELDS, STAGES, parse_status
 from schemas import Codec
 from simulators.utility import UtilitySimulator
@@ -215,27 +215,6 @@ def test_other_paths_are_404(path: str) -> None:
     assert (response.status, response.outputs) == (404, ())
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/tasks/t-1/status"), ("POST", "/openapi.json")])
-def test_wrong_method_is_405(method: str, path: str) -> None:
-    """A known path with the wrong method is a 405 that names the right one."""
-    response = handler().handle(request(method=method, path=path))
-    assert response.status == 405
-    assert dict(response.headers)["Allow"] == ("POST" if method == "GET" else "GET")
-
-
-def test_openapi_document_describes_the_endpoint() -> None:
-    """GET /openapi.json serves the OpenAPI 3.1 file, whose stages are exactly the TaskStage values."""
-    response = handler().handle(request(method="GET", path="/openapi.json", raw=b"", content_type=None))
-    assert (response.status, response.body) == (200, load_openapi())
-    document = response.body
-    assert document["openapi"].startswith("3.1")
-    operation = document["paths"]["/v1/tasks/{task_id}/status"]["post"]
-    assert {"202", "400", "401", "403", "404", "413", "415", "422", "503"} <= set(operation["responses"])
-    assert tuple(document["components"]["schemas"]["Stage"]["enum"]) == STAGES
-    report = document["components"]["schemas"]["StatusReport"]
-    assert set(report["properties"]) == REPORT_FIELDS
-
-
 def test_empty_token_is_refused_at_start() -> None:
     """A blank token in the mapping is a configuration error, not a way in."""
     with pytest.raises(ValueError, match="empty"):
@@ -364,3 +343,26 @@ def test_application_id_is_carried_onto_the_status() -> None:
         reported_at=datetime(2026, 11, 25, 2, 1, tzinfo=UTC),
     )
     assert status["application_id"] == "AS20261125001000001"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/tasks/t-1/status"), ("POST", "/openapi.json")])
+def test_wrong_method_is_405(intake: tuple[HttpIntake, RecordingProducer], method: str, path: str) -> None:
+    """A known path with the wrong method is a JSON 405 that names the right one."""
+    server, _ = intake
+    response = httpx.request(method, f"http://127.0.0.1:{server.port}{path}")
+    assert response.status_code == 405
+    allowed = {method.strip() for method in response.headers["Allow"].split(",")}
+    assert allowed == ({"POST"} if method == "GET" else {"GET", "HEAD"})
+    assert response.json()["error"].startswith("use ")
+
+
+def test_openapi_document_describes_the_endpoint(intake: tuple[HttpIntake, RecordingProducer]) -> None:
+    """GET /openapi.json serves the generated document, whose stages are exactly the TaskStage values."""
+    server, _ = intake
+    document = httpx.get(f"http://127.0.0.1:{server.port}/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    operation = document["paths"]["/v1/tasks/{task_id}/status"]["post"]
+    assert {"202", "400", "401", "403", "413", "415", "422", "503"} <= set(operation["responses"])
+    report = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert tuple(report["properties"]["stage"]["enum"]) == STAGES
+    assert set(report["properties"]) == REPORT_FIELDS
