@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import structlog
@@ -41,6 +41,7 @@ from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.interface import Output, StageState
 from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.trace_context import TRACEPARENT, child, of_headers, traced
 from connectors.runtime.web_app import InternalProblem, Problem, build_app, read_body
 from connectors.runtime.web_server import WebLimits, WebServer
 from connectors.settings import KafkaSettings
@@ -266,7 +267,9 @@ class HttpIntake:
         response = self._handler.handle(request)
         if response.status >= 300 or not response.outputs:  # noqa: PLR2004 - HTTP classes
             return response
-        refusal = self._store(response.outputs)
+        # the caller's W3C trace continues here when its request carries one; else the record starts a trace
+        traceparent = child(request.headers.get(TRACEPARENT))
+        refusal = self._store(response.outputs, traceparent)
         if refusal is not None:
             self.not_stored(request)
             return refusal
@@ -276,8 +279,9 @@ class HttpIntake:
     def not_stored(self, request: IntakeRequest) -> None:
         """Called when a request the handler accepted was answered without its records stored."""
 
-    def _store(self, outputs: Sequence[Output]) -> IntakeResponse | None:
+    def _store(self, outputs: Sequence[Output], traceparent: str) -> IntakeResponse | None:
         """Produce ``outputs`` and wait for their acknowledgement; the answer to give instead when that fails."""
+        outputs = [o if of_headers(o.headers) else replace(o, headers=traced(o.headers, traceparent)) for o in outputs]
         for output in outputs:
             size = len(output.key or b"") + len(output.value or b"") + sum(len(k) + len(v) for k, v in output.headers)
             if size + _RECORD_OVERHEAD_BYTES > MAX_RECORD_BYTES:

@@ -206,6 +206,7 @@ class _Pending:
     elapsed_hours: float
     step: Step
     application_id: str | None
+    traceparent: str | None = None  # of the request that brought the task: the callbacks continue its trace
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ class _Outgoing:
     report: StatusReport
     url: str
     token: str | None
+    traceparent: str | None = None
 
 
 class _Workers:
@@ -322,7 +324,9 @@ class Progression:
             "reject_rate": config.reject_rate,
         }
 
-    def task_stored(self, task_id: str, body: dict[str, Any], received_at: datetime) -> None:
+    def task_stored(
+        self, task_id: str, body: dict[str, Any], received_at: datetime, traceparent: str | None = None
+    ) -> None:
         """Plan the stages of a newly stored task; CANCEL tasks and tasks stored before configure are left be."""
         if body.get("action") == "CANCEL":
             return
@@ -339,7 +343,9 @@ class Progression:
                 elapsed += step.hours
                 self._order += 1
                 due = now + elapsed / config.hours_per_second
-                heapq.heappush(self._heap, (due, self._order, _Pending(task_id, start, elapsed, step, application_id)))
+                heapq.heappush(
+                    self._heap, (due, self._order, _Pending(task_id, start, elapsed, step, application_id, traceparent))
+                )
             self._wakeup.notify()
 
     def task_cancelled(self, task_id: str) -> None:
@@ -386,7 +392,8 @@ class Progression:
                 report = self._report(pending)
                 config = self._config
             if config is not None and config.callback_url is not None:
-                workers.outbox.put(_Outgoing(report, config.callback_url, config.callback_token))
+                outgoing = _Outgoing(report, config.callback_url, config.callback_token, pending.traceparent)
+                workers.outbox.put(outgoing)
 
     def _next_due(self, stopped: threading.Event) -> _Pending | None:
         """Wait (holding the condition) for the earliest due status; None once stopped."""
@@ -431,7 +438,7 @@ class Progression:
         for attempt in range(CALLBACK_ATTEMPTS):
             if attempt and stopped.wait(_CALLBACK_BACKOFF_S * 2 ** (attempt - 1)):
                 return False
-            status = _post(url, json.dumps(body, ensure_ascii=False).encode(), outgoing.token)
+            status = _post(url, json.dumps(body, ensure_ascii=False).encode(), outgoing.token, outgoing.traceparent)
             if status is not None and 200 <= status < 300:  # noqa: PLR2004 - HTTP classes
                 return True
             if status is not None and status < 500 and status not in _RETRIED_STATUSES:  # noqa: PLR2004
@@ -439,11 +446,13 @@ class Progression:
         return False
 
 
-def _post(url: str, body: bytes, token: str | None) -> int | None:
+def _post(url: str, body: bytes, token: str | None, traceparent: str | None = None) -> int | None:
     """POST JSON; the status code, or None on a transport failure."""
     headers = {"Content-Type": "application/json; charset=utf-8"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(request, timeout=_CALLBACK_TIMEOUT_S) as response:  # noqa: S310 - http(s) only

@@ -262,7 +262,7 @@ class UtilitySimulator:
             answer, stored = self._apply(body, traceparent)
             self._keys[key] = body
         if stored is not None:
-            self._progress.task_stored(stored.task_id, body, stored.received_at)
+            self._progress.task_stored(stored.task_id, body, stored.received_at, stored.traceparent)
         elif self._tasks[body["task_id"]].revision == body.get("revision", 1) and body.get("action") == "CANCEL":
             self._progress.task_cancelled(body["task_id"])  # this very revision cancelled the task
         lost = self._faults.lost_acknowledgement()

@@ -1,3 +1,4 @@
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,13 @@ def upstream() -> Iterator[str]:
     simulator.stop()
 
 
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def trace_of(record: ConsumerRecord) -> tuple[str, str]:
     """(trace id, parent id) of a record's ``traceparent`` header, which every record must have."""
     parsed = parse(of_headers(record.headers))
@@ -31,23 +39,28 @@ def trace_of(record: ConsumerRecord) -> tuple[str, str]:
     return parsed[0], parsed[1]
 
 
-def test_one_trace_id_follows_each_record_from_the_source_to_the_utility(
+def test_one_trace_id_follows_each_record_from_the_source_to_the_utility_and_back(
     kafka_bootstrap: str, unique_prefix: str, upstream: str
 ) -> None:
-    """Raw record, task, the utility's request and the RECEIVED status share one trace id, each with its own span."""
+    """Raw record, task, the utility's request, RECEIVED and the utility's own reports share one trace id."""
     codec = Codec.default()
     with running_utility(UTILITY) as (sim, url):
         source = {"base_url": upstream, "token": "approval-token", "page_size": 50, "poll_interval_s": 0.1}
+        port = free_port()
         settings = settings_for(
             kafka_bootstrap,
             unique_prefix,
             sources={"gonggai_interface": source},
-            utilities=[utility_config(UTILITY, url)],
+            utilities=[utility_config(UTILITY, url, callback_token="callback-secret")],
+            status_callbacks={"port": port},
         )
-        app = App(settings, only=["gonggai-interface", "normaliser-gonggai", "router", f"sink-{UTILITY}"])
+        callback_url = f"http://127.0.0.1:{port}"
+        sim.set_progress(callback_url=callback_url, callback_token="callback-secret", hours_per_second=5000)
+        stages = ["gonggai-interface", "normaliser-gonggai", "router", f"sink-{UTILITY}", "status-callbacks"]
+        app = App(settings, only=stages, serve_metrics=False)
         app.start()
         try:
-            wait_until(lambda: sim.stats().unique >= 3, timeout_s=60, what="tasks at the utility")
+            wait_until(lambda: sim.stats().callbacks_delivered >= 3, timeout_s=60, what="reports")
         finally:
             app.stop()
             assert app.wait(timeout_s=15)
@@ -55,14 +68,23 @@ def test_one_trace_id_follows_each_record_from_the_source_to_the_utility(
     raw = [trace_of(r) for r in read_topic(kafka_bootstrap, settings.topic("raw_gonggai"))]
     assert len({trace for trace, _ in raw}) == len(raw), "each record read starts its own trace"
     raw_traces = {trace for trace, _ in raw}
-    tasks = {}
+    tasks: dict[str, list[str]] = {}  # task id → the trace of each of its records (revisions), in order
     for record in read_topic(kafka_bootstrap, settings.topic("tasks")):
         trace, span = trace_of(record)
         assert trace in raw_traces and (trace, span) not in raw
-        tasks[codec.decode_as("UtilityTask", record.value)["task_id"]] = trace
-    statuses = read_topic(kafka_bootstrap, settings.topic("task_status"))
-    sent = {codec.decode_as("TaskStatus", r.value)["task_id"]: of_headers(r.headers) for r in statuses}
+        tasks.setdefault(codec.decode_as("UtilityTask", record.value)["task_id"], []).append(trace)
+    statuses = [
+        (codec.decode_as("TaskStatus", r.value), r) for r in read_topic(kafka_bootstrap, settings.topic("task_status"))
+    ]
+    sent: dict[str, set[bytes | None]] = {}  # task id → the traceparent of each RECEIVED (one per revision)
+    for status, record in statuses:
+        if status["stage"] == "RECEIVED":
+            sent.setdefault(status["task_id"], set()).add(of_headers(record.headers))
     for task_id, task in received.items():
         request = parse(task.traceparent)
-        assert request is not None and request[0] == tasks[task_id]
-        assert sent[task_id] == (task.traceparent or "").encode(), "RECEIVED continues the request's span"
+        assert request is not None and request[0] == tasks[task_id][-1], "the latest revision's trace"
+        assert (task.traceparent or "").encode() in sent[task_id], "a RECEIVED continues the request's span"
+    reports = [(status, trace_of(r)) for status, r in statuses if status["reporter"] != "sink"]
+    assert reports, "the utility reported back"
+    for status, (trace, _) in reports:
+        assert trace in tasks[status["task_id"]], "the utility's report continues one of the task's traces"
