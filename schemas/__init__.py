@@ -149,6 +149,13 @@ class Codec:
             raise DataError("", f"{NAMESPACE}.{writer.name} body is not a record")
         return writer.name, record
 
+    def schema_of(self, data: bytes) -> str | None:
+        """The full name of the schema ``data`` was written with (any version), or None if not ubridge Avro."""
+        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
+            return None
+        writer = self._writers.get(data[2:_HEADER_LEN])
+        return None if writer is None else f"{NAMESPACE}.{writer.name}"
+
     def decode_as(self, name: str, data: bytes) -> dict[str, Any]:
         """Decode and check the record is of the expected type.
 

@@ -41,11 +41,13 @@ from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.interface import Output, StageState
 from connectors.runtime.kafka import make_producer
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.record_headers import described
 from connectors.runtime.trace_context import TRACEPARENT, child, of_headers, traced
 from connectors.runtime.web_app import InternalProblem, Problem, build_app, read_body
 from connectors.runtime.web_server import WebLimits, WebServer
 from connectors.settings import KafkaSettings
 from routing.privacy import mask_text
+from schemas import Codec
 
 __all__ = [
     "HttpIntake",
@@ -282,6 +284,7 @@ class HttpIntake:
     def _store(self, outputs: Sequence[Output], traceparent: str) -> IntakeResponse | None:
         """Produce ``outputs`` and wait for their acknowledgement; the answer to give instead when that fails."""
         outputs = [o if of_headers(o.headers) else replace(o, headers=traced(o.headers, traceparent)) for o in outputs]
+        outputs = [described(output, Codec.default()) for output in outputs]
         for output in outputs:
             size = len(output.key or b"") + len(output.value or b"") + sum(len(k) + len(v) for k, v in output.headers)
             if size + _RECORD_OVERHEAD_BYTES > MAX_RECORD_BYTES:

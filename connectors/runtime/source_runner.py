@@ -11,6 +11,7 @@ producer resumes from the committed cursor.
 import json
 import random
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -20,9 +21,11 @@ from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import BackpressureError, RetriableError
 from connectors.runtime.interface import Output, Source, StageState
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.record_headers import described
 from connectors.runtime.trace_context import new_trace, of_headers, traced
 from connectors.settings import RetrySettings
 from routing.errors import DataError
+from schemas import Codec
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +89,7 @@ class SourceRunner:
         self._dlq_topic = dlq_topic
         self._max_record_bytes = max_record_bytes
         self._producer = producer
+        self._codec = Codec.default()
         self._offsets_topic = offsets_topic
         self._poll_interval_s = poll_interval_s
         self._retry = retry
@@ -131,10 +135,11 @@ class SourceRunner:
             return False
         self._producer.begin_transaction()
         try:
-            for record in map(self._fit, batch.records):
+            for read in map(self._fit, batch.records):
                 # each record a source reads starts a trace (W3C traceparent), unless it brought one
-                headers = record.headers if of_headers(record.headers) else traced(record.headers, new_trace())
-                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(headers))
+                headers = read.headers if of_headers(read.headers) else traced(read.headers, new_trace())
+                record = described(replace(read, headers=headers), self._codec)
+                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
             position = {"cursor": batch.cursor, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
             self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
             self._producer.commit_transaction()

@@ -37,9 +37,11 @@ from connectors.runtime.dlq import dead_letter, error_class
 from connectors.runtime.errors import RecordFailed, StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.record_headers import described
 from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.runtime.workers import PendingBatch, Timed, WorkerPool
 from routing.errors import DataError
+from schemas import Codec
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +85,7 @@ class StageLoop:
         self.stage = processor.stage
         self._consumer = consumer
         self._producer = producer
+        self._codec = Codec.default()
         self._dlq_topic = dlq_topic
         self._metrics = metrics
         self._stop = stop
@@ -288,6 +291,7 @@ class StageLoop:
         return [self._send(_child_of(output, parent)) for output in outcome.outputs]
 
     def _send(self, output: Output) -> FutureRecordMetadata:
+        output = described(output, self._codec)
         return self._producer.send(
             output.topic, key=output.key, value=output.value, headers=list(output.headers), partition=output.partition
         )

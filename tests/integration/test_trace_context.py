@@ -42,7 +42,7 @@ def trace_of(record: ConsumerRecord) -> tuple[str, str]:
 def test_one_trace_id_follows_each_record_from_the_source_to_the_utility_and_back(
     kafka_bootstrap: str, unique_prefix: str, upstream: str
 ) -> None:
-    """Raw record, task, the utility's request, RECEIVED and the utility's own reports share one trace id."""
+    """Raw record, task, the utility's request, RECEIVED and the utility's reports share one trace id; types named."""
     codec = Codec.default()
     with running_utility(UTILITY) as (sim, url):
         source = {"base_url": upstream, "token": "approval-token", "page_size": 50, "poll_interval_s": 0.1}
@@ -65,12 +65,15 @@ def test_one_trace_id_follows_each_record_from_the_source_to_the_utility_and_bac
             app.stop()
             assert app.wait(timeout_s=15)
         received = {task.task_id: task for task in sim.tasks()}
-    raw = [trace_of(r) for r in read_topic(kafka_bootstrap, settings.topic("raw_gonggai"))]
+    raw_records = read_topic(kafka_bootstrap, settings.topic("raw_gonggai"))
+    assert all(dict(r.headers)["content-type"] == b"application/json" for r in raw_records)
+    raw = [trace_of(r) for r in raw_records]
     assert len({trace for trace, _ in raw}) == len(raw), "each record read starts its own trace"
     raw_traces = {trace for trace, _ in raw}
     tasks: dict[str, list[str]] = {}  # task id → the trace of each of its records (revisions), in order
     for record in read_topic(kafka_bootstrap, settings.topic("tasks")):
         trace, span = trace_of(record)
+        assert dict(record.headers)["ubridge.schema"] == b"ubridge.v1.UtilityTask"
         assert trace in raw_traces and (trace, span) not in raw
         tasks.setdefault(codec.decode_as("UtilityTask", record.value)["task_id"], []).append(trace)
     statuses = [

@@ -1,0 +1,45 @@
+"""Headers that say what a record is, so consumers outside ubridge (Java, Flink, Kafka Connect, kcat) can tell.
+
+Every record ubridge writes carries ``content-type`` and, for Avro values, the writer schema's full name and
+its CRC-64-AVRO fingerprint (the same 8 bytes as in the value's single-object header, as hex):
+
+* ``content-type: avro/binary; encoding=single-object`` (the Avro specification's media type, and how the
+  value is framed: ``C3 01`` + fingerprint + body), with ``ubridge.schema: ubridge.v1.UtilityTask`` and
+  ``ubridge.schema.fingerprint: <16 hex digits>``;
+* ``content-type: application/json`` for the JSON values (raw events, cursors, revisions, grants).
+
+Tombstones carry none: they have no value to describe.
+"""
+
+from dataclasses import replace
+from typing import Final
+
+from connectors.runtime.interface import Headers, Output
+from schemas import MAGIC, Codec
+
+CONTENT_TYPE: Final = "content-type"
+SCHEMA: Final = "ubridge.schema"
+FINGERPRINT: Final = "ubridge.schema.fingerprint"
+AVRO: Final = b"avro/binary; encoding=single-object"
+JSON: Final = b"application/json"
+_FINGERPRINT_END: Final = 10
+
+
+def value_headers(value: bytes | None, codec: Codec) -> Headers:
+    """The headers describing ``value`` (none for a tombstone)."""
+    if value is None:
+        return ()
+    if value[:2] == MAGIC:
+        name = codec.schema_of(value)
+        if name is not None:
+            fingerprint = value[2:_FINGERPRINT_END].hex().encode()
+            return ((CONTENT_TYPE, AVRO), (SCHEMA, name.encode()), (FINGERPRINT, fingerprint))
+    return ((CONTENT_TYPE, JSON),) if value[:1] in (b"{", b"[") else ()
+
+
+def described(output: Output, codec: Codec) -> Output:
+    """``output`` with the headers of :func:`value_headers`, unless its producer set them already."""
+    if any(name == CONTENT_TYPE for name, _ in output.headers):
+        return output
+    headers = value_headers(output.value, codec)
+    return replace(output, headers=(*output.headers, *headers)) if headers else output
