@@ -28,7 +28,7 @@ def test_start_prints_bootstrap_last(
 ) -> None:
     """`start` ends its output with a machine-readable `bootstrap=` line and exits 0."""
     info = BrokerInfo(bootstrap="127.0.0.1:9092", pid=42, home=tmp_path)
-    monkeypatch.setattr(cli, "start_broker", lambda home, *, port, progress: info)
+    monkeypatch.setattr(cli, "start_broker", lambda home, *, port, progress, sasl_users: info)
     assert 0 == run("broker", "start", "--home", str(tmp_path), "--port", "9092")
     assert "bootstrap=127.0.0.1:9092" == capsys.readouterr().out.splitlines()[-1]
 
@@ -45,7 +45,7 @@ def test_start_failure_is_one_line(
 ) -> None:
     """A failed start prints one `ubridge:` line to stderr, no traceback; missing tools exit 2."""
 
-    def fail(home: Path, *, port: int | None, progress: object) -> BrokerInfo:
+    def fail(home: Path, *, port: int | None, progress: object, sasl_users: object) -> BrokerInfo:
         raise error
 
     monkeypatch.setattr(cli, "start_broker", fail)
