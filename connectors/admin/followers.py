@@ -1,0 +1,154 @@
+"""The two threads every process runs for the admin surface: it follows the control topic, and publishes status.
+
+:class:`ControlFollower` reads the compacted control topic from the beginning without a group, so every
+process sees every pause and restart request; :class:`StatusPublisher` writes each stage's status every few
+seconds and tombstones them on a clean stop.
+
+Example:
+    >>> control = ControlFollower(settings.kafka, settings.topic("control"), on_restart=restart_stage)
+    >>> control.catch_up()          # before the stages start: a paused stage starts paused
+    >>> threading.Thread(target=control.follow).start()
+"""
+
+import threading
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from connectors.admin.control import ControlState, fold, restarts_due
+from connectors.admin.status import StageStatus, status_key
+from connectors.runtime.kafka import make_consumer, make_producer
+from connectors.settings import KafkaSettings
+
+log = structlog.get_logger(__name__)
+
+_POLL_MS: Final = 500
+_RETRY_S: Final = 2.0
+_CLOSE_S: Final = 5.0
+
+
+class ControlFollower:
+    """The control topic's current state, kept up to date by :meth:`follow` in a thread of its own.
+
+    Args:
+        kafka: Cluster settings.
+        topic: The control topic (prefix applied).
+        on_restart: Called with a stage's name when a new restart request for it arrives.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str, *, on_restart: Callable[[str], None]) -> None:
+        self._kafka = kafka
+        self._consumer: KafkaConsumer | None = None  # made by catch_up: building an App touches no broker
+        self._topic = topic
+        self._on_restart = on_restart
+        self._done = threading.Event()
+        self.state = ControlState()
+
+    def paused(self, stage: str) -> bool:
+        """Whether the control topic pauses ``stage`` now."""
+        return stage in self.state.paused
+
+    def catch_up(self) -> None:
+        """Read the topic to its end (a stage paused before this process started starts paused).
+
+        Raises:
+            LookupError: the control topic does not exist.
+        """
+        self._consumer = consumer = make_consumer(self._kafka, group_id=None)
+        partitions = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
+        if not partitions:
+            message = f"topic {self._topic} does not exist"
+            raise LookupError(message)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
+                for record in records:
+                    if record.offset < end[tp]:  # history: its restart requests were for earlier processes
+                        self.state = fold(self.state, record.key, record.value)
+                    else:
+                        self._apply(record.key, record.value)
+        log.info("control_read", paused=sorted(self.state.paused))
+
+    def follow(self) -> None:
+        """Apply new control records (after :meth:`catch_up`) until :meth:`close`; Kafka errors are waited out."""
+        consumer = self._consumer
+        assert consumer is not None, "catch_up() first"  # noqa: S101 - a programming error
+        try:
+            while not self._done.is_set():
+                try:
+                    batch = consumer.poll(timeout_ms=_POLL_MS)
+                except KafkaError as exc:
+                    log.warning("control_read_failed", error=str(exc), retry_in_s=_RETRY_S)
+                    self._done.wait(_RETRY_S)
+                    continue
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record.key, record.value)
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        """Ask :meth:`follow` to return."""
+        self._done.set()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        before, self.state = self.state, fold(self.state, key, value)
+        if before.paused != self.state.paused:
+            log.info("control_changed", paused=sorted(self.state.paused))
+        for stage in sorted(restarts_due(before, self.state)):
+            log.info("stage_restart_requested", stage=stage)
+            self._on_restart(stage)
+
+
+class StatusPublisher:
+    """Writes the statuses ``collect`` returns to the status topic every ``every_s`` seconds, until closed.
+
+    Args:
+        kafka: Cluster settings.
+        topic: The compacted status topic (prefix applied).
+        collect: This process's stage statuses now.
+        every_s: The heartbeat period.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, *, collect: Callable[[], list[StageStatus]], every_s: float
+    ) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self._collect = collect
+        self._every_s = every_s
+        self._done = threading.Event()
+        self._keys: set[bytes] = set()
+
+    def run(self) -> None:
+        """Publish now and every period until :meth:`close`; then tombstone every key published."""
+        producer = make_producer(self._kafka, max_block_ms=int(_CLOSE_S * 1000))
+        try:
+            while True:
+                statuses = self._collect()
+                self._send(
+                    producer, [(status_key(s.host, s.pid, s.stage), s.model_dump_json().encode()) for s in statuses]
+                )
+                if self._done.wait(self._every_s):
+                    break
+            self._send(producer, [(key, None) for key in sorted(self._keys)])
+        finally:
+            producer.close(timeout=_CLOSE_S)
+
+    def close(self) -> None:
+        """Ask :meth:`run` to tombstone its keys and return."""
+        self._done.set()
+
+    def _send(self, producer: KafkaProducer, records: list[tuple[bytes, bytes | None]]) -> None:
+        try:
+            for key, value in records:
+                self._keys.add(key)
+                producer.send(self._topic, key=key, value=value)
+            producer.flush(timeout=_CLOSE_S)
+        except KafkaError as exc:  # a status not written goes stale, and the admin API says so
+            log.warning("status_publish_failed", error=str(exc))
