@@ -1,0 +1,294 @@
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaAdminClient
+
+from connectors.admin.api import admin_router
+from connectors.admin.server import AdminServer
+from connectors.admin.service import AdminService
+from connectors.app import App
+from connectors.cli import main
+from connectors.registry import topics
+from connectors.runtime.dlq import dead_letter
+from connectors.runtime.kafka import ensure_topics, make_producer
+from connectors.settings import Settings
+from routing.errors import DataError
+from schemas import Codec
+from simulators.utility import UtilitySimulator
+from tests.support import NOW, make_task, read_topic, settings_for, utility_config, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "ops-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SINK = "sink-yantai-water"
+NORMALISER = "normaliser-gonggai"
+
+
+@pytest.fixture
+def utility() -> Iterator[tuple[UtilitySimulator, str]]:
+    sim = UtilitySimulator("yantai-water", token="token-yantai-water")
+    url = sim.start()
+    yield sim, url
+    sim.stop()
+
+
+def admin_settings(bootstrap: str, prefix: str, **sections: Any) -> Settings:
+    admin = {"port": 0, "tokens": {"ops": TOKEN}}
+    return settings_for(
+        bootstrap,
+        prefix,
+        kafka={"bootstrap": bootstrap, "topic_prefix": prefix, "partitions": 1},
+        admin=admin,
+        **sections,
+    )
+
+
+def started(settings: Settings, *stages: str) -> App:
+    app = App(settings, only=list(stages), serve_metrics=False)
+    app.start()
+    wait_until(app.ready, timeout_s=30, what=f"{', '.join(stages)} to join")
+    return app
+
+
+def stopped(app: App) -> None:
+    app.stop()
+    assert app.wait(timeout_s=20)
+    assert not app.failed
+
+
+def admin_url(app: App) -> str:
+    assert app.admin is not None
+    return app.admin.url
+
+
+def stage_rows(url: str, stage: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = httpx.get(f"{url}/admin/v1/stages", headers=AUTH).raise_for_status().json()
+    return [row for row in rows if row["stage"] == stage]
+
+
+def state_of(url: str, stage: str) -> str | None:
+    rows = stage_rows(url, stage)
+    return rows[0]["state"] if rows else None
+
+
+def publish_tasks(settings: Settings, count: int) -> None:
+    producer = make_producer(settings.kafka)
+    codec = Codec.default()
+    for n in range(count):
+        task = make_task("yantai-water", n, project=f"2026-370602-47-01-{n:06d}")
+        value = codec.encode("UtilityTask", dict(task))
+        producer.send(settings.topic("tasks"), key=task["project_code"].encode(), value=value)
+    producer.flush()
+    producer.close()
+
+
+def cli(url: str, *args: str) -> int:
+    return main(["admin", "--url", url, "--token", TOKEN, *args])
+
+
+def test_a_paused_sink_delivers_nothing_until_resumed_even_across_a_restart(
+    kafka_bootstrap: str, unique_prefix: str, utility: tuple[UtilitySimulator, str]
+) -> None:
+    """A pause holds a utility's deliveries, survives a process restart, and a resume delivers every task."""
+    sim, url = utility
+    settings = admin_settings(kafka_bootstrap, unique_prefix, utilities=[utility_config("yantai-water", url)])
+    app = started(settings, SINK)
+    try:
+        assert cli(admin_url(app), "--as", "alice", "pause", SINK, "--reason", "utility maintenance") == 0
+        wait_until(lambda: state_of(admin_url(app), SINK) == "paused", timeout_s=20, what="the sink to show paused")
+        publish_tasks(settings, 10)
+        time.sleep(3)  # an unpaused sink delivers ten tasks in well under a second
+        assert sim.stats().unique == 0
+    finally:
+        stopped(app)
+    app = started(settings, SINK)
+    try:
+        wait_until(lambda: state_of(admin_url(app), SINK) == "paused", timeout_s=20, what="still paused after restart")
+        time.sleep(3)
+        assert sim.stats().unique == 0
+        assert cli(admin_url(app), "resume", SINK) == 0
+        wait_until(lambda: sim.stats().unique == 10, timeout_s=30, what="all ten tasks after the resume")
+        wait_until(lambda: state_of(admin_url(app), SINK) == "running", timeout_s=20, what="the sink to show running")
+    finally:
+        stopped(app)
+    audit = [json.loads(r.value) for r in read_topic(kafka_bootstrap, settings.topic("audit"))]
+    assert [(a["action"], a["by"], a["reason"]) for a in audit] == [
+        ("stage.pause", "alice (ops)", "utility maintenance"),
+        ("stage.resume", "ops", None),
+    ]
+
+
+def test_stages_of_two_processes_are_listed_and_a_restart_rebuilds_one(
+    kafka_bootstrap: str,
+    unique_prefix: str,
+    utility: tuple[UtilitySimulator, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Both processes' stages are listed with their state; a restart rebuilds the stage; a clean stop removes it."""
+    _, url = utility
+    settings = admin_settings(kafka_bootstrap, unique_prefix, utilities=[utility_config("yantai-water", url)])
+    first = started(settings, SINK)
+    second = started(settings, NORMALISER)
+    try:
+        api = admin_url(first)
+        wait_until(lambda: state_of(api, NORMALISER) == "running", timeout_s=20, what="the other process's stage")
+        assert state_of(api, SINK) == "running"
+        capsys.readouterr()
+        assert cli(api, "--json", "stages") == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert {(r["stage"], r["state"], r["stale"], r["lag"]) for r in rows} == {
+            (SINK, "running", False, 0.0),
+            (NORMALISER, "running", False, 0.0),
+        }
+        assert cli(api, "restart", NORMALISER, "--reason", "picked up a new mapping") == 0
+        wait_until(lambda: stage_rows(api, NORMALISER)[0]["restarts"] == 1, timeout_s=20, what="the restart")
+        wait_until(second.ready, timeout_s=30, what="the restarted stage to rejoin")
+        assert stage_rows(api, SINK)[0]["restarts"] == 0
+    finally:
+        stopped(second)
+    try:
+        wait_until(lambda: not stage_rows(api, NORMALISER), timeout_s=20, what="the stopped process's entry to go")
+    finally:
+        stopped(first)
+
+
+def committed(settings: Settings, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items()}
+
+
+def test_offsets_reset_is_refused_while_the_stage_runs_and_applied_once_stopped(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """A reset answers 409 while the group has members; stopped, it moves the group to a time, then to the start."""
+    settings = admin_settings(kafka_bootstrap, unique_prefix)
+    group = f"{unique_prefix}ubridge.{NORMALISER}"
+    raw = settings.topic("raw_gonggai")
+    app = started(settings, NORMALISER)
+    producer = make_producer(settings.kafka)
+    try:
+        for n in range(3):
+            producer.send(raw, key=b"p", value=json.dumps({"n": n}).encode())
+        producer.flush()
+        time.sleep(0.05)
+        middle = datetime.now(UTC)
+        time.sleep(0.05)
+        for n in range(3, 5):
+            producer.send(raw, key=b"p", value=json.dumps({"n": n}).encode())
+        producer.flush()
+        wait_until(lambda: committed(settings, group).get(0) == 5, timeout_s=30, what="all five records committed")
+        body = {"to": "start", "reason": "backfill after the mapping fix"}
+        refused = httpx.post(f"{admin_url(app)}/admin/v1/stages/{NORMALISER}/offsets/reset", json=body, headers=AUTH)
+        assert refused.status_code == 409
+        assert "active member" in refused.json()["detail"]["reason"]
+    finally:
+        producer.close()
+        stopped(app)
+    with client_for(settings) as client:
+        to_time = client.post(
+            f"/admin/v1/stages/{NORMALISER}/offsets/reset",
+            json={"to": middle.isoformat(), "reason": "redo the last two"},
+        )
+        assert to_time.status_code == 200, to_time.text
+        assert to_time.json()["offsets"] == [{"topic": raw, "partition": 0, "offset": 3}]
+        assert committed(settings, group) == {0: 3}
+        to_start = client.post(f"/admin/v1/stages/{NORMALISER}/offsets/reset", json=body)
+        assert to_start.status_code == 200, to_start.text
+    assert committed(settings, group) == {0: 0}
+
+
+@contextmanager
+def client_for(settings: Settings) -> Iterator[httpx.Client]:
+    """The admin API of ``settings`` served on a free port (no process running stages), and a client of it."""
+    service = AdminService(settings, stale_after_s=15)
+    server = AdminServer(admin_router(service, {"ops": TOKEN}), service, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def dead_letters(settings: Settings) -> list[int]:
+    """Write two raw records and their dead letters; the raw records' offsets."""
+    kafka, raw, dlq = settings.kafka, settings.topic("raw_gonggai"), settings.dlq_topic(NORMALISER)
+    ensure_topics(kafka, topics(settings))
+    producer = make_producer(kafka)
+    producer.send(raw, key=b"p1", value=b'{"lxrsjh": "13912345678"}', headers=[("x-origin", b"test")])
+    producer.send(raw, key=b"p2", value=b'{"xmdm": ""}')
+    producer.flush()
+    first, second = read_topic(settings.kafka.bootstrap, raw)
+    for record, error in (
+        (first, DataError("lxrsjh", "not a project: 13912345678")),
+        (second, DataError("xmdm", "empty")),
+    ):
+        letter = dead_letter(record, error, stage=NORMALISER, topic=dlq, now=NOW)
+        producer.send(letter.topic, key=letter.key, value=letter.value, headers=list(letter.headers))
+    producer.flush()
+    producer.close()
+    return [first.offset, second.offset]
+
+
+def test_dead_letters_are_listed_shown_masked_and_replayed_with_an_audit_record(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """Listing filters by field, showing decodes and masks, a replay restores the original record and is audited."""
+    settings = admin_settings(kafka_bootstrap, unique_prefix)
+    raw = settings.topic("raw_gonggai")
+    dead_letters(settings)
+    path = f"/admin/v1/stages/{NORMALISER}/dead-letters"
+    with client_for(settings) as client:
+        listed = client.get(path, params={"field": "lxrsjh"}).json()
+        assert [(r["offset"], r["error_class"], r["message"], r["source_topic"]) for r in listed] == [
+            (0, "DataError", "lxrsjh: not a project: 139****5678", raw)
+        ]
+        assert [r["offset"] for r in client.get(path, params={"from_offset": 1}).json()] == [1]
+        shown = client.get(f"{path}/0/0").json()
+        assert (shown["schema_name"], shown["value"], shown["headers"]) == (
+            "json",
+            {"lxrsjh": "139****5678"},
+            {"x-origin": "test"},
+        )
+        assert client.get(f"{path}/0/7").status_code == 404
+        assert client.post(f"{path}/replay", json={"offsets": [0]}).status_code == 422  # no reason
+        replayed = client.post(
+            f"{path}/replay", json={"offsets": [0], "reason": "mapping fixed"}, headers={"X-Ubridge-Operator": "bob"}
+        )
+        assert replayed.json() == {"count": 1, "offsets": [0], "targets": [raw]}
+        elsewhere = client.post(f"{path}/replay", json={"field": "xmdm", "topic": raw, "reason": "look again"})
+        assert elsewhere.json() == {"count": 1, "offsets": [1], "targets": [raw]}
+    again = read_topic(kafka_bootstrap, raw)[2:]
+    assert [(r.key, r.value, r.headers) for r in again] == [
+        (b"p1", b'{"lxrsjh": "13912345678"}', [("x-origin", b"test")]),
+        (b"p2", b'{"xmdm": ""}', []),
+    ]
+    audit = [json.loads(r.value) for r in read_topic(kafka_bootstrap, settings.topic("audit"))]
+    assert [(a["action"], a["by"], a["reason"], a["what"]["offsets"], a["what"]["count"]) for a in audit] == [
+        ("dlq.replay", "bob (ops)", "mapping fixed", [0], 1),
+        ("dlq.replay", "ops", "look again", [1], 1),
+    ]
+
+
+def test_the_admin_api_needs_its_token(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """No token or a wrong one is 401 with a JSON reason; the configured token is let in."""
+    settings = admin_settings(kafka_bootstrap, unique_prefix)
+    ensure_topics(settings.kafka, topics(settings))
+    with client_for(settings) as client:
+        missing = client.get("/admin/v1/stages", headers={"Authorization": ""})
+        wrong = client.get("/admin/v1/stages", headers={"Authorization": "Bearer not-the-token"})
+        right = client.get("/admin/v1/stages")
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert wrong.json()["detail"]["field"] == "Authorization"
+    assert right.json() == []
