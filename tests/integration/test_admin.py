@@ -292,3 +292,32 @@ def test_the_admin_api_needs_its_token(kafka_bootstrap: str, unique_prefix: str)
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert wrong.json()["detail"]["field"] == "Authorization"
     assert right.json() == []
+
+
+def test_partitions_assigned_to_a_paused_sink_stay_paused(
+    kafka_bootstrap: str, unique_prefix: str, utility: tuple[UtilitySimulator, str]
+) -> None:
+    """When one of two paused sink processes stops, the partitions the other takes over are paused too."""
+    sim, url = utility
+    settings = settings_for(
+        kafka_bootstrap,
+        unique_prefix,
+        kafka={"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix, "partitions": 3},
+        admin={"port": 0, "tokens": {"ops": TOKEN}},
+        utilities=[utility_config("yantai-water", url)],
+    )
+    first = started(settings, SINK)
+    second = started(settings, SINK)
+    try:
+        assert cli(admin_url(first), "pause", SINK, "--reason", "utility maintenance") == 0
+        # both apps run in this one process, so they share its <host>:<pid>/<stage> status entry
+        wait_until(lambda: state_of(admin_url(first), SINK) == "paused", timeout_s=20, what="the sinks to show paused")
+        stopped(second)
+        wait_until(first.ready, timeout_s=30, what="the remaining sink to take every partition")
+        publish_tasks(settings, 12)
+        time.sleep(3)
+        assert sim.stats().unique == 0
+        assert cli(admin_url(first), "resume", SINK) == 0
+        wait_until(lambda: sim.stats().unique == 12, timeout_s=30, what="every task after the resume")
+    finally:
+        stopped(first)

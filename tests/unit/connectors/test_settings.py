@@ -136,3 +136,13 @@ def test_negative_workers_are_refused() -> None:
 def test_parallel_stage_names_are_the_stages_own() -> None:
     """The configuration's stage names match the processors', so a rename cannot silently disable workers."""
     assert set(get_args(ParallelStage)) == {GonggaiNormaliser.stage, SpglNormaliser.stage}
+
+
+def test_admin_tokens_come_from_the_environment_and_must_be_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """admin.tokens takes ${NAME} like every secret; a short token is refused naming the key and the token."""
+    monkeypatch.setenv("UBRIDGE_ADMIN_TOKEN", "a-long-enough-admin-token")
+    settings = parse_settings({**MINIMAL, "admin": {"port": 8093, "tokens": {"ops": "${UBRIDGE_ADMIN_TOKEN}"}}})
+    assert settings.admin is not None
+    assert settings.admin.tokens["ops"].get_secret_value() == "a-long-enough-admin-token"
+    with pytest.raises(ConfigError, match=r"admin\.tokens: .*at least 16 characters: ops"):
+        parse_settings({**MINIMAL, "admin": {"tokens": {"ops": "short"}}}, origin="ubridge.yaml")
