@@ -89,9 +89,13 @@ class AdminService:
     def close(self) -> None:
         """Close the producer, if one was made."""
         with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=_SEND_S)
-                self._producer = None
+            producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=_SEND_S)
+        except KafkaError:
+            return  # Kafka away: the records it held were never acknowledged, and no answer said they were
 
     def stages(self) -> list[StageView]:
         """Every stage of every live process (and the stale entries of processes that stopped heartbeating)."""
