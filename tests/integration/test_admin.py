@@ -1,18 +1,25 @@
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kafka import KafkaAdminClient
 
 from connectors.admin.api import admin_router
 from connectors.admin.server import AdminServer
 from connectors.admin.service import AdminService
 from connectors.app import App
+from connectors.broker.kafka_install import free_port
 from connectors.cli import main
 from connectors.registry import topics
 from connectors.runtime.dlq import dead_letter
@@ -21,7 +28,7 @@ from connectors.settings import Settings
 from routing.errors import DataError
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import NOW, make_task, read_topic, settings_for, utility_config, wait_until
+from tests.support import NOW, SERVICE_AREAS, make_task, read_topic, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +83,13 @@ def stage_rows(url: str, stage: str) -> list[dict[str, Any]]:
 def state_of(url: str, stage: str) -> str | None:
     rows = stage_rows(url, stage)
     return rows[0]["state"] if rows else None
+
+
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/admin/v1/stages", headers=AUTH).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def publish_tasks(settings: Settings, count: int) -> None:
@@ -321,3 +335,41 @@ def test_partitions_assigned_to_a_paused_sink_stay_paused(
         wait_until(lambda: sim.stats().unique == 12, timeout_s=30, what="every task after the resume")
     finally:
         stopped(first)
+
+
+def test_ubridge_run_serves_the_admin_api_to_the_cli(kafka_bootstrap: str, unique_prefix: str, tmp_path: Path) -> None:
+    """`ubridge run` with admin.port serves the API; `ubridge admin` reaches it from the environment; logs stay JSON."""
+    port = free_port()
+    document = {
+        "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix},
+        "observability": {"log_format": "json", "metrics_port": free_port()},
+        "routing": {"service_areas": str(SERVICE_AREAS)},
+        "admin": {"port": port, "tokens": {"ops": "${TEST_ADMIN_TOKEN}"}},
+    }
+    config = tmp_path / "ubridge.yaml"
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    env = {**os.environ, "TEST_ADMIN_TOKEN": TOKEN, "UBRIDGE_ADMIN_URL": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "ubridge.log"
+    command = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config), "--stage", NORMALISER]
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    admin = [sys.executable, "-m", "connectors.cli", "admin", "stages"]
+    try:
+        wait_until(lambda: serving(f"http://127.0.0.1:{port}"), timeout_s=60, what="the admin API")
+        wait_until(lambda: state_of(f"http://127.0.0.1:{port}", NORMALISER) == "running", timeout_s=30, what="running")
+        without = subprocess.run(admin, env=env, capture_output=True, text=True, check=False)
+        with_token = {**env, "UBRIDGE_ADMIN_TOKEN": TOKEN}
+        listed = subprocess.run(admin, env=with_token, capture_output=True, text=True, check=False)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0
+    assert (without.returncode, without.stderr.strip()) == (
+        2,
+        "ubridge: an admin token is needed (--token or $UBRIDGE_ADMIN_TOKEN)",
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert NORMALISER in listed.stdout
+    assert "running" in listed.stdout
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if not line.startswith("{")] == []
+    assert "admin_serving" in {json.loads(line)["event"] for line in lines}
