@@ -133,10 +133,11 @@ class SourceRunner:
 
     def _hold(self) -> bool:
         """While the source is paused, wait a poll interval (at most a second) instead of polling; True if so."""
-        if not self._paused():
-            return False
-        self._stop.wait(min(1.0, self._poll_interval_s))
-        return True
+        paused = self._paused()
+        self._metrics.stage_paused.labels(self.stage).set(1 if paused else 0)
+        if paused:
+            self._stop.wait(min(1.0, self._poll_interval_s))
+        return paused
 
     def _step(self) -> bool:
         """One poll written atomically with its cursor; True when the source said it has more."""

@@ -131,6 +131,7 @@ class StageLoop:
             raise
         finally:
             self._metrics.stage_up.labels(self.stage).set(0)
+            self._metrics.stage_paused.labels(self.stage).set(0)
             if self._workers is not None:
                 self._workers.close()
             self.processor.close()
@@ -188,6 +189,7 @@ class StageLoop:
         if wanted == self._holding:
             return
         self._holding = wanted
+        self._metrics.stage_paused.labels(self.stage).set(1 if wanted else 0)
         if wanted:
             self._consumer.pause(*self._consumer.assignment())
         else:

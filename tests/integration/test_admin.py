@@ -120,6 +120,7 @@ def test_a_paused_sink_delivers_nothing_until_resumed_even_across_a_restart(
         publish_tasks(settings, 10)
         time.sleep(3)  # an unpaused sink delivers ten tasks in well under a second
         assert sim.stats().unique == 0
+        assert app.metrics.registry.get_sample_value("ubridge_stage_paused", {"stage": SINK}) == 1
     finally:
         stopped(app)
     app = started(settings, SINK)

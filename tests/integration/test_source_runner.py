@@ -96,14 +96,14 @@ def test_a_paused_source_is_not_polled_until_resumed(kafka_bootstrap: str, uniqu
     ensure_topics(kafka, [TopicSpec(offsets, 1, compacted=True)])
     paused = threading.Event()
     paused.set()
-    source, stop = Counting(), threading.Event()
+    source, stop, runner_metrics = Counting(), threading.Event(), Metrics(CollectorRegistry())
     runner = SourceRunner(
         source,
         producer=make_producer(kafka, transactional_id=f"{unique_prefix}counting"),
         offsets_topic=offsets,
         poll_interval_s=0.05,
         retry=RetrySettings(),
-        metrics=Metrics(CollectorRegistry()),
+        metrics=runner_metrics,
         stop=stop,
         start_cursor=None,
         dlq_topic=f"{unique_prefix}dlq",
@@ -115,9 +115,10 @@ def test_a_paused_source_is_not_polled_until_resumed(kafka_bootstrap: str, uniqu
         wait_until(lambda: runner.state.started, timeout_s=30, what="the runner started")
         time.sleep(0.5)
         held = source.polls
+        held_gauge = runner_metrics.registry.get_sample_value("ubridge_stage_paused", {"stage": "counting"})
         paused.clear()
         wait_until(lambda: source.polls > 3, timeout_s=10, what="polls after the resume")
     finally:
         stop.set()
         thread.join(timeout=15)
-    assert held == 0
+    assert (held, held_gauge) == (0, 1.0)
