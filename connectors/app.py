@@ -124,7 +124,6 @@ class App:
             log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")
         if not self._ensure_topics():
             return
-        self.control.catch_up()
         self._start_admin()
         for supervisor, spec in zip(self.supervisors, self._specs, strict=True):
             try:
@@ -215,11 +214,12 @@ class App:
         return value
 
     def _ensure_topics(self) -> bool:
-        """Create missing topics, waiting out a Kafka that cannot be reached; False when stopped first."""
+        """Create missing topics and read the control topic, waiting out an unreachable Kafka; False if stopped."""
         pause, longest = _KAFKA_WAIT_S
         while True:
             try:
                 created = ensure_topics(self.settings.kafka, topics(self.settings))
+                self.control.catch_up()  # before any stage starts: a paused stage starts paused
             except KafkaError as exc:
                 log.warning(
                     "kafka_unreachable", bootstrap=self.settings.kafka.bootstrap, error=str(exc), retry_in_s=pause

@@ -11,6 +11,7 @@ Example:
 """
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -28,6 +29,7 @@ log = structlog.get_logger(__name__)
 _POLL_MS: Final = 500
 _RETRY_S: Final = 2.0
 _CLOSE_S: Final = 5.0
+_METADATA_S: Final = 10.0
 
 
 class ControlFollower:
@@ -57,11 +59,11 @@ class ControlFollower:
         Raises:
             LookupError: the control topic does not exist.
         """
+        if self._consumer is not None:  # an earlier attempt that Kafka interrupted: read it all again
+            self._consumer.close()
         self._consumer = consumer = make_consumer(self._kafka, group_id=None)
-        partitions = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
-        if not partitions:
-            message = f"topic {self._topic} does not exist"
-            raise LookupError(message)
+        self.state = ControlState()
+        partitions = self._partitions(consumer)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
@@ -73,6 +75,16 @@ class ControlFollower:
                     else:
                         self._apply(record.key, record.value)
         log.info("control_read", paused=sorted(self.state.paused))
+
+    def _partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
+        """The control topic's partitions, waiting a little for a topic created a moment ago to be known."""
+        deadline = time.monotonic() + _METADATA_S
+        while not (found := consumer.partitions_for_topic(self._topic)):
+            if time.monotonic() > deadline:
+                message = f"topic {self._topic} does not exist"
+                raise LookupError(message)
+            time.sleep(_POLL_MS / 1000)
+        return [TopicPartition(self._topic, p) for p in sorted(found)]
 
     def follow(self) -> None:
         """Apply new control records (after :meth:`catch_up`) until :meth:`close`; Kafka errors are waited out."""

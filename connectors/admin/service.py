@@ -45,6 +45,7 @@ from schemas import Codec
 _SEND_S: Final = 10.0
 _POLL_MS: Final = 500
 _READ_S: Final = 60.0
+MAX_REPLAY: Final = 10_000  # dead letters one replay sends (held in memory meanwhile)
 
 
 class AdminError(Exception):
@@ -205,7 +206,13 @@ class AdminService:
             AdminError: a letter has no source topic and none was named, or the target topic does not exist.
         """
         wanted = None if offsets is None else set(offsets)
-        records = [r for r in self._letters(stage, chosen) if wanted is None or r.offset in wanted]
+        records = []
+        for record in self._letters(stage, chosen):
+            if wanted is None or record.offset in wanted:
+                records.append(record)
+            if len(records) > MAX_REPLAY:
+                message = f"more than {MAX_REPLAY} dead letters match: narrow the filter (offsets, times)"
+                raise AdminError("offsets", message)
         if not records:
             raise NotFoundError("offsets", f"no dead letter of {stage} matches")
         try:

@@ -302,11 +302,27 @@ def test_the_admin_api_needs_its_token(kafka_bootstrap: str, unique_prefix: str)
     ensure_topics(settings.kafka, topics(settings))
     with client_for(settings) as client:
         missing = client.get("/admin/v1/stages", headers={"Authorization": ""})
-        wrong = client.get("/admin/v1/stages", headers={"Authorization": "Bearer not-the-token"})
+        wrong = client.post("/admin/v1/stages/router/pause", headers={"Authorization": "Bearer not-the-token"})
         right = client.get("/admin/v1/stages")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert wrong.json()["detail"]["field"] == "Authorization"
     assert right.json() == []
+    assert read_topic(kafka_bootstrap, settings.topic("control")) == []
+
+
+def test_unknown_stages_and_intakes_are_refused_with_the_reason(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """Pausing a stage that is not configured is 404, an intake 409, each naming the field and why."""
+    settings = admin_settings(kafka_bootstrap, unique_prefix, status_callbacks={"port": 0})
+    ensure_topics(settings.kafka, topics(settings))
+    with client_for(settings) as client:
+        unknown = client.post("/admin/v1/stages/sink-nowhere/pause")
+        intake = client.post("/admin/v1/stages/status-callbacks/pause", json={"reason": "try"})
+        no_letters = client.get("/admin/v1/stages/status-callbacks/dead-letters")
+    assert (unknown.status_code, intake.status_code, no_letters.status_code) == (404, 409, 404)
+    assert unknown.json()["detail"]["field"] == "stage"
+    assert "configured: normaliser-gonggai, router, status-callbacks" in unknown.json()["detail"]["reason"]
+    assert "cannot be paused" in intake.json()["detail"]["reason"]
+    assert read_topic(kafka_bootstrap, settings.topic("control")) == []
 
 
 def test_partitions_assigned_to_a_paused_sink_stay_paused(
