@@ -42,7 +42,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def admin_router(service: AdminService, tokens: Mapping[str, str]) -> APIRouter:
     """The admin routes over ``service``, open to callers bearing one of ``tokens`` (name → token)."""
-    bearer = HTTPBearer(auto_error=False)
+    bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="One of the admin.tokens.")
 
     def actor(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],

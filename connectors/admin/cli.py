@@ -31,7 +31,7 @@ from rich.table import Table
 DEFAULT_URL: Final = "http://127.0.0.1:8093"
 _TIMEOUT_S: Final = 120.0  # a replay or listing reads a dead-letter topic to its end
 _PREFIX: Final = "/admin/v1/stages"
-_STAGE_COLUMNS: Final = ("stage", "state", "host", "pid", "lag", "records_in", "records_out", "last_error")
+_STAGE_COLUMNS: Final = ("stage", "state", "host", "pid", "lag", "records_in", "records_out", "restarts", "last_error")
 _LETTER_COLUMNS: Final = ("offset", "timestamp", "error_class", "field", "message", "source_topic", "source_offset")
 _FILTERS: Final = ("error_class", "field", "since", "until", "from_offset", "to_offset")
 
