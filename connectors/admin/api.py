@@ -2,8 +2,9 @@
 
 Every route needs ``Authorization: Bearer <token>`` with one of the configured admin tokens (``admin.tokens``,
 a name per token); the token's name, or ``X-Ubridge-Operator`` when the caller names a person, is recorded as
-who acted. Errors are JSON ``{"detail": {"field": ..., "reason": ...}}``. Handlers are plain functions: FastAPI
-runs them in its thread pool, as the service blocks on Kafka.
+who acted. Errors are JSON ``{"detail": {"field": ..., "reason": ...}}`` (503 with ``Retry-After`` when Kafka
+does not answer). Handlers are plain functions: FastAPI runs them in its thread pool, as the service blocks on
+Kafka.
 
 Example:
     >>> app = FastAPI()
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from kafka.errors import KafkaError
 
 from connectors.admin.dead_letters import DeadLetterFilter
 from connectors.admin.models import (
@@ -126,3 +128,6 @@ def _answer(call: Callable[[], T]) -> T:
         return call()
     except AdminError as exc:
         raise HTTPException(exc.status, detail={"field": exc.field, "reason": exc.reason}) from exc
+    except KafkaError as exc:
+        reason = f"Kafka did not answer ({type(exc).__name__}); try again"
+        raise HTTPException(503, detail={"field": "kafka", "reason": reason}, headers={"Retry-After": "5"}) from exc

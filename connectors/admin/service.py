@@ -103,6 +103,8 @@ class AdminService:
         consumer = make_consumer(self._settings.kafka, group_id=None)
         try:
             latest = read_latest(consumer, self._settings.topic("stage_status"))
+        except LookupError as exc:  # no process of this installation ever started
+            raise NotFoundError("topic", str(exc)) from exc
         finally:
             consumer.close()
         statuses = []
