@@ -51,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 _KAFKA_WAIT_S: Final = (1.0, 30.0)  # first and longest pause between attempts to reach Kafka at start
 STATUS_EVERY_S: Final = 5.0  # the stage-status heartbeat
-_JOIN_S: Final = 10.0  # longest the admin threads get to finish at the end
 
 
 class UnknownStageError(ValueError):
@@ -97,7 +96,6 @@ class App:
         self._status = StatusPublisher(
             settings.kafka, settings.topic("stage_status"), collect=self._statuses, every_s=STATUS_EVERY_S
         )
-        self._admin_threads: list[threading.Thread] = []
         self.admin: AdminServer | None = None
 
     @property
@@ -158,10 +156,8 @@ class App:
 
     def _start_admin(self) -> None:
         """Follow the control topic, publish status, and serve the admin API when ``admin.port`` is set."""
-        for target, name in ((self.control.follow, "control-follower"), (self._status.run, "status-publisher")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._admin_threads.append(thread)
+        self.control.start()
+        self._status.start()
         admin = self.settings.admin
         if admin is None or admin.port is None:
             return
@@ -175,9 +171,6 @@ class App:
         """Tombstone this process's status entries, stop following, stop serving (once)."""
         self.control.close()
         self._status.close()
-        for thread in self._admin_threads:
-            thread.join(_JOIN_S)
-        self._admin_threads = []
         if self.admin is not None:
             self.admin.stop()
             self.admin = None

@@ -7,7 +7,8 @@ seconds and tombstones them on a clean stop.
 Example:
     >>> control = ControlFollower(settings.kafka, settings.topic("control"), on_restart=restart_stage)
     >>> control.catch_up()          # before the stages start: a paused stage starts paused
-    >>> threading.Thread(target=control.follow).start()
+    >>> control.start()
+    >>> control.close()             # at the end
 """
 
 import threading
@@ -30,6 +31,8 @@ _POLL_MS: Final = 500
 _RETRY_S: Final = 2.0
 _CLOSE_S: Final = 5.0
 _METADATA_S: Final = 10.0
+_JOIN_S: Final = 10.0
+_BLOCK_MS: Final = 2000
 
 
 class ControlFollower:
@@ -47,6 +50,7 @@ class ControlFollower:
         self._topic = topic
         self._on_restart = on_restart
         self._done = threading.Event()
+        self._thread: threading.Thread | None = None
         self.state = ControlState()
 
     def paused(self, stage: str) -> bool:
@@ -86,10 +90,24 @@ class ControlFollower:
             time.sleep(_POLL_MS / 1000)
         return [TopicPartition(self._topic, p) for p in sorted(found)]
 
-    def follow(self) -> None:
-        """Apply new control records (after :meth:`catch_up`) until :meth:`close`; Kafka errors are waited out."""
+    def start(self) -> None:
+        """Follow the topic in a thread of its own (after :meth:`catch_up`)."""
         consumer = self._consumer
         assert consumer is not None, "catch_up() first"  # noqa: S101 - a programming error
+        self._thread = threading.Thread(target=self._follow, args=(consumer,), name="control-follower", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop following and close the consumer (also when :meth:`start` never came)."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(_JOIN_S)
+        elif self._consumer is not None:
+            self._consumer.close()
+        self._consumer = None
+
+    def _follow(self, consumer: KafkaConsumer) -> None:
+        """Apply new control records until closed; Kafka errors are waited out."""
         try:
             while not self._done.is_set():
                 try:
@@ -103,10 +121,6 @@ class ControlFollower:
                         self._apply(record.key, record.value)
         finally:
             consumer.close()
-
-    def close(self) -> None:
-        """Ask :meth:`follow` to return."""
-        self._done.set()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         before, self.state = self.state, fold(self.state, key, value)
@@ -136,10 +150,24 @@ class StatusPublisher:
         self._every_s = every_s
         self._done = threading.Event()
         self._keys: set[bytes] = set()
+        self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
-        """Publish now and every period until :meth:`close`; then tombstone every key published."""
-        producer = make_producer(self._kafka, max_block_ms=int(_CLOSE_S * 1000))
+    def start(self) -> None:
+        """Publish in a thread of its own."""
+        self._thread = threading.Thread(target=self._run, name="status-publisher", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Tombstone every key published, and stop."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(_JOIN_S)
+
+    def _run(self) -> None:
+        """Publish now and every period until closed; then tombstone every key published."""
+        producer = self._producer()
+        if producer is None:
+            return
         try:
             while True:
                 statuses = self._collect()
@@ -152,9 +180,19 @@ class StatusPublisher:
         finally:
             _close(producer)
 
-    def close(self) -> None:
-        """Ask :meth:`run` to tombstone its keys and return."""
-        self._done.set()
+    def _producer(self) -> KafkaProducer | None:
+        """A producer, once Kafka lets one be made; None when closed first."""
+        while True:
+            try:
+                # A heartbeat is worth nothing late: records expire before the close gives up waiting for them,
+                # so a stop with Kafka away leaves nothing pending for kafka-python's finaliser to choke on.
+                return make_producer(
+                    self._kafka, max_block_ms=_BLOCK_MS, request_timeout_ms=_BLOCK_MS, delivery_timeout_ms=2 * _BLOCK_MS
+                )
+            except KafkaError as exc:
+                log.warning("status_publish_failed", error=str(exc))
+                if self._done.wait(self._every_s):
+                    return None
 
     def _send(self, producer: KafkaProducer, records: list[tuple[bytes, bytes | None]]) -> None:
         try:
@@ -169,6 +207,6 @@ class StatusPublisher:
 def _close(producer: KafkaProducer) -> None:
     """Close ``producer``; with Kafka away what it still holds is dropped (the statuses go stale)."""
     try:
-        producer.close(timeout=_CLOSE_S)
+        producer.close(timeout=2 * _CLOSE_S)
     except KafkaError as exc:
         log.warning("status_publish_failed", error=str(exc))
