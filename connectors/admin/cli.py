@@ -3,7 +3,7 @@
 ::
 
     ubridge admin stages
-    ubridge admin pause sink-yantai-water --reason "utility maintenance until 18:00"
+    ubridge admin pause --utility yantai-water --reason "utility maintenance until 18:00"
     ubridge admin resume sink-yantai-water
     ubridge admin restart router
     ubridge admin dlq list sink-yantai-water --error-class DataError
@@ -49,7 +49,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     for action in ("pause", "resume", "restart"):
         command = commands.add_parser(action, help=f"{action} a stage in every process")
-        command.add_argument("stage")
+        which = command.add_mutually_exclusive_group(required=True)
+        which.add_argument("stage", nargs="?")
+        which.add_argument("--utility", metavar="ID", help="the utility's sink (sink-<ID>)")
         command.add_argument("--reason")
         command.set_defaults(func=run, request=_action, action=action)
     _register_dlq(commands)
@@ -118,7 +120,8 @@ def _stages(_: argparse.Namespace) -> Request:
 
 
 def _action(args: argparse.Namespace) -> Request:
-    return "POST", f"{_PREFIX}/{args.stage}/{args.action}", {"reason": args.reason}
+    stage = args.stage if args.utility is None else f"sink-{args.utility}"
+    return "POST", f"{_PREFIX}/{stage}/{args.action}", {"reason": args.reason}
 
 
 def _list(args: argparse.Namespace) -> Request:

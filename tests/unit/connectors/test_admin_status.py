@@ -5,6 +5,7 @@ from rich.console import Console
 
 from connectors.admin.cli import table
 from connectors.admin.status import Phase, StageState, StageStatus, state_of, status_key, with_staleness
+from connectors.cli import _parser
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -56,3 +57,24 @@ def test_the_stage_table_marks_stale_rows() -> None:
     text = console.export_text()
     assert "running (stale)" in text
     assert "3.0" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "path"),
+    [
+        (["pause", "--utility", "yantai-water"], "/admin/v1/stages/sink-yantai-water/pause"),
+        (["resume", "sink-yantai-water"], "/admin/v1/stages/sink-yantai-water/resume"),
+        (["restart", "router", "--reason", "new mapping"], "/admin/v1/stages/router/restart"),
+    ],
+)
+def test_the_cli_names_a_stage_or_a_utilitys_sink(argv: list[str], path: str) -> None:
+    """`--utility ID` stands for the sink-<ID> stage; the request goes to that stage's action."""
+    args = _parser().parse_args(["admin", *argv])
+    assert args.request(args)[:2] == ("POST", path)
+
+
+def test_the_cli_wants_a_stage_or_a_utility_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    """Naming both a stage and a utility is a usage error."""
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["admin", "pause", "router", "--utility", "yantai-water"])
+    assert "not allowed with argument" in capsys.readouterr().err
