@@ -6,6 +6,10 @@ dead-lettered, a stage that fails is rebuilt and restarted by its :class:`~conne
 while the others keep running, and a Kafka outage is waited out (at start too). The process ends on SIGTERM,
 or at start when a stage cannot be built from its configuration.
 
+Every process follows the control topic (pauses and restart requests, :mod:`connectors.admin.control`) and
+publishes its stages' status every few seconds (:mod:`connectors.admin.status`); with ``admin.port`` set it
+also serves the admin API (:mod:`connectors.admin.api`).
+
 ``/readyz`` answers 503 while a stage is not running and joined, or while no Kafka broker is reachable
 (:class:`~connectors.runtime.kafka_probe.KafkaProbe`), naming the cause; ``/healthz`` stays 200 while every
 stage is running or restarting by itself.
@@ -16,6 +20,8 @@ Example:
     >>> app.wait()          # until SIGTERM (app.stop())
 """
 
+import os
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -27,11 +33,17 @@ from fastapi import APIRouter
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from connectors.admin.api import admin_router
+from connectors.admin.followers import ControlFollower, StatusPublisher
+from connectors.admin.service import AdminService
+from connectors.admin.status import StageStatus, state_of
 from connectors.registry import Context, Runnable, stage_specs, topics
 from connectors.runtime.health import HealthServer
 from connectors.runtime.kafka import ensure_topics
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.web_app import build_app
+from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
 from connectors.supervisor import Supervisor
 from routing.calendar import SHANGHAI, load_calendar
@@ -40,6 +52,7 @@ from schemas import Codec
 log = structlog.get_logger(__name__)
 
 _KAFKA_WAIT_S: Final = (1.0, 30.0)  # first and longest pause between attempts to reach Kafka at start
+STATUS_EVERY_S: Final = 5.0  # the stage-status heartbeat
 
 
 class UnknownStageError(ValueError):
@@ -84,6 +97,12 @@ class App:
         self.probe = KafkaProbe(settings.kafka.bootstrap, gauge=self.metrics.kafka_up, stop=self.stop_event)
         self.failed = False
         self.health: HealthServer | None = None
+        self.control = ControlFollower(settings.kafka, settings.topic("control"), on_restart=self._restart)
+        self._status = StatusPublisher(
+            settings.kafka, settings.topic("stage_status"), collect=self._statuses, every_s=STATUS_EVERY_S
+        )
+        self.admin: WebServer | None = None
+        self._admin_service: AdminService | None = None
 
     @property
     def runnables(self) -> list[Runnable]:
@@ -98,7 +117,7 @@ class App:
         """
         self._expose_calendar_coverage()
         threading.Thread(target=self.probe.run, name="kafka-probe", daemon=True).start()
-        ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default())
+        ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default(), paused=self.control.paused)
         self.supervisors = [Supervisor(spec, ctx, on_fatal=self._fatal) for spec in self._specs]
         if self._serve_metrics:
             obs = self.settings.observability
@@ -115,9 +134,10 @@ class App:
             log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")
         if not self._ensure_topics():
             return
+        self._start_admin()
         for supervisor, spec in zip(self.supervisors, self._specs, strict=True):
             try:
-                supervisor.runnable = spec.build(ctx)
+                supervisor.runnable = spec.build(supervisor.context())
             except KafkaError as exc:
                 log.warning("stage_build_failed", stage=spec.name, error=str(exc))  # its supervisor retries
         for supervisor in self.supervisors:
@@ -142,14 +162,75 @@ class App:
         if done and self.health is not None:
             self.health.stop()
             self.health = None
+        if done:
+            self._stop_admin()
         return done
 
+    def _start_admin(self) -> None:
+        """Follow the control topic, publish status, and serve the admin API when ``admin.port`` is set."""
+        self.control.start()
+        self._status.start()
+        admin = self.settings.admin
+        if admin is None or admin.port is None:
+            return
+        service = AdminService(self.settings, stale_after_s=3 * STATUS_EVERY_S)
+        tokens = {name: token.get_secret_value() for name, token in admin.tokens.items()}
+        # the admin API on a listener of its own: operators reach it, the utilities and upstream systems do not
+        app = build_app([admin_router(service, tokens)], description="ubridge's admin API")
+        self.admin = WebServer(app, host=admin.host, port=admin.port, name="admin-api")
+        self._admin_service = service
+        self.admin.start()
+        log.info("admin_serving", url=f"http://{admin.host}:{self.admin.port}")
+
+    def _stop_admin(self) -> None:
+        """Tombstone this process's status entries, stop following, stop serving (once)."""
+        self.control.close()
+        self._status.close()
+        if self.admin is not None:
+            self.admin.stop()
+            self.admin = None
+        if self._admin_service is not None:
+            self._admin_service.close()
+            self._admin_service = None
+
+    def _restart(self, stage: str) -> None:
+        for supervisor in self.supervisors:
+            if supervisor.name == stage:
+                supervisor.restart()
+
+    def _statuses(self) -> list[StageStatus]:
+        """What this process publishes of its stages now (an error text is masked by the supervisor)."""
+        host, pid, now = socket.gethostname(), os.getpid(), datetime.now(UTC)
+        statuses = []
+        for supervisor in self.supervisors:
+            report, stage = supervisor.report(), supervisor.name
+            statuses.append(
+                StageStatus(
+                    stage=stage,
+                    host=host,
+                    pid=pid,
+                    state=state_of(supervisor.phase, paused=self.control.paused(stage)),
+                    last_error=report.get("last_error"),
+                    restarts=report["restarts"],
+                    records_in=self._sample("ubridge_records_in_total", stage) or 0.0,
+                    records_out=self._sample("ubridge_records_out_total", stage) or 0.0,
+                    lag=self._sample("ubridge_consumer_lag_records", stage),
+                    heartbeat_at=now,
+                )
+            )
+        return statuses
+
+    def _sample(self, metric: str, stage: str) -> float | None:
+        value: float | None = self.metrics.registry.get_sample_value(metric, {"stage": stage})
+        return value
+
     def _ensure_topics(self) -> bool:
-        """Create missing topics, waiting out a Kafka that cannot be reached; False when stopped first."""
+        """Create missing topics and read the control topic, waiting out an unreachable Kafka; False if stopped."""
         pause, longest = _KAFKA_WAIT_S
         while True:
             try:
                 created = ensure_topics(self.settings.kafka, topics(self.settings))
+                self.control.catch_up()  # before any stage starts: a paused stage starts paused
             except KafkaError as exc:
                 log.warning(
                     "kafka_unreachable", bootstrap=self.settings.kafka.bootstrap, error=str(exc), retry_in_s=pause

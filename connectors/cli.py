@@ -8,6 +8,7 @@
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
+    ubridge admin stages|pause|resume|restart|dlq|offsets   operate a running installation (the admin API)
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
     ubridge openapi [--check]               write deploy/openapi.json, generated from the API's models
 """
@@ -22,6 +23,7 @@ from types import FrameType
 import structlog
 
 from connectors import calendar_cli, openapi
+from connectors.admin import cli as admin_cli
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
 from connectors.config_check import Report, check_configuration
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     tasks_cli.register(sub)
     calendar_cli.register(sub)
     openapi.register(sub)
+    admin_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

@@ -18,6 +18,8 @@ from typing import Any, Final
 from fastapi import Request, Response
 from prometheus_client import CollectorRegistry
 
+from connectors.admin.api import admin_router
+from connectors.admin.service import AdminService
 from connectors.aishandong.gateway import ROUTE as GATEWAY_ROUTE
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import ROUTE as WEBHOOK_ROUTE
@@ -25,6 +27,7 @@ from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.health import health_router
 from connectors.runtime.http_intake import intake_router
 from connectors.runtime.web_app import build_app
+from connectors.settings import parse_settings
 from connectors.status.callback import ROUTE as CALLBACK_ROUTE
 from connectors.status.callback import STAGE as CALLBACK_STAGE
 
@@ -32,8 +35,9 @@ COMMITTED: Final = Path(__file__).parents[1] / "deploy" / "openapi.json"
 DESCRIPTION: Final = (
     "Every HTTP surface of a ubridge process. Each intake listens on its own port (sources.gonggai_webhook.port, "
     "sources.aishandong_gateway.port, status_callbacks.port); /metrics, /healthz and /readyz on "
-    "observability.metrics_port. Every answer that is not a success is JSON: {error, field?, index?}; "
-    "a 500 carries an error_id to quote."
+    "observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) on admin.port. Every answer of "
+    "an intake that is not a success is JSON: {error, field?, index?}; the admin API's is {detail: {field, "
+    "reason}}; a 500 carries an error_id to quote."
 )
 
 
@@ -48,6 +52,8 @@ def document() -> dict[str, Any]:
         intake_router(AishandongGatewaySettings.model_fields["name"].default, (GATEWAY_ROUTE,), _documentation_only),
         intake_router(CALLBACK_STAGE, (CALLBACK_ROUTE,), _documentation_only),
         health_router(CollectorRegistry(), dict, dict),
+        # the admin routes are described, not served: the service behind them is never called here
+        admin_router(AdminService(parse_settings({"routing": {"service_areas": "-"}}), stale_after_s=1), {}),
     ]
     return build_app(parts, description=DESCRIPTION).openapi()
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 
 from connectors.aishandong.awaiting import AwaitingApplications
@@ -63,14 +64,20 @@ class Runnable(Protocol):
         ...
 
 
+def never_paused(_stage: str) -> bool:
+    """No stage is paused (a process without a control topic to follow: tests, tools)."""
+    return False
+
+
 @dataclass(frozen=True)
 class Context:
-    """What every stage builder gets."""
+    """What every stage builder gets; ``paused`` says whether the control topic pauses a stage now."""
 
     settings: Settings
     metrics: Metrics
     stop: threading.Event
     codec: Codec
+    paused: Callable[[str], bool] = never_paused
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class StageSpec:
     name: str
     build: Callable[[Context], Runnable]
     dead_letters: bool = True  # intakes answer bad input with 4xx instead
+    pausable: bool = True  # follows the control topic's pauses (intakes and status pollers do not)
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
@@ -104,6 +112,11 @@ def topics(settings: Settings) -> list[TopicSpec]:
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
     # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
     specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
+    # the admin surface (connectors/admin): each process's stage status (keys of dead processes expire), the
+    # pauses and restart requests every process follows (kept for good), and the audit trail (kept forever)
+    specs.append(TopicSpec(settings.topic("stage_status"), 1, compacted=True, retention_ms=86_400_000))
+    specs.append(TopicSpec(settings.topic("control"), 1, compacted=True))
+    specs.append(TopicSpec(settings.topic("audit"), 1, retention_ms=-1))
     specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
     return specs
 
@@ -120,10 +133,10 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
-        specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False))
+        specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False, pausable=False))
     gateway = settings.sources.aishandong_gateway
     if gateway is not None:
-        specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False))
+        specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False, pausable=False))
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
         specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
@@ -134,9 +147,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
-        specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False))
+        specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
     specs += [
-        StageSpec(poll_stage(u.id), _leased(poll_stage(u.id), _status_poller(u)))
+        StageSpec(poll_stage(u.id), _leased(poll_stage(u.id), _status_poller(u)), pausable=False)
         for u in settings.utilities
         if u.status_poll is not None and u.status_poll.enabled
     ]
@@ -210,6 +223,7 @@ def _source_runner(ctx: Context, source: Source, *, poll_interval_s: float, retr
         stop=ctx.stop,
         start_cursor=cursor,
         dlq_topic=settings.dlq_topic(source.name),
+        paused=partial(ctx.paused, source.name),
     )
 
 
@@ -409,4 +423,5 @@ def _loop(ctx: Context, processor: Processor) -> StageLoop:
         metrics=ctx.metrics,
         stop=ctx.stop,
         workers=WorkerPool(processor, workers) if workers else None,
+        paused=partial(ctx.paused, processor.stage),
     )

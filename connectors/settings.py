@@ -28,6 +28,7 @@ from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.intake_settings import IntakeLimits
 
+_MIN_TOKEN_CHARS = 16
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -109,6 +110,9 @@ class TopicNames(_Strict):
     router_grants: str = "ubridge.router.grants.v1"
     push_signatures: str = "ubridge.push-signatures.v1"
     coordination: str = "ubridge.coordination.v1"
+    stage_status: str = "ubridge.stage-status.v1"
+    control: str = "ubridge.control.v1"
+    audit: str = "ubridge.audit.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
 
 
@@ -295,6 +299,26 @@ class LedgerSettings(_Strict):
     )
 
 
+class AdminSettings(_Strict):
+    """The admin API (``ubridge admin …`` talks to it): served by ``ubridge run`` when ``port`` is set.
+
+    ``tokens`` maps a name to a bearer token; the name is recorded on the audit topic as who acted.
+    """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    tokens: Annotated[dict[str, SecretStr], Field(min_length=1)]
+
+    @field_validator("tokens")
+    @classmethod
+    def _strong_tokens(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        weak = sorted(name for name, token in tokens.items() if len(token.get_secret_value()) < _MIN_TOKEN_CHARS)
+        if weak:
+            message = f"admin tokens need at least {_MIN_TOKEN_CHARS} characters: {', '.join(weak)}"
+            raise ValueError(message)
+        return tokens
+
+
 # The router keeps the grants standing behind each task (routing/withdrawals.py), so it runs in its loop.
 ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl"]
 
@@ -320,6 +344,7 @@ class Settings(_Strict):
     applications: ApplicationSettings | None = None
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
+    admin: AdminSettings | None = None
 
     @field_validator("utilities")
     @classmethod

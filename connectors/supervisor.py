@@ -7,6 +7,10 @@ rebuilt from Kafka, work redone from the last commit (at-least-once). A stage th
 ``_STABLE_S`` before failing starts the count again. While it waits its ``ubridge_stage_up`` is 0, it reads
 ``restarting`` on ``/healthz`` and not ready on ``/readyz``, and ``ubridge_stage_restarts_total`` counts it.
 
+An operator's restart (``ubridge admin restart``, through the control topic) stops the running stage cleanly
+or cuts its backoff short, and builds it anew at once. Each run is built with a stop event of its own, set by
+that request or by the process's stop (``ctx.stop``).
+
 Only a stage that cannot be built the first time for a reason other than Kafka (a bad file, a bad setting)
 is fatal: that is a configuration error, and the process stops with it.
 
@@ -18,7 +22,7 @@ Example:
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import structlog
@@ -80,10 +84,30 @@ class Supervisor:
         self.restarts = 0
         self.last_error: str | None = None
         self.next_start_at: float | None = None
+        self._run_stop = threading.Event()
+        self._restart_requested = False
+
+    def context(self) -> Context:
+        """The context the current run of the stage is built with: its stop event is the run's own."""
+        with self._lock:
+            return replace(self._ctx, stop=self._run_stop)
+
+    def restart(self) -> None:
+        """Stop the running stage (or end its backoff) and build it anew now."""
+        with self._lock:
+            self._restart_requested = True
+            self._run_stop.set()
+
+    def _halt_on_stop(self) -> None:
+        """Pass the process's stop on to the current run (whose stop event is its own)."""
+        self._ctx.stop.wait()
+        with self._lock:
+            self._run_stop.set()
 
     def run(self) -> None:
         """Supervise until stopped (or the first build turns out to be a configuration error)."""
         stop = self._ctx.stop
+        threading.Thread(target=self._halt_on_stop, name=f"{self.name}-stop", daemon=True).start()
         runnable = self.runnable  # built by the application at start, when Kafka let it
         while not stop.is_set():
             if runnable is None:
@@ -100,7 +124,7 @@ class Supervisor:
             ran_s = time.monotonic() - started
             if stop.is_set():
                 break
-            if not self._pause(self._backoff.next_delay(ran_s)):
+            if not self._take_restart() and not self._pause(self._backoff.next_delay(ran_s)):
                 break
             self.restarts += 1
             self._ctx.metrics.stage_restarts.labels(self.name).inc()
@@ -129,7 +153,7 @@ class Supervisor:
         """Build the stage; retry Kafka failures with backoff; None when stopped or fatally misconfigured."""
         while not self._ctx.stop.is_set():
             try:
-                return self._spec.build(self._ctx)
+                return self._spec.build(self.context())
             except KafkaError as exc:
                 self._set(error=_describe(exc))
                 log.warning("stage_build_failed", stage=self.name, error=self.last_error)
@@ -146,11 +170,25 @@ class Supervisor:
         return None
 
     def _pause(self, delay_s: float) -> bool:
-        """Wait before the next attempt; False when a stop came first."""
+        """Wait before the next attempt (an operator's restart ends the wait); False when a stop came first."""
         self._set(phase="restarting", next_start_at=time.monotonic() + delay_s)
         self._ctx.metrics.stage_up.labels(self.name).set(0)
         log.warning("stage_restarting", stage=self.name, in_s=delay_s, attempt=self._backoff.failures)
-        return not self._ctx.stop.wait(delay_s)
+        with self._lock:
+            run_stop = self._run_stop
+        run_stop.wait(delay_s)
+        self._take_restart()
+        return not self._ctx.stop.is_set()
+
+    def _take_restart(self) -> bool:
+        """Whether an operator asked for a restart since the last one; if so, the next run gets a fresh stop."""
+        with self._lock:
+            requested, self._restart_requested = self._restart_requested, False
+            if requested:
+                self._run_stop = threading.Event()
+        if requested:
+            log.info("stage_restarted_by_operator", stage=self.name)
+        return requested
 
     def _set(
         self,

@@ -142,3 +142,9 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        self.stage_paused = Gauge(
+            "ubridge_stage_paused",
+            "1 while the control topic pauses the stage (ubridge admin pause) and it holds its input.",
+            ["stage"],
+            registry=registry,
+        )

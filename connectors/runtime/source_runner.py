@@ -11,6 +11,7 @@ producer resumes from the committed cursor.
 import json
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -67,6 +68,8 @@ class SourceRunner:
         start_cursor: The cursor to resume from (see :func:`read_cursor`).
         dlq_topic: Where a record too large for Kafka goes instead (its first 64 KiB and the reason).
         max_record_bytes: The largest record the cluster takes.
+        state: Updated for the health endpoint.
+        paused: Whether the control topic pauses the source now (it is then not polled).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class SourceRunner:
         dlq_topic: str,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         state: StageState | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self.source = source
         self.stage = source.name
@@ -97,6 +101,7 @@ class SourceRunner:
         self._stop = stop
         self.cursor = start_cursor
         self.state = state or StageState()
+        self._paused = paused
 
     def run(self) -> None:
         """Poll, write, commit; back off on retriable errors; always close the source and producer."""
@@ -107,6 +112,8 @@ class SourceRunner:
         failures = 0
         try:
             while not self._stop.is_set():
+                if self._hold():
+                    continue
                 try:
                     more = self._step()
                     failures = 0
@@ -127,6 +134,14 @@ class SourceRunner:
             self.source.close()
             self._producer.close(timeout=_CLOSE_S)
             log.info("source_stopped", stage=self.stage, cursor=self.cursor)
+
+    def _hold(self) -> bool:
+        """While the source is paused, wait a poll interval (at most a second) instead of polling; True if so."""
+        paused = self._paused()
+        self._metrics.stage_paused.labels(self.stage).set(1 if paused else 0)
+        if paused:
+            self._stop.wait(min(1.0, self._poll_interval_s))
+        return paused
 
     def _step(self) -> bool:
         """One poll written atomically with its cursor; True when the source said it has more."""

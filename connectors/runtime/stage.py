@@ -67,6 +67,8 @@ class StageLoop:
         state: Updated for the health endpoint.
         workers: Transform in these worker processes instead of the loop's thread (pure processors only);
             the loop closes the pool.
+        paused: Whether the control topic pauses the stage now: its partitions are then paused (partitions
+            assigned meanwhile too) while the loop goes on polling, so its group membership stays alive.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class StageLoop:
         stop: threading.Event,
         state: StageState | None = None,
         workers: WorkerPool | None = None,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self.processor = processor
         self.stage = processor.stage
@@ -99,10 +102,12 @@ class StageLoop:
         self._workers = workers
         self._pending: deque[PendingBatch] = deque()
         self._dropped_from: dict[TopicPartition, int] = {}
+        self._paused = paused
+        self._holding = False
 
     def run(self) -> None:
         """Consume until stopped; always closes the clients, the workers and the processor."""
-        listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._rewind)
+        listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._assigned)
         self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
@@ -112,6 +117,7 @@ class StageLoop:
             if self._workers is not None:
                 self._workers.start()  # before the first poll joins the group: ready means workers up
             while not self._stop.is_set():
+                self._follow_pause()
                 if self._workers is None:
                     batch = self._consumer.poll(timeout_ms=_POLL_MS)
                     records = [r for part in batch.values() for r in part]
@@ -128,6 +134,7 @@ class StageLoop:
             raise
         finally:
             self._metrics.stage_up.labels(self.stage).set(0)
+            self._metrics.stage_paused.labels(self.stage).set(0)
             if self._workers is not None:
                 self._workers.close()
             self.processor.close()
@@ -178,6 +185,25 @@ class StageLoop:
                 tp = TopicPartition(record.topic, record.partition)
                 if tp in revoked:
                     self._dropped_from.setdefault(tp, record.offset)
+
+    def _follow_pause(self) -> None:
+        """Pause or resume fetching when the control topic's word changed."""
+        wanted = self._paused()
+        if wanted == self._holding:
+            return
+        self._holding = wanted
+        self._metrics.stage_paused.labels(self.stage).set(1 if wanted else 0)
+        if wanted:
+            self._consumer.pause(*self._consumer.assignment())
+        else:
+            self._consumer.resume(*self._consumer.paused())
+        log.info("stage_paused" if wanted else "stage_resumed", stage=self.stage)
+
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Rewind what the workers dropped; a partition assigned while the stage is paused is paused too."""
+        self._rewind(assigned)
+        if self._holding:
+            self._consumer.pause(*assigned)
 
     def _rewind(self, assigned: set[TopicPartition]) -> None:
         """Seek each partition assigned straight back to its first dropped record (an in-memory seek)."""
@@ -335,13 +361,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         stage: str,
         processor: Processor,
         forget: Callable[[set[TopicPartition]], None],
-        rewind: Callable[[set[TopicPartition]], None],
+        assigned: Callable[[set[TopicPartition]], None],
     ) -> None:
         self._state = state
         self._stage = stage
         self._processor = processor
         self._forget = forget
-        self._rewind = rewind
+        self._assigned = assigned
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Records of ``revoked`` still in the workers are dropped; a stateful processor's state moves."""
@@ -351,7 +377,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """The group is joined (with or without partitions for us)."""
-        self._rewind(set(assigned))
+        self._assigned(set(assigned))
         if isinstance(self._processor, Stateful):
             self._processor.on_assigned(list(assigned))
         self._state.ready = True

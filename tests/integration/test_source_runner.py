@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -70,3 +71,54 @@ def test_a_record_too_large_for_kafka_is_dead_lettered_and_the_page_commits(
         "big-row",
         True,
     )
+
+
+class Counting:
+    """A source that counts its polls and has nothing new."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        self.polls += 1
+        return SourceBatch(records=(), cursor=cursor or "0")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_paused_source_is_not_polled_until_resumed(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """While the control topic pauses a source its runner does not poll it; once resumed it polls again."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    offsets = f"{unique_prefix}offsets"
+    ensure_topics(kafka, [TopicSpec(offsets, 1, compacted=True)])
+    paused = threading.Event()
+    paused.set()
+    source, stop, runner_metrics = Counting(), threading.Event(), Metrics(CollectorRegistry())
+    runner = SourceRunner(
+        source,
+        producer=make_producer(kafka, transactional_id=f"{unique_prefix}counting"),
+        offsets_topic=offsets,
+        poll_interval_s=0.05,
+        retry=RetrySettings(),
+        metrics=runner_metrics,
+        stop=stop,
+        start_cursor=None,
+        dlq_topic=f"{unique_prefix}dlq",
+        paused=paused.is_set,
+    )
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: runner.state.started, timeout_s=30, what="the runner started")
+        time.sleep(0.5)
+        held = source.polls
+        held_gauge = runner_metrics.registry.get_sample_value("ubridge_stage_paused", {"stage": "counting"})
+        paused.clear()
+        wait_until(lambda: source.polls > 3, timeout_s=10, what="polls after the resume")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert (held, held_gauge) == (0, 1.0)

@@ -163,3 +163,13 @@ def test_kafka_password_comes_from_the_environment_and_stays_secret(monkeypatch:
     assert settings.kafka.security.sasl is not None
     assert settings.kafka.security.sasl.password.get_secret_value() == "pa55-word"
     assert "pa55-word" not in repr(settings)
+
+
+def test_admin_tokens_come_from_the_environment_and_must_be_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """admin.tokens takes ${NAME} like every secret; a short token is refused naming the key and the token."""
+    monkeypatch.setenv("UBRIDGE_ADMIN_TOKEN", "a-long-enough-admin-token")
+    settings = parse_settings({**MINIMAL, "admin": {"port": 8093, "tokens": {"ops": "${UBRIDGE_ADMIN_TOKEN}"}}})
+    assert settings.admin is not None
+    assert settings.admin.tokens["ops"].get_secret_value() == "a-long-enough-admin-token"
+    with pytest.raises(ConfigError, match=r"admin\.tokens: .*at least 16 characters: ops"):
+        parse_settings({**MINIMAL, "admin": {"tokens": {"ops": "short"}}}, origin="ubridge.yaml")

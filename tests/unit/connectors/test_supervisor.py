@@ -141,3 +141,35 @@ def test_a_stage_built_at_start_is_run_not_built_again() -> None:
     ctx.stop.set()
     thread.join(timeout=5)
     assert (calls, supervisor.phase) == ([], "stopped")
+
+
+def test_an_operator_restart_stops_the_running_stage_and_builds_it_anew() -> None:
+    """restart() ends the current run through its own stop event; the stage is built again at once and runs."""
+    ctx = context()
+    built: list[Fake] = []
+
+    def build(run_ctx: Context) -> Runnable:
+        built.append(Fake(run_ctx.stop, crash=False))
+        return built[-1]
+
+    with supervise(build, ctx) as supervisor:
+        wait_until(supervisor.ready, timeout_s=5, what="the first run")
+        supervisor.restart()
+        wait_until(lambda: len(built) == 2 and supervisor.ready(), timeout_s=5, what="the second run")
+        assert (supervisor.restarts, supervisor.runnable is built[1], ctx.stop.is_set()) == (1, True, False)
+
+
+def test_an_operator_restart_cuts_a_failed_stages_backoff_short() -> None:
+    """A stage waiting out a long backoff after a crash is restarted at once when asked."""
+    ctx = context()
+    supervisor = Supervisor(StageSpec("fake", builds(["crash", "ok"])), ctx, backoff=Backoff(first_s=60.0))
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: supervisor.phase == "restarting", timeout_s=5, what="the backoff after the crash")
+        supervisor.restart()
+        wait_until(supervisor.ready, timeout_s=5, what="the stage running long before its backoff ended")
+    finally:
+        ctx.stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()

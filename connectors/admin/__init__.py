@@ -1,0 +1,1 @@
+"""The operations surface: stage status, pauses and restarts, dead letters, offsets (API, CLI, followers)."""
