@@ -35,9 +35,8 @@ COMMITTED: Final = Path(__file__).parents[1] / "deploy" / "openapi.json"
 DESCRIPTION: Final = (
     "Every HTTP surface of a ubridge process. Each intake listens on its own port (sources.gonggai_webhook.port, "
     "sources.aishandong_gateway.port, status_callbacks.port); /metrics, /healthz and /readyz on "
-    "observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) on admin.port. Every answer of "
-    "an intake that is not a success is JSON: {error, field?, index?}; the admin API's is {detail: {field, "
-    "reason}}; a 500 carries an error_id to quote."
+    "observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) on admin.port. Every answer "
+    "that is not a success is JSON: {error, field?, index?}; a 500 carries an error_id to quote."
 )
 
 

@@ -2,8 +2,8 @@
 
 Every route needs ``Authorization: Bearer <token>`` with one of the configured admin tokens (``admin.tokens``,
 a name per token); the token's name, or ``X-Ubridge-Operator`` when the caller names a person, is recorded as
-who acted. Errors are JSON ``{"detail": {"field": ..., "reason": ...}}`` (503 with ``Retry-After`` when Kafka
-does not answer). Handlers are plain functions: FastAPI runs them in its thread pool, as the service blocks on
+who acted. Errors are the shared layer's JSON ``{"error": ..., "field": ...}`` (503 with ``Retry-After`` when
+Kafka does not answer). Handlers are plain functions: FastAPI runs them in its thread pool, as the service blocks on
 Kafka.
 
 Example:

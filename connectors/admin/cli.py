@@ -148,17 +148,14 @@ def _criteria(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reason(response: httpx.Response) -> str:
-    """The reason the API gave (``detail.reason`` or pydantic's first error), else the body as text."""
+    """The reason the API gave (``field: error``), else the body as text."""
     try:
-        detail = response.json().get("detail")
+        body = response.json()
     except ValueError:
         return response.text
-    if isinstance(detail, dict):
-        return f"{detail.get('field')}: {detail.get('reason')}"
-    if isinstance(detail, list) and detail:
-        first = detail[0]
-        return f"{'.'.join(str(p) for p in first.get('loc', []))}: {first.get('msg')}"
-    return str(detail)
+    if isinstance(body, dict) and "error" in body:
+        return f"{body['field']}: {body['error']}" if body.get("field") else str(body["error"])
+    return response.text
 
 
 def _print(args: argparse.Namespace, answer: Any) -> None:

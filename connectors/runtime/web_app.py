@@ -14,7 +14,7 @@ Example:
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import structlog
@@ -115,6 +115,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(405, f"use {headers.get('Allow', 'another method')}", headers=headers)
     if exc.status_code == 404:  # noqa: PLR2004 - HTTP status
         return problem(404, f"no such resource: {mask_text(request.url.path[:200])}", headers=headers)
+    if isinstance(exc.detail, Mapping) and "reason" in exc.detail:  # a route's own refusal, naming its field
+        field = exc.detail.get("field")
+        body = Problem(error=str(exc.detail["reason"]), field=None if field is None else str(field))
+        return JSONResponse(body.model_dump(exclude_none=True), exc.status_code, headers=headers)
     return problem(exc.status_code, str(exc.detail), headers=headers)
 
 

@@ -218,7 +218,7 @@ def test_offsets_reset_is_refused_while_the_stage_runs_and_applied_once_stopped(
         body = {"to": "start", "reason": "backfill after the mapping fix"}
         refused = httpx.post(f"{admin_url(app)}/admin/v1/stages/{NORMALISER}/offsets/reset", json=body, headers=AUTH)
         assert refused.status_code == 409
-        assert "active member" in refused.json()["detail"]["reason"]
+        assert "active member" in refused.json()["error"]
     finally:
         producer.close()
         stopped(app)
@@ -318,7 +318,7 @@ def test_the_admin_api_needs_its_token(kafka_bootstrap: str, unique_prefix: str)
         wrong = client.post("/admin/v1/stages/router/pause", headers={"Authorization": "Bearer not-the-token"})
         right = client.get("/admin/v1/stages")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
-    assert wrong.json()["detail"]["field"] == "Authorization"
+    assert wrong.json()["field"] == "Authorization"
     assert right.json() == []
     assert read_topic(kafka_bootstrap, settings.topic("control")) == []
 
@@ -332,9 +332,9 @@ def test_unknown_stages_and_intakes_are_refused_with_the_reason(kafka_bootstrap:
         intake = client.post("/admin/v1/stages/status-callbacks/pause", json={"reason": "try"})
         no_letters = client.get("/admin/v1/stages/status-callbacks/dead-letters")
     assert (unknown.status_code, intake.status_code, no_letters.status_code) == (404, 409, 404)
-    assert unknown.json()["detail"]["field"] == "stage"
-    assert "configured: normaliser-gonggai, router, status-callbacks" in unknown.json()["detail"]["reason"]
-    assert "cannot be paused" in intake.json()["detail"]["reason"]
+    assert unknown.json()["field"] == "stage"
+    assert "configured: normaliser-gonggai, router, status-callbacks" in unknown.json()["error"]
+    assert "cannot be paused" in intake.json()["error"]
     assert read_topic(kafka_bootstrap, settings.topic("control")) == []
 
 

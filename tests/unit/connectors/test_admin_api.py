@@ -56,4 +56,4 @@ def test_a_replay_without_a_reason_is_refused_naming_the_field(unreachable: str)
         timeout=5,
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert response.json()["field"] == "reason"
