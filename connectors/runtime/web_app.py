@@ -111,14 +111,14 @@ def build_app(parts: Iterable[APIRouter], *, title: str = TITLE, description: st
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this class only
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:  # noqa: PLR2004 - HTTP status
-        return problem(405, f"use {headers.get('Allow', 'another method')}", headers=headers)
-    if exc.status_code == 404:  # noqa: PLR2004 - HTTP status
-        return problem(404, f"no such resource: {mask_text(request.url.path[:200])}", headers=headers)
     if isinstance(exc.detail, Mapping) and "reason" in exc.detail:  # a route's own refusal, naming its field
         field = exc.detail.get("field")
         body = Problem(error=str(exc.detail["reason"]), field=None if field is None else str(field))
         return JSONResponse(body.model_dump(exclude_none=True), exc.status_code, headers=headers)
+    if exc.status_code == 405:  # noqa: PLR2004 - HTTP status
+        return problem(405, f"use {headers.get('Allow', 'another method')}", headers=headers)
+    if exc.status_code == 404:  # noqa: PLR2004 - HTTP status
+        return problem(404, f"no such resource: {mask_text(request.url.path[:200])}", headers=headers)
     return problem(exc.status_code, str(exc.detail), headers=headers)
 
 

@@ -29,7 +29,7 @@ from connectors.settings import Settings
 from routing.errors import DataError
 from schemas import Codec
 from simulators.utility import UtilitySimulator
-from tests.support import NOW, SERVICE_AREAS, make_task, read_topic, settings_for, utility_config, wait_until
+from tests.support import NOW, ROOT, make_task, read_topic, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -373,7 +373,9 @@ def test_ubridge_run_serves_the_admin_api_to_the_cli(kafka_bootstrap: str, uniqu
     document = {
         "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix},
         "observability": {"log_format": "json", "metrics_port": free_port()},
-        "routing": {"service_areas": str(SERVICE_AREAS)},
+        # run checks the configuration first: every utility of the service areas needs its utilities[] entry
+        "routing": {"service_areas": str(ROOT / "tests" / "data" / "service-areas-yantai-water.yaml")},
+        "utilities": [utility_config("yantai-water", "http://127.0.0.1:9")],
         "admin": {"port": port, "tokens": {"ops": "${TEST_ADMIN_TOKEN}"}},
     }
     config = tmp_path / "ubridge.yaml"
