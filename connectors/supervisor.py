@@ -23,13 +23,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import structlog
 from kafka.errors import KafkaError
 
 from connectors.registry import Context, Runnable, StageSpec
 from routing.privacy import mask_text
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A stage that holds something from its build on (an intake's listening socket) until it runs."""
+
+    def close(self) -> None:
+        """Release it without running."""
+        ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +138,8 @@ class Supervisor:
                 break
             self.restarts += 1
             self._ctx.metrics.stage_restarts.labels(self.name).inc()
+        if isinstance(runnable, Closable):  # built, never run (stopped first): free what it holds, a port
+            runnable.close()
         self._set(phase="stopped")
 
     def live(self) -> bool:

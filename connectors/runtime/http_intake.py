@@ -216,6 +216,11 @@ class HttpIntake:
         """The intake's operations, each answered by :meth:`answer` in a worker thread."""
         return intake_router(self.stage, self._handler.routes, self._endpoint)
 
+    def close(self) -> None:
+        """Free the port and the producer of an intake that was built but never run."""
+        self._server.stop()
+        self._producer.close(timeout=0)
+
     def run(self) -> None:
         """Serve until stopped, then drain the requests in flight and close the socket and the producer."""
         self._server.start()

@@ -173,3 +173,26 @@ def test_an_operator_restart_cuts_a_failed_stages_backoff_short() -> None:
         ctx.stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+class Holding(Fake):
+    """A stage that holds a listening socket from its build on, as an intake does."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(stop, crash=False)
+        self.socket = socket.create_server(("127.0.0.1", 0))
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_a_stage_built_but_stopped_before_it_ran_releases_what_it_holds() -> None:
+    """Stopped before its first run (a process told to stop while starting), an intake frees its port."""
+    ctx = context()
+    holding = Holding(ctx.stop)
+    supervisor = Supervisor(StageSpec("fake", lambda _: holding), ctx)
+    supervisor.runnable = holding
+    ctx.stop.set()
+    supervisor.run()
+    assert holding.socket.fileno() == -1
+    assert supervisor.phase == "stopped"
