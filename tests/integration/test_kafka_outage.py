@@ -31,6 +31,10 @@ UTILITY = "yantai-water"
 PREFIX = "outage."
 BATCH = 40
 READY_WITHIN_S = 10.0
+# A broker killed with SIGKILL recovers its logs before it serves, and every consumer group then rejoins; on a
+# loaded CI machine that took longer than 10 s: the test is that readiness comes back by itself (the figure is
+# printed), not how fast.
+RECOVER_WITHIN_S = 45.0
 STOP_WITHIN_S = 30.0
 
 
@@ -134,7 +138,7 @@ def test_a_restarted_broker_is_waited_out_by_the_same_process(
             assert process.poll() is None, "the process exited during the outage"
             broker.start()
             figures[f"{how} ready again after s"] = seconds_until(
-                lambda: readiness(metrics_port)[0] == 200, timeout_s=READY_WITHIN_S, what=f"/readyz 200 after {how}"
+                lambda: readiness(metrics_port)[0] == 200, timeout_s=RECOVER_WITHIN_S, what=f"/readyz 200 after {how}"
             )
             produce(broker.bootstrap, n * BATCH, BATCH)
             total = (n + 1) * BATCH

@@ -6,8 +6,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.app import App
 from connectors.runtime.trace_context import of_headers, parse
+from connectors.settings import Settings
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
+from simulators.utility import UtilitySimulator
 from tests.support import read_topic, running_utility, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
@@ -23,6 +25,18 @@ def upstream() -> Iterator[str]:
     simulator.generate(80)
     yield url
     simulator.stop()
+
+
+def received_all(settings: Settings, sim: UtilitySimulator) -> bool:
+    """Whether the task-status topic holds a RECEIVED for the revision of each task the utility holds."""
+    codec = Codec.default()
+    held = {(task.task_id, task.revision) for task in sim.tasks()}
+    written = set()
+    for record in read_topic(settings.kafka.bootstrap, settings.topic("task_status")):
+        status = codec.decode_as("TaskStatus", record.value)
+        if status["stage"] == "RECEIVED" and status["task"] is not None:
+            written.add((status["task_id"], status["task"]["revision"]))
+    return held <= written
 
 
 def free_port() -> int:
@@ -61,6 +75,8 @@ def test_one_trace_id_follows_each_record_from_the_source_to_the_utility_and_bac
         app.start()
         try:
             wait_until(lambda: sim.stats().callbacks_delivered >= 3, timeout_s=60, what="reports")
+            # the sink writes RECEIVED after the utility answered: stopping earlier would leave it for the restart
+            wait_until(lambda: received_all(settings, sim), timeout_s=30, what="a RECEIVED for every delivery")
         finally:
             app.stop()
             assert app.wait(timeout_s=15)
