@@ -202,10 +202,18 @@ def _gonggai_spgl(ctx: Context) -> Runnable:
         cache_rows=config.cache_rows,
         max_record_bytes=config.max_record_bytes,
     )
-    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+    poll_s, probe_s = config.poll_interval_s, config.probe_interval_s
+    return _source_runner(ctx, source, poll_interval_s=poll_s, retry=config.retry, probe_interval_s=probe_s)
 
 
-def _source_runner(ctx: Context, source: Source, *, poll_interval_s: float, retry: RetrySettings) -> SourceRunner:
+def _source_runner(
+    ctx: Context,
+    source: Source,
+    *,
+    poll_interval_s: float,
+    retry: RetrySettings,
+    probe_interval_s: float | None = None,
+) -> SourceRunner:
     settings = ctx.settings
     offsets_topic = settings.topic("source_offsets")
     reader = make_consumer(settings.kafka, group_id=None)
@@ -218,6 +226,7 @@ def _source_runner(ctx: Context, source: Source, *, poll_interval_s: float, retr
         producer=make_producer(settings.kafka, transactional_id=f"ubridge-source-{source.name}"),
         offsets_topic=offsets_topic,
         poll_interval_s=poll_interval_s,
+        probe_interval_s=probe_interval_s,
         retry=retry,
         metrics=ctx.metrics,
         stop=ctx.stop,

@@ -171,7 +171,12 @@ class GonggaiSpglSettings(_Strict):
     dialects: ConfigPath | None = Field(
         None, description="SPGL dialect file (deploy/config/spgl-dialects.yaml if absent)"
     )
-    poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    poll_interval_s: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="The longest wait between full polls (which also re-read late commits and NULL lsh)."
+    )
+    probe_interval_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        0.1, description="How often the tables are asked, one index seek each, whether a row is new."
+    )
     retry: RetrySettings = RetrySettings()
 
 

@@ -108,6 +108,15 @@ class Source(Protocol):
         ...
 
 
+@runtime_checkable
+class Probing(Protocol):
+    """A source that can tell cheaply whether anything is new after a cursor, so that it can be asked often."""
+
+    def has_news(self, cursor: str | None) -> bool:
+        """Whether a poll from ``cursor`` would find new records. Raise RetriableError when it cannot tell."""
+        ...
+
+
 class Processor(Protocol):
     """Consumes records and says, in order, what became of each (transforms and sinks alike)."""
 

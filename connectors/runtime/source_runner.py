@@ -6,11 +6,17 @@ cursor is exactly the last committed batch, so a restart resumes with nothing lo
 twice. Consumers of raw topics read with ``isolation_level=read_committed``. A Kafka error (broker gone,
 producer fenced) fails the runner; its supervisor rebuilds it after a backoff, and the new transactional
 producer resumes from the committed cursor.
+
+Between polls a source never sleeps while there is work: a poll that filled its page polls again at once;
+after an empty poll the wait doubles from 50 ms to the configured interval (:mod:`connectors.runtime.idle`).
+A source that can answer "anything new?" cheaply (:class:`~connectors.runtime.interface.Probing`) is asked
+every ``probe_interval_s`` instead, and polled in full when it says yes or the interval is over.
 """
 
 import json
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +26,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import BackpressureError, RetriableError
-from connectors.runtime.interface import Output, Source, StageState
+from connectors.runtime.idle import idle_wait_s
+from connectors.runtime.interface import Output, Probing, Source, StageState
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.record_headers import described
 from connectors.runtime.trace_context import new_trace, of_headers, traced
@@ -61,7 +68,8 @@ class SourceRunner:
         producer: A transactional producer whose id is unique to this source, so that a zombie
             instance of the same source is fenced off by the broker.
         offsets_topic: Compacted topic holding cursors.
-        poll_interval_s: Pause when the source had nothing new.
+        poll_interval_s: The longest pause between polls when the source has nothing new.
+        probe_interval_s: How often a :class:`Probing` source is asked whether it has news (None: never).
         retry: Backoff after a retriable failure.
         metrics: Process metrics.
         stop: Set to ask the runner to return.
@@ -79,6 +87,7 @@ class SourceRunner:
         producer: KafkaProducer,
         offsets_topic: str,
         poll_interval_s: float,
+        probe_interval_s: float | None = None,
         retry: RetrySettings,
         metrics: Metrics,
         stop: threading.Event,
@@ -96,6 +105,7 @@ class SourceRunner:
         self._codec = Codec.default()
         self._offsets_topic = offsets_topic
         self._poll_interval_s = poll_interval_s
+        self._probe_interval_s = probe_interval_s
         self._retry = retry
         self._metrics = metrics
         self._stop = stop
@@ -109,13 +119,13 @@ class SourceRunner:
         self.state.started = self.state.ready = True
         self._metrics.stage_up.labels(self.stage).set(1)
         log.info("source_started", stage=self.stage, cursor=self.cursor)
-        failures = 0
+        failures = empty_polls = 0
         try:
             while not self._stop.is_set():
                 if self._hold():
                     continue
                 try:
-                    more = self._step()
+                    found, more = self._step()
                     failures = 0
                 except RetriableError as exc:
                     failures += 1
@@ -123,8 +133,9 @@ class SourceRunner:
                     log.warning("source_poll_failed", stage=self.stage, error=str(exc), retry_in_s=round(delay, 2))
                     self._stop.wait(delay)
                     continue
+                empty_polls = 0 if found else empty_polls + 1
                 if not more:
-                    self._stop.wait(self._poll_interval_s)
+                    self._idle(empty_polls)
         except Exception:
             self.state.failed = True
             log.exception("source_failed", stage=self.stage)
@@ -143,11 +154,25 @@ class SourceRunner:
             self._stop.wait(min(1.0, self._poll_interval_s))
         return paused
 
-    def _step(self) -> bool:
-        """One poll written atomically with its cursor; True when the source said it has more."""
+    def _idle(self, empty_polls: int) -> None:
+        """Wait before the next poll: until a probing source has news, or the idle wait is over."""
+        source, probe_s = self.source, self._probe_interval_s
+        if not isinstance(source, Probing) or probe_s is None:
+            self._stop.wait(idle_wait_s(empty_polls, interval_s=self._poll_interval_s))
+            return
+        deadline = time.monotonic() + self._poll_interval_s
+        while not self._stop.wait(probe_s) and time.monotonic() < deadline:
+            try:
+                if source.has_news(self.cursor):
+                    return
+            except RetriableError:
+                return  # the full poll meets the same failure, reports it and backs off
+
+    def _step(self) -> tuple[bool, bool]:
+        """One poll written atomically with its cursor; whether it found anything, and whether it has more."""
         batch = self.source.poll(self.cursor)
         if not batch.records and batch.cursor == self.cursor:
-            return False
+            return False, False
         self._producer.begin_transaction()
         try:
             for read in map(self._fit, batch.records):
@@ -167,7 +192,7 @@ class SourceRunner:
         if batch.cursor.isdigit():
             self._metrics.source_cursor.labels(self.stage).set(int(batch.cursor))
         log.info("source_batch_committed", stage=self.stage, records=len(batch.records), cursor=batch.cursor)
-        return batch.has_more
+        return True, batch.has_more
 
     def _fit(self, record: Output) -> Output:
         """The record, or its dead letter when Kafka would refuse it for its size."""

@@ -122,3 +122,81 @@ def test_a_paused_source_is_not_polled_until_resumed(kafka_bootstrap: str, uniqu
         stop.set()
         thread.join(timeout=15)
     assert (held, held_gauge) == (0, 1.0)
+
+
+class Probed:
+    """A source with one row that shows up when ``news`` is set, and a probe that says so."""
+
+    name = "probed"
+
+    def __init__(self, topic: str) -> None:
+        self.topic, self.news, self.polls, self.probes = topic, threading.Event(), 0, 0
+
+    def has_news(self, cursor: str | None) -> bool:
+        self.probes += 1
+        return cursor != "1" and self.news.is_set()
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        self.polls += 1
+        if cursor == "1" or not self.news.is_set():
+            return SourceBatch(records=(), cursor=cursor or "0")
+        return SourceBatch(records=[Output(self.topic, b"k", b"row")], cursor="1")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _runner(
+    kafka: KafkaSettings, prefix: str, source: Probed, stop: threading.Event, *, poll_interval_s: float
+) -> SourceRunner:
+    offsets = f"{prefix}offsets"
+    ensure_topics(kafka, [TopicSpec(source.topic, 1), TopicSpec(offsets, 1, compacted=True)])
+    return SourceRunner(
+        source,
+        producer=make_producer(kafka, transactional_id=f"{prefix}probed"),
+        offsets_topic=offsets,
+        poll_interval_s=poll_interval_s,
+        probe_interval_s=0.05,
+        retry=RetrySettings(),
+        metrics=Metrics(CollectorRegistry()),
+        stop=stop,
+        start_cursor=None,
+        dlq_topic=f"{prefix}dlq",
+    )
+
+
+def test_an_idle_source_with_a_probe_reacts_to_news_long_before_its_interval(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """With a 10-minute interval, a row reported by the probe is still written within seconds, by one more poll."""
+    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Probed(f"{unique_prefix}raw")
+    stop = threading.Event()
+    runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: source.probes > 2, timeout_s=30, what="the idle runner probing")
+        idle_polls = source.polls
+        source.news.set()
+        wait_until(lambda: runner.cursor == "1", timeout_s=10, what="the row written after the probe said so")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert (idle_polls, [r.value for r in read_topic(kafka_bootstrap, source.topic)]) == (1, [b"row"])
+
+
+def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """Late commits are only found by full polls: the runner makes one each interval whatever the probe says."""
+    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Probed(f"{unique_prefix}raw")
+    stop = threading.Event()
+    runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=0.3)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: source.polls >= 3, timeout_s=30, what="full polls at the interval")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert source.probes >= 2

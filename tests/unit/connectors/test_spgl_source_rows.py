@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, insert, select, text, update
 
 from connectors.gonggai.spgl_source import SpglSource, parse_cursor
+from connectors.runtime.errors import RetriableError
 from connectors.runtime.interface import Output
 from routing.spgl import DETAILS, ITEMS, PROJECTS
 from simulators.approval.exchange_db import DETAIL_TABLE, ExchangeWriter, create_exchange_tables
@@ -290,3 +291,27 @@ def test_a_row_the_driver_fails_on_is_isolated_and_dead_lettered(engine: Engine)
     assert "cannot read this row" in dead["message"]
     assert len(reader.records()) == len(rows) - 1
     assert reader.catch_up() == []
+
+
+def test_the_probe_sees_a_new_row_and_nothing_once_caught_up(engine: Engine) -> None:
+    """``has_news`` answers from one index seek per table: yes before a poll, no after it, yes for a new row."""
+    reader = Reader(engine)
+    try:
+        before = reader.source.has_news(None)
+        reader.catch_up()
+        idle = reader.source.has_news(reader.cursor)
+        ExchangeWriter(engine, seed=4).write(EventGenerator(seed=4).generate(1))
+        after = reader.source.has_news(reader.cursor)
+    finally:
+        reader.close()
+    assert (before, idle, after) == (True, False, True)
+
+
+def test_the_probe_reports_an_unreachable_database_as_retriable(tmp_path: Path) -> None:
+    """A probe against a database that fails raises RetriableError, so the runner falls back to a full poll."""
+    source = SpglSource(f"sqlite:///{tmp_path / 'missing' / 'exchange.db'}", raw_topic="raw", dlq_topic="dlq")
+    try:
+        with pytest.raises(RetriableError, match="exchange database failed"):
+            source.has_news(None)
+    finally:
+        source.close()
