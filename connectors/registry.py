@@ -64,6 +64,9 @@ class Runnable(Protocol):
         ...
 
 
+_TRANSFORM = 3.0  # a stage that decodes, transforms and re-encodes every record weighs about three I/O stages
+
+
 def never_paused(_stage: str) -> bool:
     """No stage is paused (a process without a control topic to follow: tests, tools)."""
     return False
@@ -88,6 +91,7 @@ class StageSpec:
     build: Callable[[Context], Runnable]
     dead_letters: bool = True  # intakes answer bad input with 4xx instead
     pausable: bool = True  # follows the control topic's pauses (intakes and status pollers do not)
+    weight: float = 1.0  # its share of a process's CPU when ``ubridge run`` spreads stages (transforms: more)
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
@@ -130,7 +134,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     spgl = settings.sources.gonggai_spgl
     if spgl is not None and spgl.enabled:
         specs.append(StageSpec(spgl.name, _leased(spgl.name, _gonggai_spgl)))
-        specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser))
+        specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser, weight=_TRANSFORM))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False, pausable=False))
@@ -140,10 +144,13 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
         specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
-    specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
+    specs += [
+        StageSpec(GonggaiNormaliser.stage, _normaliser, weight=_TRANSFORM),
+        StageSpec(ProjectRouter.stage, _router, weight=_TRANSFORM),
+    ]
     if settings.applications is not None and settings.applications.enabled:
         specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
-        specs.append(StageSpec(ApplicationRouter.stage, _application_router))
+        specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
@@ -154,7 +161,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         if u.status_poll is not None and u.status_poll.enabled
     ]
     if settings.ledger is not None and settings.ledger.enabled:
-        specs.append(StageSpec(TaskLedger.stage, _ledger))
+        specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
     return specs
 
 

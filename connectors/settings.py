@@ -336,6 +336,18 @@ class StageTuning(_Strict):
     )
 
 
+class ProcessSettings(_Strict):
+    """How ``ubridge run`` spreads its stages over supervised child processes (one GIL each).
+
+    ``count: auto`` takes one process per core, at most one per stage; 1 runs every stage in one process.
+    ``groups`` pins stages together (each list is one process); the stages it does not name are spread over
+    the remaining processes by weight.
+    """
+
+    count: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = "auto"
+    groups: list[Annotated[list[str], Field(min_length=1)]] = []
+
+
 class Settings(_Strict):
     """The whole configuration of one ubridge process."""
 
@@ -350,6 +362,7 @@ class Settings(_Strict):
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None
+    processes: ProcessSettings = ProcessSettings()
 
     @field_validator("utilities")
     @classmethod
