@@ -321,6 +321,7 @@ def _application_router(ctx: Context) -> Runnable:
             reader=CompactedReader(settings.kafka, settings.topic("applications_awaiting")),
             table=table,
             codec=ctx.codec,
+            contact_retention=timedelta(days=settings.privacy.contact_retention_days),
         ),
         codec=ctx.codec,
         metrics=ctx.metrics,

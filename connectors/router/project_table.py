@@ -4,21 +4,26 @@ The 爱山东 router looks cited projects up here (zero materials: permits, draw
 approval system's data, not from the applicant). Compaction keeps one record per project, so reading the
 table costs the number of projects, not the length of their history. A retraction does not replace what
 is known: the withdrawn record's materials were shared and may still be valid for the earlier stages.
+The table keeps no contact (:func:`routing.personal_data.strip_project_event`): its reader never needs one,
+and a compacted record lives as long as its project.
 """
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.interface import Delivered, Outcome, Output
 from routing.errors import DataError
+from routing.personal_data import strip_project_event
+from routing.records import ProjectEvent
 from schemas import Codec
 
 _RETRACTION = Delivered(filtered_reason="retraction")
 
 
 class ProjectTableWriter:
-    """Copies each project event, as it is, to the compacted project table."""
+    """Copies each project event, without its contact, to the compacted project table."""
 
     stage = "project-table"
 
@@ -31,14 +36,15 @@ class ProjectTableWriter:
         """One outcome per project event: the copy, or a retraction left out."""
         for record in records:
             try:
-                event = self._codec.decode_as("ProjectEvent", record.value)
+                event = cast(ProjectEvent, self._codec.decode_as("ProjectEvent", record.value))
             except DataError as exc:
                 yield exc
                 continue
             if event["retraction"]:
                 yield _RETRACTION
                 continue
-            yield Delivered(outputs=(Output(self._table_topic, event["project_code"].encode(), record.value),))
+            value = self._codec.encode("ProjectEvent", dict(strip_project_event(event)))
+            yield Delivered(outputs=(Output(self._table_topic, event["project_code"].encode(), value),))
 
     def close(self) -> None:
         """Nothing to release."""

@@ -10,6 +10,7 @@ from schemas import Codec
 from simulators.approval import ApprovalSimulator
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+CODEC = Codec.default()
 
 
 def record(value: bytes) -> ConsumerRecord:
@@ -27,13 +28,17 @@ def writer() -> ProjectTableWriter:
     return ProjectTableWriter(input_topic="events", table_topic="projects", codec=Codec.default())
 
 
-def test_each_event_is_copied_keyed_by_project() -> None:
-    """A project event lands on the compacted table, byte for byte, keyed by its project code."""
+def test_each_event_is_copied_keyed_by_project_without_its_contact() -> None:
+    """A project event lands on the compacted table keyed by its project code, the same but for its contact."""
     code, value = event_bytes()
     (outcome,) = writer().process([record(value)])
     assert isinstance(outcome, Delivered)
     (output,) = outcome.outputs
-    assert (output.topic, output.key, output.value) == ("projects", code.encode(), value)
+    assert (output.topic, output.key) == ("projects", code.encode())
+    event, kept = CODEC.decode_as("ProjectEvent", value), CODEC.decode_as("ProjectEvent", output.value)
+    assert event["contact_mobile"] is not None
+    assert (kept["contact_name"], kept["contact_mobile"]) == (None, None)
+    assert kept == {**event, "contact_name": None, "contact_mobile": None}
 
 
 def test_a_retraction_does_not_replace_the_project() -> None:
