@@ -292,8 +292,12 @@ def _aishandong_pull(ctx: Context) -> Runnable:
 
 def _project_table(ctx: Context) -> Runnable:
     settings = ctx.settings
+    table = settings.topic("projects")
     processor = ProjectTableWriter(
-        input_topic=settings.topic("project_events"), table_topic=settings.topic("projects"), codec=ctx.codec
+        input_topic=settings.topic("project_events"),
+        table_topic=table,
+        codec=ctx.codec,
+        reader=CompactedReader(settings.kafka, table),
     )
     return _loop(ctx, processor)
 

@@ -21,12 +21,14 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.aishandong.gateway import GATEWAY_PATH
 from connectors.app import App
 from connectors.registry import topics
-from connectors.runtime.kafka import make_producer
+from connectors.runtime.kafka import ensure_topics, make_producer
 from connectors.settings import Settings
+from routing.gonggai import normalise
 from routing.personal_data import id_numbers_in
 from schemas import Codec
 from simulators.aishandong import make_applications, push_applications
 from simulators.approval import ApprovalSimulator
+from simulators.approval.generator import EventGenerator
 from tests.support import read_topic, running_utility, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,6 +40,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 RETENTION = timedelta(days=30)
 UNKNOWN_PROJECTS = ("2026-370602-47-01-900001", "2026-370602-47-01-900002")
 CODEC = Codec.default()
+EVENTS = [event for event in EventGenerator(seed=9).generate(12) if event.get("lxrsjh")][:5]
 # a mobile number standing on its own, as routing/privacy.py masks it in logs
 MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9][- ]?[0-9]{4}[- ]?[0-9]{4}(?![0-9A-Za-z])")
 
@@ -202,3 +205,32 @@ def check_compacted_topics(settings: Settings) -> dict[str, int]:
                 assert datetime.now(UTC) - awaiting["filed_at"] < RETENTION, awaiting["application_id"]
                 counts["awaiting_alive"] += 1
     return counts
+
+
+def test_a_project_table_written_with_contacts_is_scrubbed_at_start(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """Records an earlier version wrote with a contact are written again without it when the stage starts."""
+    settings = settings_for(kafka_bootstrap, unique_prefix, applications={"calendar": str(CONFIG / "calendar.yaml")})
+    ensure_topics(settings.kafka, topics(settings))
+    legacy = [normalise(event, source="gonggai-interface", ingested_at=datetime.now(UTC)) for event in EVENTS]
+    assert all(event["contact_mobile"] for event in legacy)
+    producer = make_producer(settings.kafka)
+    for event in legacy:
+        value = CODEC.encode("ProjectEvent", dict(event))
+        producer.send(settings.topic("projects"), key=event["project_code"].encode(), value=value)
+    producer.flush()
+    producer.close()
+    app = App(settings, only=["project-table"], serve_metrics=False)
+    app.start()
+    try:
+        codes = {event["project_code"] for event in legacy}
+        wait_until(lambda: scrubbed(settings, len(codes)), timeout_s=60, what="the table written again")
+    finally:
+        app.stop()
+        assert app.wait(timeout_s=20)
+
+
+def scrubbed(settings: Settings, projects: int) -> bool:
+    """Whether the project table's latest record of each of ``projects`` projects has no contact."""
+    latest = latest_values(read_topic(settings.kafka.bootstrap, settings.topic("projects")))
+    events = [CODEC.decode_as("ProjectEvent", value) for value in latest.values() if value]
+    return len(events) == projects and all(e["contact_name"] is None and e["contact_mobile"] is None for e in events)

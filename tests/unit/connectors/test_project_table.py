@@ -1,5 +1,8 @@
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.router.project_table import ProjectTableWriter
@@ -51,3 +54,50 @@ def test_a_record_of_another_type_is_a_data_error() -> None:
     """Bytes that are not a ProjectEvent are dead-lettered."""
     (outcome,) = writer().process([record(b"not avro")])
     assert isinstance(outcome, DataError)
+
+
+class Stored:
+    """The project table as an earlier version left it: fixed contents per partition."""
+
+    def __init__(self, values: dict[int, dict[bytes, bytes]]) -> None:
+        self.values = values
+
+    def read(self, partitions: Sequence[int]) -> dict[int, dict[bytes, bytes]]:
+        """What is stored for ``partitions``."""
+        return {p: dict(self.values.get(p, {})) for p in partitions}
+
+
+def test_records_written_with_a_contact_are_written_again_without_it() -> None:
+    """On assignment the table's records holding a contact are found; the next tick writes them stripped."""
+    code, value = event_bytes()
+    stripped = writer().process([record(value)])
+    clean = cast(Delivered, next(stripped)).outputs[0].value
+    table = ProjectTableWriter(
+        input_topic="events",
+        table_topic="projects",
+        codec=CODEC,
+        reader=Stored({1: {code.encode(): value, b"clean": clean}}),
+    )
+    table.on_assigned([TopicPartition("events", 1)])
+    (rewritten,) = table.tick(NOW)
+    assert (rewritten.topic, rewritten.key, rewritten.partition, rewritten.value) == (
+        "projects",
+        code.encode(),
+        1,
+        clean,
+    )
+    assert table.tick(NOW) == []
+
+
+def test_a_newer_event_is_never_overwritten_by_the_scrub() -> None:
+    """An event of the project processed before the tick replaces the pending rewrite; revoked ones are dropped."""
+    code, value = event_bytes()
+    table = ProjectTableWriter(
+        input_topic="events", table_topic="projects", codec=CODEC, reader=Stored({0: {code.encode(): value}, 2: {}})
+    )
+    table.on_assigned([TopicPartition("events", 0)])
+    list(table.process([record(value)]))
+    assert table.tick(NOW) == []
+    table.on_assigned([TopicPartition("events", 0)])
+    table.on_revoked([TopicPartition("events", 0)])
+    assert table.tick(NOW) == []
