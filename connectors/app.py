@@ -246,9 +246,18 @@ class App:
             return True
 
     def _align_retention(self, specs: list[TopicSpec]) -> None:
-        """Bring existing topics to the configured retention (``kafka.retention.apply_to_existing``), or warn."""
+        """Bring existing topics to the configured retention (``kafka.retention.apply_to_existing``), or warn.
+
+        A cluster that refuses to describe or alter topic configs (ACLs without those operations) gets a warning,
+        not a stop: the retention is policy, and the stages can run without it.
+        """
         apply = self.settings.kafka.retention.apply_to_existing
-        for topic, diff in align_topic_configs(self.settings.kafka, specs, apply=apply).items():
+        try:
+            differing = align_topic_configs(self.settings.kafka, specs, apply=apply)
+        except KafkaError as exc:
+            log.warning("topic_retention_unchecked", error=str(exc))
+            return
+        for topic, diff in differing.items():
             changes = {name: f"{was} -> {wanted}" for name, (was, wanted) in diff.items()}
             if apply:
                 log.info("topic_retention_changed", topic=topic, changes=changes)

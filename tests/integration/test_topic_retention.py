@@ -4,7 +4,9 @@ from typing import Any
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
+from structlog.testing import capture_logs
 
+from connectors.app import App
 from connectors.registry import topics
 from connectors.runtime.kafka import TopicSpec, align_topic_configs, ensure_topics, make_admin
 from connectors.settings import KafkaSettings
@@ -83,3 +85,24 @@ def test_an_existing_topic_is_reported_then_altered_to_the_policy(kafka_bootstra
     finally:
         admin.close()
     assert kept == "1048576"
+
+
+def test_start_up_alters_an_existing_topic_and_logs_it(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """``App.start`` brings a topic created before the policy to it and logs the change; the next start does not."""
+    settings = settings_for(kafka_bootstrap, unique_prefix)
+    table = settings.topic("projects")
+    ensure_topics(settings.kafka, [TopicSpec(table, settings.kafka.partitions, compacted=True)])
+    for attempt in range(2):
+        app = App(settings, only=[], serve_metrics=False)
+        with capture_logs() as logs:
+            app.start()
+        app.stop()
+        assert app.wait(timeout_s=10)
+        changed = [entry for entry in logs if entry["event"] == "topic_retention_changed"]
+        if attempt == 0:
+            assert [entry["topic"] for entry in changed] == [table]
+            assert changed[0]["changes"]["max.compaction.lag.ms"].endswith(f"-> {7 * DAY_MS}")
+        else:
+            assert changed == []
+    after = described(settings.kafka, [table])[table]
+    assert (after["retention.ms"], after["cleanup.policy"]) == ("-1", "compact")
