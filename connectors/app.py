@@ -40,7 +40,7 @@ from connectors.admin.service import AdminService
 from connectors.admin.status import StageStatus, state_of
 from connectors.registry import Context, Runnable, StageSpec, stage_specs, topics
 from connectors.runtime.health import HealthServer
-from connectors.runtime.kafka import ensure_topics
+from connectors.runtime.kafka import TopicSpec, align_topic_configs, ensure_topics
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.web_app import build_app
@@ -257,7 +257,9 @@ class App:
         pause, longest = _KAFKA_WAIT_S
         while True:
             try:
-                created = ensure_topics(self.settings.kafka, topics(self.settings))
+                specs = topics(self.settings)
+                created = ensure_topics(self.settings.kafka, specs)
+                self._align_retention(specs)
                 self.control.catch_up()  # before any stage starts: a paused stage starts paused
             except KafkaError as exc:
                 log.warning(
@@ -270,6 +272,25 @@ class App:
             if created:
                 log.info("topics_created", topics=created)
             return True
+
+    def _align_retention(self, specs: list[TopicSpec]) -> None:
+        """Bring existing topics to the configured retention (``kafka.retention.apply_to_existing``), or warn.
+
+        A cluster that refuses to describe or alter topic configs (ACLs without those operations) gets a warning,
+        not a stop: the retention is policy, and the stages can run without it.
+        """
+        apply = self.settings.kafka.retention.apply_to_existing
+        try:
+            differing = align_topic_configs(self.settings.kafka, specs, apply=apply)
+        except KafkaError as exc:
+            log.warning("topic_retention_unchecked", error=str(exc))
+            return
+        for topic, diff in differing.items():
+            changes = {name: f"{was} -> {wanted}" for name, (was, wanted) in diff.items()}
+            if apply:
+                log.info("topic_retention_changed", topic=topic, changes=changes)
+            else:
+                log.warning("topic_retention_differs", topic=topic, changes=changes)
 
     def _fatal(self) -> None:
         self.failed = True

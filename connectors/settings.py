@@ -27,6 +27,7 @@ from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySetti
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.intake_settings import IntakeLimits
+from connectors.runtime.retention import RetentionSettings
 
 _MIN_TOKEN_CHARS = 16
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -90,6 +91,7 @@ class KafkaSettings(_Strict):
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
     security: KafkaSecurity = KafkaSecurity()
+    retention: RetentionSettings = RetentionSettings()
 
 
 class TopicNames(_Strict):
@@ -304,6 +306,16 @@ class LedgerSettings(_Strict):
     )
 
 
+class PrivacySettings(_Strict):
+    """How long personal data stays on ubridge's compacted tables (README "Personal data at rest")."""
+
+    contact_retention_days: Annotated[float, Field(gt=0)] = Field(
+        30.0,
+        description="Days after its filing an application awaiting shared documents (with its applicant's name and "
+        "mobile) stays on the awaiting table; then it is released (a tombstone) and is not updated any more.",
+    )
+
+
 class AdminSettings(_Strict):
     """The admin API (``ubridge admin …`` talks to it): served by ``ubridge run`` when ``port`` is set.
 
@@ -363,6 +375,7 @@ class Settings(_Strict):
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None
     processes: ProcessSettings = ProcessSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("utilities")
     @classmethod
