@@ -23,10 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from routing.calendar import SHANGHAI
-from routing.yaml_files import read_yaml
+from routing.yaml_files import read_model
 
 VisitResult = Literal["SATISFIED", "BASICALLY_SATISFIED", "UNSATISFIED", "UNREACHABLE"]
 RESULTS: tuple[VisitResult, ...] = ("SATISFIED", "BASICALLY_SATISFIED", "UNSATISFIED", "UNREACHABLE")
@@ -105,12 +105,7 @@ def load_satisfaction_policy(path: Path) -> SatisfactionPolicy:
         OSError: The file cannot be read.
         ValueError: It is not valid; the message names the file and the bad key.
     """
-    try:
-        return SatisfactionPolicy.model_validate(read_yaml(path))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        message = f"{path}: {problems}"
-        raise ValueError(message) from exc
+    return read_model(path, SatisfactionPolicy)
 
 
 def month_of(moment: datetime) -> str:
