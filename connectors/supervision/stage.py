@@ -6,6 +6,9 @@ Example:
 """
 
 import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -21,6 +24,7 @@ from connectors.settings import Settings
 from connectors.supervision.entries import LedgerFollower
 from connectors.supervision.pages import LedgerView, LoginRequired, login_redirect, supervision_router
 from routing.calendar import load_calendar
+from routing.records import TaskLedgerEntry
 from routing.sla_policy import load_policies
 
 log = structlog.get_logger(__name__)
@@ -30,9 +34,24 @@ _CATCH_UP_STEP_S: Final = 5.0
 
 
 def rules_of(settings: Settings) -> tuple[Path, Path]:
-    """The calendar and SLA policy files the view judges by: the ledger's, or the shipped ones."""
+    """The calendar and SLA policy files the view judges by: the ledger's, or the shipped ones.
+
+    With ``ledger.clock: event`` the view reads the figures at the latest report's time, as the ledger does.
+    """
     ledger = settings.ledger
     return (ledger.calendar, ledger.policies) if ledger is not None else (DEFAULT_CALENDAR, DEFAULT_POLICIES)
+
+
+def latest_report(entries: Callable[[], list[TaskLedgerEntry]]) -> Callable[[], datetime]:
+    """The ledger's ``event`` clock for the view: the latest report's time among the entries (wall time if none).
+
+    A replay or the demo reports in compressed time; read at the wall clock, its open tasks would all be late.
+    """
+
+    def now() -> datetime:
+        return max((entry["updated_at"] for entry in entries()), default=datetime.now(UTC))
+
+    return now
 
 
 def supervision_app(view: LedgerView, token: str) -> FastAPI:
@@ -107,5 +126,7 @@ def build_supervision(settings: Settings, *, metrics: Metrics, stop: threading.E
     calendar_path, policies_path = rules_of(settings)
     follower = LedgerFollower(settings.kafka, settings.topic("ledger_changelog"))
     view = LedgerView(follower.entries, follower.entry, load_policies(policies_path), load_calendar(calendar_path))
+    if settings.ledger is not None and settings.ledger.clock == "event":
+        view = replace(view, now=latest_report(follower.entries))
     token = config.token.get_secret_value()
     return SupervisionView(follower, view, token=token, host=config.host, port=config.port, metrics=metrics, stop=stop)

@@ -9,7 +9,7 @@ from openpyxl import load_workbook
 from connectors.runtime.web_server import WebServer
 from connectors.supervision import charts
 from connectors.supervision.pages import COOKIE, LedgerView, session_value, templates
-from connectors.supervision.stage import supervision_app
+from connectors.supervision.stage import latest_report, supervision_app
 from routing.monthly import facts_at
 from routing.supervision import ComplaintFigures, figures_of, with_complaints
 from tests.supervision_data import BOOK, CALENDAR, november, sh
@@ -136,3 +136,10 @@ def test_chart_labels_are_escaped() -> None:
     group = figures.by_utility[0]
     svg = charts.outcome_bars([type(group)(**{**{f: getattr(group, f) for f in group.__slots__}, "label": "<b>"})])
     assert "&lt;b&gt;" in svg and "<b>" not in svg
+
+
+def test_the_event_clock_reads_the_figures_at_the_latest_report() -> None:
+    """With ledger.clock event the view's now is the latest updated_at of the entries; wall time without any."""
+    entries = november()
+    assert latest_report(lambda: entries)() == max(e["updated_at"] for e in entries)
+    assert latest_report(list)() > sh(11, 20)
