@@ -1,6 +1,7 @@
 """``ubridge report monthly``: the month's dispatch workbook (每月调度) from the ledger's changelog.
 
-Reads every task's latest entry (no consumer group) and writes :mod:`connectors.supervision.workbook`.
+Reads every task's latest entry (no consumer group) and writes :mod:`connectors.supervision.workbook`, read at
+the wall clock (with the configuration's ``ledger.clock: event``, at the latest report's time).
 
 Example::
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from connectors.ledger.show import CHANGELOG_TOPIC, DEFAULT_CALENDAR, DEFAULT_POLICIES
 from connectors.settings import ConfigError, KafkaSettings, load_settings
 from connectors.supervision.entries import read_entries
-from connectors.supervision.stage import rules_of
+from connectors.supervision.stage import latest_report, rules_of
 from connectors.supervision.workbook import write_workbook
 from routing.calendar import load_calendar
 from routing.monthly import monthly
@@ -41,10 +42,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def run(args: argparse.Namespace) -> int:
     """Write the workbook; 2 when the month, the topic or the configuration is wrong."""
     try:
-        kafka, topic, calendar_path, policies_path = _where(args)
+        kafka, topic, calendar_path, policies_path, event_clock = _where(args)
         book, calendar = load_policies(policies_path), load_calendar(calendar_path)
         entries = read_entries(kafka, topic)
-        report = monthly(entries, book, calendar, month=args.month, now=datetime.now(UTC))
+        now = latest_report(lambda: entries)() if event_clock else datetime.now(UTC)
+        report = monthly(entries, book, calendar, month=args.month, now=now)
     except (ConfigError, LookupError, OSError, ValueError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
@@ -58,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, Path, Path]:
+def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, Path, Path, bool]:
+    """Broker, changelog topic, calendar, policies, and whether the ledger runs on the event clock."""
     prefix = args.topic_prefix
     if args.config is not None:
         settings = load_settings(args.config)
         kafka = settings.kafka if prefix is None else settings.kafka.model_copy(update={"topic_prefix": prefix})
         calendar, policies = rules_of(settings)
-        return kafka, kafka.topic_prefix + settings.topics.ledger_changelog, calendar, policies
+        event_clock = settings.ledger is not None and settings.ledger.clock == "event"
+        return kafka, kafka.topic_prefix + settings.topics.ledger_changelog, calendar, policies, event_clock
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix or "")
-    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC, DEFAULT_CALENDAR, DEFAULT_POLICIES
+    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC, DEFAULT_CALENDAR, DEFAULT_POLICIES, False
