@@ -1,6 +1,7 @@
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -133,8 +134,7 @@ def test_complaint_figures_are_shown_when_present() -> None:
 def test_chart_labels_are_escaped() -> None:
     """A label with markup is drawn as text, never as markup."""
     figures = figures_of(facts_at(november(), BOOK, CALENDAR, NOW), now=NOW)
-    group = figures.by_utility[0]
-    svg = charts.outcome_bars([type(group)(**{**{f: getattr(group, f) for f in group.__slots__}, "label": "<b>"})])
+    svg = charts.outcome_bars([replace(figures.by_utility[0], label="<b>")])
     assert "&lt;b&gt;" in svg and "<b>" not in svg
 
 
