@@ -334,6 +334,9 @@ class SupervisionSettings(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8095
     token: SecretStr = Field(description="The department's token: the login form's, or Authorization: Bearer.")
+    refresh_s: Annotated[float, Field(ge=0)] = Field(
+        15.0, description="The pages' figures are computed again once older than this (every task's timeline)."
+    )
 
     @field_validator("token")
     @classmethod

@@ -125,7 +125,13 @@ def build_supervision(settings: Settings, *, metrics: Metrics, stop: threading.E
     assert config is not None  # noqa: S101 - stage_specs only lists a configured view
     calendar_path, policies_path = rules_of(settings)
     follower = LedgerFollower(settings.kafka, settings.topic("ledger_changelog"))
-    view = LedgerView(follower.entries, follower.entry, load_policies(policies_path), load_calendar(calendar_path))
+    view = LedgerView(
+        follower.entries,
+        follower.entry,
+        load_policies(policies_path),
+        load_calendar(calendar_path),
+        refresh_s=config.refresh_s,
+    )
     if settings.ledger is not None and settings.ledger.clock == "event":
         view = replace(view, now=latest_report(follower.entries))
     token = config.token.get_secret_value()

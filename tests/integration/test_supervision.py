@@ -62,7 +62,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(kafka_bootstrap: str) -> Iterator[Served]:
     prefix = f"t-{uuid.uuid4().hex[:8]}."
-    settings = settings_for(kafka_bootstrap, prefix, supervision={"port": 0, "token": TOKEN})
+    settings = settings_for(kafka_bootstrap, prefix, supervision={"port": 0, "token": TOKEN, "refresh_s": 0})
     changelog = settings.topic("ledger_changelog")
     ensure_topics(settings.kafka, [TopicSpec(changelog, PARTITIONS, compacted=True)])
     entries = november()

@@ -13,7 +13,7 @@ from connectors.supervision.pages import COOKIE, LedgerView, session_value, temp
 from connectors.supervision.stage import latest_report, supervision_app
 from routing.monthly import facts_at
 from routing.supervision import ComplaintFigures, figures_of, with_complaints
-from tests.supervision_data import BOOK, CALENDAR, november, sh
+from tests.supervision_data import BOOK, CALENDAR, entry, november, sh
 
 TOKEN = "supervision-token-0123456789"
 NOW = sh(11, 20, 12)
@@ -143,3 +143,20 @@ def test_the_event_clock_reads_the_figures_at_the_latest_report() -> None:
     entries = november()
     assert latest_report(lambda: entries)() == max(e["updated_at"] for e in entries)
     assert latest_report(list)() > sh(11, 20)
+
+
+@pytest.mark.parametrize(("refresh_s", "shown"), [(3600.0, "7"), (0.0, "8")])
+def test_the_figures_are_computed_again_once_older_than_refresh_s(refresh_s: float, shown: str) -> None:
+    """Within refresh_s the pages share one computation; with 0 every page sees the latest entries."""
+    entries = {e["task_id"]: e for e in november()}
+    view = LedgerView(lambda: list(entries.values()), entries.get, BOOK, CALENDAR, now=lambda: NOW, refresh_s=refresh_s)
+    server = WebServer(supervision_app(view, TOKEN), host="127.0.0.1", port=0, name="supervision-test")
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/"
+        assert 'id="total-tasks">7<' in httpx.get(url, headers=bearer()).text
+        extra = entry("yantai-gas", 50, sh(11, 3, 9), [])
+        entries[extra["task_id"]] = extra
+        assert f'id="total-tasks">{shown}<' in httpx.get(url, headers=bearer()).text
+    finally:
+        server.stop()
