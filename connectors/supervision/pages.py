@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from connectors.runtime.web_app import read_body
 from connectors.supervision import charts
 from connectors.supervision.labels import LEVEL_LABELS, OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, local
 from connectors.supervision.workbook import write_workbook
@@ -148,8 +149,8 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        body = await request.body()
-        given = parse_qs(body[:_FORM_MAX_BYTES].decode("utf-8", "replace")).get("token", [""])[0]
+        body = await read_body(request, _FORM_MAX_BYTES)
+        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
         if not hmac.compare_digest(given.encode(), token.encode()):
             return render("login.html", 401, error="口令不正确")
         answer = RedirectResponse("/", status_code=303)

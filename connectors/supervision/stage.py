@@ -104,7 +104,9 @@ class SupervisionView:
         reader = threading.Thread(target=self._follower.run, args=(reader_stop,), name=f"{STAGE}-ledger", daemon=True)
         reader.start()
         try:
-            while not self._follower.wait_caught_up(_CATCH_UP_STEP_S) and not self._stop.is_set():
+            while not self._follower.wait_caught_up(_CATCH_UP_STEP_S):
+                if self._stop.is_set():
+                    return
                 log.info("supervision_ledger_catching_up")
             self._server.start()
             self.state.started = self.state.ready = True

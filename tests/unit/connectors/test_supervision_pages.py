@@ -160,3 +160,10 @@ def test_the_figures_are_computed_again_once_older_than_refresh_s(refresh_s: flo
         assert f'id="total-tasks">{shown}<' in httpx.get(url, headers=bearer()).text
     finally:
         server.stop()
+
+
+def test_a_login_body_larger_than_a_form_is_refused_with_413(client: httpx.Client) -> None:
+    """The login form is read up to 4 KiB; a larger body is refused before it is parsed."""
+    answer = client.post("/login", data={"token": "x" * 5000})
+    assert answer.status_code == 413
+    assert "set-cookie" not in answer.headers
