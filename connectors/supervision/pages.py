@@ -34,7 +34,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from connectors.runtime.web_app import read_body
 from connectors.supervision import charts
-from connectors.supervision.labels import LEVEL_LABELS, OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, local
+from connectors.supervision.labels import OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, local
 from connectors.supervision.workbook import write_workbook
 from routing.calendar import WorkingCalendar
 from routing.ledger import timeline
@@ -97,7 +97,6 @@ def templates() -> Environment:
         stage=lambda value: STAGE_LABELS.get(value or "", value or ""),
         outcome=lambda value: OUTCOME_LABELS.get(value, value),
         state=lambda value: STATE_LABELS.get(value, value),
-        level=lambda value: LEVEL_LABELS.get(value, value),
     )
     return env
 
