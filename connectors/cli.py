@@ -31,6 +31,7 @@ from connectors.run import run as run_stages
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.logs import configure_logging
 from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
+from connectors.supervision import cli as report_cli
 from connectors.tail import dumps, follow, render
 from schemas import Codec
 
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     calendar_cli.register(sub)
     openapi.register(sub)
     admin_cli.register(sub)
+    report_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

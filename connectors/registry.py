@@ -45,6 +45,8 @@ from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
+from connectors.supervision.stage import STAGE as SUPERVISION
+from connectors.supervision.stage import build_supervision
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
 from routing.calendar import load_calendar
@@ -179,6 +181,8 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     ]
     if settings.ledger is not None and settings.ledger.enabled:
         specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
+    if settings.supervision is not None and settings.supervision.enabled:
+        specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
     return specs
 
 
@@ -447,6 +451,10 @@ def _ledger(ctx: Context) -> Runnable:
         closed_retention=timedelta(days=config.closed_retention_days),
         codec=ctx.codec,
     )
+
+
+def _supervision(ctx: Context) -> Runnable:
+    return build_supervision(ctx.settings, metrics=ctx.metrics, stop=ctx.stop)
 
 
 def _loop(ctx: Context, processor: Processor) -> StageLoop:

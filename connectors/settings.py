@@ -336,6 +336,29 @@ class AdminSettings(_Strict):
         return tokens
 
 
+class SupervisionSettings(_Strict):
+    """The supervision view for the competent department (read-only): served by ``ubridge run`` when enabled.
+
+    The calendar and SLA policies are the ledger's (the shipped ones without a ``ledger`` section).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8095
+    token: SecretStr = Field(description="The department's token: the login form's, or Authorization: Bearer.")
+    refresh_s: Annotated[float, Field(ge=0)] = Field(
+        15.0, description="The pages' figures are computed again once older than this (every task's timeline)."
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, token: SecretStr) -> SecretStr:
+        if len(token.get_secret_value()) < _MIN_TOKEN_CHARS:
+            message = f"the supervision token needs at least {_MIN_TOKEN_CHARS} characters"
+            raise ValueError(message)
+        return token
+
+
 # The router keeps the grants standing behind each task (routing/withdrawals.py), so it runs in its loop.
 ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl"]
 
@@ -376,6 +399,7 @@ class Settings(_Strict):
     admin: AdminSettings | None = None
     processes: ProcessSettings = ProcessSettings()
     privacy: PrivacySettings = PrivacySettings()
+    supervision: SupervisionSettings | None = None
 
     @field_validator("utilities")
     @classmethod
