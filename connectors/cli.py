@@ -7,6 +7,7 @@
     ubridge config check ubridge.yaml       check a configuration and the files it names; list its stages
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
+    ubridge migrate tasks-topics --config …  the upgrade to one task topic per utility (see README)
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
     ubridge admin stages|pause|resume|restart|dlq|offsets   operate a running installation (the admin API)
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
@@ -29,6 +30,7 @@ from connectors.broker import cli as broker_cli
 from connectors.config_check import Report, check_configuration
 from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
+from connectors.migrate import cli as migrate_cli
 from connectors.registry import stage_specs
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.kafka_access import KafkaAccessError, check_access
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     calendar_cli.register(sub)
     openapi.register(sub)
     admin_cli.register(sub)
+    migrate_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)
