@@ -8,6 +8,7 @@
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
     ubridge migrate tasks-topics --config …  the upgrade to one task topic per utility (see README)
+    ubridge acl plan|apply --config …       least-privilege Kafka ACLs per stage and utility principal
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
     ubridge admin stages|pause|resume|restart|dlq|offsets   operate a running installation (the admin API)
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
@@ -24,6 +25,7 @@ from types import FrameType
 import structlog
 
 from connectors import calendar_cli, openapi
+from connectors.acl import cli as acl_cli
 from connectors.admin import cli as admin_cli
 from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
@@ -65,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     openapi.register(sub)
     admin_cli.register(sub)
     migrate_cli.register(sub)
+    acl_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.acl.settings import AclSettings
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
@@ -371,6 +372,15 @@ class Settings(_Strict):
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None
+    acl: AclSettings | None = None
+
+    @model_validator(mode="after")
+    def _acl_utilities_configured(self) -> "Settings":
+        unknown = sorted(set(self.acl.utilities) - {u.id for u in self.utilities}) if self.acl else []
+        if unknown:
+            message = f"acl.utilities names utilities with no utilities[] entry: {', '.join(unknown)}"
+            raise ValueError(message)
+        return self
 
     @field_validator("utilities")
     @classmethod
