@@ -129,6 +129,9 @@ def start_broker(
         PrerequisiteError: No JDK 17+, or no Maven when the jars are not cached yet.
         BrokerError: The jars could not be fetched, or the broker did not come up within 60 s.
     """
+    if super_users is not None and sasl_users is None:
+        msg = "an authorizer needs SASL users: without them every client would be the broker's own super user"
+        raise ValueError(msg)
     home = home.expanduser().resolve()
     running = broker_status(home)
     if running is not None:
@@ -146,9 +149,6 @@ def start_broker(
             port=broker_port, internal_port=internal_port, controller_port=controller_port, pki=pki, users=sasl_users
         )
     if super_users is not None:
-        if sasl_users is None:
-            msg = "an authorizer needs SASL users: without them every client would be the broker's own super user"
-            raise ValueError(msg)
         settings |= authorizer_properties(super_users)
     _configure(home, java=java, libs=libs, settings=settings, users=sasl_users or {}, report=report)
     pid = _launch(java, libs, home)
