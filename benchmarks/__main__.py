@@ -140,8 +140,8 @@ def _throughput(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
         _line(f"{name}_vs_passthrough", 100 * rate / ceiling, "percent")
     sink = run_stage("sink", bootstrap, prefix)
     _line("sink_throughput", sink.rate, "tasks/s")
-    # what the sink decodes per task it delivers, from its own topic, and what it decoded from the one shared
-    # task topic of earlier releases (every utility's tasks)
+    # what the sink decodes per task (or revision) it delivers, from its own topic, and what it decoded from the
+    # one shared task topic of earlier releases (every utility's tasks; repeats filtered in both)
     counts = task_counts(bootstrap, prefix)
     _line("sink_records_read_per_task", sink.records_read / max(sink.delivered, 1), "records/task")
     _line("sink_records_read_per_task_shared_topic", sum(counts.values()) / max(sink.delivered, 1), "records/task")

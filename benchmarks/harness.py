@@ -46,7 +46,7 @@ class Clock:
     expected: int = 0
     untimed_out: int = 0  # outputs of the records before the clock started
     records_read: int = 0  # by the stage, timed span or not
-    delivered: int = 0  # by a sink, timed span or not
+    delivered: int = 0  # tasks and revisions a sink delivered, timed span or not
 
     def tick(self, n: int = 1) -> None:
         """Count ``n`` records handled now."""
@@ -242,7 +242,8 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
     watcher.join()
     clock.records_read = _counted(metrics.records_in, processor.stage)
     if sims is not None:
-        clock.delivered = sims.utilities[SINK_UTILITY].stats().unique
+        stats = sims.utilities[SINK_UTILITY].stats()
+        clock.delivered = stats.unique + stats.revisions  # each new task and each new revision of one
         # tasks delivered in the timed span
         clock.count = sims.utilities[SINK_UTILITY].stats().unique - clock.untimed_out
         sims.stop()
