@@ -7,12 +7,16 @@ import pytest
 import yaml
 from kafka.errors import TopicAuthorizationFailedError
 
+from connectors.aishandong.gateway import GATEWAY_PATH
 from connectors.app import App
+from connectors.broker.kafka_install import free_port
 from connectors.broker.local_kafka import BrokerInfo, start_broker, stop_broker
 from connectors.cli import main
 from connectors.runtime.kafka import make_admin, make_consumer, make_producer
 from connectors.settings import Settings, load_settings
+from simulators.aishandong import make_applications, push_applications
 from simulators.approval import ApprovalSimulator
+from simulators.utility import UtilitySimulator
 from tests.support import ROOT, running_utility, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,8 +29,12 @@ STAGE_USERS = {
     "gonggai-interface": "source",
     "normaliser-gonggai": "normaliser",
     "router": "router",
+    "aishandong-gateway": "gateway",
+    "project-table": "project-table",
+    "router-aishandong": "application-router",
     "ledger": "ledger",
 }
+SECRET = "a-gateway-secret-of-32-characters!"
 USERS = ["ubridge", *STAGE_USERS.values(), WATER, GAS]
 
 
@@ -63,7 +71,21 @@ def document(broker: AuthorizingBroker, prefix: str, user: str, **sections: Any)
         "routing": {"service_areas": str(AREAS)},
         "acl": {"stages": STAGE_USERS, "utilities": {WATER: WATER, GAS: GAS}},
         "ledger": {"calendar": str(CONFIG / "calendar.yaml"), "policies": str(CONFIG / "sla-policies.yaml")},
+        "applications": {"calendar": str(CONFIG / "calendar.yaml")},
         **sections,
+    }
+
+
+def sources(approval_url: str, gateway_port: int) -> dict[str, Any]:
+    """The approval system's data interface, and the 爱山东 gateway on ``gateway_port``."""
+    return {
+        "gonggai_interface": {
+            "base_url": approval_url,
+            "token": "approval-token",
+            "page_size": 50,
+            "poll_interval_s": 0.1,
+        },
+        "aishandong_gateway": {"port": gateway_port, "secret": SECRET},
     }
 
 
@@ -78,7 +100,7 @@ def test_a_utility_principal_reads_its_own_tasks_and_is_refused_another_s(
 ) -> None:
     """After `ubridge acl apply`, yantai-water reads its task topic; yantai-gas's gets an authorization error."""
     sections = {
-        "sources": {"gonggai_interface": {"base_url": "http://127.0.0.1:9", "token": "approval-token"}},
+        "sources": sources("http://127.0.0.1:9", free_port()),
         "utilities": [utility_config(u, "http://127.0.0.1:9") for u in (WATER, GAS)],
     }
     admin = written(tmp_path, "admin.yaml", document(broker, unique_prefix, "ubridge", **sections))
@@ -125,16 +147,16 @@ def read_as(settings: Settings, topic: str) -> list[bytes]:
 def test_every_stage_works_holding_only_its_own_acls(
     broker: AuthorizingBroker, unique_prefix: str, tmp_path: Path
 ) -> None:
-    """Source, normaliser, router, two sinks and the ledger, each as its own principal: tasks reach both utilities."""
+    """Every stage of both flows and the ledger, each as its own principal: tasks reach both utilities."""
     upstream = ApprovalSimulator(seed=8)
     url = upstream.start()
     upstream.generate(120)
     apps: list[App] = []
     try:
         with running_utility(WATER) as (water, water_url), running_utility(GAS) as (gas, gas_url):
-            source = {"base_url": url, "token": "approval-token", "page_size": 50, "poll_interval_s": 0.1}
+            gateway = free_port()
             sections = {
-                "sources": {"gonggai_interface": source},
+                "sources": sources(url, gateway),
                 "utilities": [utility_config(WATER, water_url), utility_config(GAS, gas_url)],
             }
             admin = written(tmp_path, "admin.yaml", document(broker, unique_prefix, "ubridge", **sections))
@@ -145,10 +167,15 @@ def test_every_stage_works_holding_only_its_own_acls(
                 app = App(settings, only=[stage], serve_metrics=False)
                 apps.append(app)
                 app.start()
+            wait_until(lambda: ready(apps), timeout_s=60, what="every stage running and joined")
+            applications = make_applications(12, seed=5, regions=["370602"])
+            assert {
+                r.status for r in push_applications(f"http://127.0.0.1:{gateway}{GATEWAY_PATH}", SECRET, applications)
+            } == {202}
             wait_until(
-                lambda: water.stats().unique >= 3 and gas.stats().unique >= 3,
+                lambda: all(applied(sim) >= 2 and sim.stats().unique >= 5 for sim in (water, gas)),
                 timeout_s=120,
-                what="tasks at both utilities, every stage on its own ACLs",
+                what="project and application tasks at both utilities, every stage on its own ACLs",
             )
             registry = apps[list(runs).index("ledger")].metrics.registry
             wait_until(
@@ -166,6 +193,16 @@ def test_every_stage_works_holding_only_its_own_acls(
     for app, stage in zip(apps, runs, strict=True):
         restarts = app.metrics.registry.get_sample_value("ubridge_stage_restarts_total", {"stage": stage})
         assert not restarts, f"{stage} restarted: it lacks a right"
+
+
+def ready(apps: list[App]) -> bool:
+    """Whether every process's stage runs (a refused right would leave it restarting)."""
+    return all(app.ready() for app in apps)
+
+
+def applied(sim: UtilitySimulator) -> int:
+    """Tasks the utility holds that came from 爱山东 applications."""
+    return sum(1 for task in sim.tasks() if task.body["kind"] == "APPLICATION")
 
 
 def _as(tmp_path: Path, broker: AuthorizingBroker, prefix: str, user: str, sections: dict[str, Any]) -> Settings:
