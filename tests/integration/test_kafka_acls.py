@@ -14,6 +14,7 @@ from connectors.broker.local_kafka import BrokerInfo, start_broker, stop_broker
 from connectors.cli import main
 from connectors.runtime.kafka import make_admin, make_consumer, make_producer
 from connectors.settings import Settings, load_settings
+from schemas import Codec
 from simulators.aishandong import make_applications, push_applications
 from simulators.approval import ApprovalSimulator
 from simulators.utility import UtilitySimulator
@@ -32,9 +33,13 @@ STAGE_USERS = {
     "aishandong-gateway": "gateway",
     "project-table": "project-table",
     "router-aishandong": "application-router",
+    "status-callbacks": "callbacks",
+    f"status-poll-{GAS}": "poller",
     "ledger": "ledger",
 }
+CALLBACK_TOKEN = "water-calls-back-with-this"
 SECRET = "a-gateway-secret-of-32-characters!"
+CODEC = Codec.default()
 USERS = ["ubridge", *STAGE_USERS.values(), WATER, GAS]
 
 
@@ -89,6 +94,14 @@ def sources(approval_url: str, gateway_port: int) -> dict[str, Any]:
     }
 
 
+def utilities(water_url: str, gas_url: str) -> list[dict[str, Any]]:
+    """yantai-water reports through callbacks, yantai-gas through its polled change feed."""
+    return [
+        utility_config(WATER, water_url, callback_token=CALLBACK_TOKEN),
+        utility_config(GAS, gas_url, status_poll={"base_url": gas_url, "poll_interval_s": 0.2}),
+    ]
+
+
 def written(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(content, allow_unicode=True), encoding="utf-8")
@@ -101,7 +114,8 @@ def test_a_utility_principal_reads_its_own_tasks_and_is_refused_another_s(
     """After `ubridge acl apply`, yantai-water reads its task topic; yantai-gas's gets an authorization error."""
     sections = {
         "sources": sources("http://127.0.0.1:9", free_port()),
-        "utilities": [utility_config(u, "http://127.0.0.1:9") for u in (WATER, GAS)],
+        "utilities": utilities("http://127.0.0.1:9", "http://127.0.0.1:9"),
+        "status_callbacks": {"port": free_port()},
     }
     admin = written(tmp_path, "admin.yaml", document(broker, unique_prefix, "ubridge", **sections))
     assert main(["acl", "plan", "--config", str(admin)]) == 0
@@ -154,11 +168,14 @@ def test_every_stage_works_holding_only_its_own_acls(
     apps: list[App] = []
     try:
         with running_utility(WATER) as (water, water_url), running_utility(GAS) as (gas, gas_url):
-            gateway = free_port()
+            gateway, callbacks = free_port(), free_port()
             sections = {
                 "sources": sources(url, gateway),
-                "utilities": [utility_config(WATER, water_url), utility_config(GAS, gas_url)],
+                "utilities": utilities(water_url, gas_url),
+                "status_callbacks": {"port": callbacks},
             }
+            water.set_progress(callback_url=f"http://127.0.0.1:{callbacks}", callback_token=CALLBACK_TOKEN)
+            gas.set_progress()
             admin = written(tmp_path, "admin.yaml", document(broker, unique_prefix, "ubridge", **sections))
             assert main(["acl", "apply", "--config", str(admin)]) == 0
             runs = {**STAGE_USERS, f"sink-{WATER}": WATER, f"sink-{GAS}": GAS}
@@ -183,6 +200,12 @@ def test_every_stage_works_holding_only_its_own_acls(
                 timeout_s=60,
                 what="the ledger to clock the deliveries",
             )
+            admin_settings = load_settings(admin)
+            wait_until(
+                lambda: {"callback", "poll"} <= reporters(admin_settings),
+                timeout_s=90,
+                what="water's callbacks and gas's polled statuses on the task-status topic",
+            )
     finally:
         for app in apps:
             app.stop()
@@ -193,6 +216,16 @@ def test_every_stage_works_holding_only_its_own_acls(
     for app, stage in zip(apps, runs, strict=True):
         restarts = app.metrics.registry.get_sample_value("ubridge_stage_restarts_total", {"stage": stage})
         assert not restarts, f"{stage} restarted: it lacks a right"
+
+
+def reporters(settings: Settings) -> set[str]:
+    """Who reported the statuses on the task-status topic so far."""
+    consumer = make_consumer(settings.kafka, group_id=None, consumer_timeout_ms=2000)
+    try:
+        consumer.subscribe([settings.topic("task_status")])
+        return {CODEC.decode_as("TaskStatus", record.value)["reporter"] for record in consumer}
+    finally:
+        consumer.close()
 
 
 def ready(apps: list[App]) -> bool:
