@@ -105,6 +105,7 @@ def migrate_task_topics(settings: Settings, *, dry_run: bool = False, codec: Cod
     """
     legacy = settings.topic("tasks")
     report = MigrationReport(legacy)
+    decoder = codec or Codec.default()
     utilities = [u.id for u in settings.utilities]
     groups = {u: sink_group(settings, u) for u in utilities}
     marker = migration_group(settings)
@@ -141,7 +142,7 @@ def migrate_task_topics(settings: Settings, *, dry_run: bool = False, codec: Cod
                 u: start_offset(_offset((committed.get(g) or {}).get(tp)), beginning[tp]) for u, g in groups.items()
             }
             records = _read(consumer, tp, min(starts.values(), default=end[tp]), end[tp])
-            plan = plan_partition(((r.offset, _utility(codec or Codec.default(), r)) for r in records), starts)
+            plan = plan_partition(((r.offset, _utility(decoder, r)) for r in records), starts)
             _count(report, tp.partition, plan)
             if not dry_run:
                 by_offset = {r.offset: r for r in records}
