@@ -2,7 +2,8 @@
 
 1. passthrough: bare kafka-python consume → produce → commit of the raw events (the ceiling: the median of
    three runs, with their spread);
-2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink; the
+2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink (and the records it
+   reads per task delivered: from its own task topic, and from a single topic of every utility's tasks); the
    normaliser once in the loop's own thread and once with ``--workers`` worker processes (the router keeps
    state, so it runs in its loop only);
 3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic, and (group ``backfill``) the backfill
@@ -36,6 +37,7 @@ from benchmarks.harness import (
     passthrough,
     produce_raw,
     run_stage,
+    task_counts,
 )
 from benchmarks.ledger_restore import restore_seconds
 from benchmarks.memory import memory_under_load
@@ -136,7 +138,13 @@ def _throughput(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
     for name, rate in stages.items():
         _line(f"{name}_throughput", rate, "events/s")
         _line(f"{name}_vs_passthrough", 100 * rate / ceiling, "percent")
-    _line("sink_throughput", run_stage("sink", bootstrap, prefix).rate, "tasks/s")
+    sink = run_stage("sink", bootstrap, prefix)
+    _line("sink_throughput", sink.rate, "tasks/s")
+    # what the sink decodes per task (or revision) it delivers, from its own topic, and what it decoded from the
+    # one shared task topic of earlier releases (every utility's tasks; repeats filtered in both)
+    counts = task_counts(bootstrap, prefix)
+    _line("sink_records_read_per_task", sink.records_read / max(sink.delivered, 1), "records/task")
+    _line("sink_records_read_per_task_shared_topic", sum(counts.values()) / max(sink.delivered, 1), "records/task")
     _line("spgl_reader_throughput", spgl_throughput(bootstrap, prefix + "spgl.", args.spgl_rows), "rows/s")
 
 

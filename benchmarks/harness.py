@@ -45,6 +45,8 @@ class Clock:
     done: threading.Event = field(default_factory=threading.Event)
     expected: int = 0
     untimed_out: int = 0  # outputs of the records before the clock started
+    records_read: int = 0  # by the stage, timed span or not
+    delivered: int = 0  # tasks and revisions a sink delivered, timed span or not
 
     def tick(self, n: int = 1) -> None:
         """Count ``n`` records handled now."""
@@ -76,6 +78,20 @@ def _topic(prefix: str, name: str) -> str:
     return f"{prefix}{name}"
 
 
+def _task_topics(kafka: KafkaSettings, prefix: str, suffix: str = "") -> dict[str, str]:
+    """Each utility of the shipped service areas → its task topic, created if missing."""
+    utilities = load_service_areas(CONFIG_DIR / "service-areas.yaml").utilities()
+    topics = {utility: _topic(prefix, f"tasks.{utility}{suffix}") for utility in sorted(utilities)}
+    ensure_topics(kafka, [TopicSpec(topic, PARTITIONS) for topic in topics.values()])
+    return topics
+
+
+def task_counts(bootstrap: str, prefix: str) -> dict[str, int]:
+    """Records on each utility's task topic (what the router wrote for it)."""
+    utilities = load_service_areas(CONFIG_DIR / "service-areas.yaml").utilities()
+    return {utility: _count(bootstrap, _topic(prefix, f"tasks.{utility}")) for utility in sorted(utilities)}
+
+
 def _count(bootstrap: str, topic: str) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
@@ -90,7 +106,7 @@ def _count(bootstrap: str, topic: str) -> int:
 def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
     """Write ``n`` valid, served approval-system events to a fresh raw topic; returns its name."""
     kafka = KafkaSettings(bootstrap=bootstrap)
-    names = ["raw", "pass", "events", "tasks", "status", "revisions", "dlq"]
+    names = ["raw", "pass", "events", "status", "revisions", "dlq"]
     ensure_topics(kafka, [TopicSpec(_topic(prefix, name), PARTITIONS) for name in names])
     producer = make_producer(kafka)
     simulator = ApprovalSimulator(seed=3)
@@ -179,7 +195,7 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
         ensure_topics(kafka, [TopicSpec(grants, PARTITIONS, compacted=True)])
         processor = ProjectRouter(
             input_topic=_topic(prefix, "events"),
-            output_topic=_topic(prefix, "tasks" + suffix),
+            task_topic=_task_topics(kafka, prefix, suffix).__getitem__,
             grants_topic=grants,
             areas=load_service_areas(CONFIG_DIR / "service-areas.yaml"),
             codec=codec,
@@ -193,7 +209,7 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
         revisions = _topic(prefix, "revisions")
         processor = UtilitySink(
             utility,
-            input_topic=_topic(prefix, "tasks"),
+            input_topic=_task_topics(kafka, prefix)[SINK_UTILITY],
             status_topic=_topic(prefix, "status"),
             revisions_topic=revisions,
             revisions=KafkaRevisionReader(kafka, revisions, utility=SINK_UTILITY),
@@ -224,8 +240,11 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
     thread.join()
     watching.set()
     watcher.join()
+    clock.records_read = _counted(metrics.records_in, processor.stage)
     if sims is not None:
-        # tasks delivered in the timed span, not tasks skipped as another utility's
+        stats = sims.utilities[SINK_UTILITY].stats()
+        clock.delivered = stats.unique + stats.revisions  # each new task and each new revision of one
+        # tasks delivered in the timed span
         clock.count = sims.utilities[SINK_UTILITY].stats().unique - clock.untimed_out
         sims.stop()
     return clock

@@ -38,6 +38,7 @@ from connectors.admin.api import admin_router
 from connectors.admin.followers import ControlFollower, StatusPublisher
 from connectors.admin.service import AdminService
 from connectors.admin.status import StageStatus, state_of
+from connectors.migrate.task_topics import pending
 from connectors.registry import Context, Runnable, StageSpec, stage_specs, topics
 from connectors.runtime.health import HealthServer
 from connectors.runtime.kafka import TopicSpec, align_topic_configs, ensure_topics
@@ -253,10 +254,20 @@ class App:
         return value
 
     def _ensure_topics(self) -> bool:
-        """Create missing topics and read the control topic, waiting out an unreachable Kafka; False if stopped."""
+        """Create missing topics and read the control topic, waiting out an unreachable Kafka; False if stopped.
+
+        An installation whose single task topic of earlier releases is not migrated yet does not start: its
+        sinks would take the revisions' offsets in the old topic for offsets in their own, and its routers
+        would put new tasks ahead of the old ones the migration copies later.
+        """
         pause, longest = _KAFKA_WAIT_S
         while True:
             try:
+                unmigrated = pending(self.settings)
+                if unmigrated is not None:
+                    log.error("task_topics_not_migrated", reason=unmigrated)
+                    self._fatal()
+                    return False
                 specs = topics(self.settings)
                 created = ensure_topics(self.settings.kafka, specs)
                 self._align_retention(specs)

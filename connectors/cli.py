@@ -7,6 +7,8 @@
     ubridge config check ubridge.yaml       check a configuration and the files it names; list its stages
     ubridge tail TOPIC                      print a topic's records decoded, as JSON lines
     ubridge tasks show TASK_ID              a task's stage timeline against its time limits
+    ubridge migrate tasks-topics --config …  the upgrade to one task topic per utility (see README)
+    ubridge acl plan|apply --config …       least-privilege Kafka ACLs per stage and utility principal
     ubridge calendar show [YEAR]            a year's days off and make-up days: official, overridden, provisional
     ubridge admin stages|pause|resume|restart|dlq|offsets   operate a running installation (the admin API)
     ubridge demo [--events N] [--exit]      everything, locally, with simulated outside parties
@@ -21,11 +23,13 @@ from pathlib import Path
 import structlog
 
 from connectors import calendar_cli, openapi
+from connectors.acl import cli as acl_cli
 from connectors.admin import cli as admin_cli
 from connectors.broker import cli as broker_cli
 from connectors.config_check import Report, check_configuration
 from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
+from connectors.migrate import cli as migrate_cli
 from connectors.registry import stage_specs
 from connectors.run import run as run_stages
 from connectors.runtime.kafka import make_consumer
@@ -59,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     openapi.register(sub)
     admin_cli.register(sub)
     report_cli.register(sub)
+    migrate_cli.register(sub)
+    acl_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

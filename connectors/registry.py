@@ -101,8 +101,10 @@ def topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the configured stages read or write, with its retention from ``kafka.retention``."""
     partitions = settings.kafka.partitions
     spec = partial(_topic_spec, settings)
-    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "tasks", "task_status"]
+    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "task_status"]
     specs = [spec(n, partitions) for n in names]
+    # one task topic per utility, so that a utility's sink (and principal) reads only its own tasks
+    specs += [spec("tasks", partitions, name=settings.task_topic(u.id)) for u in settings.utilities]
     specs.append(spec("source_offsets", 1, compacted=True))
     # one partition: in each source's lease group exactly one member owns it, and runs the source
     specs.append(spec("coordination", 1))
@@ -110,7 +112,7 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(spec("sla", partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
     specs.append(spec("ledger_changelog", partitions, compacted=True))
-    # co-partitioned with the task topic: each sink writes a task's last revision to its input's partition number
+    # co-partitioned with the task topics: each sink writes a task's last revision to its input's partition number
     specs.append(spec("delivery_revisions", partitions, compacted=True))
     # co-partitioned with the applications topic: the 爱山东 router keeps awaiting applications in their partition
     specs.append(spec("applications_awaiting", partitions, compacted=True))
@@ -335,7 +337,7 @@ def _application_router(ctx: Context) -> Runnable:
         lookups.append(HttpProjectLookup(base_url=lookup.base_url, token=lookup.token, timeout_s=lookup.timeout_s))
     processor = ApplicationRouter(
         input_topic=settings.topic("applications"),
-        output_topic=settings.topic("tasks"),
+        task_topic=settings.task_topic,
         areas=load_service_areas(settings.routing.service_areas),
         calendar=load_calendar(config.calendar),
         shared_materials=load_application_rules(config.rules).shared_materials,
@@ -372,7 +374,7 @@ def _router(ctx: Context) -> Runnable:
     grants = settings.topic("router_grants")
     processor = ProjectRouter(
         input_topic=settings.topic("project_events"),
-        output_topic=settings.topic("tasks"),
+        task_topic=settings.task_topic,
         grants_topic=grants,
         areas=load_service_areas(settings.routing.service_areas),
         codec=ctx.codec,
@@ -386,7 +388,7 @@ def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
         revisions = ctx.settings.topic("delivery_revisions")
         sink = UtilitySink(
             utility,
-            input_topic=ctx.settings.topic("tasks"),
+            input_topic=ctx.settings.task_topic(utility.id),
             status_topic=ctx.settings.topic("task_status"),
             revisions_topic=revisions,
             revisions=KafkaRevisionReader(ctx.settings.kafka, revisions, utility=utility.id),

@@ -21,8 +21,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from connectors.acl.settings import AclSettings
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
@@ -31,6 +41,7 @@ from connectors.runtime.retention import RetentionSettings
 
 _MIN_TOKEN_CHARS = 16
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # what the brokers accept
 
 
 class ConfigError(Exception):
@@ -100,7 +111,10 @@ class TopicNames(_Strict):
     raw_gonggai: str = "ubridge.raw.gonggai.v1"
     raw_gonggai_spgl: str = "ubridge.raw.gonggai-spgl.v1"
     project_events: str = "ubridge.canonical.project-events.v1"
-    tasks: str = "ubridge.tasks.v1"
+    tasks: str = Field(
+        "ubridge.tasks.v1", description="The single task topic of earlier releases, read only by the migration."
+    )
+    tasks_pattern: str = Field("ubridge.tasks.{utility}.v1", description="Each utility's own task topic.")
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
@@ -116,6 +130,19 @@ class TopicNames(_Strict):
     control: str = "ubridge.control.v1"
     audit: str = "ubridge.audit.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
+
+    @field_validator("tasks_pattern")
+    @classmethod
+    def _one_utility_field(cls, pattern: str) -> str:
+        try:
+            sample = pattern.format(utility="u")
+        except (KeyError, IndexError, ValueError) as exc:
+            message = f"only the field {{utility}} may appear in the pattern, not {exc}"
+            raise ValueError(message) from exc
+        if "{utility}" not in pattern or not _TOPIC_NAME.match(sample):
+            message = "needs {utility} once, in a valid topic name (letters, digits, '.', '_', '-')"
+            raise ValueError(message)
+        return pattern
 
 
 class ObservabilitySettings(_Strict):
@@ -400,15 +427,31 @@ class Settings(_Strict):
     processes: ProcessSettings = ProcessSettings()
     privacy: PrivacySettings = PrivacySettings()
     supervision: SupervisionSettings | None = None
+    acl: AclSettings | None = None
+
+    @model_validator(mode="after")
+    def _acl_utilities_configured(self) -> "Settings":
+        unknown = sorted(set(self.acl.utilities) - {u.id for u in self.utilities}) if self.acl else []
+        if unknown:
+            message = f"acl.utilities names utilities with no utilities[] entry: {', '.join(unknown)}"
+            raise ValueError(message)
+        return self
 
     @field_validator("utilities")
     @classmethod
-    def _unique_ids(cls, utilities: list[UtilitySettings]) -> list[UtilitySettings]:
+    def _unique_ids(cls, utilities: list[UtilitySettings], info: ValidationInfo) -> list[UtilitySettings]:
         ids = [u.id for u in utilities]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             message = f"utility ids must be unique, repeated: {', '.join(duplicates)}"
             raise ValueError(message)
+        topics, kafka = info.data.get("topics"), info.data.get("kafka")
+        if isinstance(topics, TopicNames) and isinstance(kafka, KafkaSettings):
+            for i, utility in enumerate(utilities):
+                name = kafka.topic_prefix + topics.tasks_pattern.format(utility=utility.id)
+                if not _TOPIC_NAME.match(name):
+                    message = f"utilities[{i}].id {utility.id!r} makes the task topic {name!r}, not a valid topic name"
+                    raise ValueError(message)
         tokens = [u.callback_token.get_secret_value() for u in utilities if u.callback_token is not None]
         if len(tokens) != len(set(tokens)):
             message = "callback_token must differ between utilities: a token names exactly one utility"
@@ -418,6 +461,10 @@ class Settings(_Strict):
     def topic(self, name: str) -> str:
         """Full name of a topic field of :class:`TopicNames` (prefix applied)."""
         return self.kafka.topic_prefix + str(getattr(self.topics, name))
+
+    def task_topic(self, utility_id: str) -> str:
+        """Full name of a utility's task topic."""
+        return self.kafka.topic_prefix + self.topics.tasks_pattern.format(utility=utility_id)
 
     def workers(self, stage: str) -> int:
         """Worker processes configured for a stage; 0 when it transforms in its own loop."""

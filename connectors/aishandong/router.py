@@ -1,6 +1,7 @@
 """Router stage for 爱山东 applications: ``ConnectionApplication`` → one APPLICATION ``UtilityTask`` per service.
 
-Tasks go to ``ubridge.tasks.v1`` keyed by application id (the rules: :func:`routing.aishandong.application_tasks`).
+Tasks go to their utility's ``ubridge.tasks.<utility>.v1``, keyed by application id (the rules:
+:func:`routing.aishandong.application_tasks`).
 An application that cites a project code is enriched with that project's latest event (its documents, builder,
 demands and figures), looked up through a :class:`ProjectLookup`:
 
@@ -251,7 +252,7 @@ class ApplicationRouter:
 
     Args:
         input_topic: The applications topic.
-        output_topic: The tasks topic.
+        task_topic: The task topic of a utility (each task goes to its utility's own).
         areas: The service-area table.
         calendar: The working calendar (contact within 3 working hours).
         shared_materials: Application kind → material kind → where data sharing gets it (aishandong.yaml).
@@ -269,7 +270,7 @@ class ApplicationRouter:
         self,
         *,
         input_topic: str,
-        output_topic: str,
+        task_topic: Callable[[str], str],
         areas: ServiceAreaTable,
         calendar: WorkingCalendar,
         shared_materials: Mapping[str, Mapping[str, MaterialSource]],
@@ -282,7 +283,7 @@ class ApplicationRouter:
         self.input_topics = (input_topic,)
         self._awaiting = awaiting
         self._metrics = metrics
-        self._output_topic = output_topic
+        self._task_topic = task_topic
         self._areas = areas
         self._calendar = calendar
         self._shared = shared_materials
@@ -317,10 +318,15 @@ class ApplicationRouter:
                 log.warning("application_update_failed", application_id=app["application_id"], reason=exc.reason)
                 continue
             key = app["application_id"].encode()
-            outputs += [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
+            outputs += self._task_outputs(key, tasks)
             outputs += self._awaiting.routed(due.partition, app, due.project, tasks)
             log.info("application_updated", stage=self.stage, application_id=app["application_id"], tasks=len(tasks))
         return outputs
+
+    def _task_outputs(self, key: bytes, tasks: list[UtilityTask]) -> list[Output]:
+        return [
+            Output(self._task_topic(task["utility_id"]), key, self._codec.encode("UtilityTask", task)) for task in tasks
+        ]
 
     def _tasks(self, app: ConnectionApplication, project: ProjectEvent | None) -> list[UtilityTask]:
         return application_tasks(
@@ -343,7 +349,7 @@ class ApplicationRouter:
             if self._metrics is not None:
                 self._metrics.tasks_unclocked.labels(self.stage).inc(len(unclocked))
         key = app["application_id"].encode()
-        outputs = [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
+        outputs = self._task_outputs(key, tasks)
         if self._awaiting is not None:
             outputs += self._awaiting.routed(record.partition, app, project, tasks)
         log.info(

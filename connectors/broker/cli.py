@@ -52,6 +52,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="clients connect with SASL_SSL as user 'ubridge' (password in <home>/tls/password), TLS from a "
         "throwaway CA (<home>/tls/ca.pem); only when the home is new",
     )
+    start.add_argument(
+        "--authorizer",
+        action="store_true",
+        help="with --sasl-ssl: turn on the KRaft StandardAuthorizer, 'ubridge' its super user; other users need "
+        "the ACLs `ubridge acl apply` grants",
+    )
     start.set_defaults(func=_start)
     commands.add_parser("stop", parents=[common], help="stop the broker").set_defaults(func=_stop)
     status = commands.add_parser("status", parents=[common], help="say whether the broker runs (exit 3 if not)")
@@ -63,6 +69,9 @@ def _start(args: argparse.Namespace) -> int:
     if running is not None:
         return _report("already running", running)
     users = None
+    if args.authorizer and not args.sasl_ssl:
+        print("ubridge: --authorizer needs --sasl-ssl (it authorizes SASL users)", file=sys.stderr)
+        return EXIT_FAILED
     if args.sasl_ssl:
         password_file = args.home.expanduser() / "tls" / "password"
         if not password_file.is_file():
@@ -71,7 +80,8 @@ def _start(args: argparse.Namespace) -> int:
             password_file.write_text(secrets.token_urlsafe(18), encoding="utf-8")
         users = {"ubridge": password_file.read_text(encoding="utf-8").strip()}
     try:
-        info = start_broker(args.home, port=args.port, progress=_progress, sasl_users=users)
+        super_users = ["ubridge"] if args.authorizer else None
+        info = start_broker(args.home, port=args.port, progress=_progress, sasl_users=users, super_users=super_users)
     except PrerequisiteError as exc:
         return _fail(exc, EXIT_MISSING_TOOL)
     except BrokerError as exc:

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -263,6 +263,19 @@ def secure_properties(
         "ssl.truststore.location": str(pki.ca_file),
         # a client certificate is checked when one is sent (mutual TLS), not required: SASL names the client
         "ssl.client.auth": "requested",
+    }
+
+
+def authorizer_properties(super_users: Sequence[str]) -> dict[str, str]:
+    """The KRaft ``StandardAuthorizer``: clients need ACLs, but for ``super_users`` and the broker itself.
+
+    The broker reaches itself and its controller over PLAINTEXT on 127.0.0.1, as ``User:ANONYMOUS``, which must
+    therefore be a super user too: on this laptop broker, a client of those loopback listeners is trusted.
+    """
+    principals = ["User:ANONYMOUS", *(f"User:{user}" for user in super_users)]
+    return {
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": ";".join(principals),
     }
 
 

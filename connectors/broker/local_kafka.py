@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,6 +31,7 @@ from connectors.broker.kafka_install import (
     DEPLOY_DIR,
     BrokerError,
     PrerequisiteError,
+    authorizer_properties,
     choose_ports,
     ensure_kafka,
     find_java,
@@ -108,6 +109,7 @@ def start_broker(
     port: int | None = None,
     progress: Callable[[str], None] | None = None,
     sasl_users: Mapping[str, str] | None = None,
+    super_users: Sequence[str] | None = None,
 ) -> BrokerInfo:
     """Start the broker of ``home`` and wait until it answers; return the running one if there is one.
 
@@ -117,6 +119,8 @@ def start_broker(
         progress: Called with a line of text at each slow step (fetching, formatting, waiting).
         sasl_users: When given (name → password), clients connect with SASL_SSL (SCRAM-SHA-256, SCRAM-SHA-512 or
             PLAIN) over TLS from a CA made at the first start (``<home>/tls``); only at a home's first start.
+        super_users: When given (names of ``sasl_users``), the broker's authorizer is on: every other user needs
+            ACLs (``ubridge acl apply``), these may do anything.
 
     Returns:
         The running broker.
@@ -125,6 +129,9 @@ def start_broker(
         PrerequisiteError: No JDK 17+, or no Maven when the jars are not cached yet.
         BrokerError: The jars could not be fetched, or the broker did not come up within 60 s.
     """
+    if super_users is not None and sasl_users is None:
+        msg = "an authorizer needs SASL users: without them every client would be the broker's own super user"
+        raise ValueError(msg)
     home = home.expanduser().resolve()
     running = broker_status(home)
     if running is not None:
@@ -141,6 +148,8 @@ def start_broker(
         settings |= secure_properties(
             port=broker_port, internal_port=internal_port, controller_port=controller_port, pki=pki, users=sasl_users
         )
+    if super_users is not None:
+        settings |= authorizer_properties(super_users)
     _configure(home, java=java, libs=libs, settings=settings, users=sasl_users or {}, report=report)
     pid = _launch(java, libs, home)
     state = _State(pid=pid, port=broker_port, controller_port=controller_port, internal_port=internal_port)

@@ -15,11 +15,11 @@ batch whose offsets are committed only after both are acknowledged. Keeping stat
 (no worker processes).
 
 Example:
-    >>> router = ProjectRouter(input_topic=..., output_topic=..., grants_topic=..., areas=areas,
+    >>> router = ProjectRouter(input_topic=..., task_topic=settings.task_topic, grants_topic=..., areas=areas,
     ...                        codec=Codec.default(), reader=KafkaChangelogReader(kafka, grants_topic))
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
@@ -51,7 +51,7 @@ class ProjectRouter:
 
     Args:
         input_topic: The canonical project-event topic (key project code).
-        output_topic: The task topic.
+        task_topic: The task topic of a utility (each task goes to its utility's own).
         grants_topic: Compacted, with as many partitions as ``input_topic``.
         areas: The service-area table.
         codec: Avro codec.
@@ -64,14 +64,14 @@ class ProjectRouter:
         self,
         *,
         input_topic: str,
-        output_topic: str,
+        task_topic: Callable[[str], str],
         grants_topic: str,
         areas: ServiceAreaTable,
         codec: Codec,
         reader: ChangelogReader,
     ) -> None:
         self.input_topics = (input_topic,)
-        self._output_topic = output_topic
+        self._task_topic = task_topic
         self._grants_topic = grants_topic
         self._areas = areas
         self._codec = codec
@@ -132,7 +132,8 @@ class ProjectRouter:
                 log.info(
                     "grant_withdrawn", stage=self.stage, task_id=task_id, grant=grant.identity, action=change.action
                 )
-            tasks.append(Output(self._output_topic, key, self._codec.encode("UtilityTask", dict(sent))))
+            topic = self._task_topic(sent["utility_id"])
+            tasks.append(Output(topic, key, self._codec.encode("UtilityTask", dict(sent))))
             if change.standing != before:
                 changes.append(self._store(record.partition, task_id, change.standing))
         if not tasks:

@@ -5,7 +5,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
@@ -114,6 +114,10 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 continue  # another process created it between the listing and now
+            except TopicAuthorizationFailedError:
+                # a principal holding only its stages' ACLs neither sees nor creates other topics; `ubridge acl
+                # apply` created them as administrator
+                continue
         return created
     finally:
         admin.close()

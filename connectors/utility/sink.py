@@ -1,12 +1,12 @@
-"""Sink to one utility's business system: ``ubridge.tasks.v1`` → ``POST /v1/tasks``.
+"""Sink to one utility's business system: its own ``ubridge.tasks.<utility>.v1`` → ``POST /v1/tasks``.
 
 Every utility runs its own sink with its own consumer group, HTTP client and retry state, so a utility
 that is down holds back only its own tasks: the others' groups keep consuming. Within a batch, tasks of
 different projects are delivered concurrently (``max_in_flight``) while each project's tasks go one after
-another, in order, so one task stuck in retries does not hold up every other project. Tasks for other
-utilities are skipped (filtered, counted). Each accepted task is reported on the task-status topic as
-``RECEIVED`` (reporter ``sink``, carrying the task with its revision), which opens the task's entry in the
-SLA ledger.
+another, in order, so one task stuck in retries does not hold up every other project. The sink reads only its
+utility's topic; a task of another utility found there all the same is skipped (filtered ``other_utility``).
+Each accepted task is reported on the task-status topic as ``RECEIVED`` (reporter ``sink``, carrying the task
+with its revision), which opens the task's entry in the SLA ledger.
 
 Revisions (:mod:`routing.revisions`): the sink numbers what it delivers. A task whose content differs from
 the revision last delivered is sent as the next revision, with ``Idempotency-Key: <task id>:<revision>``;
@@ -19,7 +19,7 @@ A revision the utility refused keeps its number in this process (the next change
 restart a refused, dead-lettered revision's number may be given to the next change.
 
 Example:
-    >>> sink = UtilitySink(settings.utilities[0], input_topic="ubridge.tasks.v1",
+    >>> sink = UtilitySink(settings.utilities[0], input_topic="ubridge.tasks.yantai-water.v1",
     ...                    status_topic="ubridge.task-status.v1", codec=Codec.default(), metrics=metrics, stop=stop)
 """
 
@@ -65,7 +65,7 @@ class UtilitySink:
 
     Args:
         settings: The utility.
-        input_topic: The task topic.
+        input_topic: The utility's task topic.
         status_topic: Where ``RECEIVED`` goes.
         revisions_topic: The compacted revision topic, co-partitioned with ``input_topic``.
         revisions: Reads it back on assignment.

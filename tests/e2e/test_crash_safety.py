@@ -65,12 +65,12 @@ def test_kill_9_mid_stream_loses_nothing(
     sim, url = utility
     sim.set_faults(latency_ms=15, fail_after_store_rate=0.05)
     config, settings = write_config(tmp_path, kafka_bootstrap, unique_prefix, url)
-    ensure_topics(settings.kafka, [TopicSpec(settings.topic("tasks"), 3)])
+    ensure_topics(settings.kafka, [TopicSpec(settings.task_topic(UTILITY), 3)])
     producer = make_producer(settings.kafka)
     for n in range(TASKS):
         task = make_task(UTILITY, n, project=f"2026-370602-47-01-{n % 30:06d}")
         producer.send(
-            settings.topic("tasks"),
+            settings.task_topic(UTILITY),
             key=task["project_code"].encode(),
             value=Codec.default().encode("UtilityTask", task),
         )  # type: ignore[union-attr]

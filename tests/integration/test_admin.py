@@ -104,7 +104,7 @@ def publish_tasks(settings: Settings, count: int) -> None:
     for n in range(count):
         task = make_task("yantai-water", n, project=f"2026-370602-47-01-{n:06d}")
         value = codec.encode("UtilityTask", dict(task))
-        producer.send(settings.topic("tasks"), key=task["project_code"].encode(), value=value)
+        producer.send(settings.task_topic("yantai-water"), key=task["project_code"].encode(), value=value)
     producer.flush()
     producer.close()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -44,7 +45,7 @@ RULES = load_application_rules(CONFIG / "aishandong.yaml")
 class Pipeline:
     url: str
     applications: str
-    tasks: str
+    tasks: dict[str, str]  # utility → its task topic
     dlq: str
     project: ProjectEvent
     logs: io.StringIO
@@ -69,9 +70,11 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
     logs = io.StringIO()
     configure_logging(json=True, level="debug", stream=logs)
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique_prefix)
-    names = ("canonical.applications", "canonical.project-events", "tasks", "dlq.router-aishandong")
-    applications, projects, tasks, dlq = (f"{unique_prefix}ubridge.{name}.v1" for name in names)
-    ensure_topics(kafka, [TopicSpec(t, 3) for t in (applications, projects, tasks, dlq)])
+    names = ("canonical.applications", "canonical.project-events", "dlq.router-aishandong")
+    applications, projects, dlq = (f"{unique_prefix}ubridge.{name}.v1" for name in names)
+    utilities = load_service_areas(CONFIG / "service-areas.yaml").utilities()
+    tasks = {utility: f"{unique_prefix}ubridge.tasks.{utility}.v1" for utility in sorted(utilities)}
+    ensure_topics(kafka, [TopicSpec(t, 3) for t in (applications, projects, dlq, *tasks.values())])
     project = publish_project(kafka, projects)
     table = KafkaProjectTable(make_consumer(kafka, group_id=None), topic=projects).start()
     assert table.wait_ready(30)
@@ -82,7 +85,7 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
     intake = build_gateway(settings, kafka=kafka, topic=applications, metrics=metrics, stop=stop)
     router = ApplicationRouter(
         input_topic=applications,
-        output_topic=tasks,
+        task_topic=tasks.__getitem__,
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
         shared_materials=RULES.shared_materials,
@@ -102,6 +105,16 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
     for thread in threads:
         thread.join(timeout=15)
         assert not thread.is_alive()
+
+
+def read_tasks(bootstrap: str, pipeline: Pipeline) -> list[ConsumerRecord]:
+    """Every task on every utility's topic, each checked to be on its utility's own."""
+    records = []
+    for utility, topic in pipeline.tasks.items():
+        mine = read_topic(bootstrap, topic)
+        assert {CODEC.decode_as("UtilityTask", r.value)["utility_id"] for r in mine} <= {utility}
+        records += mine
+    return records
 
 
 def served_services(app: dict[str, Any]) -> int:
@@ -129,7 +142,7 @@ def test_pushed_applications_become_tasks_and_logs_stay_masked(kafka_bootstrap: 
     unserved = sorted(a["sqbh"].encode() for a in apps if served_services(a) == 0)
     wait_until(
         lambda: (
-            len(read_topic(kafka_bootstrap, pipeline.tasks)) >= expected
+            len(read_tasks(kafka_bootstrap, pipeline)) >= expected
             and len(read_topic(kafka_bootstrap, pipeline.dlq)) >= len(unserved)
         ),
         timeout_s=60,
@@ -137,7 +150,7 @@ def test_pushed_applications_become_tasks_and_logs_stay_masked(kafka_bootstrap: 
     )
     pipeline.stop.set()
 
-    tasks = [(r.key, CODEC.decode_as("UtilityTask", r.value)) for r in read_topic(kafka_bootstrap, pipeline.tasks)]
+    tasks = [(r.key, CODEC.decode_as("UtilityTask", r.value)) for r in read_tasks(kafka_bootstrap, pipeline)]
     assert len(tasks) == expected
     assert all(key == task["application_id"].encode() for key, task in tasks)
     assert {task["kind"] for _, task in tasks} == {"APPLICATION"}
@@ -160,10 +173,10 @@ def test_the_calendar_never_holds_an_application_back(kafka_bootstrap: str, pipe
     (template,) = make_applications(1, seed=5, regions=["370602"])
     apps = [{**template, "sqbh": sqbh, "sqsj": at, "fwlx": ["供水"]} for sqbh, at in filed.items()]
     assert [r.status for r in push_applications(pipeline.url, SECRET, apps)] == [202] * 3
-    wait_until(lambda: len(read_topic(kafka_bootstrap, pipeline.tasks)) >= 3, timeout_s=60, what="three tasks")
+    wait_until(lambda: len(read_tasks(kafka_bootstrap, pipeline)) >= 3, timeout_s=60, what="three tasks")
     tasks = {
         task["application_id"]: task
-        for task in (CODEC.decode_as("UtilityTask", r.value) for r in read_topic(kafka_bootstrap, pipeline.tasks))
+        for task in (CODEC.decode_as("UtilityTask", r.value) for r in read_tasks(kafka_bootstrap, pipeline))
     }
     assert {
         "AS-2026": ([], False),

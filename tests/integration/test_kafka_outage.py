@@ -74,9 +74,8 @@ def produce(bootstrap: str, first: int, count: int) -> None:
     producer = make_producer(kafka)
     for n in range(first, first + count):
         task = make_task(UTILITY, n, project=f"2026-370602-47-01-{n % 10:06d}")
-        producer.send(
-            f"{PREFIX}ubridge.tasks.v1", key=b"%d" % (n % 10), value=Codec.default().encode("UtilityTask", task)
-        )
+        value = Codec.default().encode("UtilityTask", task)
+        producer.send(f"{PREFIX}ubridge.tasks.{UTILITY}.v1", key=b"%d" % (n % 10), value=value)
     producer.flush()
     producer.close()
 
@@ -109,7 +108,7 @@ def test_a_restarted_broker_is_waited_out_by_the_same_process(
     }
     config = tmp_path / "ubridge.yaml"
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
-    ensure_topics(KafkaSettings(bootstrap=broker.bootstrap), [TopicSpec(f"{PREFIX}ubridge.tasks.v1", 3)])
+    ensure_topics(KafkaSettings(bootstrap=broker.bootstrap), [TopicSpec(f"{PREFIX}ubridge.tasks.{UTILITY}.v1", 3)])
     produce(broker.bootstrap, 0, BATCH)
     log = tmp_path / "ubridge.log"
     command = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config), "--stage", f"sink-{UTILITY}"]

@@ -13,7 +13,7 @@ from connectors.settings import Settings
 from routing.gonggai import normalise
 from routing.records import UtilityTask
 from schemas import Codec
-from tests.support import read_topic, settings_for, wait_until
+from tests.support import read_topic, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ class Router:
         return self.registry.get_sample_value("ubridge_records_in_total", {"stage": ProjectRouter.stage}) or 0.0
 
     def tasks(self) -> list[tuple[str, int | None]]:
-        records = read_topic(self.settings.kafka.bootstrap, self.settings.topic("tasks"))
+        records = read_topic(self.settings.kafka.bootstrap, self.settings.task_topic("yantai-water"))
         decoded = [cast(UtilityTask, CODEC.decode_as("UtilityTask", r.value)) for r in records]
         return [(t["action"], t["trigger_stage"]) for t in decoded]
 
@@ -88,7 +88,9 @@ def stopped(run: tuple[Runnable, threading.Event, threading.Thread]) -> None:
 
 def test_the_router_keeps_the_standing_grants_across_a_restart(kafka_bootstrap: str, unique_prefix: str) -> None:
     """Grant 1 and 2; restarted: withdraw 1 → UPDATE as stage 2, an unknown one filtered, 2 → CANCEL, tombstone."""
-    router = Router(settings_for(kafka_bootstrap, unique_prefix))
+    router = Router(
+        settings_for(kafka_bootstrap, unique_prefix, utilities=[utility_config("yantai-water", "http://127.0.0.1:9")])
+    )
     router.produce(event(1, 1, "SL-1"), event(2, 2, "SL-2"))
     first = router.start()
     wait_until(lambda: router.records_in() >= 2, timeout_s=60, what="the two grants routed")

@@ -87,7 +87,7 @@ def test_one_trace_id_follows_each_record_from_the_source_to_the_utility_and_bac
     assert len({trace for trace, _ in raw}) == len(raw), "each record read starts its own trace"
     raw_traces = {trace for trace, _ in raw}
     tasks: dict[str, list[str]] = {}  # task id → the trace of each of its records (revisions), in order
-    for record in read_topic(kafka_bootstrap, settings.topic("tasks")):
+    for record in read_topic(kafka_bootstrap, settings.task_topic(UTILITY)):
         trace, span = trace_of(record)
         assert dict(record.headers)["ubridge.schema"] == b"ubridge.v1.UtilityTask"
         assert trace in raw_traces and (trace, span) not in raw

@@ -30,7 +30,7 @@ def publish_tasks(settings: Settings, utilities: list[str]) -> None:
         for utility in utilities:
             task = make_task(utility, n, project=f"2026-370602-47-01-{n:06d}")
             producer.send(
-                settings.topic("tasks"),
+                settings.task_topic(utility),
                 key=task["project_code"].encode(),
                 value=codec.encode("UtilityTask", task),
             )  # type: ignore[union-attr]

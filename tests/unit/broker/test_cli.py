@@ -28,7 +28,7 @@ def test_start_prints_bootstrap_last(
 ) -> None:
     """`start` ends its output with a machine-readable `bootstrap=` line and exits 0."""
     info = BrokerInfo(bootstrap="127.0.0.1:9092", pid=42, home=tmp_path)
-    monkeypatch.setattr(cli, "start_broker", lambda home, *, port, progress, sasl_users: info)
+    monkeypatch.setattr(cli, "start_broker", lambda home, *, port, progress, sasl_users, super_users: info)
     assert 0 == run("broker", "start", "--home", str(tmp_path), "--port", "9092")
     assert "bootstrap=127.0.0.1:9092" == capsys.readouterr().out.splitlines()[-1]
 
@@ -45,7 +45,7 @@ def test_start_failure_is_one_line(
 ) -> None:
     """A failed start prints one `ubridge:` line to stderr, no traceback; missing tools exit 2."""
 
-    def fail(home: Path, *, port: int | None, progress: object, sasl_users: object) -> BrokerInfo:
+    def fail(home: Path, *, port: int | None, progress: object, sasl_users: object, super_users: object) -> BrokerInfo:
         raise error
 
     monkeypatch.setattr(cli, "start_broker", fail)
@@ -57,3 +57,9 @@ def test_stop_without_broker_exits_0(tmp_path: Path, capsys: pytest.CaptureFixtu
     """`stop` on a home with no broker is not an error."""
     assert 0 == run("broker", "stop", "--home", str(tmp_path))
     assert "no broker was running" in capsys.readouterr().out
+
+
+def test_the_authorizer_needs_the_sasl_ssl_listener(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--authorizer` alone is refused in one line: it authorizes SASL users, and there would be none."""
+    assert run("broker", "start", "--home", str(tmp_path), "--authorizer") == 1
+    assert capsys.readouterr().err.splitlines() == ["ubridge: --authorizer needs --sasl-ssl (it authorizes SASL users)"]

@@ -197,3 +197,11 @@ def test_ensure_kafka_needs_maven_only_to_fetch(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(PrerequisiteError, match="apt-get install maven"):
         ensure_kafka(tmp_path / "cache", lambda _line: None)
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_authorizer_trusts_the_broker_itself_and_the_named_super_users_only() -> None:
+    """StandardAuthorizer on; super users: the loopback listeners' ANONYMOUS (the broker itself) and those named."""
+    assert kafka_install.authorizer_properties(["ubridge"]) == {
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:ANONYMOUS;User:ubridge",
+    }

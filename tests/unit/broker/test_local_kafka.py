@@ -3,7 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connectors.broker.local_kafka import STATE_FILE, broker_status, stop_broker
+import pytest
+
+from connectors.broker.local_kafka import STATE_FILE, broker_status, start_broker, stop_broker
 
 
 def write_state(home: Path, pid: int) -> None:
@@ -45,3 +47,9 @@ def test_no_state_is_stopped(tmp_path: Path) -> None:
     """A home that never ran a broker, or does not exist, has none to report or stop."""
     assert broker_status(tmp_path / "never") is None
     assert not stop_broker(tmp_path / "never")
+
+
+def test_an_authorizer_without_sasl_users_is_refused(tmp_path: Path) -> None:
+    """Without SASL every client would be ANONYMOUS, the broker's own super user: refused before anything starts."""
+    with pytest.raises(ValueError, match="an authorizer needs SASL users"):
+        start_broker(tmp_path / "home", port=0, super_users=["ubridge"])

@@ -87,7 +87,7 @@ class Lookup:
 def router(projects: Any = None) -> ApplicationRouter:
     return ApplicationRouter(
         input_topic="apps",
-        output_topic="tasks",
+        task_topic="tasks.{}".format,
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
         shared_materials=RULES.shared_materials,
@@ -100,7 +100,7 @@ def test_package_application_becomes_three_tasks_keyed_by_application() -> None:
     """套餐式: one application, three Avro tasks on the tasks topic, each keyed by the application id."""
     (outcome,) = router().process([record()])
     assert isinstance(outcome, Delivered)
-    assert [o.topic for o in outcome.outputs] == ["tasks"] * 3
+    assert [o.topic for o in outcome.outputs] == ["tasks.yantai-water", "tasks.yantai-gas", "tasks.yantai-heat"]
     assert {o.key for o in outcome.outputs} == {b"AS2026112500001"}
     tasks = [CODEC.decode_as("UtilityTask", o.value) for o in outcome.outputs]
     assert [t["utility_id"] for t in tasks] == ["yantai-water", "yantai-gas", "yantai-heat"]
@@ -236,7 +236,7 @@ def awaiting_router(table: Lookup, stored: Stored | None = None) -> ApplicationR
     awaiting = AwaitingApplications(topic="awaiting", reader=stored or Stored(), table=table, codec=CODEC)
     return ApplicationRouter(
         input_topic="apps",
-        output_topic="tasks",
+        task_topic="tasks.{}".format,
         areas=load_service_areas(CONFIG / "service-areas.yaml"),
         calendar=load_calendar(CONFIG / "calendar.yaml"),
         shared_materials=RULES.shared_materials,
@@ -300,7 +300,7 @@ def test_awaiting_applications_are_restored_on_assignment() -> None:
     routing = awaiting_router(table, Stored({2: {kept.key: kept.value}}))
     routing.on_assigned([TopicPartition("apps", 2)])
     update, released = routing.tick(NOW)
-    assert (update.topic, released.partition, released.value) == ("tasks", 2, b"")
+    assert (update.topic, released.partition, released.value) == ("tasks.yantai-water", 2, b"")
     routing.on_revoked([TopicPartition("apps", 2)])
     assert routing.tick(NOW) == []
 
@@ -345,4 +345,4 @@ def test_an_application_citing_no_project_never_waits() -> None:
     """Without a project code there is nothing the approval system could send: no awaiting record."""
     (outcome,) = awaiting_router(Lookup({})).process([record(fwlx=["供水"])])
     assert isinstance(outcome, Delivered)
-    assert [o.topic for o in outcome.outputs] == ["tasks"]
+    assert [o.topic for o in outcome.outputs] == ["tasks.yantai-water"]

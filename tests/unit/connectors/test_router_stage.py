@@ -18,7 +18,8 @@ from schemas import Codec
 ROOT = Path(__file__).parents[3]
 AREAS = load_service_areas(ROOT / "deploy" / "config" / "service-areas.yaml")
 CODEC = Codec.default()
-EVENTS, TASKS, GRANTS = "events", "tasks", "grants"
+EVENTS, GRANTS = "events", "grants"
+TASKS = "tasks.yantai-water"  # the utility of the events below
 PROJECT = "2026-370602-47-01-000123"
 INGESTED = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -70,7 +71,12 @@ class Run:
     def __init__(self, grants: FakeGrants) -> None:
         self.grants = grants
         self.router = ProjectRouter(
-            input_topic=EVENTS, output_topic=TASKS, grants_topic=GRANTS, areas=AREAS, codec=CODEC, reader=grants
+            input_topic=EVENTS,
+            task_topic="tasks.{}".format,
+            grants_topic=GRANTS,
+            areas=AREAS,
+            codec=CODEC,
+            reader=grants,
         )
         self.router.on_assigned([TopicPartition(EVENTS, 1)])
         self.offset = 0

@@ -19,8 +19,47 @@ UTILITY = {
 def test_minimal_configuration_takes_defaults() -> None:
     """Only routing is required; topics get their documented names."""
     settings = parse_settings(MINIMAL)
-    assert settings.topic("tasks") == "ubridge.tasks.v1"
+    assert settings.task_topic("yantai-water") == "ubridge.tasks.yantai-water.v1"
+    assert settings.topic("tasks") == "ubridge.tasks.v1"  # the single topic of earlier releases, to migrate from
     assert settings.dlq_topic("router") == "ubridge.dlq.router.v1"
+
+
+def test_the_task_topic_pattern_and_prefix_name_each_utility_topic() -> None:
+    """A configured pattern and the prefix make every utility's task topic."""
+    settings = parse_settings(
+        {**MINIMAL, "kafka": {"topic_prefix": "t1."}, "topics": {"tasks_pattern": "city.{utility}.tasks"}}
+    )
+    assert settings.task_topic("yantai-gas") == "t1.city.yantai-gas.tasks"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("ubridge.tasks.v1", "needs {utility} once"),
+        ("ubridge.tasks.{utility}/v1", "needs {utility} once"),
+        ("ubridge.tasks.{stage}.v1", "only the field {utility} may appear"),
+        ("ubridge.tasks.{}.v1", "only the field {utility} may appear"),
+        ("ubridge.tasks.{utility", "only the field {utility} may appear"),
+    ],
+)
+def test_a_task_topic_pattern_without_a_valid_utility_field_is_refused(pattern: str, why: str) -> None:
+    """The pattern must name {utility} and nothing else, and make a legal topic name; the error names the key."""
+    with pytest.raises(ConfigError, match=rf"^u.yaml: topics.tasks_pattern: Value error, {re.escape(why)}"):
+        parse_settings({**MINIMAL, "topics": {"tasks_pattern": pattern}}, origin="u.yaml")
+
+
+def test_a_utility_id_that_makes_an_overlong_topic_name_is_refused_naming_it() -> None:
+    """Topic names stop at 249 characters: an id that would pass them is an error naming utilities[i].id."""
+    long_prefix = {"topic_prefix": "p" * 190}
+    utilities = [UTILITY, {**UTILITY, "id": "z" * 60, "auth": {"type": "bearer", "token": "other"}}]
+    with pytest.raises(ConfigError, match=r"utilities\[1\]\.id 'z{60}' makes the task topic 'p{190}ubridge\.tasks\.z"):
+        parse_settings({**MINIMAL, "kafka": long_prefix, "utilities": utilities}, origin="u.yaml")
+
+
+def test_a_utility_id_that_is_no_topic_fragment_is_refused_naming_it() -> None:
+    """Ids are lower-case letters, digits and dashes, so they always fit a topic name; others are refused."""
+    with pytest.raises(ConfigError, match=r"^u.yaml: utilities\[0\]\.id: String should match pattern"):
+        parse_settings({**MINIMAL, "utilities": [{**UTILITY, "id": "yantai water"}]}, origin="u.yaml")
 
 
 def test_topic_prefix_applies_to_every_topic() -> None:

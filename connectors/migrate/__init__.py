@@ -1,0 +1,1 @@
+"""Upgrades of an installation's topics (``ubridge migrate …``)."""
