@@ -1,13 +1,17 @@
 """Fixtures shared by every test: a real Kafka broker for the integration tests, unique topic names."""
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import structlog
+from structlog._config import BoundLoggerLazyProxy
 
 from connectors.broker.local_kafka import start_broker, stop_broker
+
+_OUR_PACKAGES = frozenset({"connectors", "routing", "schemas", "simulators", "benchmarks", "tests"})
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +32,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
-    """Undo a command's logging set-up, whose stream (often pytest's capture) closes with the test."""
+    """Undo a command's logging set-up, whose stream (often pytest's capture) closes with the test.
+
+    Module loggers cache the logger they first built (``cache_logger_on_first_use``); a command run in-process
+    (``main(["acl", "apply"])`` at level warning) would leave them filtering for every later test.
+    """
     yield
     structlog.reset_defaults()
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in _OUR_PACKAGES:
+            for value in vars(module).values():
+                if isinstance(value, BoundLoggerLazyProxy):
+                    vars(value).pop("bind", None)
 
 
 @pytest.fixture

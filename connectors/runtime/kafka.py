@@ -149,7 +149,12 @@ def align_topic_configs(
                 ConfigResource(ConfigResourceType.TOPIC, name, {k: new for k, (_, new) in diff.items()})
                 for name, diff in changes.items()
             ]
-            failed = {name: result for name, result in admin.alter_configs(alters)["topic"].items() if result != "OK"}
+            try:
+                results = admin.alter_configs(alters)["topic"]
+            except ValueError as exc:  # kafka-python's own check, when the principal may not describe configs
+                message = f"altering topic configs refused: {exc}"
+                raise KafkaError(message) from exc
+            failed = {name: result for name, result in results.items() if result != "OK"}
             if failed:
                 message = f"altering topic configs failed: {failed}"
                 raise KafkaError(message)
