@@ -29,6 +29,10 @@ class TopicSpec:
     compaction_lag_ms: int | None = None
 
 
+_TRANSACTION_REQUEST_MS = 10_000
+_TRANSACTION_DELIVERY_MS = 30_000
+
+
 def security_options(kafka: KafkaSettings) -> dict[str, Any]:
     """kafka-python's connection options for ``kafka.security``, shared by producers, consumers and admins."""
     security = kafka.security
@@ -76,6 +80,10 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
     }
     if transactional_id is not None:
         options["transactional_id"] = kafka.topic_prefix + transactional_id
+        # A source's transaction waited kafka-python's two minutes on a partition whose leader had died (it did
+        # not move on to the new leader); failing sooner makes the source start again from its committed cursor.
+        options["request_timeout_ms"] = _TRANSACTION_REQUEST_MS
+        options["delivery_timeout_ms"] = _TRANSACTION_DELIVERY_MS
     options.update(overrides)
     return KafkaProducer(**options)
 

@@ -117,6 +117,13 @@ def test_topics_take_the_configured_replication_and_a_thinner_one_is_warned_of(
     assert configs["min.insync.replicas"]["value"] == "2"
 
 
+def _settled(log: Path) -> bool:
+    """Whether the router, the normaliser and every sink last got partitions assigned (not an empty set)."""
+    last = {e["stage"]: e["partitions"] for e in _events(log) if e["event"] == "partitions_assigned"}
+    stages = ["router", "normaliser-gonggai", *(f"sink-{name}" for name in UTILITIES)]
+    return all(last.get(stage) for stage in stages)
+
+
 def _expected(config: Path, approval: ApprovalSimulator) -> Expectation:
     """The tasks the approval system's published events must give, per utility."""
     settings = parse_settings(yaml.safe_load(config.read_text(encoding="utf-8")), origin="test")
@@ -171,11 +178,9 @@ def test_a_broker_killed_under_traffic_loses_and_repeats_no_task(
         traffic_done.set()
 
     try:
-        wait_until(
-            lambda: sum(1 for e in _events(log) if e["event"] == "partitions_assigned") >= 3,
-            timeout_s=120,
-            what="the stages joining their groups",
-        )
+        # the kill comes in steady state: a rebalance still settling while the coordinator dies can leave a
+        # member of kafka-python's classic protocol without partitions (seen once; the issue is a broker's death)
+        wait_until(lambda: _settled(log), timeout_s=120, what="every stage holding its partitions")
         feeder = threading.Thread(target=traffic, daemon=True)
         feeder.start()
         time.sleep(4.0)
