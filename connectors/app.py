@@ -41,7 +41,13 @@ from connectors.admin.status import StageStatus, state_of
 from connectors.migrate.task_topics import pending
 from connectors.registry import Context, Runnable, StageSpec, stage_specs, topics
 from connectors.runtime.health import HealthServer
-from connectors.runtime.kafka import TopicSpec, align_topic_configs, ensure_topics
+from connectors.runtime.kafka import (
+    TopicSpec,
+    align_topic_configs,
+    ensure_topics,
+    replication_of,
+    under_replicated,
+)
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.web_app import build_app
@@ -271,6 +277,7 @@ class App:
                 specs = topics(self.settings)
                 created = ensure_topics(self.settings.kafka, specs)
                 self._align_retention(specs)
+                self._check_replication(specs)
                 self.control.catch_up()  # before any stage starts: a paused stage starts paused
             except KafkaError as exc:
                 log.warning(
@@ -302,6 +309,13 @@ class App:
                 log.info("topic_retention_changed", topic=topic, changes=changes)
             else:
                 log.warning("topic_retention_differs", topic=topic, changes=changes)
+
+    def _check_replication(self, specs: list[TopicSpec]) -> None:
+        """Warn of each topic with fewer replicas than ``kafka.replication_factor`` (made before it was raised)."""
+        kafka = self.settings.kafka
+        actual = replication_of(kafka, [spec.name for spec in specs])
+        for topic, replicas in under_replicated(actual, kafka.replication_factor).items():
+            log.warning("topic_under_replicated", topic=topic, replicas=replicas, configured=kafka.replication_factor)
 
     def _fatal(self) -> None:
         self.failed = True

@@ -18,7 +18,7 @@ are resolved against the file's folder.
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -97,12 +97,27 @@ class KafkaSettings(_Strict):
         "", description="Prepended to every topic, consumer group, client id and transactional id (tenants, tests)."
     )
     partitions: Annotated[int, Field(ge=1)] = 3
-    replication_factor: Annotated[int, Field(ge=1)] = 1
+    replication_factor: Annotated[int, Field(ge=1)] = Field(
+        1, description="Replicas of each topic ubridge creates; start-up warns of existing topics with fewer."
+    )
+    min_insync_replicas: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Replicas that must have a write before acks=all succeeds (None: the broker's default)."
+    )
     max_poll_records: Annotated[int, Field(ge=1)] = 500
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
     security: KafkaSecurity = KafkaSecurity()
     retention: RetentionSettings = RetentionSettings()
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            message = (
+                f"min_insync_replicas ({self.min_insync_replicas}) above replication_factor "
+                f"({self.replication_factor}): no acks=all write could ever succeed"
+            )
+            raise ValueError(message)
+        return self
 
 
 class TopicNames(_Strict):

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from connectors.broker.cluster import NODES, ClusterInfo, cluster_status, start_cluster, stop_cluster
 from connectors.broker.local_kafka import (
     BrokerError,
     BrokerInfo,
@@ -58,6 +59,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="with --sasl-ssl: turn on the KRaft StandardAuthorizer, 'ubridge' its super user; other users need "
         "the ACLs `ubridge acl apply` grants",
     )
+    start.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, NODES),
+        default=1,
+        help=f"{NODES}: a replicated KRaft cluster (replication 3, min.insync.replicas 2) on free ports",
+    )
     start.set_defaults(func=_start)
     commands.add_parser("stop", parents=[common], help="stop the broker").set_defaults(func=_stop)
     status = commands.add_parser("status", parents=[common], help="say whether the broker runs (exit 3 if not)")
@@ -65,6 +73,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def _start(args: argparse.Namespace) -> int:
+    if args.nodes == NODES:
+        return _start_cluster(args)
     running = broker_status(args.home)
     if running is not None:
         return _report("already running", running)
@@ -89,13 +99,30 @@ def _start(args: argparse.Namespace) -> int:
     return _report("started", info)
 
 
+def _start_cluster(args: argparse.Namespace) -> int:
+    if args.sasl_ssl or args.authorizer or args.port is not None:
+        print("ubridge: --nodes 3 takes no --sasl-ssl, --authorizer or --port (free ports each)", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        info = start_cluster(args.home, progress=_progress)
+    except PrerequisiteError as exc:
+        return _fail(exc, EXIT_MISSING_TOOL)
+    except BrokerError as exc:
+        return _fail(exc, EXIT_FAILED)
+    return _report_cluster("started", info)
+
+
 def _stop(args: argparse.Namespace) -> int:
     home = args.home.expanduser()
-    print(f"stopped the broker in {home}" if stop_broker(home) else f"no broker was running in {home}")
+    stopped = stop_cluster(home) if cluster_status(home) is not None else stop_broker(home)
+    print(f"stopped the broker in {home}" if stopped else f"no broker was running in {home}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    cluster = cluster_status(args.home)
+    if cluster is not None:
+        return _report_cluster("running", cluster)
     info = broker_status(args.home)
     if info is None:
         print(f"stopped: no broker running in {args.home.expanduser()}")
@@ -111,6 +138,14 @@ def _report(state: str, info: BrokerInfo) -> int:
         print(f'  kafka: {{bootstrap: "{info.bootstrap}", security: {{protocol: SASL_SSL, ca_file: "{info.ca_file}",')
         print('         sasl: {mechanism: SCRAM-SHA-512, username: ubridge, password: "${KAFKA_PASSWORD}"}}}')
         print(f"  KAFKA_PASSWORD=$(cat {info.ca_file.parent / 'password'})")
+    return 0
+
+
+def _report_cluster(state: str, info: ClusterInfo) -> int:
+    pids = ", ".join(f"{node.node_id}: {node.pid}" for node in info.nodes)
+    print(f"{state}: {len(info.nodes)}-node Kafka cluster in {info.home} (pids {pids})")
+    print("  in ubridge.yaml: kafka: {replication_factor: 3, min_insync_replicas: 2}")
+    print(f"bootstrap={info.bootstrap}")
     return 0
 
 

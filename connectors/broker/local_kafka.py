@@ -12,12 +12,8 @@ Example::
     stop_broker(info.home)
 """
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +24,6 @@ from typing import Final
 import structlog
 
 from connectors.broker.kafka_install import (
-    DEPLOY_DIR,
     BrokerError,
     PrerequisiteError,
     authorizer_properties,
@@ -42,20 +37,13 @@ from connectors.broker.kafka_install import (
     secure_properties,
     server_properties,
 )
+from connectors.broker.node import PROPERTIES_FILE, is_our_broker, launch, terminate, wait_until_answering
 from connectors.broker.tls import issue_local_pki
 
 __all__ = ["BrokerError", "BrokerInfo", "PrerequisiteError", "broker_status", "start_broker", "stop_broker"]
 
 STATE_FILE: Final = "broker.json"
-PROPERTIES_FILE: Final = "server.properties"
-OUTPUT_FILE: Final = "broker.out"
 TLS_DIR: Final = "tls"
-START_TIMEOUT_S: Final = 60.0
-STOP_TIMEOUT_S: Final = 30.0
-# C1 only: the broker answers about a second sooner, and a laptop broker never needs the speed C2 buys later.
-_JVM_OPTIONS: Final = ("-Xmx512m", "-Xms256m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
-_POLL_S: Final = 0.2
-_REPORT_EVERY_S: Final = 10.0
 _log = structlog.get_logger()
 
 
@@ -86,7 +74,7 @@ def broker_status(home: Path) -> BrokerInfo | None:
     """The broker running from ``home``, or None; a state file whose process is gone counts as stopped."""
     home = home.expanduser().resolve()
     state = _read_state(home)
-    if state is None or not _is_our_broker(state.pid, home):
+    if state is None or not is_our_broker(state.pid, home):
         return None
     return _info(home, state)
 
@@ -151,12 +139,12 @@ def start_broker(
     if super_users is not None:
         settings |= authorizer_properties(super_users)
     _configure(home, java=java, libs=libs, settings=settings, users=sasl_users or {}, report=report)
-    pid = _launch(java, libs, home)
+    pid = launch(java, libs, home)
     state = _State(pid=pid, port=broker_port, controller_port=controller_port, internal_port=internal_port)
     _write_state(home, state)
     info = _info(home, state)
     try:
-        _wait_until_answering(info, report)
+        wait_until_answering(info.internal_bootstrap or info.bootstrap, pid=pid, home=home, report=report)
     except BaseException:
         # A broker that never answered is of no use to anyone, and would hold its ports.
         stop_broker(home)
@@ -172,9 +160,9 @@ def stop_broker(home: Path) -> bool:
     state = _read_state(home)
     if state is None:
         return False
-    running = _is_our_broker(state.pid, home)
+    running = is_our_broker(state.pid, home)
     if running:
-        _terminate(state.pid, home)
+        terminate(state.pid, home)
         _log.info("broker_stopped", pid=state.pid, home=str(home))
     (home / STATE_FILE).unlink(missing_ok=True)
     return running
@@ -207,110 +195,6 @@ def _configure(
         last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         msg = f"formatting the broker storage in {data} failed: {last_line[0]}"
         raise BrokerError(msg)
-
-
-def _launch(java: str, libs: Path, home: Path) -> int:
-    logging_options = [
-        f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={home / 'logs'}",
-        # Kafka shuts down in a JVM shutdown hook; log4j's own hook would close the log before it finishes.
-        "-Dlog4j2.shutdownHookEnabled=false",
-    ]
-    command = [java, *_JVM_OPTIONS, *logging_options, "-cp", f"{libs}/*", "kafka.Kafka"]
-    command.append(str(home / PROPERTIES_FILE))
-    # sh puts java in the background and exits at once, so the broker is nobody's child: it outlives a
-    # short-lived caller, and a long-lived one (pytest) has no zombie to reap when it ends.
-    script = 'out=$1; shift; "$@" >"$out" 2>&1 </dev/null & echo $!'
-    done = subprocess.run(  # noqa: S603
-        ["/bin/sh", "-c", script, "sh", str(home / OUTPUT_FILE), *command],
-        capture_output=True,
-        text=True,
-        check=True,
-        start_new_session=True,
-    )
-    return int(done.stdout.strip())
-
-
-def _wait_until_answering(info: BrokerInfo, report: Callable[[str], None]) -> None:
-    report(f"waiting for the broker to answer on {info.bootstrap}")
-    logs = f"{info.home / 'logs' / 'server.log'} and {info.home / OUTPUT_FILE}"
-    began = time.monotonic()
-    next_report_s = _REPORT_EVERY_S
-    while (waited_s := time.monotonic() - began) < START_TIMEOUT_S:
-        if not _is_our_broker(info.pid, info.home):
-            msg = f"the broker exited while starting; see {logs}"
-            raise BrokerError(msg)
-        if _answers(info.internal_bootstrap or info.bootstrap):
-            return
-        if waited_s >= next_report_s:
-            report(f"still waiting for {info.bootstrap} ({waited_s:.0f} s)")
-            next_report_s += _REPORT_EVERY_S
-        time.sleep(_POLL_S)
-    msg = f"the broker did not answer on {info.bootstrap} within {waited_s:.0f} s; see {logs}"
-    raise BrokerError(msg)
-
-
-def _answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1.0).close()
-    except OSError:
-        # Nothing listens yet; checking first keeps kafka-python from logging a connection error per poll.
-        return False
-    # Imported here so that `status` and `stop`, which never talk Kafka, do not pay 0.3 s to import it.
-    from kafka import KafkaAdminClient  # noqa: PLC0415
-    from kafka.errors import KafkaError  # noqa: PLC0415
-
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
-    except KafkaError:
-        return False
-    try:
-        admin.list_topics()
-    except KafkaError:
-        return False
-    finally:
-        admin.close()
-    return True
-
-
-def _terminate(pid: int, home: Path) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_for_exit(pid, home, STOP_TIMEOUT_S):
-        return
-    _log.warning("broker_killed", pid=pid, home=str(home), timeout_s=STOP_TIMEOUT_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _wait_for_exit(pid, home, 5.0)
-
-
-def _wait_for_exit(pid: int, home: Path, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _is_our_broker(pid, home):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(_POLL_S)
-    return True
-
-
-def _is_our_broker(pid: int, home: Path) -> bool:
-    """Whether ``pid`` is the broker of ``home``, and not a process that got the pid after it died."""
-    try:
-        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists() and _is_alive(pid)
-    return os.fsencode(home / PROPERTIES_FILE) in command_line.split(b"\0")
-
-
-def _is_alive(pid: int) -> bool:
-    # Without /proc (macOS) the pid is all there is to go on.
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        # EPERM still means the pid exists, only that it belongs to another user.
-        return isinstance(exc, PermissionError)
-    return True
 
 
 def _read_state(home: Path) -> _State | None:

@@ -1,5 +1,6 @@
 """Thin factories for kafka-python clients with the settings every ubridge stage shares."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,10 @@ class TopicSpec:
     compacted: bool = False
     retention_ms: int | None = None
     compaction_lag_ms: int | None = None
+
+
+_TRANSACTION_REQUEST_MS = 10_000
+_TRANSACTION_DELIVERY_MS = 30_000
 
 
 def security_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -75,6 +80,10 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
     }
     if transactional_id is not None:
         options["transactional_id"] = kafka.topic_prefix + transactional_id
+        # A source's transaction waited kafka-python's two minutes on a partition whose leader had died (it did
+        # not move on to the new leader); failing sooner makes the source start again from its committed cursor.
+        options["request_timeout_ms"] = _TRANSACTION_REQUEST_MS
+        options["delivery_timeout_ms"] = _TRANSACTION_DELIVERY_MS
     options.update(overrides)
     return KafkaProducer(**options)
 
@@ -106,7 +115,7 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
         missing = [spec for spec in {s.name: s for s in specs}.values() if spec.name not in existing]
         created = []
         for spec in missing:
-            configs = _configs(spec)
+            configs = _configs(spec, kafka)
             try:
                 admin.create_topics(
                     [NewTopic(spec.name, spec.partitions, kafka.replication_factor, topic_configs=configs)]
@@ -137,7 +146,7 @@ def align_topic_configs(
     admin = make_admin(kafka)
     try:
         existing = set(admin.list_topics())
-        wanted = {s.name: _configs(s) for s in specs if s.name in existing and _configs(s)}
+        wanted = {s.name: _configs(s, kafka) for s in specs if s.name in existing and _configs(s, kafka)}
         if not wanted:
             return {}
         asked = [ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(c)) for name, c in wanted.items()]
@@ -167,6 +176,29 @@ def _values(described: dict[str, dict[str, Any]]) -> dict[str, str | None]:
     return {name: entry["value"] for name, entry in described.items()}
 
 
-def _configs(spec: TopicSpec) -> dict[str, str]:
+def _configs(spec: TopicSpec, kafka: KafkaSettings) -> dict[str, str]:
     lag = spec.compaction_lag_ms
-    return topic_configs(compacted=spec.compacted, retention=spec.retention_ms, compaction_lag_ms=lag)
+    configs = topic_configs(compacted=spec.compacted, retention=spec.retention_ms, compaction_lag_ms=lag)
+    if kafka.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(kafka.min_insync_replicas)
+    return configs
+
+
+def replication_of(kafka: KafkaSettings, names: list[str]) -> dict[str, int]:
+    """The fewest replicas any partition of each existing topic among ``names`` has."""
+    admin = make_admin(kafka)
+    try:
+        existing = sorted(set(names) & set(admin.list_topics()))
+        described = admin.describe_topics(existing) if existing else []
+    finally:
+        admin.close()
+    # the metadata response names a topic ``name`` from version 10 on, ``topic`` before
+    return {
+        topic.get("name") or topic["topic"]: min((len(p["replica_nodes"]) for p in topic["partitions"]), default=0)
+        for topic in described
+    }
+
+
+def under_replicated(actual: Mapping[str, int], configured: int) -> dict[str, int]:
+    """The topics with fewer replicas than configured, and how many they have."""
+    return {topic: replicas for topic, replicas in sorted(actual.items()) if replicas < configured}

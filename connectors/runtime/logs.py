@@ -45,8 +45,12 @@ def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) ->
     return event_dict
 
 
-class _NamedPrintLogger(structlog.PrintLogger):
-    """A print logger that knows the name it was asked for (``structlog.get_logger(__name__)``)."""
+class _NamedPrintLogger(structlog.WriteLogger):
+    """A logger that knows the name it was asked for (``structlog.get_logger(__name__)``).
+
+    Each line is one write of the text and its newline: the children of ``ubridge run`` share their parent's
+    output, and a line printed in two writes (``print``) could take another process's line between them.
+    """
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)

@@ -175,13 +175,23 @@ class SourceRunner:
             return False, False
         self._producer.begin_transaction()
         try:
+            sent = []
             for read in map(self._fit, batch.records):
                 # each record a source reads starts a trace (W3C traceparent), unless it brought one
                 headers = read.headers if of_headers(read.headers) else traced(read.headers, new_trace())
                 record = described(replace(read, headers=headers), self._codec)
-                self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
+                sent.append(
+                    self._producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
+                )
             position = {"cursor": batch.cursor, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-            self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
+            sent.append(
+                self._producer.send(self._offsets_topic, key=self.stage.encode(), value=json.dumps(position).encode())
+            )
+            self._producer.flush()
+            for future in sent:
+                # kafka-python commits a transaction whose records expired (a broker of the cluster died):
+                # the records and the cursor would be lost while this process moved on. A failed send aborts.
+                future.get(timeout=0)
             self._producer.commit_transaction()
         except BaseException:
             self._producer.abort_transaction()
