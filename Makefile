@@ -4,6 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install demo test lint fuzz bench broker-start broker-stop clean
 
@@ -33,8 +34,13 @@ test: lint
 fuzz: $(STAMP)
 	UBRIDGE_FUZZ_REQUESTS=50000 $(BIN)/pytest tests/unit/connectors/test_intake_fuzz.py -q -p no:cacheprovider
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+# The anchors' clients (aiokafka, aiohttp) are installed for the benchmark only.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 broker-start: $(STAMP)
 	$(BIN)/ubridge broker start
