@@ -1,7 +1,6 @@
 """Reading a raw 工改 record as both normalisers need it: its JSON object and its source headers."""
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from routing.errors import DataError
 
-_LONG_NUMBER = re.compile(rb"[:\[,]\s*-?\d{19}")  # where a number may start, one beyond 64 bits perhaps
+_LONG = 2.0**63
+_DEEP = 32  # raw records nest four levels at most
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,31 @@ def _parse(value: bytes | None) -> Any:
     """The JSON in ``value``, parsed by orjson in a fifth of the standard library's time.
 
     What orjson refuses (NaN, lone surrogates, UTF-16, a byte-order mark) is parsed, or refused with its
-    message, by the standard library, so what is accepted and every error are as they were; so is a value with
-    an integer of 19 digits or more, which orjson would read as a float.
+    message, by the standard library, so what is accepted and every error are as they were; so is anything but
+    a plain object (refused either way, with the standard library's reason), a value nested deeper than raw
+    records ever are (where the standard library's limit is the interpreter's stack), and a value with a number
+    beyond 64 bits, which orjson reads as a float where the standard library reads an int.
     """
-    if isinstance(value, bytes) and _LONG_NUMBER.search(value):
-        return json.loads(value)
     try:
-        return orjson.loads(value)  # type: ignore[arg-type]
+        parsed = orjson.loads(value)  # type: ignore[arg-type]
     except orjson.JSONDecodeError:
         return json.loads(value)  # type: ignore[arg-type]
+    return json.loads(value) if type(parsed) is not dict or _unusual(parsed) else parsed  # type: ignore[arg-type]
+
+
+def _unusual(parsed: dict[str, Any]) -> bool:
+    """Whether ``parsed`` nests deeper than :data:`_DEEP` or holds a float of 2**63 or more in magnitude."""
+    stack: list[tuple[Any, int]] = [(parsed, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth == _DEEP:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if kind is dict else item))
+        elif kind is float and not -_LONG < item < _LONG:
+            return True
+    return False
 
 
 def _ingested_at(stamp: str | None) -> datetime:
