@@ -114,21 +114,22 @@ def main() -> int:  # noqa: PLR0915 - one flat list of groups reads best
                 rate_per_s=args.memory_rate,
                 source=args.memory_source,
             )
-            _line("rss_10k_events", memory.rss_mib[10_000], "MiB")
-            _line("rss_50k_events", memory.rss_mib[50_000], "MiB")
+            _line("rss_10k_events", memory.rss_mib[10_000], "MiB", _load_note())
+            _line("rss_50k_events", memory.rss_mib[50_000], "MiB", _load_note())
             growth = 100 * (memory.rss_mib[50_000] - memory.rss_mib[10_000]) / memory.rss_mib[10_000]
-            _line("rss_growth_10k_to_50k", growth, "percent")
-            _line("rss_peak", memory.peak_mib, "MiB")
-            _line("memory_run_rate", memory.events_per_s, "events/s")
+            _line("rss_growth_10k_to_50k", growth, "percent", _load_note())
+            _line("rss_peak", memory.peak_mib, "MiB", _load_note())
+            _line("memory_run_rate", memory.events_per_s, "events/s", f"offered {args.memory_rate:g}/s, {_load_note()}")
         if "restore" in args.only:
             for tasks in (10_000, 100_000):
                 print(f"# restore: ledger of {tasks} tasks", file=sys.stderr, flush=True)
-                _line(f"ledger_restore_{tasks // 1000}k_tasks", restore_seconds(bootstrap, prefix, tasks), "s")
+                seconds = restore_seconds(bootstrap, prefix, tasks)
+                _line(f"ledger_restore_{tasks // 1000}k_tasks", seconds, "s", _load_note())
         if "failover" in args.only:
             print("# failover: SIGKILL of the source's owner", file=sys.stderr, flush=True)
             failover = failover_seconds(bootstrap, prefix + "fo.", rounds=args.failover_rounds)
-            _line("source_failover_median", failover.median, "s")
-            _line("source_failover_max", max(failover.seconds), "s")
+            _line("source_failover_median", failover.median, "s", _load_note())
+            _line("source_failover_max", max(failover.seconds), "s", _load_note())
             _line("source_failover_session_timeout", failover.session_timeout_s, "s")
     finally:
         if started_here:
