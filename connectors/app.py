@@ -25,6 +25,7 @@ import socket
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from time import monotonic
 from typing import Any, Final
 
@@ -37,9 +38,9 @@ from connectors.admin.api import admin_router
 from connectors.admin.followers import ControlFollower, StatusPublisher
 from connectors.admin.service import AdminService
 from connectors.admin.status import StageStatus, state_of
-from connectors.registry import Context, Runnable, stage_specs, topics
+from connectors.registry import Context, Runnable, StageSpec, stage_specs, topics
 from connectors.runtime.health import HealthServer
-from connectors.runtime.kafka import ensure_topics
+from connectors.runtime.kafka import TopicSpec, align_topic_configs, ensure_topics
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.web_app import build_app
@@ -55,8 +56,38 @@ _KAFKA_WAIT_S: Final = (1.0, 30.0)  # first and longest pause between attempts t
 STATUS_EVERY_S: Final = 5.0  # the stage-status heartbeat
 
 
+def serve_admin(settings: Settings) -> tuple[WebServer, AdminService] | None:
+    """Serve the admin API when ``admin.port`` is set: the server and the service behind it (close both)."""
+    admin = settings.admin
+    if admin is None or admin.port is None:
+        return None
+    service = AdminService(settings, stale_after_s=3 * STATUS_EVERY_S)
+    tokens = {name: token.get_secret_value() for name, token in admin.tokens.items()}
+    # the admin API on a listener of its own: operators reach it, the utilities and upstream systems do not
+    app = build_app([admin_router(service, tokens)], description="ubridge's admin API")
+    server = WebServer(app, host=admin.host, port=admin.port, name="admin-api")
+    server.start()
+    log.info("admin_serving", url=f"http://{admin.host}:{server.port}")
+    return server, service
+
+
 class UnknownStageError(ValueError):
     """A stage name that this configuration does not define."""
+
+
+def select_stages(specs: Sequence[StageSpec], only: Iterable[str] | None) -> list[StageSpec]:
+    """The specs named in ``only`` (None: all), in flow order.
+
+    Raises:
+        UnknownStageError: ``only`` names a stage the configuration does not define.
+    """
+    wanted = set(only) if only is not None else {s.name for s in specs}
+    unknown = wanted - {s.name for s in specs}
+    if unknown:
+        configured = ", ".join(s.name for s in specs)
+        message = f"unknown stage(s) {', '.join(sorted(unknown))}; configured: {configured}"
+        raise UnknownStageError(message)
+    return [s for s in specs if s.name in wanted]
 
 
 class App:
@@ -68,6 +99,8 @@ class App:
         registry: Where metrics live; a fresh one by default.
         serve_metrics: Start the ``/metrics`` endpoint (off for embedded use in tests).
         routers: More parts of the process's HTTP surface, served beside ``/metrics`` (the admin API).
+        health_port_file: Set in a child of ``ubridge run`` (:mod:`connectors.process_tree`): health is served
+            on a free loopback port written to this file, and the parent serves metrics and the admin API.
     """
 
     def __init__(
@@ -78,18 +111,13 @@ class App:
         registry: CollectorRegistry | None = None,
         serve_metrics: bool = True,
         routers: Sequence[APIRouter] = (),
+        health_port_file: Path | None = None,
     ) -> None:
         self.settings = settings
+        self._health_port_file = health_port_file
         self.stop_event = threading.Event()
         self.metrics = Metrics(registry or CollectorRegistry())
-        specs = stage_specs(settings)
-        wanted = set(only) if only is not None else {s.name for s in specs}
-        unknown = wanted - {s.name for s in specs}
-        if unknown:
-            configured = ", ".join(s.name for s in specs)
-            message = f"unknown stage(s) {', '.join(sorted(unknown))}; configured: {configured}"
-            raise UnknownStageError(message)
-        self._specs = [s for s in specs if s.name in wanted]
+        self._specs = select_stages(stage_specs(settings), only)
         self._serve_metrics = serve_metrics
         self._routers = tuple(routers)
         self.supervisors: list[Supervisor] = []
@@ -121,17 +149,23 @@ class App:
         self.supervisors = [Supervisor(spec, ctx, on_fatal=self._fatal) for spec in self._specs]
         if self._serve_metrics:
             obs = self.settings.observability
+            child = self._health_port_file is not None
             self.health = HealthServer(
                 self.metrics.registry,
                 self._live,
                 self._ready,
-                obs.metrics_host,
-                obs.metrics_port,
+                "127.0.0.1" if child else obs.metrics_host,
+                0 if child else obs.metrics_port,
                 detail=self._detail,
                 routers=self._routers,
             )
             self.health.start()
-            log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")
+            if self._health_port_file is not None:
+                written = self._health_port_file.with_suffix(".tmp")
+                written.write_text(str(self.health.port), encoding="ascii")
+                written.replace(self._health_port_file)  # the parent never reads half a number
+            else:
+                log.info("metrics_serving", url=f"http://{obs.metrics_host}:{self.health.port}/metrics")
         if not self._ensure_topics():
             return
         self._start_admin()
@@ -170,17 +204,11 @@ class App:
         """Follow the control topic, publish status, and serve the admin API when ``admin.port`` is set."""
         self.control.start()
         self._status.start()
-        admin = self.settings.admin
-        if admin is None or admin.port is None:
-            return
-        service = AdminService(self.settings, stale_after_s=3 * STATUS_EVERY_S)
-        tokens = {name: token.get_secret_value() for name, token in admin.tokens.items()}
-        # the admin API on a listener of its own: operators reach it, the utilities and upstream systems do not
-        app = build_app([admin_router(service, tokens)], description="ubridge's admin API")
-        self.admin = WebServer(app, host=admin.host, port=admin.port, name="admin-api")
-        self._admin_service = service
-        self.admin.start()
-        log.info("admin_serving", url=f"http://{admin.host}:{self.admin.port}")
+        if self._health_port_file is not None:
+            return  # a child of ``ubridge run``: its parent serves the admin API
+        served = serve_admin(self.settings)
+        if served is not None:
+            self.admin, self._admin_service = served
 
     def _stop_admin(self) -> None:
         """Tombstone this process's status entries, stop following, stop serving (once)."""
@@ -229,7 +257,9 @@ class App:
         pause, longest = _KAFKA_WAIT_S
         while True:
             try:
-                created = ensure_topics(self.settings.kafka, topics(self.settings))
+                specs = topics(self.settings)
+                created = ensure_topics(self.settings.kafka, specs)
+                self._align_retention(specs)
                 self.control.catch_up()  # before any stage starts: a paused stage starts paused
             except KafkaError as exc:
                 log.warning(
@@ -242,6 +272,25 @@ class App:
             if created:
                 log.info("topics_created", topics=created)
             return True
+
+    def _align_retention(self, specs: list[TopicSpec]) -> None:
+        """Bring existing topics to the configured retention (``kafka.retention.apply_to_existing``), or warn.
+
+        A cluster that refuses to describe or alter topic configs (ACLs without those operations) gets a warning,
+        not a stop: the retention is policy, and the stages can run without it.
+        """
+        apply = self.settings.kafka.retention.apply_to_existing
+        try:
+            differing = align_topic_configs(self.settings.kafka, specs, apply=apply)
+        except KafkaError as exc:
+            log.warning("topic_retention_unchecked", error=str(exc))
+            return
+        for topic, diff in differing.items():
+            changes = {name: f"{was} -> {wanted}" for name, (was, wanted) in diff.items()}
+            if apply:
+                log.info("topic_retention_changed", topic=topic, changes=changes)
+            else:
+                log.warning("topic_retention_differs", topic=topic, changes=changes)
 
     def _fatal(self) -> None:
         self.failed = True

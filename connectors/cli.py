@@ -15,31 +15,27 @@
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
 from connectors import calendar_cli, openapi
 from connectors.admin import cli as admin_cli
-from connectors.app import App, UnknownStageError
 from connectors.broker import cli as broker_cli
 from connectors.config_check import Report, check_configuration
 from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
 from connectors.registry import stage_specs
+from connectors.run import run as run_stages
 from connectors.runtime.kafka import make_consumer
-from connectors.runtime.kafka_access import KafkaAccessError, check_access
 from connectors.runtime.logs import configure_logging
 from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
+from connectors.supervision import cli as report_cli
 from connectors.tail import dumps, follow, render
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
-
-SHUTDOWN_S = 25.0  # SIGTERM → exit within this (plus the stages' own bounded closes), even with Kafka down
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     calendar_cli.register(sub)
     openapi.register(sub)
     admin_cli.register(sub)
+    report_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)
     run.add_argument("--stage", action="append", dest="stages", metavar="NAME", help="run only this stage (repeatable)")
+    run.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # started by a parent ubridge run
     run.set_defaults(func=_run)
 
     config = sub.add_parser("config", help="configuration tools")
@@ -105,37 +103,12 @@ def _checked(report: Report) -> Settings | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _checked(check_configuration(args.config, stages=args.stages))
+    settings = _checked(check_configuration(args.config, stages=args.stages, process_ports=not args.child))
     if settings is None:
         return 2
     obs = settings.observability
     configure_logging(json=obs.log_format == "json", level=obs.log_level)
-    try:
-        check_access(settings.kafka)
-        app = App(settings, only=args.stages)
-    except (KafkaAccessError, UnknownStageError) as exc:
-        print(f"ubridge: {exc}", file=sys.stderr)
-        return 2
-
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        app.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    app.start()
-    while not app.wait(timeout_s=0.5):
-        if app.stop_event.is_set():
-            break
-    if not app.wait(timeout_s=SHUTDOWN_S):
-        # A stage still blocked on an unreachable broker: its uncommitted work is redone by the next owner.
-        busy = [s.name for s in app.supervisors if s.phase != "stopped"]
-        log.warning("shutdown_forced", after_s=SHUTDOWN_S, stages=busy)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1 if app.failed else 0)
-    log.info("process_stopped", failed=app.failed)
-    return 1 if app.failed else 0
+    return run_stages(settings, args.config, stages=args.stages, child=args.child)
 
 
 def _config_check(args: argparse.Namespace) -> int:

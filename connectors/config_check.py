@@ -61,13 +61,17 @@ class Report:
         return [problem for problem in self.problems if problem.severity == "error"]
 
 
-def check_configuration(path: Path, *, stages: Collection[str] | None = None, probe: Probe | None = None) -> Report:
+def check_configuration(
+    path: Path, *, stages: Collection[str] | None = None, probe: Probe | None = None, process_ports: bool = True
+) -> Report:
     """Check a configuration file and everything it refers to.
 
     Args:
         path: The ``ubridge.yaml``.
         stages: Only these stages will run (``run --stage``): ports of other stages are not probed.
         probe: Says why a host and port cannot be listened on, or None; default: try to bind it.
+        process_ports: Probe the process's own ports (metrics, admin) too; a child of ``ubridge run`` does
+            not listen on them: its parent does.
     """
     settings, problems = load_checked(path)
     if settings is None:
@@ -84,7 +88,9 @@ def check_configuration(path: Path, *, stages: Collection[str] | None = None, pr
         problems += utility_problems(settings, areas, file=file, areas_file=str(settings.routing.service_areas))
     problems += url_problems(settings, file)
     every = listeners(settings)
-    wanted = [item for item in every if stages is None or item.stage is None or item.stage in stages]
+    wanted = [
+        item for item in every if (process_ports if item.stage is None else stages is None or item.stage in stages)
+    ]
     problems += port_clashes(every, file)
     problems += port_problems(wanted, file, probe or bind_problem)
     return Report(settings, problems)

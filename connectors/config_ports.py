@@ -16,6 +16,7 @@ from typing import Final
 from connectors.config_problems import Problem
 from connectors.settings import Settings
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
+from connectors.supervision.stage import STAGE as SUPERVISION
 
 Probe = Callable[[str, int], str | None]
 
@@ -45,6 +46,9 @@ def listeners(settings: Settings) -> list[Listener]:
     if settings.status_callbacks is not None and settings.status_callbacks.enabled:
         callbacks = settings.status_callbacks
         found.append(Listener("status_callbacks.port", callbacks.host, callbacks.port, STATUS_CALLBACKS))
+    if settings.supervision is not None and settings.supervision.enabled:
+        view = settings.supervision
+        found.append(Listener("supervision.port", view.host, view.port, SUPERVISION))
     return found
 
 

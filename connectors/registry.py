@@ -37,6 +37,7 @@ from connectors.runtime.interface import Processor, Source, StageState
 from connectors.runtime.kafka import TopicSpec, make_consumer, make_producer
 from connectors.runtime.lease import SourceLease
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.retention import compaction_lag_ms, retention_ms
 from connectors.runtime.source_runner import SourceRunner, read_cursor
 from connectors.runtime.stage import StageLoop
 from connectors.runtime.workers import WorkerPool
@@ -44,6 +45,8 @@ from connectors.settings import RetrySettings, Settings, UtilitySettings
 from connectors.status import build_callback_intake, build_poller
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
+from connectors.supervision.stage import STAGE as SUPERVISION
+from connectors.supervision.stage import build_supervision
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
 from routing.calendar import load_calendar
@@ -62,6 +65,9 @@ class Runnable(Protocol):
     def run(self) -> None:
         """Run until the shared stop event is set."""
         ...
+
+
+_TRANSFORM = 3.0  # a stage that decodes, transforms and re-encodes every record weighs about three I/O stages
 
 
 def never_paused(_stage: str) -> bool:
@@ -88,37 +94,54 @@ class StageSpec:
     build: Callable[[Context], Runnable]
     dead_letters: bool = True  # intakes answer bad input with 4xx instead
     pausable: bool = True  # follows the control topic's pauses (intakes and status pollers do not)
+    weight: float = 1.0  # its share of a process's CPU when ``ubridge run`` spreads stages (transforms: more)
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
-    """Every topic the configured stages read or write."""
+    """Every topic the configured stages read or write, with its retention from ``kafka.retention``."""
     partitions = settings.kafka.partitions
+    spec = partial(_topic_spec, settings)
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "tasks", "task_status"]
-    specs = [TopicSpec(settings.topic(n), partitions) for n in names]
-    specs.append(TopicSpec(settings.topic("source_offsets"), 1, compacted=True))
+    specs = [spec(n, partitions) for n in names]
+    specs.append(spec("source_offsets", 1, compacted=True))
     # one partition: in each source's lease group exactly one member owns it, and runs the source
-    specs.append(TopicSpec(settings.topic("coordination"), 1))
-    specs.append(TopicSpec(settings.topic("projects"), partitions, compacted=True))
-    specs.append(TopicSpec(settings.topic("sla"), partitions))
+    specs.append(spec("coordination", 1))
+    specs.append(spec("projects", partitions, compacted=True))
+    specs.append(spec("sla", partitions))
     # co-partitioned with the task-status topic: the ledger writes each entry to its input's partition number
-    specs.append(TopicSpec(settings.topic("ledger_changelog"), partitions, compacted=True))
+    specs.append(spec("ledger_changelog", partitions, compacted=True))
     # co-partitioned with the task topic: each sink writes a task's last revision to its input's partition number
-    specs.append(TopicSpec(settings.topic("delivery_revisions"), partitions, compacted=True))
+    specs.append(spec("delivery_revisions", partitions, compacted=True))
     # co-partitioned with the applications topic: the 爱山东 router keeps awaiting applications in their partition
-    specs.append(TopicSpec(settings.topic("applications_awaiting"), partitions, compacted=True))
+    specs.append(spec("applications_awaiting", partitions, compacted=True))
     # co-partitioned with the project-event topic: the router writes each task's standing grants to its input's
     # partition number
-    specs.append(TopicSpec(settings.topic("router_grants"), partitions, compacted=True))
+    specs.append(spec("router_grants", partitions, compacted=True))
     # the signatures the push intakes accepted, read by every process (connectors/runtime/replay_log.py)
-    # (unique keys: a day's retention is far beyond any replay window, whose ceiling is an hour)
-    specs.append(TopicSpec(settings.topic("push_signatures"), partitions, compacted=True, retention_ms=86_400_000))
+    # (unique keys: compact,delete; a day's retention is far beyond any replay window, whose ceiling is an hour)
+    specs.append(spec("push_signatures", partitions, compacted=True))
     # the admin surface (connectors/admin): each process's stage status (keys of dead processes expire), the
     # pauses and restart requests every process follows (kept for good), and the audit trail (kept forever)
-    specs.append(TopicSpec(settings.topic("stage_status"), 1, compacted=True, retention_ms=86_400_000))
-    specs.append(TopicSpec(settings.topic("control"), 1, compacted=True))
-    specs.append(TopicSpec(settings.topic("audit"), 1, retention_ms=-1))
-    specs += [TopicSpec(settings.dlq_topic(spec.name), 1) for spec in stage_specs(settings) if spec.dead_letters]
+    specs.append(spec("stage_status", 1, compacted=True))
+    specs.append(spec("control", 1, compacted=True))
+    specs.append(spec("audit", 1))
+    dlq = [s.name for s in stage_specs(settings) if s.dead_letters]
+    specs += [spec("dlq", 1, name=settings.dlq_topic(stage)) for stage in dlq]
     return specs
+
+
+def _topic_spec(
+    settings: Settings, key: str, partitions: int, *, compacted: bool = False, name: str | None = None
+) -> TopicSpec:
+    """The spec of the topic named by ``key`` (a field of TopicNames, or ``dlq`` with ``name``)."""
+    policy = settings.kafka.retention
+    return TopicSpec(
+        settings.topic(key) if name is None else name,
+        partitions,
+        compacted=compacted,
+        retention_ms=retention_ms(policy, key),
+        compaction_lag_ms=compaction_lag_ms(policy) if compacted else None,
+    )
 
 
 def stage_specs(settings: Settings) -> list[StageSpec]:
@@ -130,7 +153,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     spgl = settings.sources.gonggai_spgl
     if spgl is not None and spgl.enabled:
         specs.append(StageSpec(spgl.name, _leased(spgl.name, _gonggai_spgl)))
-        specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser))
+        specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser, weight=_TRANSFORM))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
         specs.append(StageSpec(webhook.name, _gonggai_webhook, dead_letters=False, pausable=False))
@@ -140,10 +163,13 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
         specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
-    specs += [StageSpec(GonggaiNormaliser.stage, _normaliser), StageSpec(ProjectRouter.stage, _router)]
+    specs += [
+        StageSpec(GonggaiNormaliser.stage, _normaliser, weight=_TRANSFORM),
+        StageSpec(ProjectRouter.stage, _router, weight=_TRANSFORM),
+    ]
     if settings.applications is not None and settings.applications.enabled:
         specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
-        specs.append(StageSpec(ApplicationRouter.stage, _application_router))
+        specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
@@ -154,7 +180,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         if u.status_poll is not None and u.status_poll.enabled
     ]
     if settings.ledger is not None and settings.ledger.enabled:
-        specs.append(StageSpec(TaskLedger.stage, _ledger))
+        specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
+    if settings.supervision is not None and settings.supervision.enabled:
+        specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
     return specs
 
 
@@ -284,8 +312,12 @@ def _aishandong_pull(ctx: Context) -> Runnable:
 
 def _project_table(ctx: Context) -> Runnable:
     settings = ctx.settings
+    table = settings.topic("projects")
     processor = ProjectTableWriter(
-        input_topic=settings.topic("project_events"), table_topic=settings.topic("projects"), codec=ctx.codec
+        input_topic=settings.topic("project_events"),
+        table_topic=table,
+        codec=ctx.codec,
+        reader=CompactedReader(settings.kafka, table),
     )
     return _loop(ctx, processor)
 
@@ -313,6 +345,7 @@ def _application_router(ctx: Context) -> Runnable:
             reader=CompactedReader(settings.kafka, settings.topic("applications_awaiting")),
             table=table,
             codec=ctx.codec,
+            contact_retention=timedelta(days=settings.privacy.contact_retention_days),
         ),
         codec=ctx.codec,
         metrics=ctx.metrics,
@@ -418,6 +451,10 @@ def _ledger(ctx: Context) -> Runnable:
         closed_retention=timedelta(days=config.closed_retention_days),
         codec=ctx.codec,
     )
+
+
+def _supervision(ctx: Context) -> Runnable:
+    return build_supervision(ctx.settings, metrics=ctx.metrics, stop=ctx.stop)
 
 
 def _loop(ctx: Context, processor: Processor) -> StageLoop:

@@ -27,6 +27,7 @@ from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySetti
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.runtime.intake_settings import IntakeLimits
+from connectors.runtime.retention import RetentionSettings
 
 _MIN_TOKEN_CHARS = 16
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -90,6 +91,7 @@ class KafkaSettings(_Strict):
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
     security: KafkaSecurity = KafkaSecurity()
+    retention: RetentionSettings = RetentionSettings()
 
 
 class TopicNames(_Strict):
@@ -304,6 +306,16 @@ class LedgerSettings(_Strict):
     )
 
 
+class PrivacySettings(_Strict):
+    """How long personal data stays on ubridge's compacted tables (README "Personal data at rest")."""
+
+    contact_retention_days: Annotated[float, Field(gt=0)] = Field(
+        30.0,
+        description="Days after its filing an application awaiting shared documents (with its applicant's name and "
+        "mobile) stays on the awaiting table; then it is released (a tombstone) and is not updated any more.",
+    )
+
+
 class AdminSettings(_Strict):
     """The admin API (``ubridge admin …`` talks to it): served by ``ubridge run`` when ``port`` is set.
 
@@ -324,6 +336,29 @@ class AdminSettings(_Strict):
         return tokens
 
 
+class SupervisionSettings(_Strict):
+    """The supervision view for the competent department (read-only): served by ``ubridge run`` when enabled.
+
+    The calendar and SLA policies are the ledger's (the shipped ones without a ``ledger`` section).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8095
+    token: SecretStr = Field(description="The department's token: the login form's, or Authorization: Bearer.")
+    refresh_s: Annotated[float, Field(ge=0)] = Field(
+        15.0, description="The pages' figures are computed again once older than this (every task's timeline)."
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, token: SecretStr) -> SecretStr:
+        if len(token.get_secret_value()) < _MIN_TOKEN_CHARS:
+            message = f"the supervision token needs at least {_MIN_TOKEN_CHARS} characters"
+            raise ValueError(message)
+        return token
+
+
 # The router keeps the grants standing behind each task (routing/withdrawals.py), so it runs in its loop.
 ParallelStage = Literal["normaliser-gonggai", "normaliser-gonggai-spgl"]
 
@@ -334,6 +369,18 @@ class StageTuning(_Strict):
     workers: Annotated[int, Field(ge=0, le=64)] = Field(
         0, description="Worker processes that transform while the loop does Kafka I/O; 0 keeps it in the loop."
     )
+
+
+class ProcessSettings(_Strict):
+    """How ``ubridge run`` spreads its stages over supervised child processes (one GIL each).
+
+    ``count: auto`` takes one process per core, at most one per stage; 1 runs every stage in one process.
+    ``groups`` pins stages together (each list is one process); the stages it does not name are spread over
+    the remaining processes by weight.
+    """
+
+    count: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = "auto"
+    groups: list[Annotated[list[str], Field(min_length=1)]] = []
 
 
 class Settings(_Strict):
@@ -350,6 +397,9 @@ class Settings(_Strict):
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None
+    processes: ProcessSettings = ProcessSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    supervision: SupervisionSettings | None = None
 
     @field_validator("utilities")
     @classmethod

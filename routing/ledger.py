@@ -34,6 +34,7 @@ from typing import Final, NamedTuple
 
 from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
+from routing.privacy import mask_text
 from routing.records import SlaEvent, StageSpan, TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
 from routing.sla import (
     STAGE_ORDER,
@@ -181,8 +182,9 @@ def apply_status(entry: TaskLedgerEntry, status: TaskStatus, calendar: WorkingCa
     changed["emitted"] = list(entry["emitted"])
     changed["stage"] = changed["stages"][-1]["stage"]
     changed["closed"] = "CLOSED" in times or "REJECTED" in times or entry["cancelled_at"] is not None
-    if stage == "REJECTED":
-        changed["rejected_reason"] = status["reason"]
+    if stage == "REJECTED":  # masked: the entry sits on a compacted changelog for as long as the task is kept
+        reason = status["reason"]
+        changed["rejected_reason"] = None if reason is None else mask_text(reason)
     if stage == "EXTERNAL_WORKS":
         changed["pipe_length_m"] = status["pipe_length_m"]
         changed["scenario"] = scenario_for(status["pipe_length_m"])

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from routing.privacy import mask_text
+
 _PAUSE = "pause/"
 _RESTART = "restart/"
 
@@ -41,7 +43,8 @@ def restart_key(stage: str) -> bytes:
 
 def control_value(by: str, reason: str | None, at: datetime, *, nonce: str | None = None) -> bytes:
     """The JSON value of a control record: who asked, why, when (and a restart's nonce)."""
-    value: dict[str, str | None] = {"by": by, "reason": reason, "at": at.astimezone(UTC).isoformat()}
+    masked = None if reason is None else mask_text(reason)  # kept on a compacted topic for as long as it stands
+    value: dict[str, str | None] = {"by": by, "reason": masked, "at": at.astimezone(UTC).isoformat()}
     if nonce is not None:
         value["nonce"] = nonce
     return json.dumps(value, ensure_ascii=False).encode()

@@ -9,7 +9,6 @@ Example:
 """
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -34,7 +33,7 @@ from connectors.admin.models import (
 )
 from connectors.admin.status import StageStatus, StageView, with_staleness
 from connectors.registry import StageSpec, stage_specs
-from connectors.runtime.compacted import read_latest
+from connectors.runtime.compacted import read_latest, records_to_end
 from connectors.runtime.dlq import error_context
 from connectors.runtime.kafka import make_consumer, make_producer
 from connectors.settings import Settings
@@ -43,7 +42,6 @@ from routing.privacy import mask_text
 from schemas import Codec
 
 _SEND_S: Final = 10.0
-_POLL_MS: Final = 500
 _READ_S: Final = 60.0
 MAX_REPLAY: Final = 10_000  # dead letters one replay sends (held in memory meanwhile)
 
@@ -312,8 +310,7 @@ class AdminService:
             consumer.assign(tps)
             for tp in tps:
                 consumer.seek(tp, chosen.from_offset or 0)
-            end = consumer.end_offsets(tps)
-            yield from _until_end(consumer, tps, end, chosen)
+            yield from _until_end(consumer, tps, chosen)
         finally:
             consumer.close()
 
@@ -346,20 +343,15 @@ class AdminService:
 
 
 def _until_end(
-    consumer: KafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int], chosen: DeadLetterFilter
+    consumer: KafkaConsumer, tps: list[TopicPartition], chosen: DeadLetterFilter
 ) -> Iterator[ConsumerRecord]:
-    deadline = time.monotonic() + _READ_S
-    while any(consumer.position(tp) < end[tp] for tp in tps):
-        if time.monotonic() > deadline:
-            message = f"could not read the dead letters to their end within {_READ_S} s"
-            raise KafkaError(message)
-        for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
-            for record in records:
-                context = error_context(record.headers or [])
-                if record.offset < end[tp] and chosen.matches(
-                    Letter(tp.partition, record.offset, _timestamp(record), context)
-                ):
-                    yield record
+    try:
+        for partition, record in records_to_end(consumer, tps, what="the dead letters", timeout_s=_READ_S):
+            letter = Letter(partition, record.offset, _timestamp(record), error_context(record.headers or []))
+            if chosen.matches(letter):
+                yield record
+    except TimeoutError as exc:
+        raise KafkaError(str(exc)) from exc
 
 
 def _timestamp(record: ConsumerRecord) -> datetime:

@@ -8,11 +8,18 @@ routes the application again with it: the tasks carry the shared documents, and 
 them as a new revision of the same task (an unchanged task is a repeat the sink does not send). Once nothing
 is left to fetch from the approval system, the application is released (a tombstone).
 
+The topic keeps only what routing again needs (:func:`routing.personal_data.strip_awaiting_application`: no
+ID number, no note), and an application filed longer than ``contact_retention`` ago (with its applicant's
+name and mobile) is released at the next tick whatever it still awaits (log ``awaiting_application_expired``):
+its tasks reached the utilities long ago, and the data-exchange documents still missing are fetched by the
+utility itself. A record written before the topic was stripped is rewritten stripped when it is read back.
+
 State follows the router's input partitions: read back on assignment, dropped on revocation.
 """
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple, Protocol, cast
+from datetime import datetime, timedelta
+from typing import Final, NamedTuple, Protocol, cast
 
 import structlog
 from kafka import TopicPartition
@@ -20,12 +27,14 @@ from kafka import TopicPartition
 from connectors.runtime.interface import Output
 from routing.aishandong import awaits_approval_system
 from routing.errors import DataError
+from routing.personal_data import contact_expired, strip_awaiting_application
 from routing.records import ConnectionApplication, ProjectEvent, UtilityTask
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
 
 RELEASED = b""
+DEFAULT_CONTACT_RETENTION: Final = timedelta(days=30)
 
 
 class PartitionReader(Protocol):
@@ -45,8 +54,7 @@ class ProjectTable(Protocol):
 
 
 class _Waiting(NamedTuple):
-    application: ConnectionApplication
-    value: bytes
+    application: ConnectionApplication  # as the topic keeps it (stripped)
     event_id: str | None  # the project event the tasks were last built from
 
 
@@ -55,7 +63,6 @@ class Due(NamedTuple):
 
     partition: int
     application: ConnectionApplication
-    value: bytes
     project: ProjectEvent
 
 
@@ -67,14 +74,25 @@ class AwaitingApplications:
         reader: Reads it back on assignment.
         table: The project table (never a remote lookup: it is asked about every awaiting application each tick).
         codec: Avro codec.
+        contact_retention: How long after its filing an application may wait (``privacy.contact_retention_days``).
     """
 
-    def __init__(self, *, topic: str, reader: PartitionReader, table: ProjectTable, codec: Codec) -> None:
+    def __init__(
+        self,
+        *,
+        topic: str,
+        reader: PartitionReader,
+        table: ProjectTable,
+        codec: Codec,
+        contact_retention: timedelta = DEFAULT_CONTACT_RETENTION,
+    ) -> None:
         self._topic = topic
         self._reader = reader
         self._table = table
         self._codec = codec
+        self._retention = contact_retention
         self._waiting: dict[int, dict[str, _Waiting]] = {}
+        self._unstripped: set[tuple[int, str]] = set()  # read back as written before the topic was stripped
 
     def restore(self, partitions: Sequence[TopicPartition]) -> None:
         """Read back the awaiting applications of newly owned partitions."""
@@ -89,7 +107,10 @@ class AwaitingApplications:
                 except DataError as exc:
                     log.warning("awaiting_application_unreadable", topic=self._topic, reason=exc.reason)
                     continue
-                waiting[key.decode()] = _Waiting(app, value, None)
+                kept = strip_awaiting_application(app)
+                waiting[key.decode()] = _Waiting(kept, None)
+                if kept != app:
+                    self._unstripped.add((partition, key.decode()))
             self._waiting[partition] = waiting
             log.info("awaiting_applications_restored", partition=partition, applications=len(waiting))
 
@@ -97,11 +118,11 @@ class AwaitingApplications:
         """Drop the applications of partitions given up."""
         for tp in partitions:
             self._waiting.pop(tp.partition, None)
+        self._unstripped = {(p, app_id) for p, app_id in self._unstripped if p in self._waiting}
 
     def routed(
         self,
         partition: int,
-        value: bytes,
         app: ConnectionApplication,
         project: ProjectEvent | None,
         tasks: Sequence[UtilityTask],
@@ -111,11 +132,34 @@ class AwaitingApplications:
         app_id = app["application_id"]
         if app["project_code"] is not None and awaits_approval_system(tasks):
             stored = app_id in waiting  # already on the topic: the same bytes need not be written again
-            waiting[app_id] = _Waiting(app, value, None if project is None else project["event_id"])
-            return [] if stored else [Output(self._topic, app_id.encode(), value, partition=partition)]
+            kept = strip_awaiting_application(app)
+            waiting[app_id] = _Waiting(kept, None if project is None else project["event_id"])
+            if stored:
+                return []
+            value = self._codec.encode("ConnectionApplication", kept)
+            return [Output(self._topic, app_id.encode(), value, partition=partition)]
+        self._unstripped.discard((partition, app_id))
         if waiting.pop(app_id, None) is not None:
             return [Output(self._topic, app_id.encode(), RELEASED, partition=partition)]
         return []
+
+    def tidy(self, now: datetime) -> list[Output]:
+        """Release the applications past their contact retention; rewrite stripped those read back unstripped."""
+        outputs: list[Output] = []
+        for partition, waiting in self._waiting.items():
+            for app_id, item in list(waiting.items()):
+                if contact_expired(item.application["filed_at"], now, self._retention):
+                    del waiting[app_id]
+                    self._unstripped.discard((partition, app_id))
+                    outputs.append(Output(self._topic, app_id.encode(), RELEASED, partition=partition))
+                    log.info("awaiting_application_expired", application_id=app_id, partition=partition)
+        for partition, app_id in sorted(self._unstripped):
+            kept = strip_awaiting_application(self._waiting[partition][app_id].application)
+            value = self._codec.encode("ConnectionApplication", kept)
+            outputs.append(Output(self._topic, app_id.encode(), value, partition=partition))
+            log.info("awaiting_application_stripped", application_id=app_id, partition=partition)
+        self._unstripped.clear()
+        return outputs
 
     def due(self) -> Iterator[Due]:
         """The awaiting applications whose project the table now knows better than when they were routed."""
@@ -124,7 +168,7 @@ class AwaitingApplications:
                 code = item.application["project_code"]
                 project = None if code is None else self._table.get(code)
                 if project is not None and project["event_id"] != item.event_id:
-                    yield Due(partition, item.application, item.value, project)
+                    yield Due(partition, item.application, project)
 
     def __len__(self) -> int:
         return sum(len(waiting) for waiting in self._waiting.values())

@@ -305,10 +305,10 @@ class ApplicationRouter:
             self._awaiting.forget(partitions)
 
     def tick(self, now: datetime) -> Sequence[Output]:
-        """Route again the awaiting applications whose project the table now knows better (the update)."""
+        """Release the awaiting applications past their retention; route again those whose project is better known."""
         if self._awaiting is None:
             return ()
-        outputs: list[Output] = []
+        outputs = self._awaiting.tidy(now)
         for due in list(self._awaiting.due()):
             app = due.application
             try:
@@ -318,7 +318,7 @@ class ApplicationRouter:
                 continue
             key = app["application_id"].encode()
             outputs += [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
-            outputs += self._awaiting.routed(due.partition, due.value, app, due.project, tasks)
+            outputs += self._awaiting.routed(due.partition, app, due.project, tasks)
             log.info("application_updated", stage=self.stage, application_id=app["application_id"], tasks=len(tasks))
         return outputs
 
@@ -345,7 +345,7 @@ class ApplicationRouter:
         key = app["application_id"].encode()
         outputs = [Output(self._output_topic, key, self._codec.encode("UtilityTask", task)) for task in tasks]
         if self._awaiting is not None:
-            outputs += self._awaiting.routed(record.partition, record.value, app, project, tasks)
+            outputs += self._awaiting.routed(record.partition, app, project, tasks)
         log.info(
             "application_routed",
             stage=self.stage,

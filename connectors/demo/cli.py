@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve_until_interrupted(console: Console) -> None:
-    console.print("serving /metrics; press Ctrl-C to stop")
+    console.print("serving /metrics and the supervision view; press Ctrl-C to stop")
     interrupted = threading.Event()
 
     def on_signal(_: int, __: FrameType | None) -> None:

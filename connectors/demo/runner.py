@@ -118,6 +118,10 @@ class Demo:
         self.console.print(
             f"metrics:       http://127.0.0.1:{self.app.health.port if self.app.health else '-'}/metrics"
         )
+        if settings.supervision is not None:
+            self.console.print(
+                f"supervision:   http://127.0.0.1:{settings.supervision.port}/ (token {SUPERVISION_TOKEN})"
+            )
         return settings
 
     def configure(self) -> Settings:
@@ -278,6 +282,7 @@ class Demo:
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
             "status_callbacks": {"port": _free_port()},
+            "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "rules": str(CONFIG_DIR / "aishandong.yaml"),
@@ -303,6 +308,9 @@ class Demo:
         path = self.options.workdir / "ubridge.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
+
+
+SUPERVISION_TOKEN = "demo-supervision-token"  # noqa: S105 - the demo's, printed for the person watching
 
 
 def _token(utility: str) -> str:

@@ -4,7 +4,8 @@ Two kinds of records live on it, both written to the partition number of the sta
 
 * key ``<task id>``: the task's latest ``TaskLedgerEntry`` (Avro);
 * key ``held/<status topic>/<offset>``: a status held because its task's ``RECEIVED`` was not seen yet,
-  with the status record's original bytes and headers, so a restarted instance still holds it. A tombstone
+  with the status record's bytes (re-encoded without personal data when it held some,
+  :func:`routing.personal_data.strip_held_status`) and headers, so a restarted instance still holds it. A tombstone
   releases it (applied to its task, or dead-lettered), and lets compaction remove the key; an empty value,
   as earlier versions wrote, is read as a release too.
 

@@ -17,6 +17,7 @@ class LedgerMetrics:
             "ubridge_ledger_open_tasks",
             "Open tasks in the ledger's owned partitions, by utility and current stage.",
             ["utility", "stage"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.sla_events = Counter(
@@ -49,6 +50,7 @@ class LedgerMetrics:
             "ubridge_ledger_unclocked_tasks",
             "Tasks in the owned partitions whose clocks cannot be computed (no holiday schedule for a year).",
             ["utility"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.expired_entries = Counter(
@@ -59,6 +61,7 @@ class LedgerMetrics:
         self.held_statuses = Gauge(
             "ubridge_ledger_held_statuses",
             "Statuses held because their task's RECEIVED was not seen yet.",
+            multiprocess_mode="livesum",
             registry=registry,
         )
 

@@ -57,6 +57,7 @@ from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.calendar import CalendarError, WorkingCalendar
 from routing.errors import DataError
 from routing.ledger import apply_status, mark_emitted, open_entry, reclock
+from routing.personal_data import strip_held_status
 from routing.records import SlaEvent, TaskLedgerEntry, TaskStatus
 from routing.sla import evaluate, reached, rule_views
 from routing.sla_policy import PolicyBook
@@ -238,7 +239,7 @@ class TaskLedger:
             entry = self._release_held(partition, task_id, entry, outputs)
             log.info("ledger_task_opened", stage=self.stage, task_id=task_id, utility=entry["utility_id"])
         else:
-            return Delivered(outputs=tuple(self._hold(record, task_id)))
+            return Delivered(outputs=tuple(self._hold(record, status)))
         if self._clock == "wall":
             entry, events = self._check(entry, self._wall())
             outputs += events
@@ -266,11 +267,19 @@ class TaskLedger:
         self._metrics.held_statuses.set(sum(len(h) for h in self._held.values()))
         return entry
 
-    def _hold(self, record: ConsumerRecord, task_id: str) -> list[Output]:
-        """Keep a status of a task not opened yet; dead-letter the oldest held beyond the bound."""
+    def _hold(self, record: ConsumerRecord, status: TaskStatus) -> list[Output]:
+        """Keep a status of a task not opened yet; dead-letter the oldest held beyond the bound.
+
+        The changelog keeps it without personal data (:func:`routing.personal_data.strip_held_status`): a held
+        status may stay there for as long as its task never opens.
+        """
+        task_id = status["task_id"]
         held = self._held[record.partition]
         key = held_key(record)
         value, headers = held_value(record)
+        stripped = strip_held_status(status)
+        if stripped != status:
+            value = self._codec.encode("TaskStatus", dict(stripped))
         held[key] = _Held(task_id, record)
         outputs = [Output(self._changelog, key, value, headers, partition=record.partition)]
         while len(held) > self._max_held:

@@ -6,7 +6,7 @@ Example:
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from kafka import KafkaConsumer, TopicPartition
@@ -57,22 +57,33 @@ def read_latest(
     tps = [TopicPartition(topic, p) for p in wanted]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    end = consumer.end_offsets(tps)
-    deadline = time.monotonic() + _READ_TIMEOUT_S
+    for partition, record in records_to_end(consumer, tps, what=topic):
+        key = record.key
+        if key is None or only not in (None, key) or not key.startswith(key_prefix):
+            continue
+        if record.value:
+            result[partition][key] = record
+        else:
+            result[partition].pop(key, None)
+    return result
+
+
+def records_to_end(
+    consumer: KafkaConsumer, tps: Sequence[TopicPartition], *, what: str, timeout_s: float = _READ_TIMEOUT_S
+) -> Iterator[tuple[int, ConsumerRecord]]:
+    """Each record (with its partition) from the consumer's positions to the end offsets seen on entry.
+
+    Raises:
+        TimeoutError: the end was not reached within ``timeout_s``.
+    """
+    end = consumer.end_offsets(list(tps))
+    deadline = time.monotonic() + timeout_s
     while any(consumer.position(tp) < end[tp] for tp in tps):
         if time.monotonic() > deadline:
-            message = f"could not read {topic} to its end within {_READ_TIMEOUT_S} s"
+            message = f"could not read {what} to its end within {timeout_s} s"
             raise TimeoutError(message)
         for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
-            for record in records:
-                key = record.key
-                if record.offset >= end[tp] or key is None or only not in (None, key) or not key.startswith(key_prefix):
-                    continue
-                if record.value:
-                    result[tp.partition][key] = record
-                else:
-                    result[tp.partition].pop(key, None)
-    return result
+            yield from ((tp.partition, record) for record in records if record.offset < end[tp])
 
 
 def read_partitions(

@@ -4,9 +4,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
 
 
@@ -14,14 +15,17 @@ from connectors.settings import KafkaSettings
 class TopicSpec:
     """A topic a stage needs; compacted topics keep the latest record per key (changelogs, cursors).
 
-    ``retention_ms`` on a compacted topic also deletes records older than that (``compact,delete``), for keys
-    that are never written again and would otherwise stay forever.
+    ``retention_ms`` (-1: forever; None: the broker's default) on a compacted topic other than -1 also deletes
+    records older than that (``compact,delete``), for keys that are never written again and would otherwise
+    stay forever. ``compaction_lag_ms`` bounds how long a replaced value of a compacted topic stays on disk.
+    :func:`connectors.registry.topics` sets both from ``kafka.retention`` (:mod:`connectors.runtime.retention`).
     """
 
     name: str
     partitions: int
     compacted: bool = False
     retention_ms: int | None = None
+    compaction_lag_ms: int | None = None
 
 
 def security_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -115,10 +119,45 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
         admin.close()
 
 
+def align_topic_configs(
+    kafka: KafkaSettings, specs: list[TopicSpec], *, apply: bool
+) -> dict[str, dict[str, tuple[str | None, str]]]:
+    """Compare existing topics' retention settings with their specs and, with ``apply``, alter them to match.
+
+    Only the keys ubridge sets are touched (an incremental alter): replication settings and whatever an
+    operator set besides stay. Returns topic → config → (was, wanted) for each topic that differed.
+
+    Raises:
+        KafkaError: the cluster refused an alteration (the message names the topics and why).
+    """
+    admin = make_admin(kafka)
+    try:
+        existing = set(admin.list_topics())
+        wanted = {s.name: _configs(s) for s in specs if s.name in existing and _configs(s)}
+        if not wanted:
+            return {}
+        asked = [ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(c)) for name, c in wanted.items()]
+        described = admin.describe_configs(asked, config_filter="all")["topic"]
+        changes = {name: config_changes(c, _values(described[name])) for name, c in wanted.items()}
+        changes = {name: diff for name, diff in changes.items() if diff}
+        if apply and changes:
+            alters = [
+                ConfigResource(ConfigResourceType.TOPIC, name, {k: new for k, (_, new) in diff.items()})
+                for name, diff in changes.items()
+            ]
+            failed = {name: result for name, result in admin.alter_configs(alters)["topic"].items() if result != "OK"}
+            if failed:
+                message = f"altering topic configs failed: {failed}"
+                raise KafkaError(message)
+        return changes
+    finally:
+        admin.close()
+
+
+def _values(described: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    return {name: entry["value"] for name, entry in described.items()}
+
+
 def _configs(spec: TopicSpec) -> dict[str, str]:
-    configs: dict[str, str] = {}
-    if spec.compacted:
-        configs["cleanup.policy"] = "compact" if spec.retention_ms is None else "compact,delete"
-    if spec.retention_ms is not None:
-        configs["retention.ms"] = str(spec.retention_ms)
-    return configs
+    lag = spec.compaction_lag_ms
+    return topic_configs(compacted=spec.compacted, retention=spec.retention_ms, compaction_lag_ms=lag)

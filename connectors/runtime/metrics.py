@@ -3,6 +3,11 @@
 Labels come from small fixed sets (stage, utility, outcome, reason); never ids or personal data.
 Each instance owns its collectors in the ``registry`` it is given, so tests use a fresh
 ``CollectorRegistry()``.
+
+In a child of ``ubridge run`` (``PROMETHEUS_MULTIPROC_DIR`` set, :mod:`connectors.process_tree`) the values
+also go to files the parent sums: counters and histograms add up, and each gauge says how its children's
+values combine (``multiprocess_mode``: a stage lives in one child, so sums and maxima give its own value;
+``ubridge_kafka_up`` takes the minimum, 0 as soon as one child reaches no broker).
 """
 
 import platform
@@ -75,12 +80,14 @@ class Metrics:
             "ubridge_consumer_lag_records",
             "Records in the stage's assigned input partitions not yet consumed.",
             ["stage"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.source_cursor = Gauge(
             "ubridge_source_cursor",
             "Last committed cursor of a source, when numeric.",
             ["stage"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.intake_requests = Counter(
@@ -93,12 +100,14 @@ class Metrics:
             "ubridge_source_held_rows",
             "Rows a source holds while their parent rows are missing.",
             ["stage"],
+            multiprocess_mode="livesum",
             registry=registry,
         )
         self.source_held_age = Gauge(
             "ubridge_source_held_age_seconds",
             "How long the oldest row a source holds has waited for its parent rows (0 when none is held).",
             ["stage"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.records_failed = Counter(
@@ -117,11 +126,13 @@ class Metrics:
             "ubridge_source_owner",
             "1 while this process holds a source's lease and runs it, 0 while it stands by.",
             ["stage"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.kafka_up = Gauge(
             "ubridge_kafka_up",
             "1 while the process reaches a Kafka broker of its bootstrap list, 0 while it reaches none.",
+            multiprocess_mode="livemin",
             registry=registry,
         )
         self.tasks_unclocked = Counter(
@@ -134,17 +145,20 @@ class Metrics:
             "ubridge_calendar_official_until",
             "Unix time at which the official holiday data ends (start of the first day it does not cover, "
             "Asia/Shanghai); after it, SLA clocks run on the provisional calendar from the statutory rules.",
+            multiprocess_mode="livemin",
             registry=registry,
         )
         self.stage_up = Gauge(
             "ubridge_stage_up",
             "1 while a stage's loop runs, 0 once it stopped.",
             ["stage"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.stage_paused = Gauge(
             "ubridge_stage_paused",
             "1 while the control topic pauses the stage (ubridge admin pause) and it holds its input.",
             ["stage"],
+            multiprocess_mode="livemax",
             registry=registry,
         )

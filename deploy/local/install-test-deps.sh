@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers and tools the test suite uses when they are missing, and says nothing otherwise:
 # from Debian's packages PostgreSQL (the SPGL exchange database in integration tests), Prometheus (promtool checks
-# the alert rules; the server runs the dashboard's queries) and systemd (`systemd-analyze verify` on the units);
+# the alert rules; the server runs the dashboard's queries), systemd (`systemd-analyze verify` on the units) and
+# Chromium with its driver (the supervision view's headless-browser test, driven by selenium);
 # Helm built from its Go module and kubernetes-validate (with its Kubernetes schemas) from PyPI, both kept in
 # ~/.cache/ubridge/tools by version and linked from ~/.cache/ubridge/bin, where the tests look for them.
 set -euo pipefail
@@ -13,6 +14,7 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

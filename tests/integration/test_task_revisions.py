@@ -154,6 +154,7 @@ def test_drawings_shared_after_the_application_reach_the_utility_as_revision_2(
             unique_prefix,
             utilities=[utility_config(UTILITY, url)],
             applications={"calendar": str(CONFIG / "calendar.yaml")},
+            privacy={"contact_retention_days": 36500},  # filed on a fixed date: must not expire as the years pass
         )
         app = App(settings, only=["project-table", "router-aishandong", f"sink-{UTILITY}"], serve_metrics=False)
         app.start()

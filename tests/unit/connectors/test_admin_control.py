@@ -1,8 +1,10 @@
+import json
 from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.admin.audit import audit_value
 from connectors.admin.control import (
     ControlState,
     control_value,
@@ -30,6 +32,12 @@ def test_a_pause_record_pauses_and_its_tombstone_resumes() -> None:
     assert folded((pause_key("router"), value)).paused == {"router"}
     assert folded((pause_key("router"), value), (pause_key("router"), None)).paused == frozenset()
     assert folded((pause_key("router"), value), (pause_key("router"), b"")).paused == frozenset()
+
+
+def test_a_reason_is_kept_masked() -> None:
+    """A phone number typed into a pause reason is masked: the control topic keeps it as long as it stands."""
+    assert json.loads(control_value("ops", "回访 13912345678", AT))["reason"] == "回访 139****5678"
+    assert json.loads(audit_value("pause", by="ops", reason="13912345678", at=AT, what={}))["reason"] == "139****5678"
 
 
 def test_other_keys_and_unreadable_restarts_change_nothing() -> None:

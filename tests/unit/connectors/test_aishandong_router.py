@@ -1,7 +1,7 @@
 """The 爱山东 router stage: applications → tasks keyed by application id, project lookups, dead letters."""
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -294,7 +294,8 @@ def test_a_project_without_the_drawings_updates_and_keeps_waiting() -> None:
 
 def test_awaiting_applications_are_restored_on_assignment() -> None:
     """A restarted router reads its partitions' awaiting applications back and updates them when due."""
-    kept = record(xmdm=PROJECT, fwlx=["供水"])
+    (outcome,) = awaiting_router(Lookup({})).process([record(xmdm=PROJECT, fwlx=["供水"])])
+    _, kept = cast(Delivered, outcome).outputs
     table = Lookup({PROJECT: with_drawing(project_event())})
     routing = awaiting_router(table, Stored({2: {kept.key: kept.value}}))
     routing.on_assigned([TopicPartition("apps", 2)])
@@ -302,6 +303,42 @@ def test_awaiting_applications_are_restored_on_assignment() -> None:
     assert (update.topic, released.partition, released.value) == ("tasks", 2, b"")
     routing.on_revoked([TopicPartition("apps", 2)])
     assert routing.tick(NOW) == []
+
+
+def test_the_awaiting_record_keeps_no_id_number_nor_note() -> None:
+    """The awaiting table keeps the contact the update needs, not the ID number, the note or an ID card's number."""
+    id_card = {"lx": "身份证", "mc": "身份证", "bh": "11010519491231002X", "url": "https://zwfw.example.cn/cl/1"}
+    (outcome,) = awaiting_router(Lookup({})).process(
+        [record(xmdm=PROJECT, fwlx=["供水"], bz="身份证号见附件", cl=[id_card])]
+    )
+    task, kept = cast(Delivered, outcome).outputs
+    stored = CODEC.decode_as("ConnectionApplication", kept.value)
+    assert (stored["applicant_id_number"], stored["note"], stored["materials"][0]["number"]) == (None, None, None)
+    assert (stored["applicant_name"], stored["applicant_mobile"]) == ("张伟", "13912345678")
+    assert CODEC.decode_as("UtilityTask", task.value)["contact_mobile"] == "13912345678"
+
+
+def test_an_application_written_before_stripping_is_rewritten_stripped() -> None:
+    """A record read back with its ID number (written by an earlier version) is written again without it."""
+    old = record(xmdm=PROJECT, fwlx=["供水"])
+    routing = awaiting_router(Lookup({}), Stored({1: {old.key: old.value}}))
+    routing.on_assigned([TopicPartition("apps", 1)])
+    (rewritten,) = routing.tick(NOW)
+    assert (rewritten.topic, rewritten.key, rewritten.partition) == ("awaiting", old.key, 1)
+    assert CODEC.decode_as("ConnectionApplication", rewritten.value)["applicant_id_number"] is None
+    assert routing.tick(NOW) == []
+
+
+def test_an_application_past_its_contact_retention_is_released() -> None:
+    """30 days after its filing an awaiting application is tombstoned and never updated again."""
+    table = Lookup({})
+    routing = awaiting_router(table)
+    list(routing.process([record(xmdm=PROJECT, fwlx=["供水"])]))
+    assert routing.tick(NOW + timedelta(days=29)) == []
+    (released,) = routing.tick(NOW + timedelta(days=30))
+    assert (released.topic, released.key, released.value) == ("awaiting", b"AS2026112500001", b"")
+    table.events[PROJECT] = with_drawing(project_event())
+    assert routing.tick(NOW + timedelta(days=30)) == []
 
 
 def test_an_application_citing_no_project_never_waits() -> None:

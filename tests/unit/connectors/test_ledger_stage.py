@@ -226,6 +226,23 @@ def test_a_status_before_its_received_is_held_then_applied() -> None:
     assert harness.sample("ubridge_ledger_held_statuses") == 0
 
 
+def test_a_held_status_is_kept_without_personal_data() -> None:
+    """The changelog keeps a held status with its free text masked and without its task's contact."""
+    harness = Harness()
+    task = {**make_task("yantai-water", 1), "created_at": NOW}
+    value = status("CONTACTED", NOW + HOUR, detail="已联系张伟 13912345678", task=task)
+    (held,) = harness.feed(value)
+    (output,) = delivered(held).outputs
+    kept = CODEC.decode_as("TaskStatus", output.value or b"")
+    assert (kept["detail"], kept["task"]["contact_mobile"], kept["task"]["contact_name"]) == (
+        "已联系张伟 139****5678",
+        None,
+        None,
+    )
+    (plain,) = harness.feed(status("SURVEYED", NOW + 2 * HOUR))
+    assert delivered(plain).outputs[0].value == status("SURVEYED", NOW + 2 * HOUR)  # nothing personal: as it came
+
+
 def test_beyond_the_bound_the_oldest_held_status_is_dead_lettered() -> None:
     """With room for two, a third unknown task's status dead-letters the oldest, original bytes and reason."""
     harness = Harness(max_held=2)

@@ -192,6 +192,12 @@ def test_rejected_closes_the_task_with_its_reason() -> None:
     assert ("REJECTED", True, "用户撤回申请") == (entry["stage"], entry["closed"], entry["rejected_reason"])
 
 
+def test_a_rejection_reason_is_kept_masked() -> None:
+    """A phone or ID number in the utility's reason is masked in the entry (it sits on a compacted changelog)."""
+    entry = apply_all(fresh(), status("REJECTED", sh(3, 9, 10), reason="用户张伟 13912345678 撤回"))
+    assert entry["rejected_reason"] == "用户张伟 139****5678 撤回"
+
+
 CLOSED_TASK = (status("CONNECTED", sh(3, 10, 9)), status("CLOSED", sh(3, 10, 10)))
 REJECTED_TASK = (status("REJECTED", sh(3, 10, 10), reason="不具备接入条件"),)
 

@@ -1,0 +1,75 @@
+"""How ``ubridge run`` spreads its stages over processes (issue 17 item 3): counts, weights, pinned groups."""
+
+import pytest
+
+from connectors.runtime.layout import LayoutError, plan_groups, process_count
+
+FLOW = [
+    ("gonggai-interface", 1.0),
+    ("normaliser-gonggai", 3.0),
+    ("router", 3.0),
+    ("sink-a", 1.0),
+    ("sink-b", 1.0),
+    ("ledger", 3.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("configured", "stages", "cores", "expected"),
+    [("auto", 6, 2, 2), ("auto", 6, 16, 6), ("auto", 1, 8, 1), (4, 6, 2, 4), (1, 6, 8, 1), (8, 3, 2, 3)],
+)
+def test_auto_takes_a_process_per_core_and_never_more_than_stages(
+    configured: int | str, stages: int, cores: int, expected: int
+) -> None:
+    """``auto`` is one per core; any count is capped by the stages to run (an empty process helps nobody)."""
+    assert process_count(configured, stages=stages, cores=cores) == expected
+
+
+def test_the_heavy_transforms_go_to_different_processes() -> None:
+    """Two processes: the heaviest first, each into the lighter process, so the loads come out even."""
+    groups = plan_groups(FLOW, count=2)
+    weight = dict(FLOW)
+    loads = [sum(weight[name] for name in group) for group in groups]
+    assert (groups, loads) == (
+        [["normaliser-gonggai", "ledger"], ["gonggai-interface", "router", "sink-a", "sink-b"]],
+        [6.0, 6.0],
+    )
+
+
+def test_every_stage_runs_exactly_once_in_flow_order_within_its_group() -> None:
+    """However many processes, the groups partition the stages and keep the flow order inside each."""
+    order = [name for name, _ in FLOW]
+    for count in range(1, 8):
+        groups = plan_groups(FLOW, count=count)
+        flat = [name for group in groups for name in group]
+        assert (sorted(flat), all(g == sorted(g, key=order.index) for g in groups)) == (sorted(order), True)
+        assert len(groups) == min(count, len(FLOW))
+
+
+def test_one_process_holds_everything() -> None:
+    """A count of 1 is today's layout: one group of every stage in flow order."""
+    assert plan_groups(FLOW, count=1) == [[name for name, _ in FLOW]]
+
+
+def test_pinned_stages_share_a_process_and_the_rest_fill_the_others() -> None:
+    """Pinning the two sinks together leaves the other stages to the remaining process."""
+    groups = plan_groups(FLOW, count=2, pinned=[["sink-b", "sink-a"]])
+    assert groups == [["sink-a", "sink-b"], ["gonggai-interface", "normaliser-gonggai", "router", "ledger"]]
+
+
+def test_pinning_every_stage_leaves_no_empty_process() -> None:
+    """Groups that name every stage are the layout, whatever the count."""
+    pinned = [["gonggai-interface", "normaliser-gonggai", "router"], ["sink-a", "sink-b", "ledger"]]
+    assert plan_groups(FLOW, count=4, pinned=pinned) == pinned
+
+
+def test_a_pinned_stage_that_does_not_run_is_named_in_the_error() -> None:
+    """A typo in ``processes.groups`` is refused with the key, the name and the stages that run."""
+    with pytest.raises(LayoutError, match=r"processes.groups: no stage sink-c runs here; running: gonggai-interface"):
+        plan_groups(FLOW, count=2, pinned=[["sink-c"]])
+
+
+def test_a_stage_pinned_twice_is_refused() -> None:
+    """One stage in two groups would run twice in one installation's layout."""
+    with pytest.raises(LayoutError, match="stage router is in more than one group"):
+        plan_groups(FLOW, count=3, pinned=[["router"], ["router", "ledger"]])
