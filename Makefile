@@ -4,14 +4,15 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install demo test lint fuzz bench broker-start broker-stop clean
 
 $(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing ubridge with its development tools"
+	@echo "==> creating $(VENV) and installing ubridge with its development tools and the benchmark's anchor clients"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -34,7 +35,7 @@ fuzz: $(STAMP)
 	UBRIDGE_FUZZ_REQUESTS=50000 $(BIN)/pytest tests/unit/connectors/test_intake_fuzz.py -q -p no:cacheprovider
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 broker-start: $(STAMP)
 	$(BIN)/ubridge broker start

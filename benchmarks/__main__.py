@@ -1,26 +1,31 @@
 """``make bench``: every figure against the real local broker, one line each: ``bench <name> <value> <unit>``.
 
-1. passthrough: bare kafka-python consume → produce → commit of the raw events (the ceiling: the median of
-   three runs, with their spread);
-2. each ubridge stage on the same data in the same run: normaliser, router, one utility sink (and the records it
-   reads per task delivered: from its own task topic, and from a single topic of every utility's tasks); the
-   normaliser once in the loop's own thread and once with ``--workers`` worker processes (the router keeps
-   state, so it runs in its loop only);
-3. the 工改 query-account reader: SPGL rows from SQLite into the raw topic, and (group ``backfill``) the backfill
-   of a PostgreSQL exchange database of ``--spgl-backfill-rows`` rows in both dialects (rows/s and the reader's
-   peak RSS at that size and a quarter of it, see benchmarks/spgl_backfill.py);
-4. end-to-end latency at a fixed offered rate through every stage, simulators included;
-5. memory: the resident set of a separate ``ubridge run`` process after 10,000 and 50,000 events of
+Each line ends with a comment giving the rate the run achieved (or offered) and the machine's 1-minute load
+average at the end of that run: on a shared machine the ratios between figures of one invocation are what
+counts, never a figure alone.
+
+1. ``throughput``: a bare kafka-python consume → produce → commit passthrough of the raw events (the ceiling:
+   run before, between and after the stages; the median, with its spread), then ubridge's normaliser and
+   router on the same data, each in its loop's own thread (the normaliser also with ``--workers`` worker
+   processes); ``normaliser_vs_passthrough`` and ``router_vs_passthrough`` are their ratios to the ceiling;
+2. ``sink``: one utility's sink delivering tasks all addressed to it to a receiver that answers at once
+   (:mod:`benchmarks.receiver`, a process of its own), against the anchor (:mod:`benchmarks.anchor`: aiokafka
+   + aiohttp, 32 requests in flight, the same work) on the same tasks and receiver: ``sink_vs_anchor``;
+3. ``spgl``: the 工改 query-account reader, SPGL rows from SQLite into the raw topic;
+4. ``backfill``: the backfill of a PostgreSQL exchange database of ``--spgl-backfill-rows`` rows in both
+   dialects (rows/s and the reader's peak RSS at that size and a quarter of it, see benchmarks/spgl_backfill.py);
+5. ``latency``: end to end at 100 and 300 events/s (``--rates``) with the default configuration and process
+   layout of ``ubridge run``, the load generator in a process of its own, each hop printed
+   (:mod:`benchmarks.latency`);
+6. ``memory``: the resident set of a separate ``ubridge run`` process after 10,000 and 50,000 events of
    sustained demo traffic (:mod:`benchmarks.memory`);
-6. the ledger's restore time from its changelog at 10,000 and 100,000 tasks (:mod:`benchmarks.ledger_restore`);
-7. source failover: seconds from SIGKILL of the source's owner to the standby running it
-   (:mod:`benchmarks.failover`).
+7. ``restore``: the ledger's restore time from its changelog at 10,000 and 100,000 tasks
+   (:mod:`benchmarks.ledger_restore`);
+8. ``failover``: seconds from SIGKILL of the source's owner to the standby running it (:mod:`benchmarks.failover`).
 
-``--only`` runs some of these groups: ``throughput`` (1-3), ``backfill``, ``latency``, ``memory``, ``restore``,
-``failover``.
-
-Throughput is timed, from the stage's own records-in counter, from its first batch to its last, so
-consumer-group joins and worker start-up do not count.
+``--only`` runs some of these groups. Throughput is timed after each run from its outputs' Kafka timestamps
+(first send to last), so consumer-group joins and worker start-up do not count and nothing watches the stage
+while it runs.
 """
 
 import argparse
@@ -33,23 +38,29 @@ from pathlib import Path
 
 from benchmarks.failover import failover_seconds
 from benchmarks.harness import (
-    end_to_end,
+    SINK_UTILITY,
+    Throughput,
+    anchor_sink_run,
+    count_records,
     passthrough,
     produce_raw,
+    produce_tasks,
     run_stage,
-    task_counts,
+    tasks_per_utility,
 )
+from benchmarks.latency import HOPS, end_to_end
 from benchmarks.ledger_restore import restore_seconds
 from benchmarks.memory import memory_under_load
+from benchmarks.receiver import Receiver
 from benchmarks.spgl import spgl_throughput
 from benchmarks.spgl_backfill import print_figures, spgl_backfill
 from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.runtime.logs import configure_logging
 
-GROUPS = ("throughput", "backfill", "latency", "memory", "restore", "failover")
+GROUPS = ("throughput", "sink", "spgl", "backfill", "latency", "memory", "restore", "failover")
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - one flat list of groups reads best
     """Run every benchmark and print the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
@@ -57,7 +68,10 @@ def main() -> int:
     parser.add_argument(
         "--spgl-backfill-rows", type=int, default=1_000_000, help="rows of the PostgreSQL backfill (0: skip it)"
     )
-    parser.add_argument("--rate", type=float, default=100.0, help="offered rate of the latency run, events/s")
+    parser.add_argument("--tasks", type=int, default=10000, help="tasks per sink run")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[100.0, 300.0], help="offered rates of the latency runs, events/s"
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes per parallel run (default: cores)"
@@ -83,6 +97,12 @@ def main() -> int:
     try:
         if "throughput" in args.only:
             _throughput(bootstrap, prefix, args)
+        if "sink" in args.only:
+            _sink(bootstrap, prefix, args)
+        if "spgl" in args.only:
+            print("# spgl reader: running", file=sys.stderr, flush=True)
+            rate = spgl_throughput(bootstrap, prefix + "spgl.", args.spgl_rows)
+            _line("spgl_reader_throughput", rate, "rows/s", _load_note())
         if "backfill" in args.only and args.spgl_backfill_rows:
             print_figures(spgl_backfill(args.spgl_backfill_rows))
         if "latency" in args.only:
@@ -96,21 +116,22 @@ def main() -> int:
                 rate_per_s=args.memory_rate,
                 source=args.memory_source,
             )
-            _line("rss_10k_events", memory.rss_mib[10_000], "MiB")
-            _line("rss_50k_events", memory.rss_mib[50_000], "MiB")
+            _line("rss_10k_events", memory.rss_mib[10_000], "MiB", _load_note())
+            _line("rss_50k_events", memory.rss_mib[50_000], "MiB", _load_note())
             growth = 100 * (memory.rss_mib[50_000] - memory.rss_mib[10_000]) / memory.rss_mib[10_000]
-            _line("rss_growth_10k_to_50k", growth, "percent")
-            _line("rss_peak", memory.peak_mib, "MiB")
-            _line("memory_run_rate", memory.events_per_s, "events/s")
+            _line("rss_growth_10k_to_50k", growth, "percent", _load_note())
+            _line("rss_peak", memory.peak_mib, "MiB", _load_note())
+            _line("memory_run_rate", memory.events_per_s, "events/s", f"offered {args.memory_rate:g}/s, {_load_note()}")
         if "restore" in args.only:
             for tasks in (10_000, 100_000):
                 print(f"# restore: ledger of {tasks} tasks", file=sys.stderr, flush=True)
-                _line(f"ledger_restore_{tasks // 1000}k_tasks", restore_seconds(bootstrap, prefix, tasks), "s")
+                seconds = restore_seconds(bootstrap, prefix, tasks)
+                _line(f"ledger_restore_{tasks // 1000}k_tasks", seconds, "s", _load_note())
         if "failover" in args.only:
             print("# failover: SIGKILL of the source's owner", file=sys.stderr, flush=True)
             failover = failover_seconds(bootstrap, prefix + "fo.", rounds=args.failover_rounds)
-            _line("source_failover_median", failover.median, "s")
-            _line("source_failover_max", max(failover.seconds), "s")
+            _line("source_failover_median", failover.median, "s", _load_note())
+            _line("source_failover_max", max(failover.seconds), "s", _load_note())
             _line("source_failover_session_timeout", failover.session_timeout_s, "s")
     finally:
         if started_here:
@@ -119,42 +140,70 @@ def main() -> int:
 
 
 def _throughput(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
-    """Groups 1-3: the passthrough ceiling, each stage, the SPGL reader."""
+    """The passthrough ceiling and each stage, on the same raw events."""
     raw_topic = produce_raw(bootstrap, prefix, args.events)
     # The passthrough runs before, between and after the stages and its median is the ceiling: on a small
     # shared machine one run can be off by a fifth either way.
-    ceilings: list[float] = []
-    stages: dict[str, float] = {}
+    ceilings: list[Throughput] = []
+    stages: dict[str, Throughput] = {}
     for stage in ("normaliser", "router"):
-        ceilings.append(passthrough(bootstrap, raw_topic, prefix, _progress("passthrough", len(ceilings))).rate)
-        stages[stage] = run_stage(stage, bootstrap, prefix, workers=_progress(stage, 0)).rate
+        ceilings.append(passthrough(bootstrap, raw_topic, prefix, _progress("passthrough", len(ceilings))))
+        stages[stage] = run_stage(stage, bootstrap, prefix, workers=_progress(stage, 0))
         if stage == "normaliser":  # the router keeps the grants behind each task, so it runs in its loop only
             parallel = f"{stage}_workers{args.workers}"
-            stages[parallel] = run_stage(stage, bootstrap, prefix, workers=_progress(parallel, args.workers)).rate
-    ceilings.append(passthrough(bootstrap, raw_topic, prefix, _progress("passthrough", len(ceilings))).rate)
-    ceiling = statistics.median(ceilings)
-    _line("passthrough_throughput", ceiling, "events/s")
-    _line("passthrough_spread", 100 * (max(ceilings) - min(ceilings)) / ceiling, "percent")
-    for name, rate in stages.items():
-        _line(f"{name}_throughput", rate, "events/s")
-        _line(f"{name}_vs_passthrough", 100 * rate / ceiling, "percent")
-    sink = run_stage("sink", bootstrap, prefix)
-    _line("sink_throughput", sink.rate, "tasks/s")
-    # what the sink decodes per task (or revision) it delivers, from its own topic, and what it decoded from the
-    # one shared task topic of earlier releases (every utility's tasks; repeats filtered in both)
-    counts = task_counts(bootstrap, prefix)
-    _line("sink_records_read_per_task", sink.records_read / max(sink.delivered, 1), "records/task")
-    _line("sink_records_read_per_task_shared_topic", sum(counts.values()) / max(sink.delivered, 1), "records/task")
-    _line("spgl_reader_throughput", spgl_throughput(bootstrap, prefix + "spgl.", args.spgl_rows), "rows/s")
+            stages[parallel] = run_stage(stage, bootstrap, prefix, workers=_progress(parallel, args.workers))
+    ceilings.append(passthrough(bootstrap, raw_topic, prefix, _progress("passthrough", len(ceilings))))
+    rates = [run.rate for run in ceilings]
+    ceiling = statistics.median(rates)
+    for number, passed in enumerate(ceilings):
+        _line(f"passthrough_run{number}", passed.rate, "events/s", _note(passed))
+    _line("passthrough_throughput", ceiling, "events/s", "median of the runs above")
+    _line("passthrough_spread", 100 * (max(rates) - min(rates)) / ceiling, "percent")
+    for name, measured in stages.items():
+        _line(f"{name}_throughput", measured.rate, "events/s", _note(measured))
+        _line(f"{name}_vs_passthrough", measured.rate / ceiling, "x", "target >= 0.70 in the loop's own thread")
+    # a sink reads only its utility's topic: one record per task; on the one task topic of earlier releases it
+    # read (and decoded) every utility's tasks to keep its own
+    shares = tasks_per_utility(bootstrap, f"{prefix}tasks")
+    shared = sum(shares.values()) / max(shares.get(SINK_UTILITY, 0), 1)
+    note = f"{sum(shares.values())} tasks of {len(shares)} utilities, {shares.get(SINK_UTILITY, 0)} for {SINK_UTILITY}"
+    _line("sink_records_read_per_task_shared_topic", shared, "records/task", note)
+
+
+def _sink(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
+    """The ubridge sink and the anchor, on the same tasks and the same receiver, the anchor first and last."""
+    produce_tasks(bootstrap, prefix, args.tasks, utility=SINK_UTILITY)
+    receiver = Receiver()
+    try:
+        endpoint = f"{receiver.url}/v1/tasks"
+        before = anchor_sink_run(bootstrap, prefix, endpoint, run=_progress("anchor sink", 0))
+        sink = run_stage("sink", bootstrap, prefix, workers=_progress("sink", 0), endpoint=endpoint)
+        after = anchor_sink_run(bootstrap, prefix, endpoint, run=_progress("anchor sink", 1))
+    finally:
+        receiver.stop()
+    anchor = (before.rate + after.rate) / 2
+    _line("anchor_sink_run0", before.rate, "tasks/s", _note(before))
+    _line("anchor_sink_run1", after.rate, "tasks/s", _note(after))
+    _line("sink_throughput", sink.rate, "tasks/s", _note(sink))
+    _line("sink_vs_anchor", sink.rate / anchor, "x", "target >= 1.0; anchor: mean of the two runs")
+    delivered = count_records(bootstrap, f"{prefix}status")  # the sink's RECEIVED, one per task it delivered
+    own = f"{sink.records} records read from its own topic, {delivered} tasks delivered"
+    _line("sink_records_read_per_task", sink.records / max(delivered, 1), "records/task", own)
 
 
 def _latency(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
-    """Group 4: end-to-end latency at a fixed offered rate."""
-    latency = end_to_end(bootstrap, prefix + "e2e.", rate_per_s=args.rate, seconds=args.latency_seconds)
-    _line("e2e_offered_rate", args.rate, "events/s")
-    _line("e2e_tasks", latency.count, "tasks")
-    _line("e2e_latency_p50", latency.p50_ms, "ms")
-    _line("e2e_latency_p99", latency.p99_ms, "ms")
+    """End-to-end latency at each offered rate, with every hop."""
+    for rate in args.rates:
+        print(f"# latency: {rate:g} events/s for {args.latency_seconds:g} s", file=sys.stderr, flush=True)
+        run = end_to_end(bootstrap, f"{prefix}e2e{rate:g}.", rate_per_s=rate, seconds=args.latency_seconds)
+        note = f"offered {run.offered_per_s:g}/s, achieved {run.achieved_per_s:.1f}/s, load {run.load:.2f}"
+        tag = f"{rate:g}eps"
+        _line(f"e2e_tasks_{tag}", run.tasks, "tasks", note)
+        _line(f"e2e_p50_{tag}", run.total.p50_ms, "ms", note)
+        _line(f"e2e_p99_{tag}", run.total.p99_ms, "ms", note)
+        for hop in HOPS:
+            _line(f"e2e_{hop}_p50_{tag}", run.hops[hop].p50_ms, "ms", note)
+            _line(f"e2e_{hop}_p99_{tag}", run.hops[hop].p99_ms, "ms", note)
 
 
 def _progress(run: str, value: int) -> int:
@@ -163,8 +212,16 @@ def _progress(run: str, value: int) -> int:
     return value
 
 
-def _line(name: str, value: float, unit: str) -> None:
-    print(f"bench {name} {value:.1f} {unit}", flush=True)
+def _note(run: Throughput) -> str:
+    return f"{run.records} records in {run.seconds:.2f} s, load {run.load:.2f}"
+
+
+def _load_note() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def _line(name: str, value: float, unit: str, note: str = "") -> None:
+    print(f"bench {name} {value:.2f} {unit}" + (f"  # {note}" if note else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
 """The pieces of ``make bench``: data preparation, the bare passthrough, ubridge's stages, end to end."""
 
+import asyncio
 import json
-import tempfile
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
-from rich.console import Console
 
-from connectors.demo.remote import Simulators
-from connectors.demo.runner import Demo, DemoOptions
-from connectors.demo.summary import percentile
+from benchmarks.anchor import anchor_sink
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.router.stage import ProjectRouter
@@ -26,7 +24,10 @@ from connectors.runtime.workers import WorkerPool
 from connectors.settings import BearerAuth, KafkaSettings, RoutingSettings, UtilitySettings
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink
+from routing.errors import DataError
+from routing.gonggai import normalise
 from routing.service_areas import load_service_areas
+from routing.tasks import route_project_event
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
 
@@ -35,65 +36,27 @@ PARTITIONS = 3
 SINK_UTILITY = "yantai-water"
 
 
-@dataclass
-class Clock:
-    """Times the span from the first record handled to the last."""
+@dataclass(frozen=True)
+class Throughput:
+    """Records a run took in, over the span its outputs were sent in, and the machine's load meanwhile."""
 
-    count: int = 0
-    first: float | None = None
-    last: float = 0.0
-    done: threading.Event = field(default_factory=threading.Event)
-    expected: int = 0
-    untimed_out: int = 0  # outputs of the records before the clock started
-    records_read: int = 0  # by the stage, timed span or not
-    delivered: int = 0  # tasks and revisions a sink delivered, timed span or not
-
-    def tick(self, n: int = 1) -> None:
-        """Count ``n`` records handled now."""
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = now
-        self.count += n
-        self.last = now
-        if self.count >= self.expected:
-            self.done.set()
+    records: int
+    seconds: float
+    load: float  # 1-minute load average at the end of the run
 
     @property
     def rate(self) -> float:
-        """Records per second over the timed span."""
-        span = self.last - (self.first or self.last)
-        return self.count / span if span > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Latency:
-    """End-to-end figures of the latency run."""
-
-    count: int
-    p50_ms: float
-    p99_ms: float
+        """Records per second."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
 def _topic(prefix: str, name: str) -> str:
     return f"{prefix}{name}"
 
 
-def _task_topics(kafka: KafkaSettings, prefix: str, suffix: str = "") -> dict[str, str]:
-    """Each utility of the shipped service areas → its task topic, created if missing."""
-    utilities = load_service_areas(CONFIG_DIR / "service-areas.yaml").utilities()
-    topics = {utility: _topic(prefix, f"tasks.{utility}{suffix}") for utility in sorted(utilities)}
-    ensure_topics(kafka, [TopicSpec(topic, PARTITIONS) for topic in topics.values()])
-    return topics
-
-
-def task_counts(bootstrap: str, prefix: str) -> dict[str, int]:
-    """Records on each utility's task topic (what the router wrote for it)."""
-    utilities = load_service_areas(CONFIG_DIR / "service-areas.yaml").utilities()
-    return {utility: _count(bootstrap, _topic(prefix, f"tasks.{utility}")) for utility in sorted(utilities)}
-
-
-def _count(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+def count_records(bootstrap: str, topic: str) -> int:
+    """Records on ``topic`` now, over every partition."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         end = consumer.end_offsets(partitions)
@@ -106,7 +69,7 @@ def _count(bootstrap: str, topic: str) -> int:
 def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
     """Write ``n`` valid, served approval-system events to a fresh raw topic; returns its name."""
     kafka = KafkaSettings(bootstrap=bootstrap)
-    names = ["raw", "pass", "events", "status", "revisions", "dlq"]
+    names = ["raw", "pass", "events", "tasks", "status", "revisions", "dlq"]
     ensure_topics(kafka, [TopicSpec(_topic(prefix, name), PARTITIONS) for name in names])
     producer = make_producer(kafka)
     simulator = ApprovalSimulator(seed=3)
@@ -120,29 +83,122 @@ def produce_raw(bootstrap: str, prefix: str, n: int) -> str:
     return _topic(prefix, "raw")
 
 
-def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0) -> Clock:
+def produce_tasks(bootstrap: str, prefix: str, n: int, *, utility: str) -> str:
+    """Write about ``n`` tasks, all addressed to ``utility``, to a fresh task topic; returns its name.
+
+    The tasks are what the router makes of the simulator's events, readdressed: the sinks are measured on
+    their own utility's tasks only, as with a task topic per utility.
+    """
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    topic = _topic(prefix, "sinktasks")
+    names = ["sinktasks", "status", "dlq"]
+    ensure_topics(kafka, [TopicSpec(_topic(prefix, name), PARTITIONS) for name in names])
+    ensure_topics(kafka, [TopicSpec(_topic(prefix, "revisions"), PARTITIONS, compacted=True)])
+    areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
+    codec = Codec.default()
+    producer = make_producer(kafka)
+    now = datetime.now(UTC)
+    written = 0
+    simulator = ApprovalSimulator(seed=7)
+    while written < n:
+        for raw in simulator.generate(1000, invalid_rate=0.0, unserved_rate=0.0):
+            try:
+                routed = route_project_event(normalise(raw, source="bench", ingested_at=now), areas, now=now)
+            except DataError:
+                continue
+            for task in routed.tasks:
+                value = codec.encode("UtilityTask", {**task, "utility_id": utility})
+                producer.send(topic, key=raw["xmdm"].encode(), value=value)
+                written += 1
+    producer.flush()
+    producer.close()
+    return topic
+
+
+def sent_span(bootstrap: str, topic: str) -> tuple[int, float]:
+    """Records in ``topic`` and the seconds from the first one's send time (CreateTime) to the last one's.
+
+    Read after a run, this times the run without a watcher beside the stage: every producer stamps each
+    record as it sends it, in partition order.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        start = consumer.beginning_offsets(partitions)
+        end = consumer.end_offsets(partitions)
+        firsts: list[int] = []
+        lasts: list[int] = []
+        for tp in partitions:
+            if end[tp] > start[tp]:
+                firsts.append(_timestamp_at(consumer, tp, start[tp], end[tp]))
+                lasts.append(_timestamp_at(consumer, tp, end[tp] - 1, end[tp]))
+        count = sum(end[tp] - start[tp] for tp in partitions)
+        return count, (max(lasts) - min(firsts)) / 1000 if firsts else 0.0
+    finally:
+        consumer.close()
+
+
+def _timestamp_at(consumer: KafkaConsumer, tp: TopicPartition, offset: int, end: int) -> int:
+    """CreateTime of the record at ``offset`` (or the next one, past a transaction marker)."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    while consumer.position(tp) < end:
+        for records in consumer.poll(timeout_ms=1000, max_records=1).values():
+            return int(records[0].timestamp)
+    message = f"{tp.topic}:{tp.partition} has no record at or after offset {offset}"
+    raise RuntimeError(message)
+
+
+def tasks_per_utility(bootstrap: str, topic: str) -> dict[str, int]:
+    """How many of the tasks on ``topic`` each utility has (the router's output, decoded)."""
+    codec = Codec.default()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        end = consumer.end_offsets(partitions)
+        counts: dict[str, int] = {}
+        for record in consumer:
+            utility = str(codec.decode_as("UtilityTask", record.value)["utility_id"])
+            counts[utility] = counts.get(utility, 0) + 1
+            if all(consumer.position(tp) >= end[tp] for tp in partitions):
+                break
+        return counts
+    finally:
+        consumer.close()
+
+
+def _throughput(records: int, bootstrap: str, output_topic: str) -> Throughput:
+    """``records`` taken in over the span of the run's outputs on ``output_topic``, and the load now."""
+    _, seconds = sent_span(bootstrap, output_topic)
+    return Throughput(records, seconds, os.getloadavg()[0])
+
+
+def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0) -> Throughput:
     """Bare kafka-python: consume a batch, produce every value, flush, commit; the ceiling for a stage."""
     kafka = KafkaSettings(bootstrap=bootstrap)
-    clock = Clock(expected=_count(bootstrap, raw_topic))
+    expected = count_records(bootstrap, raw_topic)
     consumer = make_consumer(kafka, group_id=f"{prefix}passthrough{run}")
     producer = make_producer(kafka)
     consumer.subscribe([raw_topic])
-    out = _topic(prefix, "pass")
-    while not clock.done.is_set():
+    out = _topic(prefix, f"pass{run}")
+    ensure_topics(kafka, [TopicSpec(out, PARTITIONS)])
+    seen = 0
+    while seen < expected:
         batch = consumer.poll(timeout_ms=500)
         for records in batch.values():
             for record in records:
                 producer.send(out, key=record.key, value=record.value)
-                clock.tick()
+            seen += len(records)
         producer.flush()
         consumer.commit()
     consumer.close()
     producer.close()
-    return clock
+    return _throughput(expected, bootstrap, out)
 
 
 def _counted(counter: Counter, stage: str) -> int:
-    """A stage's value of one counter, read from that metric alone (cheap enough to poll)."""
+    """A stage's value of one counter, read from that metric alone."""
     for metric in counter.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.labels.get("stage") == stage:
@@ -150,74 +206,58 @@ def _counted(counter: Counter, stage: str) -> int:
     return 0
 
 
-def _watch(metrics: Metrics, stage: str, clock: Clock, stop: threading.Event) -> None:
-    """Tick ``clock`` from the stage's own records-in counter.
-
-    The loop counts there wherever records are transformed, and it is what an SRE would read.
-    """
-    seen = 0
-    while not stop.is_set():
-        count = _counted(metrics.records_in, stage)
-        if count > seen:
-            if clock.first is None:
-                # The first batch seen starts the clock; its records are outside the timed span.
-                clock.expected -= count
-                clock.untimed_out = _counted(metrics.records_out, stage)
-                clock.tick(0)
-            else:
-                clock.tick(count - seen)
-            seen = count
-        time.sleep(0.01)
-
-
-def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> Clock:
+def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0, endpoint: str = "") -> Throughput:
     """Run one ubridge stage over the whole of its input topic, as a stage loop does in production.
 
     ``workers`` > 0 runs the transform in that many worker processes (normaliser only); such a run
-    writes to its own output topic, so the next stage's input is the same in every run.
+    writes to its own output topic, so the next stage's input is the same in every run. The sink delivers
+    the task topic of :func:`produce_tasks` to ``endpoint``. The stage is timed afterwards, from its
+    outputs' send times (the sink's: its ``RECEIVED`` status records); while it runs, this thread reads its
+    records-in counter twice a second to know when it is done.
     """
     kafka = KafkaSettings(bootstrap=bootstrap)
     metrics = Metrics(CollectorRegistry())
     stop = threading.Event()
     codec = Codec.default()
-    sims: Simulators | None = None
     processor: Processor
     suffix = f".w{workers}" if workers else ""
     if stage == "normaliser":
+        output = _topic(prefix, "events" + suffix)
         processor = GonggaiNormaliser(
             input_topic=_topic(prefix, "raw"),
-            output_topic=_topic(prefix, "events" + suffix),
+            output_topic=output,
             status_codes=RoutingSettings(service_areas=Path()).status_codes,
             codec=codec,
         )
     elif stage == "router":
+        # every utility's tasks on one topic here: the figure is the router's, and one topic times it
+        output = _topic(prefix, "tasks" + suffix)
         grants = _topic(prefix, "grants")
         ensure_topics(kafka, [TopicSpec(grants, PARTITIONS, compacted=True)])
         processor = ProjectRouter(
             input_topic=_topic(prefix, "events"),
-            task_topic=_task_topics(kafka, prefix, suffix).__getitem__,
+            task_topic=lambda _utility: output,
             grants_topic=grants,
             areas=load_service_areas(CONFIG_DIR / "service-areas.yaml"),
             codec=codec,
             reader=KafkaChangelogReader(kafka, grants),
         )
     else:
-        sims = Simulators({SINK_UTILITY: "bench"}, seed=1)
-        url = sims.utilities[SINK_UTILITY].url
+        output = _topic(prefix, "status")
         auth = BearerAuth(type="bearer", token="bench")
-        utility = UtilitySettings(id=SINK_UTILITY, endpoint=f"{url}/v1/tasks", auth=auth)
+        utility = UtilitySettings(id=SINK_UTILITY, endpoint=endpoint, auth=auth)
         revisions = _topic(prefix, "revisions")
         processor = UtilitySink(
             utility,
-            input_topic=_task_topics(kafka, prefix)[SINK_UTILITY],
-            status_topic=_topic(prefix, "status"),
+            input_topic=_topic(prefix, "sinktasks"),
+            status_topic=output,
             revisions_topic=revisions,
             revisions=KafkaRevisionReader(kafka, revisions, utility=SINK_UTILITY),
             codec=codec,
             metrics=metrics,
             stop=stop,
         )
-    clock = Clock(expected=_count(bootstrap, processor.input_topics[0]))
+    expected = count_records(bootstrap, processor.input_topics[0])
     loop = StageLoop(
         processor,
         consumer=make_consumer(kafka, group_id=f"{prefix}{stage}{suffix}"),
@@ -227,51 +267,34 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0) -> C
         stop=stop,
         workers=WorkerPool(processor, workers) if workers else None,
     )
-    watching = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(metrics, processor.stage, clock, watching), daemon=True)
     thread = threading.Thread(target=loop.run, daemon=True)
-    watcher.start()
     thread.start()
-    while not clock.done.wait(0.5):
+    while _counted(metrics.records_in, processor.stage) < expected:
+        time.sleep(0.5)
         if not thread.is_alive():
             message = f"stage {processor.stage} stopped before its input was done (its log says why)"
             raise RuntimeError(message)
     stop.set()
     thread.join()
-    watching.set()
-    watcher.join()
-    clock.records_read = _counted(metrics.records_in, processor.stage)
-    if sims is not None:
-        stats = sims.utilities[SINK_UTILITY].stats()
-        clock.delivered = stats.unique + stats.revisions  # each new task and each new revision of one
-        # tasks delivered in the timed span
-        clock.count = sims.utilities[SINK_UTILITY].stats().unique - clock.untimed_out
-        sims.stop()
-    return clock
+    return _throughput(expected, bootstrap, output)
 
 
-def end_to_end(bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float) -> Latency:
-    """Every stage with the simulators, at a fixed offered rate, no faults: publish → utility receipt."""
-    options = DemoOptions(
-        events=int(rate_per_s * seconds),
-        rate_per_s=rate_per_s,
-        bootstrap=bootstrap,
-        workdir=Path(tempfile.mkdtemp(prefix="ubridge-bench-e2e-")),
-        metrics_port=0,
-        timeout_s=120,
-        seed=5,
-        faults=False,
-        topic_prefix=prefix,
+def anchor_sink_run(bootstrap: str, prefix: str, endpoint: str, *, run: int = 0) -> Throughput:
+    """The aiokafka + aiohttp anchor (:mod:`benchmarks.anchor`) over the same task topic and receiver."""
+    input_topic = _topic(prefix, "sinktasks")
+    output = _topic(prefix, f"status-anchor{run}")
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), [TopicSpec(output, PARTITIONS)])
+    expected = count_records(bootstrap, input_topic)
+    delivered = asyncio.run(
+        anchor_sink(
+            bootstrap,
+            input_topic=input_topic,
+            status_topic=output,
+            group=f"{prefix}anchor-sink{run}",
+            endpoint=endpoint,
+            token="bench",
+            utility=SINK_UTILITY,
+            expected=expected,
+        )
     )
-    demo = Demo(options, Console(stderr=True))
-    try:
-        demo.start()
-        result = demo.result(demo.replay())
-    finally:
-        demo.stop()
-    latencies = [value for row in result.utilities for value in row.latencies_s]
-    return Latency(
-        count=len(latencies),
-        p50_ms=1000 * (percentile(latencies, 0.5) or 0.0),
-        p99_ms=1000 * (percentile(latencies, 0.99) or 0.0),
-    )
+    return _throughput(delivered, bootstrap, output)

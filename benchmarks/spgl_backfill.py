@@ -154,7 +154,7 @@ def print_figures(figures: dict[str, float]) -> None:
     """One ``bench`` line per figure."""
     for name, value in figures.items():
         unit = "MiB" if "peak_rss" in name else "rows/cpu-s" if name.endswith("per_cpu_s") else "rows/s"
-        print(f"bench {name} {value:.0f} {unit}", flush=True)
+        print(f"bench {name} {value:.0f} {unit}  # load {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import fastavro
 import fastavro.schema
 
 from routing.errors import DataError
+from schemas.compiled import Unsupported, Writer, compile_writer
 
 SCHEMA_DIR = Path(__file__).parent
 NAMESPACE = "ubridge.v1"
@@ -92,21 +93,45 @@ class _Writer:
 class Codec:
     """Encodes and decodes ubridge records in Avro single-object encoding.
 
-    Thread-safe: it holds only parsed schemas, which fastavro never mutates.
+    Records are written by a function compiled once per current schema (:mod:`schemas.compiled`); fastavro
+    writes any record that function does not take as it is, so its errors are the codec's errors, and reads.
+
+    Thread-safe: it holds only parsed schemas and compiled functions, which nothing mutates.
     """
 
     def __init__(self, records: tuple[str, ...] = RECORDS) -> None:
         self._current: dict[str, Any] = {}
         self._header: dict[str, bytes] = {}
         self._writers: dict[bytes, _Writer] = {}
+        self._compiled_writers: dict[str, Writer] = {}
+        self._sources: dict[str, dict[str, Any]] = {}
         for name in records:
             current = load_current(name)
             parsed = fastavro.parse_schema(current)
             self._current[name] = parsed
             self._header[name] = MAGIC + fingerprint(current)
             self._writers[fingerprint(current)] = _Writer(name, parsed)
+            self._sources[name] = current
             for _, old in history(name):
                 self._writers.setdefault(fingerprint(old), _Writer(name, fastavro.parse_schema(old)))
+        self._compile()
+
+    def _compile(self) -> None:
+        for name, current in self._sources.items():
+            try:
+                self._compiled_writers[name] = compile_writer(current)
+            except Unsupported:
+                pass  # fastavro alone, for a schema outside the compiled subset
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives: everything but the compiled functions, which do not pickle."""
+        return {key: value for key, value in self.__dict__.items() if key != "_compiled_writers"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Compile the writers again in the process that unpickled the codec."""
+        self.__dict__.update(state)
+        self._compiled_writers = {}
+        self._compile()
 
     @classmethod
     @cache
@@ -120,6 +145,11 @@ class Codec:
         Raises:
             DataError: the record does not fit the schema (missing field, wrong type).
         """
+        fast = self._compiled_writers.get(name)
+        if fast is not None:
+            written = bytearray(self._header[name])
+            if _compiled(fast, record, written):
+                return bytes(written)
         out = io.BytesIO()
         out.write(self._header[name])
         try:
@@ -166,3 +196,12 @@ class Codec:
         if actual != name:
             raise DataError("", f"expected {NAMESPACE}.{name}, got {NAMESPACE}.{actual}")
         return record
+
+
+def _compiled(writer: Writer, record: Any, out: bytearray) -> bool:
+    """Whether the compiled writer wrote ``record`` (else fastavro writes it, or names what is wrong)."""
+    try:
+        writer(record, out)
+    except Exception:
+        return False
+    return True

@@ -11,7 +11,6 @@ its CRC-64-AVRO fingerprint (the same 8 bytes as in the value's single-object he
 Tombstones carry none: they have no value to describe.
 """
 
-from dataclasses import replace
 from typing import Final
 
 from connectors.runtime.interface import Headers, Output
@@ -42,4 +41,7 @@ def described(output: Output, codec: Codec) -> Output:
     if any(name == CONTENT_TYPE for name, _ in output.headers):
         return output
     headers = value_headers(output.value, codec)
-    return replace(output, headers=(*output.headers, *headers)) if headers else output
+    if not headers:
+        return output
+    # built field by field: dataclasses.replace introspects the class on every call, and this runs per record
+    return Output(output.topic, output.key, output.value, (*output.headers, *headers), output.partition)

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -388,4 +387,5 @@ def _child_of(output: Output, parent: bytes | None) -> Output:
     """``output`` in its input's trace, unless the processor placed it in one itself (the sink does)."""
     if of_headers(output.headers) is not None:
         return output
-    return replace(output, headers=traced(output.headers, child(parent)))
+    # built field by field: dataclasses.replace introspects the class on every call, and this runs per record
+    return Output(output.topic, output.key, output.value, traced(output.headers, child(parent)), output.partition)

@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,6 +183,24 @@ def test_grant_of_keeps_what_an_update_needs() -> None:
 def test_standing_grants_round_trip_through_their_stored_form() -> None:
     """What is written to the grants topic reads back equal, documents and time zone included."""
     assert decode_standing(encode_standing(standing(G1, G2))) == standing(G1, G2)
+
+
+def test_stored_form_is_the_compact_json_it_always_was() -> None:
+    """The grants topic's bytes are unchanged: compact JSON, Chinese and control characters as before."""
+    odd = Grant("instance:供水-1\t\n\x01\u2028/", 3, "e3", T0, ({**PERMIT, "title": '许可证"x"\\'},))
+    grants = standing(G1, G2, odd)
+    as_before = [
+        {
+            "identity": g.identity,
+            "stage": g.stage,
+            "event_id": g.event_id,
+            "occurred_at": g.occurred_at.isoformat(),
+            "documents": [dict(d) for d in g.documents],
+        }
+        for g in sorted(grants.values(), key=lambda g: g.identity)
+    ]
+    expected = json.dumps({"grants": as_before}, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode_standing(grants) == expected
 
 
 @pytest.mark.parametrize(

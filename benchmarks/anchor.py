@@ -1,0 +1,107 @@
+"""The sink's anchor: a straightforward aiokafka + aiohttp consumer doing a sink's work, for ``sink_vs_anchor``.
+
+What a competent engineer would write by hand in an afternoon, with the same duties as ubridge's sink: each
+task is Avro-decoded with the same codec, POSTed as the same JSON body with its ``Idempotency-Key`` and
+bearer token, tasks of one project (the record key) one after another in order while up to ``in_flight``
+requests of different projects are on the wire, one ``RECEIVED`` status record (the task inside, Avro) is
+produced per delivered task, and offsets are committed only after every response of the batch arrived and
+every status record was acknowledged. It has none of ubridge's revisions, retries or dead letters: a task
+refused here fails the run.
+"""
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from connectors.utility.payload import task_body
+from routing.revisions import idempotency_key
+from schemas import Codec
+
+_POLL_MS = 500
+
+
+async def anchor_sink(
+    bootstrap: str,
+    *,
+    input_topic: str,
+    status_topic: str,
+    group: str,
+    endpoint: str,
+    token: str,
+    utility: str,
+    expected: int,
+    in_flight: int = 32,
+) -> int:
+    """Deliver ``expected`` tasks of ``input_topic`` to ``endpoint``; returns the tasks delivered."""
+    codec = Codec.default()
+    consumer = AIOKafkaConsumer(
+        input_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"}
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    slots = asyncio.Semaphore(in_flight)
+    delivered = 0
+    await consumer.start()
+    await producer.start()
+    try:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+            async def lane(records: list[ConsumerRecord[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+                acks = []
+                for record in records:
+                    task = codec.decode_as("UtilityTask", record.value)
+                    async with (
+                        slots,
+                        http.post(
+                            endpoint,
+                            data=task_body(task),  # type: ignore[arg-type]
+                            headers={"Idempotency-Key": idempotency_key(task["task_id"], task["revision"])},
+                        ) as response,
+                    ):
+                        await response.read()
+                        response.raise_for_status()
+                    acks.append(await producer.send(status_topic, _received(codec, task, utility), key=record.key))
+                return acks
+
+            while delivered < expected:
+                batch = await consumer.getmany(timeout_ms=_POLL_MS)
+                lanes: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+                offsets: dict[TopicPartition, int] = {}
+                for tp, records in batch.items():
+                    for record in records:
+                        lanes[record.key].append(record)
+                    offsets[tp] = records[-1].offset + 1
+                if not offsets:
+                    continue
+                for acks in await asyncio.gather(*(lane(records) for records in lanes.values())):
+                    for ack in acks:
+                        await ack
+                        delivered += 1
+                await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return delivered
+
+
+def _received(codec: Codec, task: dict[str, Any], utility: str) -> bytes:
+    now = datetime.now(UTC)
+    status = {
+        "task_id": task["task_id"],
+        "utility_id": utility,
+        "application_id": task["application_id"],
+        "stage": "RECEIVED",
+        "occurred_at": now,
+        "reported_at": now,
+        "pipe_length_m": None,
+        "reason": None,
+        "detail": None,
+        "reporter": "sink",
+        "task": task,
+    }
+    return codec.encode("TaskStatus", status)
