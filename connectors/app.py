@@ -42,6 +42,7 @@ from connectors.runtime.health import HealthServer
 from connectors.runtime.kafka import ensure_topics
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.schema_registry import codec_for
 from connectors.runtime.web_app import build_app
 from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
@@ -117,6 +118,8 @@ class App:
         """
         self._expose_calendar_coverage()
         threading.Thread(target=self.probe.run, name="kafka-probe", daemon=True).start()
+        # the value encoding is chosen here, once: every stage and intake takes the process-wide codec
+        Codec.install(codec_for(self.settings))
         ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default(), paused=self.control.paused)
         self.supervisors = [Supervisor(spec, ctx, on_fatal=self._fatal) for spec in self._specs]
         if self._serve_metrics:

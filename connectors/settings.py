@@ -90,6 +90,28 @@ class KafkaSettings(_Strict):
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
     security: KafkaSecurity = KafkaSecurity()
+    value_encoding: Literal["single-object", "registry"] = Field(
+        "single-object",
+        description="Avro framing of values: single-object (C3 01 + fingerprint) or the schema registry's (00 + id).",
+    )
+
+
+class SchemaRegistrySettings(_Strict):
+    """A registry serving the Confluent Schema Registry REST API (Confluent, Apicurio's ``/apis/ccompat/v7``)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Basic-auth password, from the environment.")
+    ca_file: ConfigPath | None = Field(None, description="PEM CA bundle the registry's certificate must chain to.")
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] = "BACKWARD"
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _auth_pairs(self) -> "SchemaRegistrySettings":
+        if (self.username is None) != (self.password is None):
+            message = "username and password go together (basic auth to the registry)"
+            raise ValueError(message)
+        return self
 
 
 class TopicNames(_Strict):
@@ -345,6 +367,14 @@ class Settings(_Strict):
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None
+    schema_registry: SchemaRegistrySettings | None = None
+
+    @model_validator(mode="after")
+    def _registry_configured(self) -> "Settings":
+        if self.kafka.value_encoding == "registry" and self.schema_registry is None:
+            message = "kafka.value_encoding registry needs schema_registry (url, and username/password if any)"
+            raise ValueError(message)
+        return self
 
     @field_validator("utilities")
     @classmethod
