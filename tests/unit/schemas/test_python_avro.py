@@ -31,7 +31,7 @@ STATUS = {
 def spec_fingerprint(schema: dict[str, Any]) -> bytes:
     """The workaround: CRC-64-AVRO of the specification's canonical form (``avro`` keeps {"type": "long"})."""
     canonical = fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(schema))
-    return avro.schema._crc_64_fingerprint(canonical.encode())  # noqa: SLF001  # the package's own CRC-64-AVRO
+    return avro.schema._crc_64_fingerprint(canonical.encode())  # the package's own CRC-64-AVRO
 
 
 def test_avro_package_fingerprint_differs_for_logical_types() -> None:
