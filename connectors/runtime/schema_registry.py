@@ -150,6 +150,10 @@ class RegistryCodec(Codec):
         self._by_id: dict[int, Writer] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Release the registry client's connections (the process's codec lives as long as the process)."""
+        self._client.close()
+
     def _prefix(self, name: str) -> bytes:
         return frame(self._ids[name])
 

@@ -1,0 +1,98 @@
+"""The registry value encoding against a real Apicurio Registry and a real broker, read back by Java."""
+
+import copy
+import io
+import json
+import time
+from typing import Any
+
+import fastavro
+import httpx
+import pytest
+
+from connectors.runtime.interface import Output
+from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
+from connectors.runtime.record_headers import described
+from connectors.runtime.schema_registry import RegistryCodec, SchemaRegistryError, codec_for
+from connectors.settings import Settings, parse_settings
+from schemas import RECORDS, load_current
+from tests.schema_registry import consume_with_java
+from tests.support import make_task
+
+
+def registry_settings(bootstrap: str, registry: str, prefix: str) -> Settings:
+    return parse_settings(
+        {
+            "routing": {"service_areas": "areas.yaml"},
+            "kafka": {"bootstrap": bootstrap, "topic_prefix": prefix, "value_encoding": "registry"},
+            "schema_registry": {"url": f"{registry}/apis/ccompat/v7"},
+        }
+    )
+
+
+def registered(settings: Settings, schemas: dict[str, dict[str, Any]] | None = None) -> RegistryCodec:
+    """Start-up's registration, returning the registry codec."""
+    codec = codec_for(settings, schemas)
+    assert isinstance(codec, RegistryCodec)
+    return codec
+
+
+def test_start_up_registers_every_subject_with_backward_compatibility(
+    kafka_bootstrap: str, schema_registry_url: str, unique_prefix: str
+) -> None:
+    """Each record's subject exists after start-up and the registry holds it to BACKWARD."""
+    registered(registry_settings(kafka_bootstrap, schema_registry_url, unique_prefix)).close()
+    ccompat = f"{schema_registry_url}/apis/ccompat/v7"
+    subjects = set(httpx.get(f"{ccompat}/subjects").json())
+    expected = {
+        f"{unique_prefix}ubridge.tasks.v1-value",
+        f"{unique_prefix}ubridge.canonical.project-events.v1-value",
+        f"{unique_prefix}ubridge.ledger.changelog.v1-ubridge.v1.TaskLedgerEntry",
+        f"{unique_prefix}ubridge.ledger.changelog.v1-ubridge.v1.TaskStatus",
+    }
+    assert expected <= subjects
+    for subject in expected:
+        assert httpx.get(f"{ccompat}/config/{subject}").json()["compatibilityLevel"] == "BACKWARD"
+
+
+def test_an_incompatible_schema_change_stops_start_up(
+    kafka_bootstrap: str, schema_registry_url: str, unique_prefix: str
+) -> None:
+    """A new field without a default is refused by the registry, with the subject and its reason."""
+    settings = registry_settings(kafka_bootstrap, schema_registry_url, unique_prefix)
+    registered(settings).close()
+    changed: dict[str, dict[str, Any]] = {name: load_current(name) for name in RECORDS}
+    changed["UtilityTask"] = copy.deepcopy(changed["UtilityTask"])
+    changed["UtilityTask"]["fields"].append({"name": "meter_serial", "type": "string"})
+    subject = f"{unique_prefix}ubridge.tasks.v1-value".replace(".", r"\.")
+    with pytest.raises(
+        SchemaRegistryError, match=rf"refused to register under subject {subject} \(409\): .*meter_serial"
+    ):
+        codec_for(settings, changed)
+
+
+def test_a_java_consumer_with_apicurios_deserializer_reads_ubridge_records(
+    kafka_bootstrap: str, schema_registry_url: str, unique_prefix: str
+) -> None:
+    """Tasks ubridge writes in the registry framing decode in Java to the same Avro data."""
+    settings = registry_settings(kafka_bootstrap, schema_registry_url, unique_prefix)
+    codec = registered(settings)
+    topic = settings.topic("tasks")
+    ensure_topics(settings.kafka, [TopicSpec(topic, 1)])
+    tasks = [dict(make_task("yantai-water", n)) for n in range(5)]
+    producer = make_producer(settings.kafka)
+    for task in tasks:
+        output = described(Output(topic, task["project_code"].encode(), codec.encode("UtilityTask", task)), codec)
+        producer.send(topic, key=output.key, value=output.value, headers=list(output.headers))
+    producer.flush()
+    producer.close()
+    codec.close()
+    started = time.monotonic()
+    rows = consume_with_java(kafka_bootstrap, topic, schema_registry_url, len(tasks))
+    print(f"java consumer read {len(rows)} records in {time.monotonic() - started:.1f} s")
+    schema = fastavro.parse_schema(load_current("UtilityTask"))
+    for (key, name, body), task in zip(rows, tasks, strict=True):
+        out = io.StringIO()
+        fastavro.json_writer(out, schema, [task])
+        assert (key, name) == (task["project_code"], "ubridge.v1.UtilityTask")
+        assert json.loads(body) == json.loads(out.getvalue())
