@@ -114,12 +114,14 @@ class App:
         """Serve health, wait for Kafka, create missing topics, build every stage and start supervising them.
 
         Raises:
+            SchemaRegistryError: with ``kafka.value_encoding: registry``, the registry refused a schema or is down.
             Exception: Whatever building a stage raised other than a Kafka error: the configuration is wrong.
         """
+        # the value encoding is chosen here, once and before anything runs: every stage and intake takes the
+        # process-wide codec, and a schema the registry refuses stops start-up (SchemaRegistryError)
+        Codec.install(codec_for(self.settings))
         self._expose_calendar_coverage()
         threading.Thread(target=self.probe.run, name="kafka-probe", daemon=True).start()
-        # the value encoding is chosen here, once: every stage and intake takes the process-wide codec
-        Codec.install(codec_for(self.settings))
         ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default(), paused=self.control.paused)
         self.supervisors = [Supervisor(spec, ctx, on_fatal=self._fatal) for spec in self._specs]
         if self._serve_metrics:

@@ -33,7 +33,7 @@ from connectors.registry import stage_specs
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.kafka_access import KafkaAccessError, check_access
 from connectors.runtime.logs import configure_logging
-from connectors.runtime.schema_registry import codec_for
+from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
 from connectors.tail import dumps, follow, render
 from schemas import Codec
@@ -124,7 +124,11 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    app.start()
+    try:
+        app.start()
+    except SchemaRegistryError as exc:
+        print(f"ubridge: {exc}", file=sys.stderr)
+        return 2
     while not app.wait(timeout_s=0.5):
         if app.stop_event.is_set():
             break

@@ -4,12 +4,15 @@ import copy
 import io
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import fastavro
 import httpx
 import pytest
+import yaml
 
+from connectors.cli import main
 from connectors.runtime.interface import Output
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.record_headers import described
@@ -17,7 +20,7 @@ from connectors.runtime.schema_registry import RegistryCodec, SchemaRegistryErro
 from connectors.settings import Settings, parse_settings
 from schemas import RECORDS, load_current
 from tests.schema_registry import consume_with_java
-from tests.support import make_task
+from tests.support import YANTAI_WATER_AREAS, make_task
 
 
 def registry_settings(bootstrap: str, registry: str, prefix: str) -> Settings:
@@ -96,3 +99,31 @@ def test_a_java_consumer_with_apicurios_deserializer_reads_ubridge_records(
         fastavro.json_writer(out, schema, [task])
         assert (key, name) == (task["project_code"], "ubridge.v1.UtilityTask")
         assert json.loads(body) == json.loads(out.getvalue())
+
+
+def test_ubridge_run_refused_by_the_registry_says_why_in_one_line(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    unique_prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A subject holding a schema ubridge's current one cannot read makes `ubridge run` exit 2 with the reason."""
+    ccompat = f"{schema_registry_url}/apis/ccompat/v7"
+    subject = f"{unique_prefix}ubridge.tasks.v1-value"
+    older = {"type": "record", "name": "UtilityTask", "namespace": "ubridge.v1", "fields": []}
+    answer = httpx.post(f"{ccompat}/subjects/{subject}/versions", json={"schema": json.dumps(older)})
+    assert answer.status_code == httpx.codes.OK
+    utility = {"id": "yantai-water", "endpoint": "http://w/v1/tasks", "auth": {"type": "bearer", "token": "t"}}
+    document = {
+        "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix, "value_encoding": "registry"},
+        "schema_registry": {"url": ccompat},
+        "observability": {"metrics_port": 0},
+        "routing": {"service_areas": str(YANTAI_WATER_AREAS)},
+        "utilities": [utility],
+    }
+    path = tmp_path / "ubridge.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"ubridge: schema registry refused to register under subject {subject} (409): ")
