@@ -4,6 +4,7 @@ import copy
 import io
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,40 @@ import httpx
 import pytest
 import yaml
 
+from connectors.app import App
 from connectors.cli import main
+from connectors.registry import topics
+from connectors.router.stage import ProjectRouter
 from connectors.runtime.interface import Output
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.record_headers import described
 from connectors.runtime.schema_registry import RegistryCodec, SchemaRegistryError, codec_for
 from connectors.settings import Settings, parse_settings
-from schemas import RECORDS, load_current
+from routing.gonggai import normalise
+from routing.records import ProjectEvent
+from schemas import RECORDS, Codec, load_current
 from tests.schema_registry import consume_with_java
-from tests.support import YANTAI_WATER_AREAS, make_task
+from tests.support import YANTAI_WATER_AREAS, make_task, read_topic, settings_for, wait_until
+
+PROJECT = "2026-370602-47-01-000123"
+
+
+def granted_event(seq: int, stage: int) -> ProjectEvent:
+    """A granted approval-system event of PROJECT (water, 芝罘区) at ``stage``."""
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "xmdm": PROJECT,
+        "xmmc": "幸福里三期",
+        "jsddxzqh": "370602",
+        "jsdw": "烟台市幸福置业有限公司",
+        "dybzspjdxh": stage,
+        "spsxslbm": f"i-{seq}",
+        "blzt": 11,
+        "blsj": f"2026-11-2{stage} 10:00:00",
+        "sjyxbs": 1,
+        "xqxx": [{"fwlx": "供水"}],
+    }
+    return normalise(fields, source="gonggai-interface", ingested_at=datetime(2026, 11, 25, 2, 0, tzinfo=UTC))
 
 
 def registry_settings(bootstrap: str, registry: str, prefix: str) -> Settings:
@@ -127,3 +153,47 @@ def test_ubridge_run_refused_by_the_registry_says_why_in_one_line(
     assert main(["run", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"ubridge: schema registry refused to register under subject {subject} (409): ")
+
+
+def test_the_router_run_by_the_app_writes_tasks_java_reads(
+    kafka_bootstrap: str, schema_registry_url: str, unique_prefix: str
+) -> None:
+    """`ubridge run` with the registry encoding: events written before the switch route to tasks Java decodes."""
+    kafka = {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix, "value_encoding": "registry"}
+    settings = settings_for(
+        kafka_bootstrap, unique_prefix, kafka=kafka, schema_registry={"url": f"{schema_registry_url}/apis/ccompat/v7"}
+    )
+    ensure_topics(settings.kafka, topics(settings))
+    producer = make_producer(settings.kafka)
+    single_object = Codec()  # events already on the topic when the encoding was switched
+    for n, stage in enumerate((1, 2, 3)):
+        value = single_object.encode("ProjectEvent", dict(granted_event(n, stage)))
+        producer.send(settings.topic("project_events"), key=PROJECT.encode(), value=value)
+    producer.flush()
+    producer.close()
+    app = App(settings, only=[ProjectRouter.stage], serve_metrics=False)
+    try:
+        app.start()
+        codec = Codec.default()
+        assert isinstance(codec, RegistryCodec)
+        wait_until(
+            lambda: len(read_topic(kafka_bootstrap, settings.topic("tasks"), timeout_s=2)) >= 1,
+            timeout_s=60,
+            what="tasks routed",
+        )
+    finally:
+        app.stop()
+        app.wait(timeout_s=30)
+    records = read_topic(kafka_bootstrap, settings.topic("tasks"))
+    assert {dict(r.headers)["content-type"] for r in records} == {b"avro/binary; encoding=schema-registry"}
+    rows = consume_with_java(kafka_bootstrap, settings.topic("tasks"), schema_registry_url, len(records))
+    schema = fastavro.parse_schema(load_current("UtilityTask"))
+    expected = []
+    for record in records:
+        out = io.StringIO()
+        fastavro.json_writer(out, schema, [codec.decode_as("UtilityTask", record.value)])
+        expected.append((record.key.decode(), "ubridge.v1.UtilityTask", json.loads(out.getvalue())))
+    codec.close()
+    Codec.install(Codec())
+    read = [(key, name, json.loads(body)) for key, name, body in rows]
+    assert sorted(read, key=repr) == sorted(expected, key=repr)
