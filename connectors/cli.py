@@ -165,7 +165,11 @@ def _tail(args: argparse.Namespace) -> int:
         if settings is None:
             return 2
         kafka = settings.kafka
-        codec = codec_for(settings)
+        try:
+            codec = codec_for(settings)
+        except SchemaRegistryError as exc:
+            print(f"ubridge: {exc}", file=sys.stderr)
+            return 2
     consumer = make_consumer(kafka, group_id=None)
     try:
         records = follow(consumer, args.topic, from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout_s)
@@ -180,6 +184,7 @@ def _tail(args: argparse.Namespace) -> int:
         return 0
     finally:
         consumer.close()
+        codec.close()
     return 0
 
 

@@ -135,6 +135,9 @@ class Codec:
         """Make ``codec`` the process-wide one (start-up chooses the value encoding once)."""
         _installed[:] = [codec]
 
+    def close(self) -> None:
+        """Release what the codec holds: nothing here; a registry codec's HTTP connections."""
+
     def _prefix(self, name: str) -> bytes:
         """The bytes that precede a ``name`` body: ``C3 01`` and the current schema's fingerprint."""
         return self._header[name]

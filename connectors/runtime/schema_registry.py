@@ -151,7 +151,7 @@ class RegistryCodec(Codec):
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Release the registry client's connections (the process's codec lives as long as the process)."""
+        """Release the registry client's connections (the process-wide codec lives as long as the process)."""
         self._client.close()
 
     def _prefix(self, name: str) -> bytes:

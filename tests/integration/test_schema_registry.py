@@ -101,9 +101,13 @@ def test_an_incompatible_schema_change_stops_start_up(
 
 
 def test_a_java_consumer_with_apicurios_deserializer_reads_ubridge_records(
-    kafka_bootstrap: str, schema_registry_url: str, unique_prefix: str
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    unique_prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Tasks ubridge writes in the registry framing decode in Java to the same Avro data."""
+    """Tasks written in the registry framing decode in Java to the same Avro data; `ubridge tail` reads them too."""
     settings = registry_settings(kafka_bootstrap, schema_registry_url, unique_prefix)
     codec = registered(settings)
     topic = settings.topic("tasks")
@@ -116,6 +120,14 @@ def test_a_java_consumer_with_apicurios_deserializer_reads_ubridge_records(
     producer.flush()
     producer.close()
     codec.close()
+    path = tmp_path / "ubridge.yaml"
+    document = {"routing": {"service_areas": "areas.yaml"}, "kafka": settings.kafka.model_dump(mode="json")}
+    path.write_text(yaml.safe_dump({**document, "schema_registry": {"url": f"{schema_registry_url}/apis/ccompat/v7"}}))
+    assert main(["tail", topic, "--config", str(path), "--from-beginning", "--max", str(len(tasks))]) == 0
+    tailed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["schema"], line["value"]["task_id"]) for line in tailed] == [
+        ("ubridge.v1.UtilityTask", task["task_id"]) for task in tasks
+    ]
     started = time.monotonic()
     rows = consume_with_java(kafka_bootstrap, topic, schema_registry_url, len(tasks))
     print(f"java consumer read {len(rows)} records in {time.monotonic() - started:.1f} s")
