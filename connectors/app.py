@@ -50,6 +50,7 @@ from connectors.runtime.kafka import (
 )
 from connectors.runtime.kafka_probe import KafkaProbe
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.schema_registry import codec_for
 from connectors.runtime.web_app import build_app
 from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
@@ -148,8 +149,12 @@ class App:
         """Serve health, wait for Kafka, create missing topics, build every stage and start supervising them.
 
         Raises:
+            SchemaRegistryError: with ``kafka.value_encoding: registry``, the registry refused a schema or is down.
             Exception: Whatever building a stage raised other than a Kafka error: the configuration is wrong.
         """
+        # the value encoding is chosen here, once and before anything runs: every stage and intake takes the
+        # process-wide codec, and a schema the registry refuses stops start-up (SchemaRegistryError)
+        Codec.install(codec_for(self.settings))
         self._expose_calendar_coverage()
         threading.Thread(target=self.probe.run, name="kafka-probe", daemon=True).start()
         ctx = Context(self.settings, self.metrics, self.stop_event, Codec.default(), paused=self.control.paused)

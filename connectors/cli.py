@@ -34,6 +34,7 @@ from connectors.registry import stage_specs
 from connectors.run import run as run_stages
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.logs import configure_logging
+from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import ConfigError, KafkaSettings, Settings, load_settings
 from connectors.supervision import cli as report_cli
 from connectors.tail import dumps, follow, render
@@ -133,13 +134,18 @@ def _config_check(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     configure_logging(json=False, level="warning")
     kafka = KafkaSettings(bootstrap=args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    codec = Codec.default()
     if args.config is not None:
         settings = _load(args.config)
         if settings is None:
             return 2
         kafka = settings.kafka
+        try:
+            codec = codec_for(settings)
+        except SchemaRegistryError as exc:
+            print(f"ubridge: {exc}", file=sys.stderr)
+            return 2
     consumer = make_consumer(kafka, group_id=None)
-    codec = Codec.default()
     try:
         records = follow(consumer, args.topic, from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout_s)
         for count, record in enumerate(records, start=1):
@@ -153,6 +159,7 @@ def _tail(args: argparse.Namespace) -> int:
         return 0
     finally:
         consumer.close()
+        codec.close()
     return 0
 
 

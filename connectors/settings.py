@@ -108,6 +108,10 @@ class KafkaSettings(_Strict):
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
     security: KafkaSecurity = KafkaSecurity()
     retention: RetentionSettings = RetentionSettings()
+    value_encoding: Literal["single-object", "registry"] = Field(
+        "single-object",
+        description="Avro framing of values: single-object (C3 01 + fingerprint) or the schema registry's (00 + id).",
+    )
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> Self:
@@ -116,6 +120,24 @@ class KafkaSettings(_Strict):
                 f"min_insync_replicas ({self.min_insync_replicas}) above replication_factor "
                 f"({self.replication_factor}): no acks=all write could ever succeed"
             )
+            raise ValueError(message)
+        return self
+
+
+class SchemaRegistrySettings(_Strict):
+    """A registry serving the Confluent Schema Registry REST API (Confluent, Apicurio's ``/apis/ccompat/v7``)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Basic-auth password, from the environment.")
+    ca_file: ConfigPath | None = Field(None, description="PEM CA bundle the registry's certificate must chain to.")
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] = "BACKWARD"
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @model_validator(mode="after")
+    def _auth_pairs(self) -> "SchemaRegistrySettings":
+        if (self.username is None) != (self.password is None):
+            message = "username and password go together (basic auth to the registry)"
             raise ValueError(message)
         return self
 
@@ -443,12 +465,20 @@ class Settings(_Strict):
     privacy: PrivacySettings = PrivacySettings()
     supervision: SupervisionSettings | None = None
     acl: AclSettings | None = None
+    schema_registry: SchemaRegistrySettings | None = None
 
     @model_validator(mode="after")
     def _acl_utilities_configured(self) -> "Settings":
         unknown = sorted(set(self.acl.utilities) - {u.id for u in self.utilities}) if self.acl else []
         if unknown:
             message = f"acl.utilities names utilities with no utilities[] entry: {', '.join(unknown)}"
+            raise ValueError(message)
+        return self
+
+    @model_validator(mode="after")
+    def _registry_configured(self) -> "Settings":
+        if self.kafka.value_encoding == "registry" and self.schema_registry is None:
+            message = "kafka.value_encoding registry needs schema_registry (url, and username/password if any)"
             raise ValueError(message)
         return self
 

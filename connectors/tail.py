@@ -44,7 +44,8 @@ def render(record: ConsumerRecord, codec: Codec, *, masked: bool) -> dict[str, A
 def _decode(value: bytes | None, codec: Codec) -> tuple[str | None, Any]:
     if value is None:
         return None, None
-    if value[:2] == MAGIC:
+    # an Avro value in the codec's framing, or a single-object one it cannot place (reported as undecodable)
+    if value[:2] == MAGIC or codec.schema_of(value) is not None:
         try:
             name, record = codec.decode(value)
         except DataError as exc:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import fastavro
 import fastavro.schema
 
 from routing.errors import DataError
-from schemas.compiled import Unsupported, Writer, compile_writer
+from schemas.compiled import Unsupported, compile_writer
+from schemas.compiled import Writer as CompiledWriter
 
 SCHEMA_DIR = Path(__file__).parent
 NAMESPACE = "ubridge.v1"
@@ -85,35 +85,50 @@ def fingerprint(schema: dict[str, Any]) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Writer:
+class Writer:
+    """A writer schema of record ``name`` (short name), parsed, with its fingerprint as hex."""
+
     name: str
     parsed: Any
+    fingerprint: str
+
+    @classmethod
+    def of(cls, name: str, schema: dict[str, Any]) -> Writer:
+        """Parse ``schema``, a version of record ``name``."""
+        return cls(name, fastavro.parse_schema(schema), fingerprint(schema).hex())
+
+
+_installed: list[Codec] = []
 
 
 class Codec:
     """Encodes and decodes ubridge records in Avro single-object encoding.
 
-    Records are written by a function compiled once per current schema (:mod:`schemas.compiled`); fastavro
-    writes any record that function does not take as it is, so its errors are the codec's errors, and reads.
+    The framing is two hooks (:meth:`_prefix`, :meth:`_resolve`) so another wire format (the schema
+    registry's, ``connectors.runtime.schema_registry``) is a subclass chosen once at start-up. Records are
+    written by a function compiled once per current schema (:mod:`schemas.compiled`); fastavro writes any
+    record that function does not take as it is, so its errors are the codec's errors, and reads.
 
     Thread-safe: it holds only parsed schemas and compiled functions, which nothing mutates.
     """
 
+    content_type = b"avro/binary; encoding=single-object"
+
     def __init__(self, records: tuple[str, ...] = RECORDS) -> None:
         self._current: dict[str, Any] = {}
         self._header: dict[str, bytes] = {}
-        self._writers: dict[bytes, _Writer] = {}
-        self._compiled_writers: dict[str, Writer] = {}
+        self._writers: dict[bytes, Writer] = {}
+        self._compiled_writers: dict[str, CompiledWriter] = {}
         self._sources: dict[str, dict[str, Any]] = {}
         for name in records:
             current = load_current(name)
             parsed = fastavro.parse_schema(current)
             self._current[name] = parsed
             self._header[name] = MAGIC + fingerprint(current)
-            self._writers[fingerprint(current)] = _Writer(name, parsed)
+            self._writers[fingerprint(current)] = Writer.of(name, current)
             self._sources[name] = current
             for _, old in history(name):
-                self._writers.setdefault(fingerprint(old), _Writer(name, fastavro.parse_schema(old)))
+                self._writers.setdefault(fingerprint(old), Writer.of(name, old))
         self._compile()
 
     def _compile(self) -> None:
@@ -134,10 +149,44 @@ class Codec:
         self._compile()
 
     @classmethod
-    @cache
     def default(cls) -> Codec:
-        """The process-wide codec over every published record."""
-        return cls()
+        """The process-wide codec over every published record: the one installed at start-up, or single-object."""
+        if not _installed:
+            _installed.append(Codec())
+        return _installed[0]
+
+    @staticmethod
+    def install(codec: Codec) -> None:
+        """Make ``codec`` the process-wide one (start-up chooses the value encoding once)."""
+        _installed[:] = [codec]
+
+    def close(self) -> None:
+        """Release what the codec holds: nothing here; a registry codec's HTTP connections."""
+
+    def _prefix(self, name: str) -> bytes:
+        """The bytes that precede a ``name`` body: ``C3 01`` and the current schema's fingerprint."""
+        return self._header[name]
+
+    def _resolve(self, data: bytes) -> tuple[Writer, int]:
+        """The writer schema of ``data`` and where its body starts.
+
+        Raises:
+            DataError: not single-object encoded, or an unknown fingerprint.
+        """
+        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
+            raise DataError("", "not Avro single-object encoded (missing C3 01 marker)")
+        writer = self._writers.get(data[2:_HEADER_LEN])
+        if writer is None:
+            raise DataError("", f"unknown schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        return writer, _HEADER_LEN
+
+    def fingerprint_of(self, data: bytes) -> str | None:
+        """The CRC-64-AVRO fingerprint (hex, single-object byte order) of the writer schema of ``data``."""
+        try:
+            writer, _ = self._resolve(data)
+        except DataError:
+            return None
+        return writer.fingerprint
 
     def encode(self, name: str, record: dict[str, Any] | Any) -> bytes:
         """Single-object encode ``record`` with the current schema of ``name``.
@@ -147,11 +196,11 @@ class Codec:
         """
         fast = self._compiled_writers.get(name)
         if fast is not None:
-            written = bytearray(self._header[name])
+            written = bytearray(self._prefix(name))
             if _compiled(fast, record, written):
                 return bytes(written)
         out = io.BytesIO()
-        out.write(self._header[name])
+        out.write(self._prefix(name))
         try:
             fastavro.schemaless_writer(out, self._current[name], record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -164,15 +213,9 @@ class Codec:
         Raises:
             DataError: not single-object encoded, an unknown fingerprint, or a corrupt body.
         """
-        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
-            raise DataError("", "not Avro single-object encoded (missing C3 01 marker)")
-        writer = self._writers.get(data[2:_HEADER_LEN])
-        if writer is None:
-            raise DataError("", f"unknown schema fingerprint {data[2:_HEADER_LEN].hex()}")
+        writer, start = self._resolve(data)
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER_LEN:]), writer.parsed, self._current[writer.name]
-            )
+            record = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed, self._current[writer.name])
         except Exception as exc:  # fastavro raises bare EOFError/ValueError/IndexError on corrupt bodies
             raise DataError("", f"corrupt {NAMESPACE}.{writer.name} body: {exc}") from exc
         if not isinstance(record, dict):
@@ -181,10 +224,11 @@ class Codec:
 
     def schema_of(self, data: bytes) -> str | None:
         """The full name of the schema ``data`` was written with (any version), or None if not ubridge Avro."""
-        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
+        try:
+            writer, _ = self._resolve(data)
+        except DataError:
             return None
-        writer = self._writers.get(data[2:_HEADER_LEN])
-        return None if writer is None else f"{NAMESPACE}.{writer.name}"
+        return f"{NAMESPACE}.{writer.name}"
 
     def decode_as(self, name: str, data: bytes) -> dict[str, Any]:
         """Decode and check the record is of the expected type.
@@ -198,7 +242,7 @@ class Codec:
         return record
 
 
-def _compiled(writer: Writer, record: Any, out: bytearray) -> bool:
+def _compiled(writer: CompiledWriter, record: Any, out: bytearray) -> bool:
     """Whether the compiled writer wrote ``record`` (else fastavro writes it, or names what is wrong)."""
     try:
         writer(record, out)

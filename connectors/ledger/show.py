@@ -25,6 +25,7 @@ from rich.table import Table
 
 from connectors.runtime.compacted import read_latest
 from connectors.runtime.kafka import make_consumer
+from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import ConfigError, KafkaSettings, LedgerSettings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
 from routing.ledger import RuleTimeline, StageRow, Timeline, timeline
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         kafka, topic, ledger = _where(args)
         entry = find_entry(kafka, topic, args.task_id)
-    except (ConfigError, LookupError) as exc:
+    except (ConfigError, LookupError, SchemaRegistryError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
     if entry is None:
@@ -85,6 +86,7 @@ def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, LedgerSettings
     prefix = args.topic_prefix
     if args.config is not None:
         settings = load_settings(args.config)
+        Codec.install(codec_for(settings))  # this command's start-up: the configured value encoding
         kafka = settings.kafka
         if prefix is not None:
             kafka = kafka.model_copy(update={"topic_prefix": prefix})

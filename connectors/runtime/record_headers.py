@@ -6,6 +6,8 @@ its CRC-64-AVRO fingerprint (the same 8 bytes as in the value's single-object he
 * ``content-type: avro/binary; encoding=single-object`` (the Avro specification's media type, and how the
   value is framed: ``C3 01`` + fingerprint + body), with ``ubridge.schema: ubridge.v1.UtilityTask`` and
   ``ubridge.schema.fingerprint: <16 hex digits>``;
+* ``content-type: avro/binary; encoding=schema-registry`` when ``kafka.value_encoding`` is ``registry``
+  (``00`` + 4-byte schema id + body), with the same two schema headers;
 * ``content-type: application/json`` for the JSON values (raw events, cursors, revisions, grants).
 
 Tombstones carry none: they have no value to describe.
@@ -14,25 +16,23 @@ Tombstones carry none: they have no value to describe.
 from typing import Final
 
 from connectors.runtime.interface import Headers, Output
-from schemas import MAGIC, Codec
+from schemas import Codec
 
 CONTENT_TYPE: Final = "content-type"
 SCHEMA: Final = "ubridge.schema"
 FINGERPRINT: Final = "ubridge.schema.fingerprint"
-AVRO: Final = b"avro/binary; encoding=single-object"
+AVRO: Final = Codec.content_type
 JSON: Final = b"application/json"
-_FINGERPRINT_END: Final = 10
 
 
 def value_headers(value: bytes | None, codec: Codec) -> Headers:
     """The headers describing ``value`` (none for a tombstone)."""
     if value is None:
         return ()
-    if value[:2] == MAGIC:
-        name = codec.schema_of(value)
-        if name is not None:
-            fingerprint = value[2:_FINGERPRINT_END].hex().encode()
-            return ((CONTENT_TYPE, AVRO), (SCHEMA, name.encode()), (FINGERPRINT, fingerprint))
+    name = codec.schema_of(value)
+    fingerprint = codec.fingerprint_of(value)
+    if name is not None and fingerprint is not None:
+        return ((CONTENT_TYPE, codec.content_type), (SCHEMA, name.encode()), (FINGERPRINT, fingerprint.encode()))
     return ((CONTENT_TYPE, JSON),) if value[:1] in (b"{", b"[") else ()
 
 
