@@ -21,6 +21,7 @@ from connectors.registry import stage_specs
 from connectors.runtime.children import STATE_ENV, die_with_parent
 from connectors.runtime.kafka_access import KafkaAccessError, check_access
 from connectors.runtime.layout import LayoutError, plan_groups, process_count
+from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,7 +42,9 @@ def run(settings: Settings, config: Path, *, stages: Sequence[str] | None, child
     try:
         check_access(settings.kafka)
         groups = layout(settings, stages)
-    except (KafkaAccessError, UnknownStageError, LayoutError) as exc:
+        # registered once here, so that a refusal stops the whole process with one line before any child runs
+        codec_for(settings).close()
+    except (KafkaAccessError, UnknownStageError, LayoutError, SchemaRegistryError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
     if len(groups) <= 1:
@@ -82,7 +85,11 @@ def _run_app(settings: Settings, stages: Sequence[str] | None, *, health_port_fi
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
     _on_signals(app)
-    app.start()
+    try:
+        app.start()
+    except SchemaRegistryError as exc:
+        print(f"ubridge: {exc}", file=sys.stderr)
+        return 2
     while not app.wait(timeout_s=0.5):
         if app.stop_event.is_set():
             break

@@ -55,6 +55,7 @@ def registry_settings(bootstrap: str, registry: str, prefix: str) -> Settings:
             "routing": {"service_areas": "areas.yaml"},
             "kafka": {"bootstrap": bootstrap, "topic_prefix": prefix, "value_encoding": "registry"},
             "schema_registry": {"url": f"{registry}/apis/ccompat/v7"},
+            "utilities": [utility_config("yantai-water", "http://127.0.0.1:9")],
         }
     )
 
@@ -74,7 +75,7 @@ def test_start_up_registers_every_subject_with_backward_compatibility(
     ccompat = f"{schema_registry_url}/apis/ccompat/v7"
     subjects = set(httpx.get(f"{ccompat}/subjects").json())
     expected = {
-        f"{unique_prefix}ubridge.tasks.v1-value",
+        f"{unique_prefix}ubridge.tasks.yantai-water.v1-value",
         f"{unique_prefix}ubridge.canonical.project-events.v1-value",
         f"{unique_prefix}ubridge.ledger.changelog.v1-ubridge.v1.TaskLedgerEntry",
         f"{unique_prefix}ubridge.ledger.changelog.v1-ubridge.v1.TaskStatus",
@@ -93,7 +94,7 @@ def test_an_incompatible_schema_change_stops_start_up(
     changed: dict[str, dict[str, Any]] = {name: load_current(name) for name in RECORDS}
     changed["UtilityTask"] = copy.deepcopy(changed["UtilityTask"])
     changed["UtilityTask"]["fields"].append({"name": "meter_serial", "type": "string"})
-    subject = f"{unique_prefix}ubridge.tasks.v1-value".replace(".", r"\.")
+    subject = f"{unique_prefix}ubridge.tasks.yantai-water.v1-value".replace(".", r"\.")
     with pytest.raises(
         SchemaRegistryError, match=rf"refused to register under subject {subject} \(409\): .*meter_serial"
     ):
@@ -148,7 +149,7 @@ def test_ubridge_run_refused_by_the_registry_says_why_in_one_line(
 ) -> None:
     """A subject holding a schema ubridge's current one cannot read makes `ubridge run` exit 2 with the reason."""
     ccompat = f"{schema_registry_url}/apis/ccompat/v7"
-    subject = f"{unique_prefix}ubridge.tasks.v1-value"
+    subject = f"{unique_prefix}ubridge.tasks.yantai-water.v1-value"
     older = {"type": "record", "name": "UtilityTask", "namespace": "ubridge.v1", "fields": []}
     answer = httpx.post(f"{ccompat}/subjects/{subject}/versions", json={"schema": json.dumps(older)})
     assert answer.status_code == httpx.codes.OK
