@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from connectors.registry import Context, Runnable, stage_specs
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
@@ -176,6 +177,8 @@ def sign_in(browser: webdriver.Chrome, url: str, token: str) -> None:
     browser.get(url + "/login")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "login").click()
+    # the click returns before the answer is shown: wait for the overview, or for the form with its reason
+    WebDriverWait(browser, 30).until(lambda b: not b.current_url.endswith("/login") or b.find_elements(By.ID, "error"))
 
 
 def test_a_browser_refused_a_wrong_token_stays_on_the_login_form(served: Served, browser: webdriver.Chrome) -> None:
