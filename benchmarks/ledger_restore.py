@@ -92,6 +92,7 @@ def _versions(n: int) -> tuple[TaskLedgerEntry, TaskLedgerEntry]:
         "application_kind": "CONNECTION" if n % 3 == 0 else None,
         "permit_granted_at": None if n % 3 == 0 else created,
         "cancelled_at": None,
+        "user_category": "ENTERPRISE",
     }
     second: TaskLedgerEntry = {
         **first,

@@ -56,10 +56,12 @@ from routing.records import (
     Document,
     ProjectEvent,
     Service,
+    UserCategory,
     UtilityTask,
 )
 from routing.service_areas import ServiceAreaTable
 from routing.tasks import task_id
+from routing.user_category import CategoryTable, of_applicant, shipped_categories, user_category
 
 SOURCE: Final = "aishandong"
 IDENTITY_PREFIX: Final = "aishandong:"
@@ -100,6 +102,7 @@ class Vocabulary:
 
     service_names: Mapping[str, Service]
     applicant_types: Mapping[str, ApplicantType]
+    categories: CategoryTable = field(default_factory=shipped_categories)
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,17 @@ def _parse(raw: Mapping[str, Any], ingested_at: datetime, vocabulary: Vocabulary
         "ingested_at": ingested_at,
         "time_zone": TIME_ZONE,
         "dropped_materials": dropped,
+        "user_category": _category(raw, applicant_type, uscc, vocabulary.categories),
     }
+
+
+def _category(
+    raw: Mapping[str, Any], applicant_type: ApplicantType, uscc: str | None, table: CategoryTable
+) -> UserCategory:
+    """The form's ``yhlb`` if it fits the applicant's identifier, else what the identifier or the type says."""
+    person = applicant_type in PERSON_TYPES
+    found = user_category(table, stated=_optional_str(raw, "yhlb"), uscc=uscc, is_person=person, field="yhlb")
+    return found if found is not None else of_applicant(applicant_type)
 
 
 def application_tasks(
@@ -312,6 +325,7 @@ def application_tasks(
                 "revision": 0,
                 "materials_to_fetch": list(to_fetch),
                 "dropped_materials": list(app["dropped_materials"]),
+                "user_category": app["user_category"],
             }
         )
     return tasks

@@ -157,6 +157,7 @@ def open_entry(task: UtilityTask, *, received_at: datetime) -> TaskLedgerEntry:
         "application_kind": task.get("application_kind"),
         "permit_granted_at": task.get("permit_granted_at"),
         "cancelled_at": received_at if task["action"] == "CANCEL" else None,
+        "user_category": task.get("user_category"),
     }
 
 

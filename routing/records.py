@@ -16,6 +16,7 @@ TaskStage = Literal[
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
 ApplicantType = Literal["PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"]
+UserCategory = Literal["ENTERPRISE", "INDIVIDUAL_BUSINESS", "RESIDENT", "PUBLIC_SERVICE"]
 SlaEventKind = Literal["WARNING", "BREACHED", "MET", "REJECTED", "CANCELLED"]
 
 SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
@@ -120,6 +121,7 @@ class UtilityTask(TypedDict):
     revision: int
     materials_to_fetch: list[str]
     dropped_materials: list[str]
+    user_category: UserCategory | None
 
 
 class TaskStatus(TypedDict):
@@ -158,6 +160,7 @@ class ConnectionApplication(TypedDict):
     ingested_at: datetime
     time_zone: str
     dropped_materials: list[str]
+    user_category: UserCategory | None
 
 
 class SlaEvent(TypedDict):
@@ -218,3 +221,4 @@ class TaskLedgerEntry(TypedDict):
     application_kind: ApplicationKind | None
     permit_granted_at: datetime | None
     cancelled_at: datetime | None
+    user_category: UserCategory | None

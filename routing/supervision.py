@@ -31,12 +31,20 @@ from routing.regions import region_name
 from routing.sla import RuleState
 
 Outcome = Literal["open", "met", "breached", "ended", "unjudged"]
-Level = Literal["total", "city", "district", "utility"]
+Level = Literal["total", "city", "district", "utility", "category"]
 
 CONNECTION_KINDS: Final[frozenset[str]] = frozenset(
     {"PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION"}
 )
 SERVICE_LABELS: Final[dict[str, str]] = {"WATER": "供水", "GAS": "供气", "HEAT": "供热"}
+# 002's ledger by category ("企业用户、个体工商户、居民用户、公服用户"); entries written before the field have none
+CATEGORY_LABELS: Final[dict[str, str]] = {
+    "ENTERPRISE": "企业用户",
+    "INDIVIDUAL_BUSINESS": "个体工商户",
+    "RESIDENT": "居民用户",
+    "PUBLIC_SERVICE": "公服用户",
+}
+UNKNOWN_CATEGORY: Final = "UNKNOWN"
 _OUTCOMES: Final[dict[RuleState, Outcome]] = {
     "open": "open",
     "warning": "open",
@@ -75,6 +83,7 @@ class TaskFacts:
     closed: bool
     rules: tuple[RuleOutcome, ...]
     stage_hours: tuple[tuple[str, float], ...]  # completed stages only
+    user_category: str | None = None
 
     @property
     def breached(self) -> bool:
@@ -163,11 +172,12 @@ class Figures:
     by_city: tuple[GroupFigures, ...]
     by_district: tuple[GroupFigures, ...]
     by_utility: tuple[GroupFigures, ...]
+    by_category: tuple[GroupFigures, ...] = ()
 
     @property
     def has_complaints(self) -> bool:
         """Whether any group carries complaint figures (the pages then show their columns)."""
-        groups = (self.total, *self.by_city, *self.by_district, *self.by_utility)
+        groups = (self.total, *self.by_city, *self.by_district, *self.by_utility, *self.by_category)
         return any(group.complaints is not None for group in groups)
 
 
@@ -224,6 +234,7 @@ def task_facts(entry: TaskLedgerEntry, view: Timeline) -> TaskFacts:
         closed=entry["closed"],
         rules=rules,
         stage_hours=hours,
+        user_category=entry.get("user_category"),
     )
 
 
@@ -272,6 +283,10 @@ def group(level: Level, key: str, label: str, facts: Iterable[TaskFacts]) -> Gro
     return GroupFigures(level, key, label, len(members), closed, breached, rules, _stage_times(members))
 
 
+def _category_label(key: str) -> str:
+    return CATEGORY_LABELS.get(key, "未登记类别")
+
+
 def figures_of(facts: Iterable[TaskFacts], *, now: datetime) -> Figures:
     """Every group's figures: all tasks, per city, per district, per utility (each sorted by key)."""
     tasks = list(facts)
@@ -281,6 +296,7 @@ def figures_of(facts: Iterable[TaskFacts], *, now: datetime) -> Figures:
         by_city=_grouped("city", tasks, lambda t: city_code(t.region_code), region_label),
         by_district=_grouped("district", tasks, lambda t: t.region_code, _district_label),
         by_utility=_grouped("utility", tasks, lambda t: t.utility_id, _utility_label(tasks)),
+        by_category=_grouped("category", tasks, lambda t: t.user_category or UNKNOWN_CATEGORY, _category_label),
     )
 
 
@@ -296,6 +312,7 @@ def with_complaints(figures: Figures, complaints: dict[tuple[Level, str], Compla
         by_city=attach(figures.by_city),
         by_district=attach(figures.by_district),
         by_utility=attach(figures.by_utility),
+        by_category=attach(figures.by_category),
     )
 
 

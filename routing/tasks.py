@@ -20,6 +20,7 @@ from routing.errors import DataError
 from routing.records import SERVICES, Demand, ProjectEvent, Service, TaskKind, UtilityTask
 from routing.service_areas import ServiceAreaTable
 from routing.triggers import trigger_for
+from routing.user_category import shipped_categories, user_category
 
 _TASK_ID_LENGTH: Final = 32
 _GONGGAI_IDENTITY_PREFIX: Final = "gonggai:"
@@ -162,4 +163,5 @@ def _task(
         "revision": 0,
         "materials_to_fetch": [],
         "dropped_materials": [],
+        "user_category": user_category(shipped_categories(), stated=None, uscc=event["builder_uscc"], is_person=False),
     }

@@ -15,15 +15,16 @@ Example:
 """
 
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from routing.errors import DataError
+from routing.records import ApplicantType, UserCategory
 from routing.yaml_files import read_model
 
-UserCategory = Literal["ENTERPRISE", "INDIVIDUAL_BUSINESS", "RESIDENT", "PUBLIC_SERVICE"]
 CATEGORIES: tuple[UserCategory, ...] = ("ENTERPRISE", "INDIVIDUAL_BUSINESS", "RESIDENT", "PUBLIC_SERVICE")
 Text = Annotated[str, Field(min_length=1)]
 _USCC_TYPE = Annotated[str, Field(pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}$")]
@@ -97,6 +98,27 @@ def load_category_table(path: Path) -> CategoryTable:
         ValueError: It is not valid; the message names the file and the bad key.
     """
     return read_model(path, CategoryTable)
+
+
+SHIPPED: Final = Path(__file__).resolve().parents[1] / "deploy" / "config" / "user-categories.yaml"
+# what an 爱山东 applicant type says of the user, when neither the form nor the identifier says more
+_OF_APPLICANT: Final[dict[ApplicantType, UserCategory]] = {
+    "PERSON": "RESIDENT",
+    "ENTERPRISE": "ENTERPRISE",
+    "SOLE_PROPRIETOR": "INDIVIDUAL_BUSINESS",
+    "PUBLIC_SERVICE": "PUBLIC_SERVICE",
+}
+
+
+@cache
+def shipped_categories() -> CategoryTable:
+    """The shipped ``deploy/config/user-categories.yaml``, read once."""
+    return load_category_table(SHIPPED)
+
+
+def of_applicant(applicant_type: ApplicantType) -> UserCategory:
+    """The category an applicant type names (个人 → 居民用户, 个体 → 个体工商户, …)."""
+    return _OF_APPLICANT[applicant_type]
 
 
 def user_category(

@@ -110,6 +110,7 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "revision": 0,
         "materials_to_fetch": [],
         "dropped_materials": [],
+        "user_category": "ENTERPRISE",
     }
 
 

@@ -37,6 +37,7 @@ def write_workbook(report: MonthlyReport, target: Path | IO[bytes]) -> None:
     sheet.title = "单位"
     _groups(sheet, report, figures.by_utility, figures.has_complaints)
     _groups(book.create_sheet("区县"), report, figures.by_district, figures.has_complaints)
+    _groups(book.create_sheet("用户类别"), report, figures.by_category, figures.has_complaints)
     _rules(book.create_sheet("规则"), (*figures.by_city, *figures.by_district, *figures.by_utility))
     _stages(book.create_sheet("环节用时"), figures.by_utility, figures.by_district)
     _tasks(book.create_sheet("超时清单"), report.breached, only_breached=True)

@@ -116,7 +116,7 @@ def test_the_monthly_workbook_downloads_for_a_bearer_and_not_without(client: htt
     assert answer.status_code == 200
     assert "ubridge-monthly-2026-11.xlsx" in answer.headers["content-disposition"]
     book = load_workbook(io.BytesIO(answer.content))
-    assert book.sheetnames == ["单位", "区县", "规则", "环节用时", "超时清单", "逾期清单"]
+    assert book.sheetnames == ["单位", "区县", "用户类别", "规则", "环节用时", "超时清单", "逾期清单"]
     assert client.get("/report/monthly?month=2026-13", headers=bearer()).status_code == 422
 
 

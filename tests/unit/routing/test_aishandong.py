@@ -516,3 +516,29 @@ def test_simulated_applications_all_parse(areas: ServiceAreaTable, calendar: Wor
         if app["region_code"] == "370102" and app["services"] == ["GAS"]:
             continue  # 济南 gas is not in the demo table
         assert application_tasks(app, areas, calendar, now=NOW, project=None, shared_materials=SHARED)
+
+
+def test_an_application_carries_its_users_category(areas: ServiceAreaTable, calendar: WorkingCalendar) -> None:
+    """A person is 居民用户, an enterprise's credit code 企业用户; the tasks carry the application's category."""
+    person = parse()
+    company = parse(sqrlx="企业", sqrxm="烟台市幸福置业有限公司", sfzhm=..., tyshxydm="91110000600037341L")
+    tasks = application_tasks(company, areas, calendar, now=NOW, project=None, shared_materials=RULES.shared_materials)
+    assert (person["user_category"], company["user_category"], {t["user_category"] for t in tasks}) == (
+        "RESIDENT",
+        "ENTERPRISE",
+        {"ENTERPRISE"},
+    )
+
+
+def test_a_stated_category_that_fits_wins_and_one_that_does_not_is_refused() -> None:
+    """A person stating 个体工商户 (yhlb) keeps it; one stating 公服用户 is refused on yhlb, naming both."""
+    assert parse(yhlb="个体工商户")["user_category"] == "INDIVIDUAL_BUSINESS"
+    with pytest.raises(DataError) as caught:
+        parse(yhlb="公服用户")
+    assert (caught.value.field, caught.value.reason) == ("yhlb", "公服用户 does not fit a natural person (居民用户)")
+
+
+def test_an_organisation_whose_code_says_nothing_takes_its_applicant_type() -> None:
+    """A credit code of a type the table does not class (Y1…) falls back to what sqrlx said (公服 → 公服用户)."""
+    app = parse(sqrlx="公服", sqrxm="某某学校", sfzhm=..., tyshxydm="Y1110000600037341Y")
+    assert app["user_category"] == "PUBLIC_SERVICE"

@@ -101,6 +101,7 @@ def test_open_entry_starts_the_ledger_from_the_task() -> None:
         "application_kind": "CONNECTION",
         "permit_granted_at": None,
         "cancelled_at": None,
+        "user_category": "ENTERPRISE",
     }
     assert expected == open_entry(task(), received_at=received)
 

@@ -1,5 +1,5 @@
 from dataclasses import replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -11,6 +11,7 @@ from routing.supervision import (
     ComplaintFigures,
     RuleCount,
     StageTime,
+    TaskFacts,
     as_of,
     figures_of,
     quantile,
@@ -195,3 +196,21 @@ def test_complaint_figures_attach_to_their_groups() -> None:
     assert by_key(attached.by_utility, "yantai-gas").complaints == complaints
     assert by_key(attached.by_utility, "yantai-water").complaints is None
     assert replace(attached, by_utility=figures.by_utility) == figures
+
+
+def test_figures_are_cut_by_user_category_with_unknown_kept_apart() -> None:
+    """002's ledger by category: tasks count under their category; entries from before the field under 未登记类别."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    base = TaskFacts("t", "yantai-water", "WATER", "APPLICATION", "370602", now, None, False, (), ())
+    facts = [
+        replace(base, task_id="a", user_category="RESIDENT"),
+        replace(base, task_id="b", user_category="RESIDENT"),
+        replace(base, task_id="c", user_category="ENTERPRISE"),
+        replace(base, task_id="d"),
+    ]
+    figures = figures_of(facts, now=now)
+    assert [(g.key, g.label, g.tasks) for g in figures.by_category] == [
+        ("ENTERPRISE", "企业用户", 1),
+        ("RESIDENT", "居民用户", 2),
+        ("UNKNOWN", "未登记类别", 1),
+    ]

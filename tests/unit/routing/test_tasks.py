@@ -187,6 +187,7 @@ def test_a_complete_task_record() -> None:
         "revision": 0,
         "materials_to_fetch": [],
         "dropped_materials": [],
+        "user_category": "ENTERPRISE",  # a credit code of type 91
     }
     assert expected == route(ev).tasks[0]
 
@@ -330,3 +331,14 @@ def test_routing_agrees_with_the_table(region: str, services: list[Service]) -> 
             [(t["utility_id"], t["service"]) for t in routed.tasks],
             len(set(ids(routed))),
         )
+
+
+@pytest.mark.parametrize(
+    ("uscc", "category"),
+    [("92370602MA3C0PXL7Q", "INDIVIDUAL_BUSINESS"), ("12370600MB28361230", "PUBLIC_SERVICE"), (None, None)],
+)
+def test_a_task_carries_the_category_its_builders_credit_code_gives(uscc: str | None, category: str | None) -> None:
+    """002's ledger by category: the builder's credit code type says which; no code, no category (never a guess)."""
+    ev = event()
+    ev["builder_uscc"] = uscc
+    assert {task["user_category"] for task in route(ev).tasks} == {category}
