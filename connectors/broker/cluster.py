@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,10 +33,9 @@ from connectors.broker.kafka_install import (
     free_port,
     kafka_cache,
     new_cluster_id,
-    render_properties,
     server_properties,
 )
-from connectors.broker.node import PROPERTIES_FILE, is_our_broker, launch, terminate, wait_until_answering
+from connectors.broker.node import configure_node, is_our_broker, launch, terminate, wait_until_answering
 
 STATE_FILE: Final = "cluster.json"
 NODES: Final = 3
@@ -129,7 +127,15 @@ def start_cluster(home: Path, *, progress: Callable[[str], None] | None = None) 
     voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in nodes)
     cluster_id = _cluster_id(home)
     for node in nodes:
-        _configure(node, voters, cluster_id, java=java, libs=libs, report=report)
+        configure_node(
+            node.home,
+            node_properties(node, voters),
+            java=java,
+            libs=libs,
+            cluster_id=cluster_id,
+            what=f"node {node.node_id} of a new three-node KRaft cluster",
+            report=report,
+        )
     info = ClusterInfo(home, tuple(_started(node, java, libs) for node in nodes))
     _write_state(info)
     try:
@@ -185,24 +191,6 @@ def stop_cluster(home: Path) -> bool:
 
 def _started(node: Node, java: str, libs: Path) -> Node:
     return Node(node.node_id, node.port, node.controller_port, launch(java, libs, node.home, heap=_HEAP), node.home)
-
-
-def _configure(
-    node: Node, voters: str, cluster_id: str, *, java: str, libs: Path, report: Callable[[str], None]
-) -> None:
-    node.home.mkdir(parents=True, exist_ok=True)
-    (node.home / PROPERTIES_FILE).write_text(render_properties(node_properties(node, voters)), encoding="utf-8")
-    data = node.home / "data"
-    if (data / "meta.properties").is_file():
-        return
-    report(f"formatting node {node.node_id} of a new three-node KRaft cluster in {data}")
-    command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format"]
-    command += ["-t", cluster_id, "-c", str(node.home / PROPERTIES_FILE)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        msg = f"formatting node {node.node_id} in {data} failed: {last_line[0]}"
-        raise BrokerError(msg)
 
 
 def _cluster_id(home: Path) -> str:

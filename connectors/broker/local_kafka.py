@@ -13,8 +13,6 @@ Example::
 """
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,11 +31,10 @@ from connectors.broker.kafka_install import (
     free_port,
     kafka_cache,
     new_cluster_id,
-    render_properties,
     secure_properties,
     server_properties,
 )
-from connectors.broker.node import PROPERTIES_FILE, is_our_broker, launch, terminate, wait_until_answering
+from connectors.broker.node import configure_node, is_our_broker, launch, terminate, wait_until_answering
 from connectors.broker.tls import issue_local_pki
 
 __all__ = ["BrokerError", "BrokerInfo", "PrerequisiteError", "broker_status", "start_broker", "stop_broker"]
@@ -138,7 +135,22 @@ def start_broker(
         )
     if super_users is not None:
         settings |= authorizer_properties(super_users)
-    _configure(home, java=java, libs=libs, settings=settings, users=sasl_users or {}, report=report)
+    scram = [
+        arg
+        for name, password in (sasl_users or {}).items()
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+    ]
+    configure_node(
+        home,
+        settings,
+        java=java,
+        libs=libs,
+        cluster_id=new_cluster_id(),
+        format_args=["--standalone", *scram],
+        what="a new single-node KRaft cluster",
+        report=report,
+    )
     pid = launch(java, libs, home)
     state = _State(pid=pid, port=broker_port, controller_port=controller_port, internal_port=internal_port)
     _write_state(home, state)
@@ -166,35 +178,6 @@ def stop_broker(home: Path) -> bool:
         _log.info("broker_stopped", pid=state.pid, home=str(home))
     (home / STATE_FILE).unlink(missing_ok=True)
     return running
-
-
-def _configure(
-    home: Path,
-    *,
-    java: str,
-    libs: Path,
-    settings: Mapping[str, str],
-    users: Mapping[str, str],
-    report: Callable[[str], None],
-) -> None:
-    data = home / "data"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / PROPERTIES_FILE).write_text(render_properties(settings), encoding="utf-8")
-    if (data / "meta.properties").is_file():
-        return
-    report(f"formatting a new single-node KRaft cluster in {data}")
-    # Without meta.properties an earlier format did not finish; its leftovers would make this one fail.
-    shutil.rmtree(data, ignore_errors=True)
-    command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone"]
-    command += ["-t", new_cluster_id(), "-c", str(home / PROPERTIES_FILE)]
-    for name, password in users.items():
-        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
-            command += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        msg = f"formatting the broker storage in {data} failed: {last_line[0]}"
-        raise BrokerError(msg)
 
 
 def _read_state(home: Path) -> _State | None:

@@ -6,17 +6,18 @@ output (``broker.out``); :func:`is_our_broker` tells it from a process that got 
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import structlog
 
-from connectors.broker.kafka_install import DEPLOY_DIR, BrokerError
+from connectors.broker.kafka_install import DEPLOY_DIR, BrokerError, render_properties
 
 PROPERTIES_FILE: Final = "server.properties"
 OUTPUT_FILE: Final = "broker.out"
@@ -27,6 +28,39 @@ _JVM_OPTIONS: Final = ("-Xms128m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headle
 _POLL_S: Final = 0.2
 _REPORT_EVERY_S: Final = 10.0
 _log = structlog.get_logger()
+
+
+def configure_node(
+    home: Path,
+    settings: Mapping[str, str],
+    *,
+    java: str,
+    libs: Path,
+    cluster_id: str,
+    format_args: Sequence[str] = (),
+    what: str,
+    report: Callable[[str], None],
+) -> None:
+    """Write the node's ``server.properties``; format its storage the first time (``what`` names it in messages).
+
+    Raises:
+        BrokerError: Kafka's storage tool refused to format it (its last line says why).
+    """
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / PROPERTIES_FILE).write_text(render_properties(settings), encoding="utf-8")
+    if (data / "meta.properties").is_file():
+        return
+    report(f"formatting {what} in {data}")
+    # Without meta.properties an earlier format did not finish; its leftovers would make this one fail.
+    shutil.rmtree(data, ignore_errors=True)
+    command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", *format_args]
+    command += ["-t", cluster_id, "-c", str(home / PROPERTIES_FILE)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        last_line = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        msg = f"formatting {what} in {data} failed: {last_line[0]}"
+        raise BrokerError(msg)
 
 
 def launch(java: str, libs: Path, home: Path, *, heap: str = "512m") -> int:
