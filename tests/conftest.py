@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from structlog._config import BoundLoggerLazyProxy
 
 from connectors.broker.local_kafka import start_broker, stop_broker
+from connectors.runtime.logs import reset_logging
 
 _OUR_PACKAGES = frozenset({"connectors", "routing", "schemas", "simulators", "benchmarks", "tests"})
 
@@ -38,7 +38,7 @@ def _reset_logging() -> Iterator[None]:
     (``main(["acl", "apply"])`` at level warning) would leave them filtering for every later test.
     """
     yield
-    structlog.reset_defaults()
+    reset_logging()
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] in _OUR_PACKAGES:
             for value in vars(module).values():

@@ -138,6 +138,17 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
     root.setLevel(min(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
 
 
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: structlog's defaults, and no standard-library records handed to it.
+
+    For a process that runs commands in turn (the tests): the handler left on the root logger would otherwise
+    send a library's warning through structlog's defaults, to standard output.
+    """
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    root.handlers = [handler for handler in root.handlers if not isinstance(handler, _ToStructlog)]
+
+
 def _one_line(obj: Any, **options: Any) -> str:
     return jsonlib.dumps(obj, **options).translate(_LINE_BREAKS)
 
