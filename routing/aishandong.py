@@ -326,6 +326,9 @@ def application_tasks(
                 "materials_to_fetch": list(to_fetch),
                 "dropped_materials": list(app["dropped_materials"]),
                 "user_category": app["user_category"],
+                "work_order_id": None,
+                "answer_due": None,
+                "complaint": None,
             }
         )
     return tasks

@@ -9,10 +9,20 @@ from typing import Literal, TypedDict
 
 Service = Literal["WATER", "GAS", "HEAT"]
 ItemStatus = Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]
-TaskKind = Literal["PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION"]
+TaskKind = Literal["PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION", "COMPLAINT"]
 TaskAction = Literal["CREATE", "UPDATE", "CANCEL"]
 TaskStage = Literal[
-    "RECEIVED", "CONTACTED", "SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"
+    "RECEIVED",
+    "CONTACTED",
+    "SURVEYED",
+    "PLAN_CONFIRMED",
+    "EXTERNAL_WORKS",
+    "CONNECTED",
+    "CLOSED",
+    "REJECTED",
+    "VERIFIED",
+    "HANDLED",
+    "ANSWERED",
 ]
 ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
 ApplicantType = Literal["PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"]
@@ -122,6 +132,9 @@ class UtilityTask(TypedDict):
     materials_to_fetch: list[str]
     dropped_materials: list[str]
     user_category: UserCategory | None
+    work_order_id: str | None
+    answer_due: datetime | None
+    complaint: str | None
 
 
 class TaskStatus(TypedDict):

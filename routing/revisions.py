@@ -25,6 +25,19 @@ from typing import Final, NamedTuple
 from routing.records import UtilityTask
 
 VOLATILE_FIELDS: Final = frozenset({"created_at", "ingested_at", "revision"})
+# The fields of UtilityTask v5, when stored digests began to outlive schema changes. A field added since enters
+# the digest only when it says something (not null, not empty): a task stored before the field existed decodes
+# with its default, and must not look changed to a sink that upgraded.
+DIGESTED_AS_OF_V5: Final = frozenset(
+    {
+        *("task_id", "kind", "action", "utility_id", "service", "demand", "project_code", "project_name"),
+        *("region_code", "site_address", "builder_name", "builder_uscc", "contact_name", "contact_mobile"),
+        *("project_nature", "floor_area_m2", "land_area_m2", "trigger_stage", "documents", "missing_materials"),
+        *("application_id", "source", "source_event_id", "occurred_at", "contact_due", "contact_due_note"),
+        *("flags", "application_filed_at", "application_kind", "permit_granted_at", "materials_to_fetch"),
+        *("dropped_materials", "user_category"),
+    }
+)
 _DIGEST_LENGTH: Final = 32
 
 
@@ -43,7 +56,11 @@ def already_delivered(last: Revision | None, offset: int) -> bool:
 
 def content_digest(task: UtilityTask) -> str:
     """The digest of what a task says, leaving out :data:`VOLATILE_FIELDS` (32 hex characters)."""
-    content = {name: value for name, value in task.items() if name not in VOLATILE_FIELDS}
+    content = {
+        name: value
+        for name, value in task.items()
+        if name not in VOLATILE_FIELDS and (name in DIGESTED_AS_OF_V5 or value not in (None, []))
+    }
     text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=_instant, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_LENGTH]
 

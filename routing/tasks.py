@@ -164,4 +164,7 @@ def _task(
         "materials_to_fetch": [],
         "dropped_materials": [],
         "user_category": user_category(shipped_categories(), stated=None, uscc=event["builder_uscc"], is_person=False),
+        "work_order_id": None,
+        "answer_due": None,
+        "complaint": None,
     }

@@ -30,7 +30,16 @@ from schemas.compiled import Writer as CompiledWriter
 
 SCHEMA_DIR = Path(__file__).parent
 NAMESPACE = "ubridge.v1"
-RECORDS = ("ProjectEvent", "ConnectionApplication", "UtilityTask", "TaskStatus", "SlaEvent", "TaskLedgerEntry")
+RECORDS = (
+    "ProjectEvent",
+    "ConnectionApplication",
+    "UtilityTask",
+    "TaskStatus",
+    "SlaEvent",
+    "TaskLedgerEntry",
+    "HotlineWorkOrder",
+    "ReturnVisit",
+)
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
 

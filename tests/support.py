@@ -111,6 +111,9 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "materials_to_fetch": [],
         "dropped_materials": [],
         "user_category": "ENTERPRISE",
+        "work_order_id": None,
+        "answer_due": None,
+        "complaint": None,
     }
 
 

@@ -24,6 +24,21 @@ def test_handling_times_and_the_number_are_not_content() -> None:
     assert content_digest(task) == content_digest(again) == content_digest(numbered)  # type: ignore[arg-type]
 
 
+def test_a_field_added_since_v5_left_at_its_default_is_not_content() -> None:
+    """A task stored before a field existed decodes with its default: an upgraded sink must not see a change."""
+    task = make_task("yantai-water", 1)
+    stored = {name: value for name, value in task.items() if name not in ("work_order_id", "answer_due", "complaint")}
+    assert content_digest(stored) == content_digest(task)  # type: ignore[arg-type]
+
+
+def test_a_v5_field_at_its_default_stays_in_the_digest() -> None:
+    """Digests stored by earlier releases covered every v5 field, null or not; they must still match."""
+    task = make_task("yantai-water", 1)
+    assert task["contact_due_note"] is None
+    without = {name: value for name, value in task.items() if name != "contact_due_note"}
+    assert content_digest(without) != content_digest(task)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -32,6 +47,7 @@ def test_handling_times_and_the_number_are_not_content() -> None:
         {"trigger_stage": 1},
         {"occurred_at": make_task("yantai-water", 1)["occurred_at"] + timedelta(seconds=1)},
         {"materials_to_fetch": ["DRAWING:SITE_SURVEY:"]},
+        {"work_order_id": "GD2026110001"},
     ],
 )
 def test_anything_the_utility_reads_is_content(change: dict[str, object]) -> None:

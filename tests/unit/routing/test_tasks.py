@@ -188,6 +188,9 @@ def test_a_complete_task_record() -> None:
         "materials_to_fetch": [],
         "dropped_materials": [],
         "user_category": "ENTERPRISE",  # a credit code of type 91
+        "work_order_id": None,
+        "answer_due": None,
+        "complaint": None,
     }
     assert expected == route(ev).tasks[0]
 
