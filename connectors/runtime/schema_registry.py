@@ -39,6 +39,10 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "sla": ("SlaEvent",),
     # the ledger's entries, and the statuses it holds back, kept as their original bytes
     "ledger_changelog": ("TaskLedgerEntry", "TaskStatus"),
+    "hotline_return_visits": ("ReturnVisit",),
+    "complaints_ledger": ("ComplaintLedgerEntry",),
+    "complaints_escalations": ("Escalation",),
+    "complaints_closes": ("ComplaintClose",),
 }
 
 
