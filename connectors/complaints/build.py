@@ -7,9 +7,12 @@ Example:
 
 import threading
 
+from kafka.consumer.fetcher import ConsumerRecord
+
 from connectors.complaints.metrics import ComplaintMetrics
 from connectors.complaints.platform import PlatformClient
 from connectors.complaints.stage import ComplaintLoop
+from connectors.ledger.changelog import is_held_key
 from connectors.runtime.compacted import read_latest
 from connectors.runtime.kafka import make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
@@ -21,14 +24,19 @@ from routing.satisfaction import load_satisfaction_policy
 from schemas import Codec
 
 
-def ledger_values(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    """The latest entry of every order on the complaint ledger topic (tombstones removed)."""
+def ledger_records(kafka: KafkaSettings, topic: str) -> dict[int, dict[bytes, ConsumerRecord]]:
+    """The latest record per key of each partition of the complaint ledger topic (tombstones removed)."""
     consumer = make_consumer(kafka, group_id=None)
     try:
-        latest = read_latest(consumer, topic)
+        return read_latest(consumer, topic)
     finally:
         consumer.close()
-    return [record.value for records in latest.values() for record in records.values() if record.value]
+
+
+def ledger_values(kafka: KafkaSettings, topic: str) -> list[bytes]:
+    """The latest entry of every order on the complaint ledger topic (held visits and closes left out)."""
+    latest = ledger_records(kafka, topic)
+    return [r.value for records in latest.values() for key, r in records.items() if r.value and not is_held_key(key)]
 
 
 def build_complaints(
@@ -55,7 +63,7 @@ def build_complaints(
         calendar=load_calendar(config.calendar),
         codec=codec or Codec.default(),
         metrics=ComplaintMetrics(metrics.registry),
-        restore=lambda: ledger_values(kafka, ledger_topic),
+        restore=lambda: ledger_records(kafka, ledger_topic),
         platform=None if config.platform is None else PlatformClient(config.platform, stop=stop),
         clock=config.clock,
     )

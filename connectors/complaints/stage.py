@@ -22,16 +22,20 @@ from the dead-letter topic sends it again. Other orders go on meanwhile.
 State is every order (a visit is keyed by order, a status by task: they cannot be co-partitioned), so the
 stage runs in one process of the installation at a time (``ubridge run`` leases it, like a source).
 
-Clock: ``wall`` checks deadlines at the real time after each change and whenever one passes (a heap by
-next deadline); ``event`` checks each order at its own latest reported time after each change, for replays
-and the demo in compressed time (an order that goes silent is then never found late: use ``wall`` in production).
+A visit or close of an order not opened yet (topics are read in no particular order among themselves) is held,
+on the ledger topic under a ``held/`` key, until the order's RECEIVED opens it.
+
+Clock: ``wall`` checks deadlines at the real time at the tick after each change (after the whole batch) and
+whenever one passes (a heap by next deadline); ``event`` checks each order at its own latest reported time
+after each change, for replays and the demo in compressed time (an order that goes silent is then never found
+late: use ``wall`` in production).
 """
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 import structlog
 from kafka import TopicPartition
@@ -39,6 +43,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.complaints.metrics import ComplaintMetrics
 from connectors.complaints.platform import PlatformClient
+from connectors.ledger.changelog import held_key, held_value, is_held_key, original
 from connectors.runtime.dlq import dead_letter
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from routing.calendar import CalendarError, WorkingCalendar
@@ -67,6 +72,15 @@ log = structlog.get_logger(__name__)
 Clock = Literal["wall", "event"]
 STAGE = "complaints"
 _FIGURES_EVERY_S = 10.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "check at the next tick"
+
+
+class _Held(NamedTuple):
+    """A visit or close waiting for its order: where it is kept on the ledger topic, and the record."""
+
+    partition: int
+    key: bytes
+    record: ConsumerRecord
 
 
 def _wall() -> datetime:
@@ -88,9 +102,10 @@ class ComplaintLoop:
         calendar: Working time.
         codec: Avro codec.
         metrics: The loop's collectors.
-        restore: Reads the ledger topic's latest values (on the first assignment).
+        restore: Reads the ledger topic's latest record per key of each partition (on the first assignment).
         platform: Sends answers; None: answers are recorded, not sent.
         clock: ``wall`` or ``event``.
+        max_held: Visits and closes held for orders not opened yet, at most; the oldest beyond is dead-lettered.
         wall_clock: Swap point for tests.
     """
 
@@ -110,9 +125,10 @@ class ComplaintLoop:
         calendar: WorkingCalendar,
         codec: Codec,
         metrics: ComplaintMetrics,
-        restore: Callable[[], Iterable[bytes]],
+        restore: Callable[[], Mapping[int, Mapping[bytes, ConsumerRecord]]],
         platform: PlatformClient | None = None,
         clock: Clock = "wall",
+        max_held: int = 10_000,
         wall_clock: Callable[[], datetime] = _wall,
     ) -> None:
         self.input_topics = (status_topic, visits_topic, closes_topic)
@@ -132,6 +148,8 @@ class ComplaintLoop:
         self.orders: dict[str, ComplaintLedgerEntry] = {}
         self._by_task: dict[str, str] = {}
         self._restored = False
+        self._max_held = max_held
+        self._held: dict[str, list[_Held]] = {}  # order id → its visits and closes waiting for the order to open
         self._due: list[tuple[datetime, int, str]] = []
         self._seq = itertools.count()
         self._figures_at = 0.0
@@ -166,12 +184,20 @@ class ComplaintLoop:
         """Read every order from the ledger topic, once (the state is not per partition)."""
         if self._restored:
             return
-        for value in self._restore():
-            entry = cast(ComplaintLedgerEntry, self._codec.decode_as("ComplaintLedgerEntry", value))
-            self._keep(None, entry)
-            self._schedule(entry)
+        for partition, latest in self._restore().items():
+            for key, record in latest.items():
+                if is_held_key(key):
+                    held = original(record)
+                    self._held.setdefault(self._order_id_of(held), []).append(_Held(partition, key, held))
+                    continue
+                entry = cast(ComplaintLedgerEntry, self._codec.decode_as("ComplaintLedgerEntry", record.value))
+                self._keep(None, entry)
+                self._schedule(entry)
+        for waiting in self._held.values():
+            waiting.sort(key=lambda item: item.record.offset)
         self._restored = True
-        log.info("complaint_ledger_restored", stage=self.stage, orders=len(self.orders))
+        held = sum(len(waiting) for waiting in self._held.values())
+        log.info("complaint_ledger_restored", stage=self.stage, orders=len(self.orders), held=held)
 
     def on_revoked(self, _partitions: Sequence[TopicPartition]) -> None:
         """Keep the orders: every write to the ledger topic is this stage's own (it runs in one process)."""
@@ -181,9 +207,11 @@ class ComplaintLoop:
     def _handle(self, record: ConsumerRecord) -> Delivered:
         if record.topic == self._status_topic:
             return self._on_status(record)
-        if record.topic == self._visits_topic:
-            return self._on_visit(record)
-        return self._on_close(record)
+        order_id = self._order_id_of(record)
+        before = self.orders.get(order_id)
+        if before is None:
+            return Delivered(outputs=tuple(self._hold(order_id, record)))
+        return Delivered(outputs=tuple(self._changed(before, self._apply(before, record))))
 
     def _on_status(self, record: ConsumerRecord) -> Delivered:
         status = cast(TaskStatus, self._codec.decode_as("TaskStatus", record.value))
@@ -197,7 +225,9 @@ class ComplaintLoop:
                     task, received_at=status["occurred_at"], policy=self._policy, calendar=self._calendar
                 )
                 log.info("complaint_opened", stage=self.stage, order_id=entry["order_id"], utility=entry["utility_id"])
-                return Delivered(outputs=tuple(self._changed(None, entry)))
+                released: list[Output] = []
+                entry = self._release(entry, released)
+                return Delivered(outputs=tuple(self._changed(None, entry) + released))
             if status["stage"] in LOOP_STAGES:
                 reason = f"{status['stage']} for a task the complaint loop never saw received as a COMPLAINT task"
                 raise DataError("task_id", reason)
@@ -235,9 +265,22 @@ class ComplaintLoop:
         self._metrics.answers.labels(utility, "sent").inc()
         return answer_sent(entry, status["occurred_at"])
 
-    def _on_visit(self, record: ConsumerRecord) -> Delivered:
+    def _order_id_of(self, record: ConsumerRecord) -> str:
+        """The order a visit or a close is about (raises DataError for bytes that are neither)."""
+        name = "ReturnVisit" if record.topic == self._visits_topic else "ComplaintClose"
+        return str(self._codec.decode_as(name, record.value)["order_id"])
+
+    def _apply(self, before: ComplaintLedgerEntry, record: ConsumerRecord) -> ComplaintLedgerEntry:
+        """The order with a return visit or a department close applied."""
+        if record.topic != self._visits_topic:
+            close = cast(ComplaintClose, self._codec.decode_as("ComplaintClose", record.value))
+            entry = close_by_department(
+                before, reason=close["reason"], closed_by=close["closed_by"], closed_at=close["closed_at"]
+            )
+            if entry is not before:
+                log.info("complaint_closed_by_department", stage=self.stage, order_id=entry["order_id"])
+            return entry
         visit = self._codec.decode_as("ReturnVisit", record.value)
-        before = self._order(str(visit["order_id"]))
         result = cast(ComplaintVisitResult, visit["result"])
         entry = apply_visit(
             before,
@@ -251,37 +294,65 @@ class ComplaintLoop:
         if entry is not before:
             self._metrics.visits.labels(entry["utility_id"], entry["region_code"], result).inc()
             self._figures_at = 0.0
-        return Delivered(outputs=tuple(self._changed(before, entry)))
+        return entry
 
-    def _on_close(self, record: ConsumerRecord) -> Delivered:
-        close = cast(ComplaintClose, self._codec.decode_as("ComplaintClose", record.value))
-        before = self._order(close["order_id"])
-        entry = close_by_department(
-            before, reason=close["reason"], closed_by=close["closed_by"], closed_at=close["closed_at"]
-        )
-        if entry is not before:
-            log.info("complaint_closed_by_department", stage=self.stage, order_id=entry["order_id"])
-        return Delivered(outputs=tuple(self._changed(before, entry)))
+    def _hold(self, order_id: str, record: ConsumerRecord) -> list[Output]:
+        """Keep a visit or close of an order not opened yet (its task's RECEIVED is on another topic).
 
-    def _order(self, order_id: str) -> ComplaintLedgerEntry:
-        entry = self.orders.get(order_id)
-        if entry is None:
-            raise DataError("order_id", f"work order {order_id} is not in the complaint loop (no COMPLAINT task seen)")
+        Kept on the ledger topic under a ``held/`` key in the record's partition, without the visitor's comment,
+        so that a restart still holds it; beyond ``max_held`` the oldest is dead-lettered.
+        """
+        value = record.value
+        if record.topic == self._visits_topic:
+            visit = self._codec.decode_as("ReturnVisit", record.value)
+            value = self._codec.encode("ReturnVisit", {**visit, "comment": None})
+        key = held_key(record)
+        _, headers = held_value(record)
+        self._held.setdefault(order_id, []).append(_Held(record.partition, key, record))
+        outputs = [Output(self._ledger, key, value, headers, partition=record.partition)]
+        log.info("complaint_record_held", stage=self.stage, order_id=order_id, topic=record.topic)
+        while sum(len(waiting) for waiting in self._held.values()) > self._max_held:
+            oldest_order = min(self._held, key=lambda o: self._held[o][0].record.timestamp)
+            oldest = self._held[oldest_order].pop(0)
+            if not self._held[oldest_order]:
+                del self._held[oldest_order]
+            reason = f"work order {oldest_order} never opened (no COMPLAINT task seen) while {self._max_held} were held"
+            outputs.append(
+                dead_letter(
+                    oldest.record, DataError("order_id", reason), stage=self.stage, topic=self._dlq, now=self._wall()
+                )
+            )
+            outputs.append(Output(self._ledger, oldest.key, None, partition=oldest.partition))
+        return outputs
+
+    def _release(self, entry: ComplaintLedgerEntry, outputs: list[Output]) -> ComplaintLedgerEntry:
+        """Apply the visits and closes held for an order that has just opened, oldest first."""
+        for held in self._held.pop(entry["order_id"], []):
+            outputs.append(Output(self._ledger, held.key, None, partition=held.partition))
+            try:
+                entry = self._apply(entry, held.record)
+            except DataError as exc:
+                outputs.append(dead_letter(held.record, exc, stage=self.stage, topic=self._dlq, now=self._wall()))
         return entry
 
     # --- state -----------------------------------------------------------------------------------
 
     def _changed(self, before: ComplaintLedgerEntry | None, entry: ComplaintLedgerEntry) -> list[Output]:
-        """Check the entry's deadlines, keep it, and write it (and any escalation) if anything changed."""
-        now = self._wall() if self._clock == "wall" else entry["updated_at"]
-        escalations = self._escalate(entry, now)
-        entry = escalations[0]
+        """Keep the entry and write it if anything changed (with the event clock, after checking its deadlines).
+
+        With the wall clock its deadlines are checked at the next tick, after the whole batch: a backlog read at
+        once must not find a stage late that a later record of the same batch reports done in time.
+        """
+        raised: list[Output] = []
+        if self._clock == "event":
+            entry, raised = self._escalate(entry, entry["updated_at"])
         if entry == before:
             return []
         self._keep(before, entry)
-        self._schedule(entry)
+        if self._clock == "wall":
+            heapq.heappush(self._due, (_EPOCH, next(self._seq), entry["order_id"]))
         value = self._codec.encode("ComplaintLedgerEntry", dict(entry))
-        return [*escalations[1], Output(self._ledger, entry["order_id"].encode(), value)]
+        return [*raised, Output(self._ledger, entry["order_id"].encode(), value)]
 
     def _checked(self, entry: ComplaintLedgerEntry, now: datetime) -> list[Output]:
         """A deadline check on the tick: the escalations and the entry, if it changed."""
