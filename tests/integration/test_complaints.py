@@ -1,5 +1,6 @@
 """The complaint loop's stage on the real broker (issue 16 item 2): order to closed, 清零 and 销号, 督办, answers."""
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -7,19 +8,27 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
+import httpx
 import pytest
+from openpyxl import load_workbook
 from prometheus_client import CollectorRegistry
 
 from connectors.complaints.build import build_complaints
 from connectors.complaints.cli import close_order, read_orders
+from connectors.complaints.follower import ComplaintFollower, follower_figures
 from connectors.runtime.dlq import error_context
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
+from connectors.supervision.pages import LedgerView
+from connectors.supervision.stage import supervision_app
 from routing.calendar import SHANGHAI
 from routing.complaints import state_of
 from routing.records import ComplaintLedgerEntry, Escalation, TaskStage, TaskStatus, UtilityTask
+from routing.satisfaction import load_satisfaction_policy
 from schemas import Codec
+from tests.supervision_data import BOOK, CALENDAR, november
 from tests.support import ROOT, make_task, read_topic, settings_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -27,6 +36,8 @@ pytestmark = pytest.mark.integration
 CODEC = Codec.default()
 CONFIG = ROOT / "deploy" / "config"
 TOKEN = "platform-token"
+VIEW_TOKEN = "supervision-token-0123456789"
+SATISFACTION = load_satisfaction_policy(CONFIG / "satisfaction.yaml")
 
 
 class FakePlatform:
@@ -352,3 +363,64 @@ def test_bad_records_go_to_the_dead_letter_topic_while_the_others_go_on(loop: Lo
     refused_entry = loop.order("GD-1")
     assert refused_entry is not None
     assert (refused_entry["answered_at"] is not None, refused_entry["answer_sent_for"]) == (True, None)
+
+
+def _four_gas_orders(loop: Loop, now: datetime) -> None:
+    """November: one satisfied, one unsatisfied then basically satisfied (cleared), one open, one never answered."""
+    base = datetime(2026, 11, 20, 9, tzinfo=SHANGHAI)
+    orders = [complaint(n, dispatched=base, answer_due=now + timedelta(days=7)) for n in (1, 2, 3)]
+    late = complaint(4, dispatched=datetime(2026, 11, 2, 9, tzinfo=SHANGHAI), answer_due=base - timedelta(days=10))
+    for task in (*orders, late):
+        task["utility_id"], task["region_code"] = "yantai-gas", "370602"
+    loop.statuses(*loop_of(orders[0], base + timedelta(hours=1)), *loop_of(orders[1], base + timedelta(hours=1)))
+    loop.statuses(status(orders[2], "RECEIVED", base), status(late, "RECEIVED", late["occurred_at"]))
+    loop.visit("GD-1", "v1", "SATISFIED", base + timedelta(hours=5))
+    loop.visit("GD-2", "v1", "UNSATISFIED", base + timedelta(hours=5))
+    loop.visit("GD-2", "v2", "BASICALLY_SATISFIED", base + timedelta(hours=6))
+
+
+def test_the_supervision_view_reads_its_complaint_figures_from_the_ledger_topic(loop: Loop) -> None:
+    """Orders through the stage; the view follows the ledger topic: open, overdue, cleared, satisfaction per utility."""
+    now = _now()
+    _four_gas_orders(loop, now)
+    run = loop.start()
+    try:
+        wait_until(lambda: loop.state("GD-2") == "cleared" and len(loop.orders()) == 4, timeout_s=60, what="the orders")
+    finally:
+        _stopped(run)
+    follower = ComplaintFollower(loop.kafka, loop.topic("complaints_ledger"))
+    stop = threading.Event()
+    reader = threading.Thread(target=follower.run, args=(stop,), daemon=True)
+    reader.start()
+    try:
+        assert follower.wait_caught_up(30)
+        wait_until(lambda: len(follower.entries()) == 4, timeout_s=10, what="the follower")
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+    figures = follower_figures(follower, SATISFACTION)(now, None)
+    gas = figures[("utility", "yantai-gas")]
+    assert (gas.open, gas.overdue, gas.cleared) == (2, 1, 1)
+    assert (gas.satisfaction, gas.target, gas.weighted_score) == (2 / 3, 0.995, 60.0)
+    assert figures[("district", "370602")] == gas
+    entries = {e["task_id"]: e for e in november()}
+    source = follower_figures(follower, SATISFACTION)
+    view = LedgerView(lambda: list(entries.values()), entries.get, BOOK, CALENDAR, now=lambda: now, complaints=source)
+    server = WebServer(supervision_app(view, VIEW_TOKEN), host="127.0.0.1", port=0, name="supervision-test")
+    server.start()
+    try:
+        headers = {"Authorization": f"Bearer {VIEW_TOKEN}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers=headers) as http:
+            page = http.get("/").text
+            download = http.get("/report/monthly", params={"month": "2026-11"}).content
+    finally:
+        server.stop()
+    assert "12345 投诉：办理中 2，逾期 1，已清零 1，满意度 66.7%（目标 99.5%）" in page
+    rows = [[c.value for c in row] for row in load_workbook(io.BytesIO(download))["单位"].iter_rows()]
+    gas_row = next(row for row in rows if row[0] == "yantai-gas")
+    assert dict(zip(rows[1][-4:], gas_row[-4:], strict=True)) == {
+        "投诉办理中": 2,
+        "投诉逾期": 1,
+        "已清零": 1,
+        "满意度": 2 / 3,
+    }
