@@ -95,6 +95,7 @@ def templates() -> Environment:
         local=local,
         hours=lambda value: "" if value is None else f"{value:.2f}",
         percent=lambda value: "—" if value is None else f"{value * 100:.1f}%",
+        score=lambda value: "—" if value is None else f"{value:.1f}",
         service=lambda value: SERVICE_LABELS.get(value, value),
         stage=lambda value: STAGE_LABELS.get(value or "", value or ""),
         outcome=lambda value: OUTCOME_LABELS.get(value, value),

@@ -415,12 +415,13 @@ def test_the_supervision_view_reads_its_complaint_figures_from_the_ledger_topic(
             download = http.get("/report/monthly", params={"month": "2026-11"}).content
     finally:
         server.stop()
-    assert "12345 投诉：办理中 2，逾期 1，已清零 1，满意度 66.7%（目标 99.5%）" in page
+    assert "12345 投诉：办理中 2，逾期 1，已清零 1，满意度 66.7%（目标 99.5%），满意度分值 60.0" in page
     rows = [[c.value for c in row] for row in load_workbook(io.BytesIO(download))["单位"].iter_rows()]
     gas_row = next(row for row in rows if row[0] == "yantai-gas")
-    assert dict(zip(rows[1][-4:], gas_row[-4:], strict=True)) == {
+    assert dict(zip(rows[1][-5:], gas_row[-5:], strict=True)) == {
         "投诉办理中": 2,
         "投诉逾期": 1,
         "已清零": 1,
         "满意度": 2 / 3,
+        "满意度分值": 60.0,
     }
