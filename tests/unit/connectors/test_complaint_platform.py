@@ -12,7 +12,7 @@ from connectors.runtime.errors import StopRequested
 from routing.errors import DataError
 
 ANSWERED = datetime(2026, 11, 25, 2, tzinfo=UTC)
-SETTINGS = HotlinePlatformSettings(url="http://platform/", token="t0ken", attempts=3, backoff_s=0)  # type: ignore[arg-type]
+SETTINGS = HotlinePlatformSettings(url="http://platform/", token="t0ken", attempts=3, backoff_s=0)
 
 
 def client(
