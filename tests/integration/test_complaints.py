@@ -139,6 +139,10 @@ class Loop:
     def order(self, order_id: str) -> ComplaintLedgerEntry | None:
         return self.orders().get(order_id)
 
+    def answer_sent(self, order_id: str) -> bool:
+        entry = self.order(order_id)
+        return entry is not None and entry["answer_sent_for"] is not None
+
     def state(self, order_id: str) -> str | None:
         entry = self.order(order_id)
         return None if entry is None else state_of(entry)
@@ -176,16 +180,16 @@ def loop(kafka_bootstrap: str, unique_prefix: str, platform: FakePlatform) -> Lo
 
 
 def complaint(n: int, *, dispatched: datetime, answer_due: datetime) -> UtilityTask:
-    task = make_task("liaocheng-water", n)
-    task.update(
-        kind="COMPLAINT",
-        occurred_at=dispatched,
-        created_at=dispatched,
-        work_order_id=f"GD-{n}",
-        answer_due=answer_due,
-        complaint="水压低",
-        region_code="371502",
-    )
+    task: UtilityTask = {
+        **make_task("liaocheng-water", n),
+        "kind": "COMPLAINT",
+        "occurred_at": dispatched,
+        "created_at": dispatched,
+        "work_order_id": f"GD-{n}",
+        "answer_due": answer_due,
+        "complaint": "水压低",
+        "region_code": "371502",
+    }
     return task
 
 
@@ -224,7 +228,7 @@ def test_an_order_runs_its_loop_to_a_satisfied_close_and_the_answer_is_retried(
     loop.statuses(*loop_of(task, now - timedelta(minutes=50)))
     run = loop.start()
     try:
-        wait_until(lambda: (loop.order("GD-1") or {}).get("answer_sent_for") is not None, timeout_s=60, what="answer")
+        wait_until(lambda: loop.answer_sent("GD-1"), timeout_s=60, what="the answer sent")
         loop.visit("GD-1", "v1", "SATISFIED", now)
         wait_until(lambda: loop.state("GD-1") == "closed", timeout_s=30, what="the satisfied close")
     finally:

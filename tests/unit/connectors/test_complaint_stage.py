@@ -56,15 +56,15 @@ def loop(
 
 
 def task() -> UtilityTask:
-    built = make_task("liaocheng-water", 1)
-    built.update(
-        kind="COMPLAINT",
-        occurred_at=DISPATCHED,
-        created_at=DISPATCHED,
-        work_order_id="GD-1",
-        answer_due=DISPATCHED + timedelta(days=4),
-        region_code="371502",
-    )
+    built: UtilityTask = {
+        **make_task("liaocheng-water", 1),
+        "kind": "COMPLAINT",
+        "occurred_at": DISPATCHED,
+        "created_at": DISPATCHED,
+        "work_order_id": "GD-1",
+        "answer_due": DISPATCHED + timedelta(days=4),
+        "region_code": "371502",
+    }
     return built
 
 
