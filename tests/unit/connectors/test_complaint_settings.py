@@ -1,7 +1,12 @@
 """The ``complaints`` section of the configuration: validated at start-up, errors naming the bad key."""
 
-import pytest
+import shutil
+from pathlib import Path
 
+import pytest
+import yaml
+
+from connectors.config_check import check_configuration
 from connectors.registry import stage_specs, topics
 from connectors.settings import ConfigError
 from tests.support import ROOT, settings_for
@@ -45,3 +50,22 @@ def test_a_bad_key_is_named(extra: dict[str, object], key: str) -> None:
     """A wrong clock, a platform without its token, zero tries, an unknown key: refused, naming the key."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         settings_for("b:9092", "t.", complaints=section(**extra))
+
+
+def test_config_check_names_a_bad_key_of_complaints_yaml(tmp_path: Path) -> None:
+    """`ubridge config check` reads complaints.yaml as the stage does and names the file and the bad key."""
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG, folder)
+    policy = folder / "complaints.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8").replace("working_days: 10", "working_days: -1"), encoding="utf-8"
+    )
+    document = {
+        "kafka": {"bootstrap": "127.0.0.1:9092"},
+        "routing": {"service_areas": "service-areas.yaml"},
+        "complaints": {"policy": "complaints.yaml", "satisfaction": "satisfaction.yaml", "calendar": "calendar.yaml"},
+    }
+    path = folder / "ubridge.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    errors = [str(p) for p in check_configuration(path, probe=lambda host, port: None).errors()]
+    assert any("complaints.yaml" in error and "clearing.working_days" in error for error in errors), errors
