@@ -1,5 +1,6 @@
 """The complaint loop's stage on the real broker (issue 16 item 2): order to closed, 清零 and 销号, 督办, answers."""
 
+import argparse
 import io
 import json
 import threading
@@ -14,7 +15,7 @@ from openpyxl import load_workbook
 from prometheus_client import CollectorRegistry
 
 from connectors.complaints.build import build_complaints
-from connectors.complaints.cli import close_order, read_orders
+from connectors.complaints.cli import close_order, read_orders, run_close, run_list, run_show
 from connectors.complaints.follower import ComplaintFollower, follower_figures
 from connectors.runtime.dlq import error_context
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
@@ -429,3 +430,28 @@ def test_the_supervision_view_reads_its_complaint_figures_from_the_ledger_topic(
         "满意度": 2 / 3,
         "满意度分值": 60.0,
     }
+
+
+def test_operators_list_show_and_close_orders_from_the_command_line(
+    loop: Loop, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`list --clearing` lists the unsatisfied order, `show` prints its loop, `close` refuses an unknown order."""
+    now = _now()
+    task = complaint(1, dispatched=now - timedelta(hours=3), answer_due=now + timedelta(days=7))
+    loop.statuses(*loop_of(task, now - timedelta(hours=2)))
+    loop.visit("GD-1", "v1", "UNSATISFIED", now - timedelta(hours=1))
+    run = loop.start()
+    try:
+        wait_until(lambda: loop.state("GD-1") == "clearing", timeout_s=60, what="the order on the 清零 ledger")
+    finally:
+        _stopped(run)
+    where = {"config": None, "bootstrap": loop.kafka.bootstrap, "topic_prefix": loop.kafka.topic_prefix}
+    assert run_list(argparse.Namespace(clearing=True, **where)) == 0
+    listed = capsys.readouterr().out
+    assert "GD-1" in listed and "clearing" in listed
+    assert run_show(argparse.Namespace(order_id="GD-1", **where)) == 0
+    shown = capsys.readouterr().out
+    assert "情况核实 VERIFIED" in shown and "UNSATISFIED" in shown and "清零台账: UNSATISFIED" in shown
+    unknown = argparse.Namespace(order_id="GD-404", reason="重复", by="dept", **where)
+    assert run_close(unknown) == 2
+    assert "GD-404 is not in the complaint ledger" in capsys.readouterr().err
