@@ -25,16 +25,16 @@ stage runs in one process of the installation at a time (``ubridge run`` leases 
 A visit or close of an order not opened yet (topics are read in no particular order among themselves) is held,
 on the ledger topic under a ``held/`` key, until the order's RECEIVED opens it.
 
-Clock: ``wall`` checks deadlines at the real time at the tick after each change (after the whole batch) and
-whenever one passes (a heap by next deadline); ``event`` checks each order at its own latest reported time
-after each change, for replays and the demo in compressed time (an order that goes silent is then never found
-late: use ``wall`` in production).
+Clock: ``wall`` checks deadlines at the real time a few seconds after each change (a backlog's later reports
+are in by then) and whenever one passes (a heap by next deadline); ``event`` checks each order at its own latest
+reported time after each change, for replays and the demo in compressed time (an order that goes silent is then
+never found late: use ``wall`` in production).
 """
 
 import heapq
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, NamedTuple, cast
 
 import structlog
@@ -72,7 +72,9 @@ log = structlog.get_logger(__name__)
 Clock = Literal["wall", "event"]
 STAGE = "complaints"
 _FIGURES_EVERY_S = 10.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "check at the next tick"
+# A changed order is checked this long after the change: a backlog read after a restart brings an order's later
+# reports in the next batches, and its deadlines must not be judged before they are in.
+_SETTLE = timedelta(seconds=5)
 
 
 class _Held(NamedTuple):
@@ -340,8 +342,8 @@ class ComplaintLoop:
     def _changed(self, before: ComplaintLedgerEntry | None, entry: ComplaintLedgerEntry) -> list[Output]:
         """Keep the entry and write it if anything changed (with the event clock, after checking its deadlines).
 
-        With the wall clock its deadlines are checked at the next tick, after the whole batch: a backlog read at
-        once must not find a stage late that a later record of the same batch reports done in time.
+        With the wall clock its deadlines are checked a few seconds later, on a tick: a backlog must not find a
+        stage late that a later record (of this batch or the next ones) reports done in time.
         """
         raised: list[Output] = []
         if self._clock == "event":
@@ -350,7 +352,7 @@ class ComplaintLoop:
             return []
         self._keep(before, entry)
         if self._clock == "wall":
-            heapq.heappush(self._due, (_EPOCH, next(self._seq), entry["order_id"]))
+            heapq.heappush(self._due, (self._wall() + _SETTLE, next(self._seq), entry["order_id"]))
         value = self._codec.encode("ComplaintLedgerEntry", dict(entry))
         return [*raised, Output(self._ledger, entry["order_id"].encode(), value)]
 
@@ -409,6 +411,8 @@ class ComplaintLoop:
             self._metrics.overdue.labels(utility).set(count)
         month = month_of(clock)
         visits = visits_of(self.orders.values())
+        for gauge in (self._metrics.satisfaction, self._metrics.score, self._metrics.counted):
+            gauge.clear()  # last month's groups must not linger once the month turns
         for level in ("utility", "district"):
             figures = monthly_figures(visits, self._satisfaction, by=level)
             for (figure_month, group), figure in figures.items():
