@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connectors.acl.plan import stage_needs
 from connectors.config_check import check_configuration
 from connectors.registry import stage_specs, topics
 from connectors.settings import ConfigError
@@ -69,3 +70,18 @@ def test_config_check_names_a_bad_key_of_complaints_yaml(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     errors = [str(p) for p in check_configuration(path, probe=lambda host, port: None).errors()]
     assert any("complaints.yaml" in error and "clearing.working_days" in error for error in errors), errors
+
+
+def test_the_complaint_stage_gets_its_acls() -> None:
+    """Its principal reads statuses, visits, closes and its ledger, writes the ledger and 督办, holds its lease."""
+    settings = settings_for("b:9092", "t.", complaints=section())
+    needs = stage_needs(settings)["complaints"]
+    topic = settings.topic
+    assert {topic("task_status"), topic("hotline_return_visits"), topic("complaints_closes")} <= needs.reads
+    assert {topic("complaints_ledger"), topic("coordination")} <= needs.reads
+    assert {
+        topic("complaints_ledger"),
+        topic("complaints_escalations"),
+        settings.dlq_topic("complaints"),
+    } <= needs.writes
+    assert needs.groups == {"t.ubridge.complaints", "t.ubridge.lease.complaints"}
