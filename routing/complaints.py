@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.ledger import LOOP_ORDER, check_loop_order
+from routing.privacy import mask_text
 from routing.records import (
     ClearingReason,
     ComplaintLedgerEntry,
@@ -295,7 +296,7 @@ def close_by_department(
         **entry,
         "closed_at": closed_at,
         "closed_how": "DEPARTMENT_CLOSE",
-        "close_reason": reason.strip(),
+        "close_reason": mask_text(reason.strip()),  # kept on a compacted topic for as long as the order
         "closed_by": closed_by,
         "updated_at": max(entry["updated_at"], closed_at),
     }

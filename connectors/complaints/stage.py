@@ -63,6 +63,7 @@ from routing.complaints import (
     visits_of,
 )
 from routing.errors import DataError
+from routing.privacy import mask_text
 from routing.records import ComplaintClose, ComplaintLedgerEntry, ComplaintVisitResult, Escalation, TaskStatus
 from routing.satisfaction import SatisfactionPolicy, month_of, monthly_figures
 from schemas import Codec
@@ -261,7 +262,8 @@ class ComplaintLoop:
             )
         except DataError as exc:
             self._metrics.answers.labels(utility, "failed").inc()
-            log.warning("complaint_answer_failed", stage=self.stage, order_id=entry["order_id"], reason=exc.reason)
+            reason = mask_text(exc.reason)  # the platform's answer is quoted: it may echo a caller's number
+            log.warning("complaint_answer_failed", stage=self.stage, order_id=entry["order_id"], reason=reason)
             outputs.append(dead_letter(record, exc, stage=self.stage, topic=self._dlq, now=self._wall()))
             return entry
         self._metrics.answers.labels(utility, "sent").inc()

@@ -490,3 +490,9 @@ def test_an_entry_and_an_escalation_travel_as_avro() -> None:
     back = codec.decode_as("ComplaintLedgerEntry", codec.encode("ComplaintLedgerEntry", dict(entry)))
     assert back == entry
     assert codec.decode_as("Escalation", codec.encode("Escalation", dict(raised[0])))["reason"] == "CLEARING_OVERDUE"
+
+
+def test_a_phone_number_in_the_close_reason_is_masked_on_the_ledger() -> None:
+    """The department's reason stays on a compacted topic: a mobile number in it is masked."""
+    closed = close_by_department(opened(), reason="已电话联系13912345678说明", closed_by="dept", closed_at=sh(3, 13))
+    assert "13912345678" not in (closed["close_reason"] or "")
