@@ -4,6 +4,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routing.calendar import SHANGHAI, load_calendar
 from routing.complaints import (
@@ -496,3 +498,23 @@ def test_a_phone_number_in_the_close_reason_is_masked_on_the_ledger() -> None:
     """The department's reason stays on a compacted topic: a mobile number in it is masked."""
     closed = close_by_department(opened(), reason="已电话联系13912345678说明", closed_by="dept", closed_at=sh(3, 13))
     assert "13912345678" not in (closed["close_reason"] or "")
+
+
+@given(st.permutations([("VERIFIED", 1), ("HANDLED", 2), ("ANSWERED", 3)]), st.integers(0, 3))
+def test_the_loop_depends_on_the_reports_not_on_their_arrival_order(
+    reports: list[tuple[TaskStage, int]], repeats: int
+) -> None:
+    """Any arrival order of in-time-ordered reports, any repeats: the same entry."""
+    entry = opened()
+    for stage, hours in [*reports, *reports[:repeats]]:
+        entry = apply_stage(entry, stage, DISPATCHED + timedelta(hours=hours))
+    expected = answered_in_order()
+    assert {k: entry[k] for k in ("verified_at", "handled_at", "answered_at")} == expected
+
+
+def answered_in_order() -> dict[str, datetime]:
+    return {
+        "verified_at": DISPATCHED + timedelta(hours=1),
+        "handled_at": DISPATCHED + timedelta(hours=2),
+        "answered_at": DISPATCHED + timedelta(hours=3),
+    }
