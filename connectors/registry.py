@@ -22,6 +22,8 @@ from connectors.aishandong.router import (
     ProjectLookup,
 )
 from connectors.aishandong.rules import load_application_rules
+from connectors.complaints.build import build_complaints
+from connectors.complaints.stage import STAGE as COMPLAINTS
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
@@ -127,6 +129,9 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(spec("stage_status", 1, compacted=True))
     specs.append(spec("control", 1, compacted=True))
     specs.append(spec("audit", 1))
+    # the 12345 loop (connectors/complaints): visits and closes in, the 清零 ledger (compacted, key order id), 督办 out
+    specs += [spec("hotline_return_visits", partitions), spec("complaints_closes", partitions)]
+    specs += [spec("complaints_ledger", partitions, compacted=True), spec("complaints_escalations", partitions)]
     dlq = [s.name for s in stage_specs(settings) if s.dead_letters]
     specs += [spec("dlq", 1, name=settings.dlq_topic(stage)) for stage in dlq]
     return specs
@@ -183,6 +188,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     ]
     if settings.ledger is not None and settings.ledger.enabled:
         specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
+    if settings.complaints is not None and settings.complaints.enabled:
+        # its state is every order (visits keyed by order, statuses by task): one process runs it at a time
+        specs.append(StageSpec(COMPLAINTS, _leased(COMPLAINTS, _complaints), weight=_TRANSFORM))
     if settings.supervision is not None and settings.supervision.enabled:
         specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
     return specs
@@ -453,6 +461,10 @@ def _ledger(ctx: Context) -> Runnable:
         closed_retention=timedelta(days=config.closed_retention_days),
         codec=ctx.codec,
     )
+
+
+def _complaints(ctx: Context) -> Runnable:
+    return build_complaints(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec)
 
 
 def _supervision(ctx: Context) -> Runnable:

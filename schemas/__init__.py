@@ -39,6 +39,9 @@ RECORDS = (
     "TaskLedgerEntry",
     "HotlineWorkOrder",
     "ReturnVisit",
+    "ComplaintLedgerEntry",
+    "Escalation",
+    "ComplaintClose",
 )
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
