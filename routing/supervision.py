@@ -129,7 +129,7 @@ class StageTime:
 
 @dataclass(frozen=True, slots=True)
 class ComplaintFigures:
-    """A group's 12345 complaint figures, filled in by the complaint loop (issue 16 items 1-3); None until then.
+    """A group's 12345 complaint figures, read from the complaint loop's ledger; None where it has none.
 
     ``satisfaction`` is the share of return visits satisfied or basically satisfied, ``target`` the seed's 99.5%,
     ``weighted_score`` the 003 score with its configured weights.
@@ -301,18 +301,26 @@ def figures_of(facts: Iterable[TaskFacts], *, now: datetime) -> Figures:
 
 
 def with_complaints(figures: Figures, complaints: dict[tuple[Level, str], ComplaintFigures]) -> Figures:
-    """``figures`` with each group's complaint figures (keyed by level and group key) attached."""
+    """``figures`` with each group's complaint figures (keyed by level and group key) attached.
 
-    def attach(groups: tuple[GroupFigures, ...]) -> tuple[GroupFigures, ...]:
-        return tuple(replace(g, complaints=complaints.get((g.level, g.key), g.complaints)) for g in groups)
+    A group with complaints and no connection task (a utility only the hotline has brought work) is added with
+    zero tasks: the department must see it, not only the total line.
+    """
 
+    def attach(level: Level, groups: tuple[GroupFigures, ...], label: Callable[[str], str]) -> tuple[GroupFigures, ...]:
+        present = {g.key for g in groups}
+        added = [group(level, key, label(key), ()) for lvl, key in complaints if lvl == level and key not in present]
+        merged = sorted((*groups, *added), key=lambda g: g.key)
+        return tuple(replace(g, complaints=complaints.get((g.level, g.key), g.complaints)) for g in merged)
+
+    total = figures.total
     return replace(
         figures,
-        total=attach((figures.total,))[0],
-        by_city=attach(figures.by_city),
-        by_district=attach(figures.by_district),
-        by_utility=attach(figures.by_utility),
-        by_category=attach(figures.by_category),
+        total=replace(total, complaints=complaints.get((total.level, total.key), total.complaints)),
+        by_city=attach("city", figures.by_city, region_label),
+        by_district=attach("district", figures.by_district, _district_label),
+        by_utility=attach("utility", figures.by_utility, lambda key: key),
+        by_category=attach("category", figures.by_category, _category_label),
     )
 
 

@@ -198,6 +198,18 @@ def test_complaint_figures_attach_to_their_groups() -> None:
     assert replace(attached, by_utility=figures.by_utility) == figures
 
 
+def test_a_group_with_complaints_only_is_shown_with_zero_tasks() -> None:
+    """A utility and a district only the hotline brought work appear in their lists, sorted, with no tasks."""
+    figures = figures_of(facts_at(november(), BOOK, CALENDAR, NOV_20), now=NOV_20)
+    complaints = ComplaintFigures(open=1, overdue=0, cleared=0)
+    attached = with_complaints(figures, {("utility", "zz-power"): complaints, ("district", "371502"): complaints})
+    added = by_key(attached.by_utility, "zz-power")
+    assert (added.tasks, added.closed, added.breached, added.complaints) == (0, 0, 0, complaints)
+    assert [g.key for g in attached.by_utility] == sorted(g.key for g in attached.by_utility)
+    assert by_key(attached.by_district, "371502").label.endswith("东昌府区")
+    assert len(attached.by_utility) == len(figures.by_utility) + 1
+
+
 def test_figures_are_cut_by_user_category_with_unknown_kept_apart() -> None:
     """002's ledger by category: tasks count under their category; entries from before the field under 未登记类别."""
     now = datetime(2026, 12, 1, tzinfo=UTC)
