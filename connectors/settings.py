@@ -155,6 +155,7 @@ class TopicNames(_Strict):
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
+    payments: str = Field("ubridge.payments.v1", description="爱山东 payments (缴费), keyed by payment id.")
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"

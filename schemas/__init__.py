@@ -39,6 +39,7 @@ RECORDS = (
     "TaskLedgerEntry",
     "HotlineWorkOrder",
     "ReturnVisit",
+    "Payment",
 )
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10
