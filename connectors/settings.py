@@ -36,6 +36,7 @@ from connectors.acl.settings import AclSettings
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+from connectors.payments.settings import PaymentSettings
 from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.retention import RetentionSettings
 
@@ -467,12 +468,21 @@ class Settings(_Strict):
     supervision: SupervisionSettings | None = None
     acl: AclSettings | None = None
     schema_registry: SchemaRegistrySettings | None = None
+    payments: PaymentSettings | None = None
 
     @model_validator(mode="after")
     def _acl_utilities_configured(self) -> "Settings":
         unknown = sorted(set(self.acl.utilities) - {u.id for u in self.utilities}) if self.acl else []
         if unknown:
             message = f"acl.utilities names utilities with no utilities[] entry: {', '.join(unknown)}"
+            raise ValueError(message)
+        return self
+
+    @model_validator(mode="after")
+    def _payment_endpoints_configured(self) -> "Settings":
+        unknown = sorted(set(self.payments.endpoints) - {u.id for u in self.utilities}) if self.payments else []
+        if unknown:
+            message = f"payments.endpoints names utilities with no utilities[] entry: {', '.join(unknown)}"
             raise ValueError(message)
         return self
 
