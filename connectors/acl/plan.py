@@ -21,6 +21,7 @@ from connectors.aishandong.router import STAGE as APPLICATION_ROUTER
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.ledger.stage import TaskLedger
+from connectors.payments.stage import STAGE as PAYMENTS
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.settings import Settings
@@ -147,6 +148,11 @@ def _delivery(w: _Wiring) -> None:
     for utility in s.utilities:
         if utility.status_poll is not None and utility.status_poll.enabled:
             w.source(poll_stage(utility.id), writes=[status])
+    if s.payments is not None and s.payments.enabled:
+        if s.payments.gateway is not None:
+            signatures = s.topic("push_signatures")
+            w.stage(s.payments.gateway.name, reads=[signatures], writes=[s.topic("payments"), signatures], dlq=False)
+        w.loop(PAYMENTS, reads=[s.topic("payments")], writes=[])
     if s.ledger is not None and s.ledger.enabled:
         changelog = s.topic("ledger_changelog")
         w.loop(TaskLedger.stage, reads=[status, changelog], writes=[changelog, s.topic("sla")])
