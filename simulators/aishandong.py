@@ -327,9 +327,18 @@ def make_payments(n: int, seed: int, regions: Sequence[str], *, start: datetime 
 
 
 def push_payments(
-    url: str, secret: str, payments: Sequence[dict[str, Any]], *, charset: str = "utf-8", timeout_s: float = 10.0
+    url: str,
+    secret: str,
+    payments: Sequence[dict[str, Any]],
+    *,
+    charset: str = "utf-8",
+    timeout_s: float = 10.0,
+    clock: Callable[[], float] = time.time,
 ) -> list[PushResult]:
     """POST each payment to ``url`` (the full ``…/v1/payments`` URL), signed like an application.
+
+    A payment sent again must be signed at another second (``clock``): the same body and time make the same
+    signature, which the gateway refuses as a replay.
 
     Answers: 202 ``{"accepted": 1, "payment_id": …}`` durable; 422 ``{"error", "field"}`` refused.
 
@@ -337,7 +346,7 @@ def push_payments(
         ValueError: an unknown charset.
         OSError: the gateway could not be reached.
     """
-    return push_applications(url, secret, payments, charset=charset, timeout_s=timeout_s)
+    return push_applications(url, secret, payments, charset=charset, timeout_s=timeout_s, clock=clock)
 
 
 @dataclass(frozen=True)
