@@ -31,6 +31,7 @@ from connectors.ledger import build_ledger
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.stage import TaskLedger
 from connectors.payments.gateway import build_payment_gateway
+from connectors.payments.pull_source import PaymentPullSource
 from connectors.payments.stage import STAGE as PAYMENTS
 from connectors.payments.wiring import build_payment_delivery
 from connectors.router.project_table import ProjectTableWriter
@@ -177,6 +178,9 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     payments = settings.payments
+    payments_pull = settings.sources.aishandong_payments_pull
+    if payments_pull is not None and payments_pull.enabled:
+        specs.append(StageSpec(payments_pull.name, _leased(payments_pull.name, _payments_pull)))
     if payments is not None and payments.enabled:
         if payments.gateway is not None:
             specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
@@ -331,6 +335,14 @@ def _payment_gateway(ctx: Context) -> Runnable:
         stop=ctx.stop,
         signatures_topic=ctx.settings.topic("push_signatures"),
     )
+
+
+def _payments_pull(ctx: Context) -> Runnable:
+    config = ctx.settings.sources.aishandong_payments_pull
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    topic, dlq = ctx.settings.topic("payments"), ctx.settings.dlq_topic(config.name)
+    source = PaymentPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
 
 
 def _payment_delivery(ctx: Context) -> Runnable:

@@ -264,6 +264,12 @@ class AishandongPullSettings(_Strict):
     )
 
 
+class PaymentPullSettings(AishandongPullSettings):
+    """爱山东 payments (缴费) pulled from the app's feed, ``GET /api/v1/payments`` (connectors.payments)."""
+
+    name: str = "aishandong-payments-pull"
+
+
 class SourcesSettings(_Strict):
     """Every upstream connector; absent means not run."""
 
@@ -272,6 +278,7 @@ class SourcesSettings(_Strict):
     gonggai_spgl: GonggaiSpglSettings | None = None
     aishandong_gateway: AishandongGatewaySettings | None = None
     aishandong_pull: AishandongPullSettings | None = None
+    aishandong_payments_pull: PaymentPullSettings | None = None
 
 
 class RoutingSettings(_Strict):

@@ -123,6 +123,8 @@ def _sources(w: _Wiring) -> None:
         w.stage(sources.aishandong_gateway.name, reads=[signatures], writes=applications, dlq=False)
     if sources.aishandong_pull is not None and sources.aishandong_pull.enabled:
         w.source(sources.aishandong_pull.name, writes=[s.topic("applications")])
+    if sources.aishandong_payments_pull is not None and sources.aishandong_payments_pull.enabled:
+        w.source(sources.aishandong_payments_pull.name, writes=[s.topic("payments")])
 
 
 def _routing(w: _Wiring) -> None:

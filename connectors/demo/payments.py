@@ -7,6 +7,7 @@ drops a tenth of requests when faults are on (retried).
 """
 
 import random
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -57,7 +58,6 @@ class DemoPayments:
             self.platform.set_faults(error_rate=0.1, retry_after_s=0.2)
         self.pushed: list[dict[str, Any]] = []
         self._ids: set[str] = set()
-        self._repeat_next: list[dict[str, Any]] = []
         self.repeated = 0
         self._port = 0
         self.refused = 0
@@ -79,10 +79,12 @@ class DemoPayments:
             payment["jfbh"] = f"JF-DEMO-{chunk:06d}-{index}"
             if rng.randrange(UNSERVED_EVERY) == 0:
                 payment["xzqhdm"] = UNSERVED_REGION
-        # a repeat goes with the next chunk: the app signs it again at a later second, as a real resend would
-        repeats, self._repeat_next = self._repeat_next, [p for p in payments if rng.randrange(REPEAT_EVERY) == 0]
+        repeats = [p for p in payments if rng.randrange(REPEAT_EVERY) == 0]
         url = f"http://127.0.0.1:{self._port}/v1/payments"
-        for payment, result in zip(payments + repeats, push_payments(url, SECRET, payments + repeats), strict=True):
+        results = push_payments(url, SECRET, payments)
+        # a resend is signed afresh, at a later second: the same signature again would be refused as a replay
+        results += push_payments(url, SECRET, repeats, clock=lambda: time.time() + 1)
+        for payment, result in zip(payments + repeats, results, strict=True):
             if result.status != 202:  # noqa: PLR2004 - HTTP Accepted
                 self.refused += 1
             elif payment["jfbh"] in self._ids:

@@ -2,7 +2,7 @@
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,15 +15,19 @@ from pydantic import SecretStr
 from connectors.aishandong.rules import load_application_rules
 from connectors.payments.client import PaymentPoster
 from connectors.payments.gateway import PaymentGateway
+from connectors.payments.pull_source import PaymentPullSource
 from connectors.payments.settings import PAYMENTS_PATH, PaymentRetry, payments_endpoint
 from connectors.payments.stage import receipt_body, utility_body
+from connectors.runtime.dlq import error_context
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.http_intake import IntakeRequest
+from connectors.runtime.interface import SourceBatch
 from connectors.runtime.metrics import Metrics
-from connectors.settings import ConfigError, parse_settings
+from connectors.settings import ConfigError, PaymentPullSettings, parse_settings
 from routing.errors import DataError
 from routing.payments import Payment
 from schemas import Codec
+from simulators.aishandong import PaymentPlatform, make_payments
 from simulators.approval.push import sign
 
 CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "config"
@@ -242,3 +246,39 @@ def test_forged_and_misdirected_requests_are_refused() -> None:
     """A wrong signature is 401; another path is 404."""
     assert intake().handle(request(RAW, secret="another-secret-0123456789")).status == 401
     assert intake().handle(request(RAW, path="/v1/applications")).status == 404
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[PaymentPlatform, str]]:
+    platform = PaymentPlatform(token="feed-token")
+    url = platform.start()
+    yield platform, url
+    platform.stop()
+
+
+def pull(url: str, cursor: str | None) -> SourceBatch:
+    source = PaymentPullSource(
+        PaymentPullSettings(base_url=url, token=SecretStr("feed-token"), page_size=3), topic=TOPIC, dlq_topic="dlq"
+    )
+    try:
+        return source.poll(cursor)
+    finally:
+        source.close()
+
+
+def test_pulled_payments_become_avro_records_and_bad_ones_dead_letters(feed: tuple[PaymentPlatform, str]) -> None:
+    """The feed's payments are paged by cursor; an invalid one is a dead letter with its reason, the rest pass."""
+    platform, url = feed
+    good = make_payments(3, seed=2, regions=["370602"])
+    platform.add([good[0], {**good[1], "je": "-3.00"}, good[2], {**good[0], "jfbh": "JF-X", "qd": "现金"}])
+    first = pull(url, None)
+    second = pull(url, first.cursor)
+    assert (first.cursor, first.has_more, second.cursor, second.has_more) == ("3", True, "4", False)
+    records = [*first.records, *second.records]
+    assert [r.topic for r in records] == [TOPIC, "dlq", TOPIC, "dlq"]
+    assert [r.key for r in records[:3]] == [p["jfbh"].encode() for p in good]
+    assert Codec.default().decode(records[0].value)[0] == "Payment"
+    letter = error_context(records[1].headers)
+    assert (letter["field"], letter["offset"], letter["stage"]) == ("je", "2", "aishandong-payments-pull")
+    assert "positive" in letter["message"]
+    assert (records[3].key, error_context(records[3].headers)["field"]) == (b"JF-X", "qd")
