@@ -1,6 +1,7 @@
 """爱山东 payments on the real broker: signed push → payments topic → the utility posts it once → receipt to 爱山东."""
 
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from connectors.app import App
 from connectors.payments.client import PaymentPoster
 from connectors.payments.gateway import build_payment_gateway
 from connectors.payments.settings import PAYMENTS_PATH, PaymentGatewaySettings, PaymentRetry
@@ -25,7 +27,7 @@ from routing.service_areas import load_service_areas
 from schemas import Codec
 from simulators.aishandong import RECEIPTS_PATH, PaymentPlatform, make_payments, push_payments
 from simulators.utility.server import UtilitySimulator
-from tests.support import read_topic, wait_until
+from tests.support import read_topic, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +220,51 @@ def test_a_utility_down_is_retried_and_one_still_down_is_dead_lettered(
         "ubridge_payment_retries_total", {"peer": "yantai-water", "reason": "backpressure"}
     )
     assert retried is not None and retried > 0
+
+
+def test_the_configured_stages_push_pull_post_and_receipt(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """Wired by configuration: pushed and pulled payments are posted and receipted; a bad pulled one is a letter."""
+    utilities = {utility: UtilitySimulator(utility, token=f"token-{utility}") for utility in UTILITIES}
+    urls = {utility: simulator.start() for utility, simulator in utilities.items()}
+    platform = PaymentPlatform(token=RECEIPT_TOKEN)
+    platform_url = platform.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    settings = settings_for(
+        kafka_bootstrap,
+        unique_prefix,
+        utilities=[utility_config(u, url) for u, url in urls.items()],
+        sources={
+            "aishandong_payments_pull": {"base_url": platform_url, "token": RECEIPT_TOKEN, "poll_interval_s": 0.2}
+        },
+        payments={
+            "gateway": {"port": port, "secret": SECRET},
+            "acknowledgement": {"url": f"{platform_url}{RECEIPTS_PATH}", "token": RECEIPT_TOKEN},
+            "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.3, "max_attempts": 10},
+        },
+    )
+    app = App(settings, only=["aishandong-payments", "aishandong-payments-pull", "payments"], serve_metrics=False)
+    app.start()
+    try:
+        wait_until(app.ready, timeout_s=60, what="the payment stages to start")
+        pushed, pulled = make_payments(4, seed=21, regions=["370602"]), make_payments(4, seed=22, regions=["370602"])
+        platform.add([*pulled, {**pulled[0], "jfbh": "JF-BAD", "zq": "2026-13"}])
+        results = push_payments(f"http://127.0.0.1:{port}{PAYMENTS_PATH}", SECRET, pushed)
+        assert [r.status for r in results] == [202] * 4
+        wait_until(lambda: len(platform.receipts()) >= 8, timeout_s=60, what="eight receipts")
+        dlq = settings.dlq_topic("aishandong-payments-pull")
+        wait_until(lambda: len(read_topic(kafka_bootstrap, dlq)) >= 1, timeout_s=30, what="the bad payment's letter")
+        expected = sorted(p["jfbh"] for p in [*pushed, *pulled])
+        assert sorted(r.payment_id for r in platform.receipts()) == expected
+        assert (
+            sorted(pid for s in utilities.values() for pid in (p.payment_id for p in s.payments.payments())) == expected
+        )
+        (letter,) = read_topic(kafka_bootstrap, dlq)
+        assert (letter.key, error_context(letter.headers)["field"]) == (b"JF-BAD", "zq")
+    finally:
+        app.stop()
+        assert app.wait(timeout_s=30)
+        for simulator in utilities.values():
+            simulator.stop()
+        platform.stop()
