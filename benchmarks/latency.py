@@ -106,8 +106,9 @@ def end_to_end(bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float
         demo.stop()
     totals: list[float] = []
     hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
-    topics = [demo.settings.topic(name) for name in ("raw_gonggai_spgl", "project_events", "tasks")]
-    for task_id, stamps in _stamps(bootstrap, topics, received):
+    topics = [demo.settings.topic(name) for name in ("raw_gonggai_spgl", "project_events")]
+    task_topics = [demo.settings.task_topic(utility.id) for utility in demo.settings.utilities]
+    for task_id, stamps in _stamps(bootstrap, topics, task_topics, received):
         seq = expectation.event_of_task.get(task_id)
         if seq is None or seq not in demo.published_at:
             continue  # an 爱山东 application's task, or one of a grant this run did not publish
@@ -127,13 +128,13 @@ def end_to_end(bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float
 
 
 def _stamps(
-    bootstrap: str, topics: list[str], received: dict[str, datetime]
+    bootstrap: str, topics: list[str], task_topics: list[str], received: dict[str, datetime]
 ) -> Iterator[tuple[str, tuple[float, float, float, float]]]:
     """Per received task: the send times of its raw record, its event, its first task record, and its receipt.
 
-    ``topics``: the raw, project-event and task topics.
+    ``topics``: the raw and project-event topics; ``task_topics``: every utility's task topic.
     """
-    raw_topic, events_topic, tasks_topic = topics
+    raw_topic, events_topic = topics
     codec = Codec.default()
     raw_at: dict[str, float] = {}
     for record in _records(bootstrap, raw_topic):
@@ -145,9 +146,10 @@ def _stamps(
         event = codec.decode_as("ProjectEvent", record.value)
         event_at.setdefault(event["event_id"], (record.timestamp / 1000, event["source_record_id"]))
     task_at: dict[str, tuple[float, str]] = {}
-    for record in _records(bootstrap, tasks_topic):
-        task = codec.decode_as("UtilityTask", record.value)
-        task_at.setdefault(task["task_id"], (record.timestamp / 1000, task["source_event_id"]))
+    for tasks_topic in task_topics:
+        for record in _records(bootstrap, tasks_topic):
+            task = codec.decode_as("UtilityTask", record.value)
+            task_at.setdefault(task["task_id"], (record.timestamp / 1000, task["source_event_id"]))
     for task_id, receipt in received.items():
         if task_id not in task_at:
             continue

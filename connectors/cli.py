@@ -26,6 +26,7 @@ from connectors import calendar_cli, openapi
 from connectors.acl import cli as acl_cli
 from connectors.admin import cli as admin_cli
 from connectors.broker import cli as broker_cli
+from connectors.complaints import cli as complaints_cli
 from connectors.config_check import Report, check_configuration
 from connectors.demo import cli as demo_cli
 from connectors.ledger import show as tasks_cli
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     report_cli.register(sub)
     migrate_cli.register(sub)
     acl_cli.register(sub)
+    complaints_cli.register(sub)
 
     run = sub.add_parser("run", help="run the configured stages until SIGTERM")
     run.add_argument("--config", type=Path, required=True)

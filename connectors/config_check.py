@@ -26,14 +26,18 @@ from connectors.config_ports import Probe, bind_problem, listeners, port_clashes
 from connectors.config_problems import FileUnusable, Problem, from_message, from_validation, read_document
 from connectors.settings import ConfigError, Settings, parse_settings
 from routing.calendar import parse_calendar
+from routing.complaints import ComplaintPolicy
 from routing.mapping import parse_mapping
+from routing.satisfaction import SatisfactionPolicy
 from routing.service_areas import ServiceAreaTable, parse_service_areas
 from routing.sla_policy import PolicyBook
 from routing.spelling import did_you_mean
 from routing.spgl_dialects import DEFAULT_DIALECTS, Dialects
 
 Parser = Callable[[Any, str], object]
-FileKind = Literal["service_areas", "mapping", "dialects", "rules", "calendar", "policies"]
+FileKind = Literal[
+    "service_areas", "mapping", "dialects", "rules", "calendar", "policies", "complaint_policy", "satisfaction"
+]
 
 _SCHEMES: Final = ("http", "https")
 _MAX_PORT: Final = 65535
@@ -133,6 +137,10 @@ def referenced_files(settings: Settings) -> list[Reference]:
     if settings.ledger is not None and settings.ledger.enabled:
         refs.append(Reference("ledger.calendar", settings.ledger.calendar, "calendar"))
         refs.append(Reference("ledger.policies", settings.ledger.policies, "policies"))
+    if settings.complaints is not None and settings.complaints.enabled:
+        refs.append(Reference("complaints.policy", settings.complaints.policy, "complaint_policy"))
+        refs.append(Reference("complaints.satisfaction", settings.complaints.satisfaction, "satisfaction"))
+        refs.append(Reference("complaints.calendar", settings.complaints.calendar, "calendar"))
     return refs
 
 
@@ -243,6 +251,8 @@ _MODELS: Final[dict[FileKind, type[BaseModel]]] = {
     "policies": PolicyBook,
     "rules": ApplicationRulesFile,
     "dialects": Dialects,
+    "complaint_policy": ComplaintPolicy,
+    "satisfaction": SatisfactionPolicy,
 }
 _PARSERS: Final[dict[FileKind, Parser]] = {
     "service_areas": lambda document, origin: parse_service_areas(document, origin=origin),

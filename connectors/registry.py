@@ -22,6 +22,8 @@ from connectors.aishandong.router import (
     ProjectLookup,
 )
 from connectors.aishandong.rules import load_application_rules
+from connectors.complaints.build import build_complaints
+from connectors.complaints.stage import STAGE as COMPLAINTS
 from connectors.gonggai.interface_source import GonggaiInterfaceSource
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
@@ -131,6 +133,9 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs.append(spec("stage_status", 1, compacted=True))
     specs.append(spec("control", 1, compacted=True))
     specs.append(spec("audit", 1))
+    # the 12345 loop (connectors/complaints): visits and closes in, the 清零 ledger (compacted, key order id), 督办 out
+    specs += [spec("hotline_return_visits", partitions), spec("complaints_closes", partitions)]
+    specs += [spec("complaints_ledger", partitions, compacted=True), spec("complaints_escalations", partitions)]
     dlq = [s.name for s in stage_specs(settings) if s.dead_letters]
     specs += [spec("dlq", 1, name=settings.dlq_topic(stage)) for stage in dlq]
     return specs
@@ -177,14 +182,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
         specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
-    payments = settings.payments
-    payments_pull = settings.sources.aishandong_payments_pull
-    if payments_pull is not None and payments_pull.enabled:
-        specs.append(StageSpec(payments_pull.name, _leased(payments_pull.name, _payments_pull)))
-    if payments is not None and payments.enabled:
-        if payments.gateway is not None:
-            specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
-        specs.append(StageSpec(PAYMENTS, _payment_delivery))
+    specs += _payment_specs(settings)
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
         specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
@@ -195,8 +193,25 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     ]
     if settings.ledger is not None and settings.ledger.enabled:
         specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
+    if settings.complaints is not None and settings.complaints.enabled:
+        # its state is every order (visits keyed by order, statuses by task): one process runs it at a time
+        specs.append(StageSpec(COMPLAINTS, _leased(COMPLAINTS, _complaints), weight=_TRANSFORM))
     if settings.supervision is not None and settings.supervision.enabled:
         specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
+    return specs
+
+
+def _payment_specs(settings: Settings) -> list[StageSpec]:
+    """The 爱山东 payment stages: the pull source and the push intake when configured, and the delivery."""
+    specs = []
+    pull = settings.sources.aishandong_payments_pull
+    if pull is not None and pull.enabled:
+        specs.append(StageSpec(pull.name, _leased(pull.name, _payments_pull)))
+    payments = settings.payments
+    if payments is not None and payments.enabled:
+        if payments.gateway is not None:
+            specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
+        specs.append(StageSpec(PAYMENTS, _payment_delivery))
     return specs
 
 
@@ -490,6 +505,10 @@ def _ledger(ctx: Context) -> Runnable:
         closed_retention=timedelta(days=config.closed_retention_days),
         codec=ctx.codec,
     )
+
+
+def _complaints(ctx: Context) -> Runnable:
+    return build_complaints(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec)
 
 
 def _supervision(ctx: Context) -> Runnable:

@@ -34,6 +34,7 @@ from pydantic import (
 
 from connectors.acl.settings import AclSettings
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
+from connectors.complaints.settings import ComplaintSettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.payments.settings import PaymentSettings
@@ -168,6 +169,10 @@ class TopicNames(_Strict):
     stage_status: str = "ubridge.stage-status.v1"
     control: str = "ubridge.control.v1"
     audit: str = "ubridge.audit.v1"
+    hotline_return_visits: str = "ubridge.hotline.return-visits.v1"
+    complaints_ledger: str = "ubridge.complaints.ledger.v1"
+    complaints_escalations: str = "ubridge.complaints.escalations.v1"
+    complaints_closes: str = "ubridge.complaints.closes.v1"
     dlq_pattern: str = "ubridge.dlq.{stage}.v1"
 
     @field_validator("tasks_pattern")
@@ -473,6 +478,7 @@ class Settings(_Strict):
     processes: ProcessSettings = ProcessSettings()
     privacy: PrivacySettings = PrivacySettings()
     supervision: SupervisionSettings | None = None
+    complaints: ComplaintSettings | None = None
     acl: AclSettings | None = None
     schema_registry: SchemaRegistrySettings | None = None
     payments: PaymentSettings | None = None

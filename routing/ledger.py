@@ -28,6 +28,7 @@ A ledger stage drives it like this (``evaluate`` is :func:`routing.sla.evaluate`
     entry = mark_emitted(entry, events, now)  # after the events are acknowledged
 """
 
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
@@ -51,12 +52,14 @@ from routing.sla import (
 from routing.sla_policy import PolicyBook
 
 __all__ = [
+    "LOOP_ORDER",
     "STAGE_ORDER",
     "ClockRow",
     "RuleTimeline",
     "StageRow",
     "Timeline",
     "apply_status",
+    "check_loop_order",
     "mark_emitted",
     "open_entry",
     "reclock",
@@ -65,7 +68,10 @@ __all__ = [
 ]
 
 _FIELD: Final = "stage"
-_RANK: Final = {stage: rank for rank, stage in enumerate((*STAGE_ORDER, "REJECTED"))}
+# A complaint's 核实-办理-反馈 (seed 002) follows RECEIVED; the connection stages never mix with it.
+LOOP_ORDER: Final[tuple[TaskStage, ...]] = ("RECEIVED", "VERIFIED", "HANDLED", "ANSWERED")
+_RANK: Final = {stage: rank for rank, stage in enumerate((*LOOP_ORDER, *STAGE_ORDER[1:], "REJECTED"))}
+_CONNECTION_ONLY: Final = frozenset(STAGE_ORDER[1:-1])
 
 
 class StageRow(NamedTuple):
@@ -356,7 +362,25 @@ def _check_payload(status: TaskStatus) -> None:
         raise DataError(_FIELD, f"EXTERNAL_WORKS needs the external pipe length in metres (> 0), got {length!r}")
 
 
+def check_loop_order(times: Mapping[TaskStage, datetime]) -> None:
+    """Refuse a complaint's stages out of the loop's order, or mixed with a connection's stages.
+
+    Raises:
+        DataError: Field ``stage``, naming the two stages at odds.
+    """
+    loop = [stage for stage in LOOP_ORDER[1:] if stage in times]
+    mixed = sorted(_CONNECTION_ONLY & times.keys())
+    if loop and mixed:
+        message = f"{loop[0]} is a complaint's stage and {mixed[0]} a connection's: one task cannot report both"
+        raise DataError(_FIELD, message)
+    for earlier, later in itertools.pairwise(loop):
+        if times[later] < times[earlier]:
+            message = f"{later} at {times[later].isoformat()} precedes {earlier} at {times[earlier].isoformat()}"
+            raise DataError(_FIELD, message)
+
+
 def _check_order(times: dict[TaskStage, datetime]) -> None:
+    check_loop_order(times)
     if "CLOSED" in times and "REJECTED" in times:
         raise DataError(_FIELD, "a task is either CLOSED or REJECTED, and this one was reported as both")
     terminal = next((stage for stage in ("CLOSED", "REJECTED") if stage in times), None)

@@ -235,3 +235,71 @@ class TaskLedgerEntry(TypedDict):
     permit_granted_at: datetime | None
     cancelled_at: datetime | None
     user_category: UserCategory | None
+
+
+ComplaintVisitResult = Literal["SATISFIED", "BASICALLY_SATISFIED", "UNSATISFIED", "UNREACHABLE"]
+ClearingReason = Literal["UNSATISFIED", "ANSWER_OVERDUE"]
+ClosedHow = Literal["SATISFIED_VISIT", "DEPARTMENT_CLOSE"]
+EscalationReason = Literal["VERIFY_OVERDUE", "ANSWER_OVERDUE", "CLEARING_OVERDUE"]
+
+
+class ComplaintVisit(TypedDict):
+    """ubridge.v1.ComplaintVisit."""
+
+    visit_id: str
+    result: ComplaintVisitResult
+    visited_at: datetime
+
+
+class ComplaintLedgerEntry(TypedDict):
+    """ubridge.v1.ComplaintLedgerEntry."""
+
+    order_id: str
+    task_id: str
+    utility_id: str
+    region_code: str
+    service: Service
+    dispatched_at: datetime
+    received_at: datetime
+    verify_due: datetime
+    answer_due: datetime
+    answer_due_from: str
+    verified_at: datetime | None
+    handled_at: datetime | None
+    answered_at: datetime | None
+    answer_sent_for: datetime | None
+    visits: list[ComplaintVisit]
+    on_clearing_ledger: bool
+    clearing_reason: ClearingReason | None
+    clearing_since: datetime | None
+    clearing_due: datetime | None
+    closed_at: datetime | None
+    closed_how: ClosedHow | None
+    close_reason: str | None
+    closed_by: str | None
+    escalations: list[str]
+    updated_at: datetime
+
+
+class Escalation(TypedDict):
+    """ubridge.v1.Escalation."""
+
+    escalation_id: str
+    order_id: str
+    task_id: str
+    utility_id: str
+    region_code: str
+    service: Service
+    reason: EscalationReason
+    due: datetime
+    raised_at: datetime
+    policy_source: str
+
+
+class ComplaintClose(TypedDict):
+    """ubridge.v1.ComplaintClose."""
+
+    order_id: str
+    reason: str
+    closed_by: str
+    closed_at: datetime

@@ -39,6 +39,9 @@ RECORDS = (
     "TaskLedgerEntry",
     "HotlineWorkOrder",
     "ReturnVisit",
+    "ComplaintLedgerEntry",
+    "Escalation",
+    "ComplaintClose",
     "Payment",
 )
 MAGIC = b"\xc3\x01"

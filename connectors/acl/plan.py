@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from connectors.aishandong.router import STAGE as APPLICATION_ROUTER
+from connectors.complaints.stage import STAGE as COMPLAINTS
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.ledger.stage import TaskLedger
@@ -158,6 +159,16 @@ def _delivery(w: _Wiring) -> None:
     if s.ledger is not None and s.ledger.enabled:
         changelog = s.topic("ledger_changelog")
         w.loop(TaskLedger.stage, reads=[status, changelog], writes=[changelog, s.topic("sla")])
+    if s.complaints is not None and s.complaints.enabled:
+        # leased like a source (one process holds every order); restores its ledger topic at start
+        ledger, visits, closes = (
+            s.topic("complaints_ledger"),
+            s.topic("hotline_return_visits"),
+            s.topic("complaints_closes"),
+        )
+        reads = [status, visits, closes, ledger, s.topic("coordination")]
+        w.loop(COMPLAINTS, reads=reads, writes=[ledger, s.topic("complaints_escalations")])
+        w.needs[COMPLAINTS].groups.add(f"{s.kafka.topic_prefix}ubridge.lease.{COMPLAINTS}")
 
 
 def principals(settings: Settings, stages: Iterable[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.aishandong.rules import load_application_rules
 from connectors.app import App
+from connectors.complaints.cli import read_orders
+from connectors.demo.complaints import (
+    AnswerDesk,
+    complaints_config,
+    complaints_table,
+    replay_complaints,
+    replay_visits,
+)
 from connectors.demo.expected import (
     Expectation,
     exchange_events,
@@ -33,6 +41,8 @@ from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
+from routing.records import ComplaintLedgerEntry
+from routing.satisfaction import load_satisfaction_policy
 from routing.service_areas import load_service_areas
 from simulators.aishandong import APPLICATIONS_PATH, make_applications, push_applications
 
@@ -44,6 +54,7 @@ APPLICATION_SHARE = 0.1  # 爱山东 applications per upstream project event
 APPLICATION_REGIONS = ("370602", "370611", "370685", "371502", "370102", "370202")  # 370202: unserved
 GATEWAY_SECRET = "demo-aishandong-gateway-secret"  # noqa: S105 - the simulated gateway's, not a secret
 UNSERVED_SHARE = 0.03
+COMPLAINT_ORDERS = 60  # 12345 work orders through their loop (connectors/demo/complaints.py)
 FAULTS: dict[str, dict[str, Any]] = {
     "yantai-water": {"error_rate": 0.10, "error_status": 503},
     "yantai-gas": {"error_rate": 0.05, "error_status": 429, "retry_after_s": 0.2},
@@ -77,6 +88,7 @@ class DemoResult:
     expectation: Expectation
     sla: list[SlaFigures]
     applications_refused: int
+    complaints: list[ComplaintLedgerEntry] = field(default_factory=list)
     payments: list[PaymentFigures] | None = None
     payment_line: str = ""
 
@@ -105,6 +117,7 @@ class Demo:
         self.applications: list[dict[str, Any]] = []
         self.applications_refused = 0
         self.registry = CollectorRegistry()
+        self.desk = AnswerDesk(seed=options.seed)
         self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
@@ -165,6 +178,7 @@ class Demo:
                 progress.update(delivered, completed=self._delivered())
                 time.sleep(0.2)
             progress.update(published, completed=len(self.published_at))
+            replay_complaints(self.settings, orders=COMPLAINT_ORDERS, seed=self.options.seed)
             expectation = self._expectation()
             progress.update(delivered, total=expectation.total)
             deadline = time.monotonic() + self.options.timeout_s
@@ -177,18 +191,22 @@ class Demo:
         with self.console.status("utilities working through their tasks (simulated office hours)"):
             _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
+        with self.console.status("12345 return visits"):
+            replay_visits(self.settings, orders=COMPLAINT_ORDERS, seed=self.options.seed)
+            _settle(self.registry, quiet_s=2.0, timeout_s=30)
         return expectation
 
     def result(self, expectation: Expectation) -> DemoResult:
         """Compare what arrived with what should have, utility by utility."""
         rows = [self._figures(u, sim, expectation) for u, sim in self.utilities.items()]
         sla = [_sla_figures(self.registry, u) for u in self.utilities]
+        complaints = list(read_orders(self.settings.kafka, self.settings.topics).values())
         payments = self.payments.figures({u: sim.url for u, sim in self.utilities.items()})
         pushed, refused = len(self.payments.pushed), self.payments.refused
         line = payments_line(payments, pushed=pushed, repeated=self.payments.repeated, refused=refused)
-        return DemoResult(
-            rows, _stage_figures(self.registry), expectation, sla, self.applications_refused, payments, line
-        )
+        stages = _stage_figures(self.registry)
+        refused_apps = self.applications_refused
+        return DemoResult(rows, stages, expectation, sla, refused_apps, complaints, payments, line)
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -196,6 +214,7 @@ class Demo:
             self.app.stop()
             self.app.wait(timeout_s=30)
         self.simulators.stop()
+        self.desk.stop()
         self.payments.stop()
 
     def feed(self) -> None:
@@ -318,6 +337,7 @@ class Demo:
                 }
                 for utility, url in urls.items()
             ],
+            **complaints_config(self.desk.url),
         }
         path = self.options.workdir / "ubridge.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -348,6 +368,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
     console.print(stage_table(result.stages))
     console.print(utility_table(result.utilities))
     console.print(sla_table(result.sla))
+    console.print(complaints_table(result.complaints, load_satisfaction_policy(CONFIG_DIR / "satisfaction.yaml")))
     console.print(
         f"爱山东 applications: {exp.applications} routed, {result.applications_refused} refused at the gateway; "
         f"approval-system events: {exp.invalid} invalid (dead-lettered by the normaliser), "

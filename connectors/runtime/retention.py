@@ -48,6 +48,10 @@ CLASS_OF: Final[Mapping[str, TopicClass]] = MappingProxyType(
         "coordination": "ephemeral",
         "stage_status": "ephemeral",
         "push_signatures": "ephemeral",
+        "hotline_return_visits": "status",
+        "complaints_ledger": "table",
+        "complaints_escalations": "sla",
+        "complaints_closes": "audit",
     }
 )
 

@@ -40,6 +40,11 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "sla": ("SlaEvent",),
     # the ledger's entries, and the statuses it holds back, kept as their original bytes
     "ledger_changelog": ("TaskLedgerEntry", "TaskStatus"),
+    "hotline_return_visits": ("ReturnVisit",),
+    # the orders' entries, and the visits and closes held for orders not opened yet
+    "complaints_ledger": ("ComplaintLedgerEntry", "ReturnVisit", "ComplaintClose"),
+    "complaints_escalations": ("Escalation",),
+    "complaints_closes": ("ComplaintClose",),
 }
 
 

@@ -12,17 +12,22 @@ Example::
 import argparse
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors.complaints.cli import read_orders
 from connectors.ledger.show import CHANGELOG_TOPIC, DEFAULT_CALENDAR, DEFAULT_POLICIES
 from connectors.settings import ConfigError, KafkaSettings, load_settings
 from connectors.supervision.entries import read_entries
 from connectors.supervision.stage import latest_report, rules_of
 from connectors.supervision.workbook import write_workbook
 from routing.calendar import load_calendar
-from routing.monthly import monthly
+from routing.complaints import complaint_figures
+from routing.monthly import MonthlyReport, monthly
+from routing.satisfaction import load_satisfaction_policy
 from routing.sla_policy import load_policies
+from routing.supervision import with_complaints
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -47,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         entries = read_entries(kafka, topic)
         now = latest_report(lambda: entries)() if event_clock else datetime.now(UTC)
         report = monthly(entries, book, calendar, month=args.month, now=now)
+        report = _with_complaints(args, report)
     except (ConfigError, LookupError, OSError, ValueError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
         return 2
@@ -58,6 +64,24 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.overdue)} open past due at the month's end"
     )
     return 0
+
+
+def _with_complaints(args: argparse.Namespace, report: MonthlyReport) -> MonthlyReport:
+    """The report with the month's complaint figures from the complaint ledger, when the configuration runs the loop."""
+    if args.config is None:
+        return report
+    settings = load_settings(args.config)
+    if settings.complaints is None:
+        return report
+    kafka = (
+        settings.kafka
+        if args.topic_prefix is None
+        else settings.kafka.model_copy(update={"topic_prefix": args.topic_prefix})
+    )
+    orders = list(read_orders(kafka, settings.topics).values())
+    policy = load_satisfaction_policy(settings.complaints.satisfaction)
+    figures = complaint_figures(orders, policy, now=report.read_at, within=(report.start, report.end))
+    return replace(report, figures=with_complaints(report.figures, figures))
 
 
 def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, Path, Path, bool]:

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qs
@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from connectors.complaints.follower import ComplaintSource
 from connectors.runtime.web_app import read_body
 from connectors.supervision import charts
 from connectors.supervision.labels import OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, local
@@ -41,7 +42,7 @@ from routing.ledger import timeline
 from routing.monthly import facts_at, monthly
 from routing.records import TaskLedgerEntry
 from routing.sla_policy import PolicyBook
-from routing.supervision import SERVICE_LABELS, TaskFacts, figures_of
+from routing.supervision import SERVICE_LABELS, Figures, TaskFacts, figures_of, with_complaints
 
 COOKIE: Final = "ubridge_supervision"
 _FORM_MAX_BYTES: Final = 4096
@@ -58,6 +59,7 @@ class LedgerView:
     calendar: WorkingCalendar
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     refresh_s: float = 0.0  # the figures are computed again once older than this (0: on every page)
+    complaints: ComplaintSource | None = None  # the 12345 loop's figures, from its ledger topic, when it runs
 
 
 class _Snapshot:
@@ -93,6 +95,7 @@ def templates() -> Environment:
         local=local,
         hours=lambda value: "" if value is None else f"{value:.2f}",
         percent=lambda value: "—" if value is None else f"{value * 100:.1f}%",
+        score=lambda value: "—" if value is None else f"{value:.1f}",
         service=lambda value: SERVICE_LABELS.get(value, value),
         stage=lambda value: STAGE_LABELS.get(value or "", value or ""),
         outcome=lambda value: OUTCOME_LABELS.get(value, value),
@@ -165,7 +168,7 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
     @router.get("/", response_class=HTMLResponse)
     def overview(_: Page) -> HTMLResponse:
         now, facts = snapshot.facts()
-        figures = figures_of(facts, now=now)
+        figures = _with_complaints(view, figures_of(facts, now=now), now)
         return render("overview.html", figures=figures, charts=charts, month=local(now)[:7])
 
     @router.get("/utilities/{utility_id}", response_class=HTMLResponse)
@@ -174,7 +177,7 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
         tasks = [task for task in facts if task.utility_id == utility_id]
         if not tasks:
             raise HTTPException(404, detail={"field": "utility_id", "reason": f"no tasks of {utility_id}"})
-        figures = figures_of(tasks, now=now)
+        figures = _with_complaints(view, figures_of(tasks, now=now), now)
         ordered = sorted(tasks, key=lambda task: (task.created_at, task.task_id), reverse=True)
         return render("utility.html", utility=figures.by_utility[0], tasks=ordered, now=now, charts=charts)
 
@@ -191,6 +194,9 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
     def report(_: Annotated[None, Depends(gate.download)], month: Annotated[str, Query(max_length=7)]) -> Response:
         try:
             content = monthly(view.entries(), view.book, view.calendar, month=month, now=view.now())
+            if view.complaints is not None:
+                figures = view.complaints(content.read_at, (content.start, content.end))
+                content = replace(content, figures=with_complaints(content.figures, figures))
         except ValueError as exc:
             raise HTTPException(422, detail={"field": "month", "reason": str(exc)}) from exc
         stream = io.BytesIO()
@@ -199,6 +205,11 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
         return Response(stream.getvalue(), media_type=_XLSX, headers={"Content-Disposition": disposition})
 
     return router
+
+
+def _with_complaints(view: LedgerView, figures: Figures, now: datetime) -> Figures:
+    """The figures with the complaint loop's attached, when it runs."""
+    return figures if view.complaints is None else with_complaints(figures, view.complaints(now, None))
 
 
 async def login_redirect(request: Request, exc: Exception) -> Response:

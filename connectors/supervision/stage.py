@@ -15,6 +15,7 @@ from typing import Final
 import structlog
 from fastapi import FastAPI
 
+from connectors.complaints.follower import ComplaintFollower, follower_figures
 from connectors.ledger.show import DEFAULT_CALENDAR, DEFAULT_POLICIES
 from connectors.runtime.interface import StageState
 from connectors.runtime.metrics import Metrics
@@ -25,6 +26,7 @@ from connectors.supervision.entries import LedgerFollower
 from connectors.supervision.pages import LedgerView, LoginRequired, login_redirect, supervision_router
 from routing.calendar import load_calendar
 from routing.records import TaskLedgerEntry
+from routing.satisfaction import load_satisfaction_policy
 from routing.sla_policy import load_policies
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,7 @@ class SupervisionView:
         port: Port to bind; 0 picks a free one (see :attr:`port`).
         metrics: Process metrics.
         stop: Set to stop.
+        complaints: The complaint ledger's orders in memory, when the 12345 loop runs.
     """
 
     stage = STAGE
@@ -86,8 +89,10 @@ class SupervisionView:
         port: int,
         metrics: Metrics,
         stop: threading.Event,
+        complaints: ComplaintFollower | None = None,
     ) -> None:
         self.state = StageState()
+        self._complaints = complaints
         self._follower = follower
         self._metrics = metrics
         self._stop = stop
@@ -103,6 +108,12 @@ class SupervisionView:
         reader_stop = threading.Event()
         reader = threading.Thread(target=self._follower.run, args=(reader_stop,), name=f"{STAGE}-ledger", daemon=True)
         reader.start()
+        complaints = None
+        if self._complaints is not None:
+            complaints = threading.Thread(
+                target=self._complaints.run, args=(reader_stop,), name=f"{STAGE}-complaints", daemon=True
+            )
+            complaints.start()
         try:
             while not self._follower.wait_caught_up(_CATCH_UP_STEP_S):
                 if self._stop.is_set():
@@ -118,6 +129,8 @@ class SupervisionView:
             self._server.stop()
             reader_stop.set()
             reader.join()
+            if complaints is not None:
+                complaints.join()
             self._metrics.stage_up.labels(STAGE).set(0)
 
 
@@ -136,5 +149,20 @@ def build_supervision(settings: Settings, *, metrics: Metrics, stop: threading.E
     )
     if settings.ledger is not None and settings.ledger.clock == "event":
         view = replace(view, now=latest_report(follower.entries))
+    complaints = None
+    if settings.complaints is not None:
+        complaints = ComplaintFollower(settings.kafka, settings.topic("complaints_ledger"))
+        view = replace(
+            view, complaints=follower_figures(complaints, load_satisfaction_policy(settings.complaints.satisfaction))
+        )
     token = config.token.get_secret_value()
-    return SupervisionView(follower, view, token=token, host=config.host, port=config.port, metrics=metrics, stop=stop)
+    return SupervisionView(
+        follower,
+        view,
+        token=token,
+        host=config.host,
+        port=config.port,
+        metrics=metrics,
+        stop=stop,
+        complaints=complaints,
+    )

@@ -22,7 +22,7 @@ from routing.monthly import MonthlyReport
 from routing.supervision import SERVICE_LABELS, GroupFigures, TaskFacts
 
 GROUP_HEADER: Final = ("编码", "名称", "任务数", "已办结", "办理中", "超时任务", "按时（各规则）", "超时（各规则）")
-COMPLAINT_HEADER: Final = ("投诉办理中", "投诉逾期", "已清零", "满意度")
+COMPLAINT_HEADER: Final = ("投诉办理中", "投诉逾期", "已清零", "满意度", "满意度分值")
 RULE_HEADER: Final = ("层级", "编码", "名称", "规则", "办理中", "按时办结", "超时", "终止")
 STAGE_HEADER: Final = ("层级", "编码", "名称", "环节", "件数", "中位数（工作小时）", "P90（工作小时）")
 TASK_HEADER: Final = ("任务", "单位", "业务", "区划", "受理时间", "当前环节", "规则", "结果", "时限")
@@ -66,7 +66,7 @@ def _groups(sheet: Worksheet, report: MonthlyReport, groups: Iterable[GroupFigur
         ]
         if complaints:
             c = group.complaints
-            row += [None] * 4 if c is None else [c.open, c.overdue, c.cleared, c.satisfaction]
+            row += [None] * 5 if c is None else [c.open, c.overdue, c.cleared, c.satisfaction, c.weighted_score]
         sheet.append(row)
         rows += 1
     if rows:

@@ -20,8 +20,10 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=420, check=False)
     assert result.returncode == 0, _failure(result, tmp_path)
     assert "every expected task reached its utility exactly once" in result.stdout
-    for heading in ("Stages (records)", "Deliveries per utility", "SLA per utility", "aishandong-gateway", "ledger"):
+    headings = ("Stages (records)", "Deliveries per utility", "SLA per utility", "aishandong-gateway", "ledger")
+    for heading in (*headings, "12345 complaints", "complaints"):
         assert heading in result.stdout
+    assert '"event": "complaint_answer_sent"' in (tmp_path / "demo.log").read_text(encoding="utf-8")
     log = (tmp_path / "demo.log").read_text(encoding="utf-8")
     assert '"event": "task_delivered"' in log
     assert '"event": "record_dead_lettered"' in log
