@@ -18,6 +18,11 @@ in every language's Avro library; a decimal logical type would be bytes most too
 utility receives yuan again as a decimal string (:func:`yuan`).
 
 Every :class:`~routing.errors.DataError` names the app's field; none quotes the payer.
+
+Example:
+    >>> payment = parse_payment(raw, ingested_at=now, service_names=words, categories=shipped_categories())
+    >>> utility_of(payment, areas), yuan(payment["amount_fen"])
+    ('yantai-water', '128.50')
 """
 
 import re

@@ -5,6 +5,11 @@ The signature, replay cache, charsets and answers are the application gateway's
 202 ``{"accepted": 1, "payment_id": …}`` once the payment is on ``ubridge.payments.v1`` (Avro ``Payment``,
 keyed by payment id); 422 ``{"error", "field"}`` for a payment that fails validation (a zero or negative amount,
 more than 2 decimals, a bad period, an unknown channel or service…), nothing stored. Reasons never quote the payer.
+
+Example:
+    >>> intake = build_payment_gateway(settings.payments.gateway, kafka=settings.kafka,
+    ...                                topic=settings.topic("payments"), metrics=metrics, stop=stop)
+    >>> intake.run()  # until stop is set
 """
 
 import threading

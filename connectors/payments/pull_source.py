@@ -4,6 +4,10 @@ For a platform that cannot push. Each payment is validated exactly as the push i
 (:func:`routing.payments.parse_payment`) and written as Avro ``Payment`` to the payments topic, keyed by payment
 id; one that fails validation goes to the source's dead-letter topic as received, with its reason, in the same
 transaction as the cursor (nothing is lost or skipped, and the payments after it go on).
+
+Example:
+    >>> source = PaymentPullSource(settings.sources.aishandong_payments_pull, topic=payments, dlq_topic=dlq)
+    >>> batch = source.poll(cursor=None)
 """
 
 import json

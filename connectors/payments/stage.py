@@ -19,6 +19,10 @@ posting. Both peers deduplicate on the key: a repeat of the record (at-least-onc
 payment, or a replay from the dead-letter topic posts nothing twice. Repeats this process has already seen
 through are filtered (``repeated_payment``) without a request; an id seen before for another payment is a
 ``DataError`` (:func:`routing.payments.check_repeat`).
+
+Example:
+    >>> delivery = build_payment_delivery(settings, metrics=metrics, stop=stop, codec=Codec.default())
+    >>> outcomes = list(delivery.process(records))  # Delivered, or a DataError for the dead-letter topic
 """
 
 import threading

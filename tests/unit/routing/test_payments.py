@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.aishandong.rules import load_application_rules
 from routing.errors import DataError
@@ -266,3 +268,20 @@ def test_a_reused_id_with_other_content_is_refused() -> None:
         check_repeat(parse(), parse(je="99.00", hh="0102009999"))
     assert caught.value.field == "jfbh"
     assert "account_no, amount_fen" in caught.value.reason
+
+
+@given(st.integers(min_value=1, max_value=MAX_AMOUNT_FEN))
+def test_fen_survive_the_round_trip_through_yuan(fen: int) -> None:
+    """Any amount the utility receives as yuan reads back as the same fen: money is never rounded."""
+    assert amount_fen(yuan(fen)) == fen
+
+
+@given(st.dictionaries(st.sampled_from(sorted(raw())), st.none() | st.text(max_size=12) | st.integers() | st.floats()))
+def test_any_form_is_a_payment_or_a_data_error(changes: dict[str, Any]) -> None:
+    """Whatever the app sends in its fields, validation answers with a payment or a DataError, nothing else."""
+    try:
+        payment = parse(**changes)
+    except DataError as exc:
+        assert exc.field in raw()
+    else:
+        assert payment["amount_fen"] > 0
