@@ -43,6 +43,9 @@ def listeners(settings: Settings) -> list[Listener]:
     if sources.aishandong_gateway is not None:
         gateway = sources.aishandong_gateway
         found.append(Listener("sources.aishandong_gateway.port", gateway.host, gateway.port, gateway.name))
+    payments = settings.payments.gateway if settings.payments and settings.payments.enabled else None
+    if payments is not None:
+        found.append(Listener("payments.gateway.port", payments.host, payments.port, payments.name))
     if settings.status_callbacks is not None and settings.status_callbacks.enabled:
         callbacks = settings.status_callbacks
         found.append(Listener("status_callbacks.port", callbacks.host, callbacks.port, STATUS_CALLBACKS))

@@ -24,6 +24,8 @@ from connectors.aishandong.gateway import ROUTE as GATEWAY_ROUTE
 from connectors.aishandong.settings import AishandongGatewaySettings
 from connectors.gonggai.webhook import ROUTE as WEBHOOK_ROUTE
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+from connectors.payments.gateway import ROUTE as PAYMENTS_ROUTE
+from connectors.payments.settings import PaymentGatewaySettings
 from connectors.runtime.health import health_router
 from connectors.runtime.http_intake import intake_router
 from connectors.runtime.web_app import build_app
@@ -49,6 +51,7 @@ def document() -> dict[str, Any]:
     parts = [
         intake_router(GonggaiWebhookSettings.model_fields["name"].default, (WEBHOOK_ROUTE,), _documentation_only),
         intake_router(AishandongGatewaySettings.model_fields["name"].default, (GATEWAY_ROUTE,), _documentation_only),
+        intake_router(PaymentGatewaySettings.model_fields["name"].default, (PAYMENTS_ROUTE,), _documentation_only),
         intake_router(CALLBACK_STAGE, (CALLBACK_ROUTE,), _documentation_only),
         health_router(CollectorRegistry(), dict, dict),
         # the admin routes are described, not served: the service behind them is never called here

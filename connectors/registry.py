@@ -32,6 +32,10 @@ from connectors.gonggai.webhook import build_webhook
 from connectors.ledger import build_ledger
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.stage import TaskLedger
+from connectors.payments.gateway import build_payment_gateway
+from connectors.payments.pull_source import PaymentPullSource
+from connectors.payments.stage import STAGE as PAYMENTS
+from connectors.payments.wiring import build_payment_delivery
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.compacted import CompactedReader
@@ -103,7 +107,7 @@ def topics(settings: Settings) -> list[TopicSpec]:
     """Every topic the configured stages read or write, with its retention from ``kafka.retention``."""
     partitions = settings.kafka.partitions
     spec = partial(_topic_spec, settings)
-    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "task_status"]
+    names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "task_status", "payments"]
     specs = [spec(n, partitions) for n in names]
     # one task topic per utility, so that a utility's sink (and principal) reads only its own tasks
     specs += [spec("tasks", partitions, name=settings.task_topic(u.id)) for u in settings.utilities]
@@ -178,6 +182,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(ProjectTableWriter.stage, _project_table))
         specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
+    specs += _payment_specs(settings)
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
         specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
@@ -193,6 +198,20 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(COMPLAINTS, _leased(COMPLAINTS, _complaints), weight=_TRANSFORM))
     if settings.supervision is not None and settings.supervision.enabled:
         specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
+    return specs
+
+
+def _payment_specs(settings: Settings) -> list[StageSpec]:
+    """The 爱山东 payment stages: the pull source and the push intake when configured, and the delivery."""
+    specs = []
+    pull = settings.sources.aishandong_payments_pull
+    if pull is not None and pull.enabled:
+        specs.append(StageSpec(pull.name, _leased(pull.name, _payments_pull)))
+    payments = settings.payments
+    if payments is not None and payments.enabled:
+        if payments.gateway is not None:
+            specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
+        specs.append(StageSpec(PAYMENTS, _payment_delivery))
     return specs
 
 
@@ -318,6 +337,31 @@ def _aishandong_pull(ctx: Context) -> Runnable:
     topic, dlq = ctx.settings.topic("applications"), ctx.settings.dlq_topic(config.name)
     source = AishandongPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
     return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _payment_gateway(ctx: Context) -> Runnable:
+    config = ctx.settings.payments.gateway if ctx.settings.payments else None
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured intake
+    return build_payment_gateway(
+        config,
+        kafka=ctx.settings.kafka,
+        topic=ctx.settings.topic("payments"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        signatures_topic=ctx.settings.topic("push_signatures"),
+    )
+
+
+def _payments_pull(ctx: Context) -> Runnable:
+    config = ctx.settings.sources.aishandong_payments_pull
+    assert config is not None  # noqa: S101 - stage_specs only lists configured sources
+    topic, dlq = ctx.settings.topic("payments"), ctx.settings.dlq_topic(config.name)
+    source = PaymentPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _payment_delivery(ctx: Context) -> Runnable:
+    return _loop(ctx, build_payment_delivery(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec))
 
 
 def _project_table(ctx: Context) -> Runnable:

@@ -37,6 +37,7 @@ from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySetti
 from connectors.complaints.settings import ComplaintSettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+from connectors.payments.settings import PaymentSettings
 from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.retention import RetentionSettings
 
@@ -156,6 +157,7 @@ class TopicNames(_Strict):
     task_status: str = "ubridge.task-status.v1"
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
+    payments: str = Field("ubridge.payments.v1", description="爱山东 payments (缴费), keyed by payment id.")
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
@@ -267,6 +269,12 @@ class AishandongPullSettings(_Strict):
     )
 
 
+class PaymentPullSettings(AishandongPullSettings):
+    """爱山东 payments (缴费) pulled from the app's feed, ``GET /api/v1/payments`` (connectors.payments)."""
+
+    name: str = "aishandong-payments-pull"
+
+
 class SourcesSettings(_Strict):
     """Every upstream connector; absent means not run."""
 
@@ -275,6 +283,7 @@ class SourcesSettings(_Strict):
     gonggai_spgl: GonggaiSpglSettings | None = None
     aishandong_gateway: AishandongGatewaySettings | None = None
     aishandong_pull: AishandongPullSettings | None = None
+    aishandong_payments_pull: PaymentPullSettings | None = None
 
 
 class RoutingSettings(_Strict):
@@ -472,12 +481,21 @@ class Settings(_Strict):
     complaints: ComplaintSettings | None = None
     acl: AclSettings | None = None
     schema_registry: SchemaRegistrySettings | None = None
+    payments: PaymentSettings | None = None
 
     @model_validator(mode="after")
     def _acl_utilities_configured(self) -> "Settings":
         unknown = sorted(set(self.acl.utilities) - {u.id for u in self.utilities}) if self.acl else []
         if unknown:
             message = f"acl.utilities names utilities with no utilities[] entry: {', '.join(unknown)}"
+            raise ValueError(message)
+        return self
+
+    @model_validator(mode="after")
+    def _payment_endpoints_configured(self) -> "Settings":
+        unknown = sorted(set(self.payments.endpoints) - {u.id for u in self.utilities}) if self.payments else []
+        if unknown:
+            message = f"payments.endpoints names utilities with no utilities[] entry: {', '.join(unknown)}"
             raise ValueError(message)
         return self
 

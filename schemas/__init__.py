@@ -42,6 +42,7 @@ RECORDS = (
     "ComplaintLedgerEntry",
     "Escalation",
     "ComplaintClose",
+    "Payment",
 )
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10

@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from simulators._http import JsonHttpServer, Request, Response, error_response, json_response, unauthorized
+from simulators._http import (
+    FaultPlan,
+    JsonHttpServer,
+    Request,
+    Response,
+    error_response,
+    json_response,
+    unauthorized,
+)
 
 try:
     from simulators.approval.push import sign
@@ -275,3 +283,169 @@ class ApplicationFeed:
             more = bool(page) and page[-1]["seq"] < len(self._entries)
         next_cursor = page[-1]["seq"] if page else cursor
         return json_response(200, {"applications": page, "next_cursor": next_cursor, "has_more": more})
+
+
+# Payments (缴费, 002's "报装、缴费、报修、报停"): the app collects a bill and tells ubridge, which posts it at the
+# utility and sends the utility's receipt (入账回执) back here.
+PAYMENTS_PATH = "/v1/payments"
+PAYMENT_FEED_PATH = "/api/v1/payments"
+RECEIPTS_PATH = "/v1/payment-receipts"
+_CHANNEL_WORDS = (("微信", 45), ("支付宝", 35), ("银联", 10), ("爱山东", 10))
+_CATEGORY_WORDS = ("居民用户", "企业用户", "个体工商户", "公服用户")
+
+
+def make_payments(n: int, seed: int, regions: Sequence[str], *, start: datetime | None = None) -> list[dict[str, Any]]:
+    """``n`` realistic payments in the app's format (:mod:`routing.payments`), reproducible from ``seed``.
+
+    Each pays one month's bill (this month or last, in yuan with fen) of one service, mostly through 微信 and
+    支付宝; about two in three carry the user's category (``yhlb``). ``jfsj`` runs from ``start`` on.
+    """
+    rng = random.Random(seed)
+    moment = start or datetime(2026, 11, 23, 9, 0)  # noqa: DTZ001 - the app's local wall-clock time
+    channels = [c for c, _ in _CHANNEL_WORDS]
+    weights = [w for _, w in _CHANNEL_WORDS]
+    payments = []
+    for index in range(n):
+        service = rng.choice(_SERVICES)
+        moment += timedelta(minutes=rng.randrange(1, 20))
+        period = moment.replace(day=1) - timedelta(days=rng.choice((0, 1)))
+        payment: dict[str, Any] = {
+            "jfbh": f"JF{moment:%Y%m%d}{seed % 1000:03d}{index:06d}",
+            "hh": f"{rng.randrange(10**9):010d}",
+            "fwlx": _SERVICE_WORDS[service][index % 3],
+            "xzqhdm": rng.choice(regions),
+            "je": f"{rng.randrange(500, 60000) / 100:.2f}",
+            "zq": f"{period:%Y-%m}",
+            "qd": rng.choices(channels, weights)[0],
+            "jfr": rng.choice(_SURNAMES) + rng.choice(_GIVEN),
+            "jfsj": f"{moment:%Y-%m-%d %H:%M:%S}",
+        }
+        if rng.random() < 2 / 3:
+            payment["yhlb"] = rng.choice(_CATEGORY_WORDS)
+        payments.append(payment)
+    return payments
+
+
+def push_payments(
+    url: str,
+    secret: str,
+    payments: Sequence[dict[str, Any]],
+    *,
+    charset: str = "utf-8",
+    timeout_s: float = 10.0,
+    clock: Callable[[], float] = time.time,
+) -> list[PushResult]:
+    """POST each payment to ``url`` (the full ``…/v1/payments`` URL), signed like an application.
+
+    A payment sent again must be signed at another second (``clock``): the same body and time make the same
+    signature, which the gateway refuses as a replay.
+
+    Answers: 202 ``{"accepted": 1, "payment_id": …}`` durable; 422 ``{"error", "field"}`` refused.
+
+    Raises:
+        ValueError: an unknown charset.
+        OSError: the gateway could not be reached.
+    """
+    return push_applications(url, secret, payments, charset=charset, timeout_s=timeout_s, clock=clock)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A utility's receipt (入账回执) for one payment, as ubridge reported it back to the app."""
+
+    payment_id: str
+    utility_id: str
+    receipt_no: str
+    body: dict[str, Any]
+
+
+class PaymentPlatform:
+    """The app's payment side: a pull feed of payments and the endpoint taking receipts back from ubridge.
+
+    - ``GET /api/v1/payments?cursor=N&limit=M`` (bearer ``token``): ``{"payments": [...with seq > N...],
+      "next_cursor", "has_more"}``, like the application feed.
+    - ``POST /v1/payment-receipts`` (bearer ``token``), body ``{"payment_id", "utility_id", "receipt_no",
+      "posted_at", …}``: 201 ``{"status": "recorded"}``; the same receipt again 200 ``{"status": "duplicate"}``;
+      another receipt for a payment already receipted 409; 400 on a body without those fields; 401 on a bad
+      token. Faults (:meth:`set_faults`, the keywords of the utility simulator's) strike before recording;
+      ``fail_after_store_rate`` records and answers 503.
+    """
+
+    def __init__(self, *, token: str, host: str = "127.0.0.1", port: int = 0, seed: int = 5) -> None:
+        self._token = token
+        self._lock = threading.Lock()
+        self._entries: list[dict[str, Any]] = []
+        self._receipts: dict[str, Receipt] = {}
+        self.requests = 0
+        self.repeats = 0
+        self._faults = FaultPlan(seed)
+        self._http = JsonHttpServer(self._handle, host=host, port=port)
+
+    def start(self) -> str:
+        """Start serving; the base URL."""
+        return self._http.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._http.stop()
+
+    def add(self, payments: Sequence[dict[str, Any]]) -> None:
+        """Publish payments on the feed, each given the next ``seq``."""
+        with self._lock:
+            for payment in payments:
+                self._entries.append({**payment, "seq": len(self._entries) + 1})
+
+    def set_faults(self, **plan: Any) -> None:
+        """Replace the fault plan of the receipt endpoint; no arguments clears it."""
+        self._faults.configure(**plan)
+
+    def receipts(self) -> list[Receipt]:
+        """The receipts recorded, in order."""
+        with self._lock:
+            return list(self._receipts.values())
+
+    def _handle(self, request: Request) -> Response:
+        if (request.method, request.path) == ("POST", RECEIPTS_PATH):
+            return self._receipt(request)
+        if (request.method, request.path) != ("GET", PAYMENT_FEED_PATH):
+            return error_response(404, f"no such resource: {request.path}")
+        if not request.bearer_matches(self._token):
+            return unauthorized()
+        try:
+            cursor = int(request.query.get("cursor", "0"))
+            limit = max(1, min(500, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return error_response(400, "cursor and limit must be integers")
+        with self._lock:
+            page = [e for e in self._entries if e["seq"] > cursor][:limit]
+            more = bool(page) and page[-1]["seq"] < len(self._entries)
+        next_cursor = page[-1]["seq"] if page else cursor
+        return json_response(200, {"payments": page, "next_cursor": next_cursor, "has_more": more})
+
+    def _receipt(self, request: Request) -> Response:
+        with self._lock:
+            self.requests += 1
+        refusal = self._faults.intercept()
+        if refusal is None and not request.bearer_matches(self._token):
+            refusal = unauthorized()
+        if refusal is not None:
+            return refusal
+        try:
+            body = request.json_object()
+        except ValueError:
+            return error_response(400, "the body is not a JSON object")
+        if not all(isinstance(body.get(k), str) and body[k] for k in ("payment_id", "utility_id", "receipt_no")):
+            return error_response(400, "payment_id, utility_id and receipt_no are required")
+        receipt = Receipt(body["payment_id"], body["utility_id"], body["receipt_no"], body)
+        with self._lock:
+            held = self._receipts.get(receipt.payment_id)
+            if held is not None and (held.utility_id, held.receipt_no) != (receipt.utility_id, receipt.receipt_no):
+                return error_response(409, "this payment already has another receipt")
+            if held is None:
+                self._receipts[receipt.payment_id] = receipt
+            else:
+                self.repeats += 1
+        lost = self._faults.lost_acknowledgement()
+        if lost is not None:
+            return lost
+        return json_response(201 if held is None else 200, {"status": "recorded" if held is None else "duplicate"})

@@ -22,6 +22,7 @@ from connectors.complaints.stage import STAGE as COMPLAINTS
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.ledger.stage import TaskLedger
+from connectors.payments.stage import STAGE as PAYMENTS
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.settings import Settings
@@ -123,6 +124,8 @@ def _sources(w: _Wiring) -> None:
         w.stage(sources.aishandong_gateway.name, reads=[signatures], writes=applications, dlq=False)
     if sources.aishandong_pull is not None and sources.aishandong_pull.enabled:
         w.source(sources.aishandong_pull.name, writes=[s.topic("applications")])
+    if sources.aishandong_payments_pull is not None and sources.aishandong_payments_pull.enabled:
+        w.source(sources.aishandong_payments_pull.name, writes=[s.topic("payments")])
 
 
 def _routing(w: _Wiring) -> None:
@@ -148,6 +151,11 @@ def _delivery(w: _Wiring) -> None:
     for utility in s.utilities:
         if utility.status_poll is not None and utility.status_poll.enabled:
             w.source(poll_stage(utility.id), writes=[status])
+    if s.payments is not None and s.payments.enabled:
+        if s.payments.gateway is not None:
+            signatures = s.topic("push_signatures")
+            w.stage(s.payments.gateway.name, reads=[signatures], writes=[s.topic("payments"), signatures], dlq=False)
+        w.loop(PAYMENTS, reads=[s.topic("payments")], writes=[])
     if s.ledger is not None and s.ledger.enabled:
         changelog = s.topic("ledger_changelog")
         w.loop(TaskLedger.stage, reads=[status, changelog], writes=[changelog, s.topic("sla")])

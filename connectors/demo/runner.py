@@ -36,6 +36,7 @@ from connectors.demo.expected import (
     expected_tasks,
     interface_events,
 )
+from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
@@ -88,11 +89,13 @@ class DemoResult:
     sla: list[SlaFigures]
     applications_refused: int
     complaints: list[ComplaintLedgerEntry] = field(default_factory=list)
+    payments: list[PaymentFigures] | None = None
+    payment_line: str = ""
 
     @property
     def ok(self) -> bool:
         """Every expected task reached its utility exactly once."""
-        return all(row.exactly_once for row in self.utilities)
+        return all(row.exactly_once for row in self.utilities) and all(p.exactly_once for p in self.payments or [])
 
 
 class Demo:
@@ -115,6 +118,7 @@ class Demo:
         self.applications_refused = 0
         self.registry = CollectorRegistry()
         self.desk = AnswerDesk(seed=options.seed)
+        self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
         self.settings: Settings
@@ -182,6 +186,8 @@ class Demo:
                 progress.update(delivered, completed=self._delivered())
                 time.sleep(0.2)
             progress.update(delivered, completed=self._delivered())
+        with self.console.status("payments posted at the utilities, receipts back to 爱山东"):
+            _wait_for(self.payments.settled, timeout_s=self.options.timeout_s)
         with self.console.status("utilities working through their tasks (simulated office hours)"):
             _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
@@ -195,7 +201,12 @@ class Demo:
         rows = [self._figures(u, sim, expectation) for u, sim in self.utilities.items()]
         sla = [_sla_figures(self.registry, u) for u in self.utilities]
         complaints = list(read_orders(self.settings.kafka, self.settings.topics).values())
-        return DemoResult(rows, _stage_figures(self.registry), expectation, sla, self.applications_refused, complaints)
+        payments = self.payments.figures({u: sim.url for u, sim in self.utilities.items()})
+        pushed, refused = len(self.payments.pushed), self.payments.refused
+        line = payments_line(payments, pushed=pushed, repeated=self.payments.repeated, refused=refused)
+        stages = _stage_figures(self.registry)
+        refused_apps = self.applications_refused
+        return DemoResult(rows, stages, expectation, sla, refused_apps, complaints, payments, line)
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -204,6 +215,7 @@ class Demo:
             self.app.wait(timeout_s=30)
         self.simulators.stop()
         self.desk.stop()
+        self.payments.stop()
 
     def feed(self) -> None:
         """Publish the events upstream at the configured rate, with applications alongside."""
@@ -221,6 +233,7 @@ class Demo:
             for event in events:
                 self.published_at[int(event["seq"])] = now
             self._apply(len(self.published_at), [str(e["xmdm"]) for e in events])
+            self.payments.push(len(self.published_at))
             remaining -= len(events)
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
 
@@ -302,6 +315,7 @@ class Demo:
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
             "status_callbacks": {"port": _free_port()},
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
+            "payments": self.payments.section(_free_port()),
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "rules": str(CONFIG_DIR / "aishandong.yaml"),
@@ -361,6 +375,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         f"{exp.unserved} events or applications in regions no utility serves (dead-lettered by the routers), "
         f"{exp.filtered} not triggers (filtered)."
     )
+    console.print(result.payment_line)
     verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
     console.print(verdict)
 

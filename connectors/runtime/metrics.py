@@ -162,3 +162,25 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        # 爱山东 payments (connectors/payments): labels are the utility (peer) only, never the account or payer
+        self.payments_received = Counter(
+            "ubridge_payments_received_total", "Payments the delivery stage read.", registry=registry
+        )
+        self.payments_delivered = Counter(
+            "ubridge_payments_delivered_total", "Payments a utility posted (入账).", ["utility"], registry=registry
+        )
+        self.payments_acknowledged = Counter(
+            "ubridge_payments_acknowledged_total",
+            "Payments whose utility receipt 爱山东 took back.",
+            ["utility"],
+            registry=registry,
+        )
+        self.payment_amount_fen = Counter(
+            "ubridge_payment_amount_fen_total", "Fen posted at each utility.", ["utility"], registry=registry
+        )
+        self.payment_retries = Counter(
+            "ubridge_payment_retries_total",
+            "Retried payment posts, by peer (a utility, or aishandong) and reason.",
+            ["peer", "reason"],
+            registry=registry,
+        )

@@ -32,6 +32,7 @@ CLASS_OF: Final[Mapping[str, TopicClass]] = MappingProxyType(
         "raw_gonggai_spgl": "raw",
         "project_events": "canonical",
         "applications": "canonical",
+        "payments": "canonical",
         "tasks": "tasks",
         "task_status": "status",
         "sla": "sla",

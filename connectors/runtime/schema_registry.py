@@ -34,6 +34,7 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "projects": ("ProjectEvent",),
     "applications": ("ConnectionApplication",),
     "applications_awaiting": ("ConnectionApplication",),
+    "payments": ("Payment",),
     "tasks": ("UtilityTask",),
     "task_status": ("TaskStatus",),
     "sla": ("SlaEvent",),

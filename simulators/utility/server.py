@@ -53,6 +53,7 @@ from simulators._http import (
     json_response,
     unauthorized,
 )
+from simulators.utility.payments import PAYMENTS_PATH, PaymentBook
 from simulators.utility.progress import Progression, StatusReport
 
 TASKS_PATH = "/v1/tasks"
@@ -127,6 +128,7 @@ class UtilitySimulator:
         self._ref_prefix = _ref_prefix(utility_id)
         self._faults = FaultPlan(seed)
         self._progress = Progression(utility_id, seed=seed)
+        self.payments = PaymentBook(utility_id, token=token, seed=seed)  # POST /v1/payments
         self._http = JsonHttpServer(self._handle, host=host, port=port)
         self._routes = {
             ("POST", TASKS_PATH): self._receive,
@@ -134,6 +136,9 @@ class UtilitySimulator:
             ("GET", "/_sim/stats"): lambda _: json_response(200, self._request_counts()),
             ("POST", "/_sim/faults"): self._faults_route,
             ("GET", STATUS_FEED_PATH): self._status_feed,
+            ("POST", PAYMENTS_PATH): self.payments.receive,
+            ("GET", "/_sim/payments"): self.payments.listing,
+            ("POST", "/_sim/payment-faults"): self.payments.faults_route,
             ("POST", "/_sim/progress"): self._progress_route,
             ("GET", "/_sim/progress"): lambda _: json_response(
                 200, {"settings": self._progress.settings(), **self._progress.counts()}

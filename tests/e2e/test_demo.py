@@ -30,6 +30,7 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     assert MOBILE.search(log) is None, "a mobile number reached the log unmasked"
     assert ID_NUMBER.search(log) is None, "an ID number reached the log unmasked"
     assert "爱山东 applications:" in result.stdout
+    assert "爱山东 payments:" in result.stdout and "each posted once and receipted" in result.stdout
     assert "supervision:   http://127.0.0.1:" in result.stdout
     assert '"event": "supervision_serving"' in log
 

@@ -32,11 +32,16 @@ def document(**acl: Any) -> dict[str, Any]:
             "gonggai_spgl": {"url": "sqlite:///exchange.db"},
             "aishandong_gateway": {"port": 0, "secret": SECRET},
             "aishandong_pull": {"base_url": "http://gateway:8080", "token": "t"},
+            "aishandong_payments_pull": {"base_url": "http://app:8080", "token": "t"},
         },
         "routing": {"service_areas": str(CONFIG / "service-areas.yaml")},
         "applications": {"calendar": str(CONFIG / "calendar.yaml")},
         "ledger": {"calendar": str(CONFIG / "calendar.yaml"), "policies": str(CONFIG / "sla-policies.yaml")},
         "status_callbacks": {"port": 0},
+        "payments": {
+            "gateway": {"port": 0, "secret": SECRET},
+            "acknowledgement": {"url": "http://aishandong:8080/v1/payment-receipts", "token": "t"},
+        },
         "utilities": utilities,
         "acl": acl or {"default": "stages", "utilities": {u: u for u in UTILITIES}},
     }
@@ -60,7 +65,7 @@ def test_every_stage_the_configuration_runs_has_its_needs() -> None:
     """The needs follow the registry: one entry per stage it builds, none invented."""
     full = settings()
     assert set(stage_needs(full)) == {spec.name for spec in stage_specs(full)}
-    assert len(stage_needs(full)) == 16
+    assert len(stage_needs(full)) == 19
 
 
 def test_a_utility_principal_reads_its_own_task_topic_and_no_other() -> None:
@@ -191,3 +196,12 @@ def test_the_difference_creates_what_is_missing_and_reports_only_the_planned_pri
     foreign = Acl("User:someone", "TOPIC", "t", "WRITE")
     assert difference([keep, new], [keep, stale, foreign]) == ([new], [stale])
     assert difference([keep], [keep]) == ([], [])
+
+
+def test_the_payment_stages_touch_only_the_payments_topic() -> None:
+    """The payment intake writes the payments topic; the delivery stage reads it and writes only its dead letters."""
+    needs = stage_needs(settings())
+    assert f"{P}ubridge.payments.v1" in needs["aishandong-payments"].writes
+    assert f"{P}ubridge.payments.v1" in needs["aishandong-payments-pull"].writes
+    assert needs["payments"].reads == {f"{P}ubridge.payments.v1", f"{P}ubridge.control.v1"}
+    assert needs["payments"].writes == {f"{P}ubridge.dlq.payments.v1", f"{P}ubridge.stage-status.v1"}
