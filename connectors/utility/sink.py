@@ -24,9 +24,7 @@ Example:
 """
 
 import threading
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import cast
 
@@ -41,6 +39,7 @@ from connectors.runtime.metrics import Metrics
 from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
+from connectors.utility.lanes import Lanes, Pending
 from connectors.utility.payload import task_body
 from connectors.utility.revisions import RevisionReader, revision_key
 from routing.errors import DataError
@@ -52,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 _OTHER_UTILITY = Delivered(filtered_reason="other_utility")
 _REPEATED = Delivered(filtered_reason="repeated_revision")
-_Result = Outcome | StopRequested
 
 
 def stage_name(utility_id: str) -> str:
@@ -94,34 +92,53 @@ class UtilitySink:
         self._status_topic = status_topic
         self._revisions_topic = revisions_topic
         self._reader = revisions
-        # partition → task id → last revision; each task is touched by its own lane only
+        # partition → task id → last revision; each task is touched by its own lane only (a task's key is its
+        # project's, so one lane)
         self._revisions: dict[int, dict[str, Revision]] = {}
         self._codec = codec
         self._client = UtilityClient(settings, metrics=metrics, stop=stop, transport=transport)
-        self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix=self.stage)
+        self._revoked: set[int] = set()  # partitions given up and not assigned back: their lanes stop
+        self.max_in_flight = settings.max_in_flight
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """Deliver the batch, projects in parallel; outcomes come back in the records' order.
 
+        The stage itself runs the sink pipelined (:class:`connectors.utility.pipeline.SinkLoop` feeds
+        :meth:`handle` through lanes of its own); this batch form serves a plain stage loop.
+
         Raises:
             StopRequested: at the first record shutdown interrupted; later ones stay uncommitted too.
         """
-        lanes: dict[bytes | None, list[int]] = defaultdict(list)
-        for index, record in enumerate(records):
-            lanes[record.key].append(index)
-        results: list[_Result | None] = [None] * len(records)
-        futures = [self._pool.submit(self._lane, records, indexes, results) for indexes in lanes.values()]
-        for future in futures:
-            future.result()
-        for result in results:
-            if isinstance(result, StopRequested):
-                raise result
-            assert result is not None  # noqa: S101 - every index belongs to exactly one lane
-            yield result
+        pending = [Pending(record) for record in records]
+        finished = threading.Semaphore(0)
+        lanes = Lanes(self.handle, workers=self.max_in_flight, done=lambda _: finished.release(), name=self.stage)
+        try:
+            lanes.submit(pending)
+            for _ in pending:
+                finished.acquire()
+        finally:
+            lanes.close()
+        for item in pending:
+            if isinstance(item.result, StopRequested):
+                raise item.result
+            if isinstance(item.result, Exception) and not isinstance(item.result, DataError):
+                raise item.result
+            assert item.result is not None  # noqa: S101 - every pending record was handled
+            yield item.result
+
+    def handle(self, record: ConsumerRecord) -> Outcome:
+        """What became of one record (delivered, filtered or refused); the caller keeps each key's order.
+
+        Raises:
+            StopRequested: shutdown interrupted it, or its partition is no longer this sink's.
+            RetriableError: the utility stayed unreachable past ``max_elapsed_s``.
+        """
+        return outcome_of(self._deliver, record)
 
     def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         """Read the revisions of newly owned partitions before their first task."""
         numbers = sorted({tp.partition for tp in partitions if tp.partition not in self._revisions})
+        self._revoked.difference_update(numbers)
         if numbers:
             for partition, revisions in self._reader.read(numbers).items():
                 self._revisions[partition] = revisions
@@ -131,27 +148,17 @@ class UtilitySink:
         """Forget the revisions of partitions given up; their next owner reads them back."""
         for tp in partitions:
             self._revisions.pop(tp.partition, None)
+            self._revoked.add(tp.partition)
 
     def close(self) -> None:
-        """Stop the workers and close the HTTP client."""
-        self._pool.shutdown(wait=True)
+        """Close the HTTP client."""
         self._client.close()
-
-    def _lane(self, records: Sequence[ConsumerRecord], indexes: list[int], results: list[_Result | None]) -> None:
-        """One project's records, in order; after a shutdown interruption the rest are not attempted."""
-        for position, index in enumerate(indexes):
-            try:
-                results[index] = outcome_of(self._deliver, records[index])
-            except StopRequested as exc:
-                for rest in indexes[position:]:
-                    results[rest] = exc
-                return
 
     def _deliver(self, record: ConsumerRecord) -> Delivered:
         task = cast(UtilityTask, self._codec.decode_as("UtilityTask", record.value))
         if task["utility_id"] != self.utility:
             return _OTHER_UTILITY
-        known = self._revisions.setdefault(record.partition, {})
+        known = self._known(record.partition)
         task_id = task["task_id"]
         last = known.get(task_id)
         revision = (
@@ -165,9 +172,9 @@ class UtilitySink:
         try:
             retries = self._client.deliver(task_id, revision.number, task_body(task), traceparent=traceparent)
         except DataError:
-            known[task_id] = revision  # a refused body keeps its key: the next change gets a new one
+            self._remember(record.partition, known, task_id, revision)  # a refused body keeps its key
             raise
-        known[task_id] = revision
+        self._remember(record.partition, known, task_id, revision)
         log.info(
             "task_delivered",
             utility=self.utility,
@@ -187,6 +194,22 @@ class UtilitySink:
             partition=record.partition,
         )
         return Delivered(outputs=(self._received(task, traceparent), stored))
+
+    def _known(self, partition: int) -> dict[str, Revision]:
+        """The revisions of ``partition``, which must still be this sink's (lanes outlive a poll)."""
+        known = self._revisions.get(partition)
+        if known is not None:
+            return known
+        if partition in self._revoked:
+            message = f"partition {partition} was revoked"
+            raise StopRequested(message)
+        return self._revisions.setdefault(partition, {})
+
+    def _remember(self, partition: int, known: dict[str, Revision], task_id: str, revision: Revision) -> None:
+        # A delivery that outlived a revocation must not write into the state read back on reassignment: the
+        # record is redone from the last commit and numbered from the revision topic again.
+        if self._revisions.get(partition) is known:
+            known[task_id] = revision
 
     def _received(self, task: UtilityTask, traceparent: str) -> Output:
         now = datetime.now(UTC)
