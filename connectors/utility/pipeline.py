@@ -15,7 +15,7 @@ uncommitted), the outputs are flushed and the handled prefix of each partition c
 
 A rebalance can only happen inside ``poll``: the records of revoked partitions are withdrawn (those not yet
 started are skipped, those on the wire are forgotten when they finish) and a partition assigned straight
-back is rewound to its first uncommitted record.
+back is rewound to its first record not handled.
 """
 
 import queue
@@ -25,14 +25,14 @@ from collections import deque
 from collections.abc import Callable
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import StageState
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop, _Rebalance
-from connectors.utility.lanes import Lanes, Pending
+from connectors.utility.lanes import Pending
 from connectors.utility.sink import UtilitySink
 from routing.errors import DataError
 
@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 _POLL_MS = 500
 _WAIT_S = 0.05  # longest wait for a delivery to finish while records are held
-_COMMIT_EVERY_S = 0.2
+_COMMIT_EVERY_S = 0.02  # a crash repeats what was handled since: a few records
 _PENDING_PER_LANE = 64
 
 
@@ -85,17 +85,15 @@ class SinkLoop(StageLoop):
         self._sink = sink
         self._max_pending = max_pending or _PENDING_PER_LANE * sink.max_in_flight
         self._finished: queue.SimpleQueue[Pending] = queue.SimpleQueue()
-        self._lanes = Lanes(sink.handle, workers=sink.max_in_flight, done=self._finished.put, name=self.stage)
         # per partition, every record polled and not yet committed, in offset order
         self._held: dict[TopicPartition, deque[Pending]] = {}
         self._unfinished = 0  # records handed to the lanes whose result has not come back
         self._to_commit: dict[TopicPartition, int] = {}
-        self._uncommitted_from: dict[TopicPartition, int] = {}  # first handled record not yet committed
         self._next_commit_at = 0.0
         self._full = False
 
     def run(self) -> None:
-        """Consume until stopped; always closes the clients, the lanes and the sink."""
+        """Consume until stopped; always closes the clients and the sink."""
         listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._assigned)
         self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
         self.state.started = True
@@ -125,8 +123,7 @@ class SinkLoop(StageLoop):
             for held in self._held.values():
                 for item in held:
                     item.withdrawn = True
-            self._lanes.close(wait=not self.state.failed)
-            self.processor.close()
+            self._sink.close(wait=not self.state.failed)
             self._consumer.close(autocommit=False, timeout_ms=5000)
             self._producer.close(timeout=5)
             log.info("stage_stopped", stage=self.stage)
@@ -137,7 +134,7 @@ class SinkLoop(StageLoop):
             tp = TopicPartition(item.record.topic, item.record.partition)
             self._held.setdefault(tp, deque()).append(item)
         self._unfinished += len(pending)
-        self._lanes.submit(pending)
+        self._sink.submit(pending, done=self._finished.put)
 
     def _take_finished(self, *, wait: bool) -> None:
         """Produce the outputs of every record whose result came back (waiting briefly for one if asked)."""
@@ -169,15 +166,23 @@ class SinkLoop(StageLoop):
         """Advance each partition past its handled prefix; commit now and then (always when ``force``)."""
         for tp, held in self._held.items():
             while held and _handled(held[0]):
-                offset = held.popleft().record.offset
-                self._uncommitted_from.setdefault(tp, offset)
-                self._to_commit[tp] = offset + 1
-        now = time.monotonic()
-        if self._to_commit and (force or now >= self._next_commit_at):
-            self._next_commit_at = now + _COMMIT_EVERY_S
+                self._to_commit[tp] = held.popleft().record.offset + 1
+        if not self._to_commit:
+            return
+        if force:
             self._commit(self._to_commit)
-            self._to_commit = {}
-            self._uncommitted_from = {}
+        elif (now := time.monotonic()) >= self._next_commit_at:
+            # A commit that fails is covered by the next one; only the last, on stop, must be waited for.
+            self._next_commit_at = now + _COMMIT_EVERY_S
+            offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._to_commit.items()}
+            self._consumer.commit_async(offsets, callback=self._committed)
+        else:
+            return
+        self._to_commit = {}
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
+        if isinstance(response, Exception):
+            log.info("commit_deferred", stage=self.stage, error=type(response).__name__, partitions=len(offsets))
 
     def _follow_load(self) -> None:
         """Pause fetching while ``max_pending`` records are held, resume once the lanes caught up."""
@@ -197,19 +202,17 @@ class SinkLoop(StageLoop):
             self._commit_handled(force=True)
 
     def _forget(self, revoked: set[TopicPartition]) -> None:
-        """Withdraw the records of ``revoked`` and remember where each partition's uncommitted ones began.
+        """Withdraw the records of ``revoked`` and remember the first of each partition not handled.
 
         Runs inside ``poll``, while this loop waits for it.
         """
         for tp in revoked:
             held = self._held.pop(tp, deque())
+            self._to_commit.pop(tp, None)
             for item in held:
                 item.withdrawn = True
-            # handled but not committed, or not handled: redone by whoever owns the partition next
-            first = self._uncommitted_from.pop(tp, held[0].record.offset if held else None)
-            self._to_commit.pop(tp, None)
-            if first is not None:
-                self._dropped_from.setdefault(tp, first)
+            if held:
+                self._dropped_from.setdefault(tp, held[0].record.offset)
 
 
 def _handled(item: Pending) -> bool:

@@ -23,23 +23,23 @@ Example:
     ...                    status_topic="ubridge.task-status.v1", codec=Codec.default(), metrics=metrics, stop=stop)
 """
 
+import asyncio
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-import httpx
 import structlog
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors.runtime.errors import StopRequested
-from connectors.runtime.interface import Delivered, Outcome, Output, outcome_of
+from connectors.runtime.errors import RecordFailed, RetriableError, StopRequested
+from connectors.runtime.interface import RECORD_ATTEMPTS, Delivered, Outcome, Output
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.settings import UtilitySettings
 from connectors.utility.client import UtilityClient
-from connectors.utility.lanes import Lanes, Pending
+from connectors.utility.lanes import Done, Lanes, Pending
 from connectors.utility.payload import task_body
 from connectors.utility.revisions import RevisionReader, revision_key
 from routing.errors import DataError
@@ -51,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 _OTHER_UTILITY = Delivered(filtered_reason="other_utility")
 _REPEATED = Delivered(filtered_reason="repeated_revision")
+_RECORD_BACKOFF_S = 0.1
 
 
 def stage_name(utility_id: str) -> str:
@@ -70,7 +71,6 @@ class UtilitySink:
         codec: Avro codec.
         metrics: Process metrics.
         stop: Shutdown.
-        transport: Swap point for tests.
     """
 
     def __init__(
@@ -84,7 +84,6 @@ class UtilitySink:
         codec: Codec,
         metrics: Metrics,
         stop: threading.Event,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.stage = stage_name(settings.id)
         self.input_topics = (input_topic,)
@@ -96,28 +95,26 @@ class UtilitySink:
         # project's, so one lane)
         self._revisions: dict[int, dict[str, Revision]] = {}
         self._codec = codec
-        self._client = UtilityClient(settings, metrics=metrics, stop=stop, transport=transport)
-        self._revoked: set[int] = set()  # partitions given up and not assigned back: their lanes stop
+        client = UtilityClient(settings, metrics=metrics, stop=stop)
+        self._client = client
         self.max_in_flight = settings.max_in_flight
+        self._lanes = Lanes(self._handle, closing=client.close, name=self.stage)
+        self._revoked: set[int] = set()  # partitions given up and not assigned back: their lanes stop
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """Deliver the batch, projects in parallel; outcomes come back in the records' order.
 
-        The stage itself runs the sink pipelined (:class:`connectors.utility.pipeline.SinkLoop` feeds
-        :meth:`handle` through lanes of its own); this batch form serves a plain stage loop.
+        The stage itself runs the sink pipelined (:class:`connectors.utility.pipeline.SinkLoop` hands records
+        to :meth:`submit` as it polls them); this batch form serves a plain stage loop.
 
         Raises:
             StopRequested: at the first record shutdown interrupted; later ones stay uncommitted too.
         """
         pending = [Pending(record) for record in records]
         finished = threading.Semaphore(0)
-        lanes = Lanes(self.handle, workers=self.max_in_flight, done=lambda _: finished.release(), name=self.stage)
-        try:
-            lanes.submit(pending)
-            for _ in pending:
-                finished.acquire()
-        finally:
-            lanes.close()
+        self.submit(pending, done=lambda _: finished.release())
+        for _ in pending:
+            finished.acquire()
         for item in pending:
             if isinstance(item.result, StopRequested):
                 raise item.result
@@ -126,14 +123,13 @@ class UtilitySink:
             assert item.result is not None  # noqa: S101 - every pending record was handled
             yield item.result
 
-    def handle(self, record: ConsumerRecord) -> Outcome:
-        """What became of one record (delivered, filtered or refused); the caller keeps each key's order.
+    def submit(self, pending: Sequence[Pending], *, done: Done) -> None:
+        """Start delivering ``pending``, each behind the earlier records of its project; ``done`` gets each.
 
-        Raises:
-            StopRequested: shutdown interrupted it, or its partition is no longer this sink's.
-            RetriableError: the utility stayed unreachable past ``max_elapsed_s``.
+        ``done`` is called on the sink's delivery thread with the record's result: an outcome, or
+        ``StopRequested`` (shutdown, or its partition was revoked), or the error that must fail the stage.
         """
-        return outcome_of(self._deliver, record)
+        self._lanes.submit(pending, done=done)
 
     def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         """Read the revisions of newly owned partitions before their first task."""
@@ -150,11 +146,27 @@ class UtilitySink:
             self._revisions.pop(tp.partition, None)
             self._revoked.add(tp.partition)
 
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._client.close()
+    def close(self, *, wait: bool = True) -> None:
+        """Finish the deliveries under way (or, not ``wait``-ing, abandon them) and close the HTTP client."""
+        self._lanes.close(wait=wait)
 
-    def _deliver(self, record: ConsumerRecord) -> Delivered:
+    async def _handle(self, record: ConsumerRecord) -> Outcome:
+        """What became of one record, as :func:`~connectors.runtime.interface.outcome_of` has it."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                return await self._deliver(record)
+            except DataError as exc:
+                return exc
+            except (RetriableError, StopRequested):
+                raise
+            except Exception as exc:  # containing the unforeseen is the point
+                if attempt == RECORD_ATTEMPTS:
+                    reason = f"{type(exc).__name__}: {exc} (failed {attempt} times)"
+                    return RecordFailed(type(exc).__name__, reason)
+                await asyncio.sleep(_RECORD_BACKOFF_S * 2 ** (attempt - 1))
+        raise AssertionError  # pragma: no cover - the last attempt returns
+
+    async def _deliver(self, record: ConsumerRecord) -> Delivered:
         task = cast(UtilityTask, self._codec.decode_as("UtilityTask", record.value))
         if task["utility_id"] != self.utility:
             return _OTHER_UTILITY
@@ -170,7 +182,7 @@ class UtilitySink:
         task["revision"] = revision.number
         traceparent = child(of_headers(record.headers))
         try:
-            retries = self._client.deliver(task_id, revision.number, task_body(task), traceparent=traceparent)
+            retries = await self._client.deliver(task_id, revision.number, task_body(task), traceparent=traceparent)
         except DataError:
             self._remember(record.partition, known, task_id, revision)  # a refused body keeps its key
             raise
