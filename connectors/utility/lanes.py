@@ -1,19 +1,21 @@
 """Per-key delivery lanes: records of one key one after another, keys side by side, across poll batches.
 
-A record handed in joins its key's lane. Lanes run as tasks of one event loop, in a thread of their own: a
-lane handles its records in the order they came, so a key's next record waits only for that key's
-previous one, never for a batch; how many requests are on the wire at once is the HTTP client's limit. Each
-result is handed to the ``done`` given with the record, on the lanes' thread, with the seconds it took. A
+A record handed in joins its key's lane. Lanes are tasks of one event loop, which runs in the thread that
+owns them, in slices (:meth:`Lanes.run_for`) between that thread's polls: a lane handles its records in the
+order they came, so a key's next record waits only for that key's previous one, never for a batch; how many
+requests are on the wire at once is the HTTP client's limit. The loop sharing the consumer's thread is
+deliberate: a thread of its own made every response and every poll wait for the interpreter lock, which
+halved throughput. Each result is handed to the ``done`` given with the record, with the seconds it took. A
 record withdrawn before its turn (its partition was revoked) is skipped without being handled, and handed to
 ``done`` without a result.
 
 Example:
-    >>> lanes = Lanes(handle, name="sink-yantai-water")
-    >>> lanes.submit([Pending(record) for record in records], done=results.put)
+    >>> lanes = Lanes(handle, closing=client.close)
+    >>> lanes.submit([Pending(record) for record in records], done=finished.append)
+    >>> lanes.run_for(0.002)
 """
 
 import asyncio
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,12 +44,13 @@ Done = Callable[[Pending], None]
 
 
 class Lanes:
-    """Runs ``handle`` over pending records, in order per record key, in an event loop thread of its own.
+    """Runs ``handle`` over pending records, in order per record key, on an event loop of their own.
+
+    Every method is called from one thread, the owner's; the loop runs only inside them.
 
     Args:
         handle: What becomes of one record (raises ``StopRequested`` when shutdown interrupted it).
         closing: Awaited in the loop when the lanes close (the HTTP client's pool).
-        name: The thread's name.
     """
 
     def __init__(
@@ -55,7 +58,6 @@ class Lanes:
         handle: Callable[[ConsumerRecord], Awaitable[Outcome]],
         *,
         closing: Callable[[], Awaitable[None]],
-        name: str,
     ) -> None:
         self._handle = handle
         self._closing = closing
@@ -63,18 +65,37 @@ class Lanes:
         self._lanes: dict[bytes | None, deque[tuple[Pending, Done]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
-        self._thread.start()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether any lane has records to handle."""
+        return bool(self._tasks)
 
     def submit(self, pending: Sequence[Pending], *, done: Done) -> None:
-        """Queue each record behind the earlier ones of its key; idle keys start at once. Any thread."""
-        self._loop.call_soon_threadsafe(self._enqueue, pending, done)
+        """Queue each record behind the earlier ones of its key; they start when the loop next runs."""
+        self._enqueue(pending, done)
+
+    def run_for(self, seconds: float) -> None:
+        """Let the lanes work for ``seconds`` (less once none is busy)."""
+        if self._tasks:
+            self._loop.run_until_complete(self._until_idle(seconds))
+
+    def run_until_idle(self) -> None:
+        """Let the lanes work until every record handed in was handled."""
+        if self._tasks:
+            self._loop.run_until_complete(self._until_idle(None))
+
+    async def _until_idle(self, seconds: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), seconds)
+        except TimeoutError:
+            return
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop the lanes, after they finished (``wait``) or at once, close the client and end the thread."""
-        asyncio.run_coroutine_threadsafe(self._close(wait=wait), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        """Stop the lanes, after they finished (``wait``) or at once, and close the client and the loop."""
+        self._loop.run_until_complete(self._close(wait=wait))
         self._loop.close()
 
     async def _close(self, *, wait: bool) -> None:
@@ -92,8 +113,14 @@ class Lanes:
                 lane = self._lanes[key] = deque()
                 task = self._loop.create_task(self._run(key))
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._idle.clear()
+                task.add_done_callback(self._ended)
             lane.append((item, done))
+
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
 
     async def _run(self, key: bytes | None) -> None:
         lane = self._lanes[key]
@@ -104,7 +131,7 @@ class Lanes:
                     started = time.perf_counter()
                     try:
                         item.result = await self._handle(item.record)
-                    except Exception as exc:  # handed to the consumer's thread, which decides what it means
+                    except Exception as exc:  # handed to the owner, which decides what it means
                         item.result = exc
                     item.seconds = time.perf_counter() - started
                 done(item)

@@ -18,7 +18,6 @@ started are skipped, those on the wire are forgotten when they finish) and a par
 back is rewound to its first record not handled.
 """
 
-import queue
 import threading
 import time
 from collections import deque
@@ -39,7 +38,8 @@ from routing.errors import DataError
 log = structlog.get_logger(__name__)
 
 _POLL_MS = 500
-_WAIT_S = 0.05  # longest wait for a delivery to finish while records are held
+_SLICE_S = 0.002  # deliveries progress for this long between polls
+_ACKS_POLL_MS = 10
 _COMMIT_EVERY_S = 0.02  # a crash repeats what was handled since: a few records
 _PENDING_PER_LANE = 64
 
@@ -84,10 +84,9 @@ class SinkLoop(StageLoop):
         )
         self._sink = sink
         self._max_pending = max_pending or _PENDING_PER_LANE * sink.max_in_flight
-        self._finished: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        self._finished: list[Pending] = []
         # per partition, every record polled and not yet committed, in offset order
         self._held: dict[TopicPartition, deque[Pending]] = {}
-        self._unfinished = 0  # records handed to the lanes whose result has not come back
         self._to_commit: dict[TopicPartition, int] = {}
         self._next_commit_at = 0.0
         self._full = False
@@ -103,12 +102,12 @@ class SinkLoop(StageLoop):
             while not self._stop.is_set():
                 self._follow_pause()
                 self._follow_load()
-                timeout = 0 if self._unfinished or self._full else _POLL_MS
-                batch = self._consumer.poll(timeout_ms=timeout)
+                batch = self._consumer.poll(timeout_ms=self._poll_ms())
                 records = [r for part in batch.values() for r in part]
                 if records:
                     self._hand_in(records)
-                self._take_finished(wait=not records and bool(self._unfinished))
+                self._sink.run_for(_SLICE_S)
+                self._take_finished()
                 self._commit_handled(force=False)
                 self._report_lag()
             self._drain()
@@ -128,27 +127,25 @@ class SinkLoop(StageLoop):
             self._producer.close(timeout=5)
             log.info("stage_stopped", stage=self.stage)
 
+    def _poll_ms(self) -> int:
+        if self._sink.busy:
+            return 0  # the deliveries progress only between polls
+        if any(self._held.values()):
+            return _ACKS_POLL_MS  # outputs await their acknowledgements, to be committed
+        return _POLL_MS
+
     def _hand_in(self, records: list[ConsumerRecord]) -> None:
         pending = [Pending(record) for record in records]
         for item in pending:
             tp = TopicPartition(item.record.topic, item.record.partition)
             self._held.setdefault(tp, deque()).append(item)
-        self._unfinished += len(pending)
-        self._sink.submit(pending, done=self._finished.put)
+        self._sink.submit(pending, done=self._finished.append)
 
-    def _take_finished(self, *, wait: bool) -> None:
-        """Produce the outputs of every record whose result came back (waiting briefly for one if asked)."""
-        try:
-            item = self._finished.get(timeout=_WAIT_S) if wait else self._finished.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            self._unfinished -= 1
+    def _take_finished(self) -> None:
+        """Produce the outputs of every record whose result came back."""
+        for item in self._finished:
             self._settle(item)
-            try:
-                item = self._finished.get_nowait()
-            except queue.Empty:
-                return
+        self._finished.clear()  # the lanes append to this very list
 
     def _settle(self, item: Pending) -> None:
         result = item.result
@@ -196,8 +193,8 @@ class SinkLoop(StageLoop):
 
     def _drain(self) -> None:
         """On stop: let the lanes finish (retries give up), produce what came back, flush, commit."""
-        while self._unfinished:
-            self._take_finished(wait=True)
+        self._sink.run_until_idle()
+        self._take_finished()
         if self._flush():
             self._commit_handled(force=True)
 

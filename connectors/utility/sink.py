@@ -98,7 +98,7 @@ class UtilitySink:
         client = UtilityClient(settings, metrics=metrics, stop=stop)
         self._client = client
         self.max_in_flight = settings.max_in_flight
-        self._lanes = Lanes(self._handle, closing=client.close, name=self.stage)
+        self._lanes = Lanes(self._handle, closing=client.close)
         self._revoked: set[int] = set()  # partitions given up and not assigned back: their lanes stop
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
@@ -111,10 +111,8 @@ class UtilitySink:
             StopRequested: at the first record shutdown interrupted; later ones stay uncommitted too.
         """
         pending = [Pending(record) for record in records]
-        finished = threading.Semaphore(0)
-        self.submit(pending, done=lambda _: finished.release())
-        for _ in pending:
-            finished.acquire()
+        self.submit(pending, done=lambda _: None)
+        self._lanes.run_until_idle()
         for item in pending:
             if isinstance(item.result, StopRequested):
                 raise item.result
@@ -124,12 +122,26 @@ class UtilitySink:
             yield item.result
 
     def submit(self, pending: Sequence[Pending], *, done: Done) -> None:
-        """Start delivering ``pending``, each behind the earlier records of its project; ``done`` gets each.
+        """Queue ``pending`` for delivery, each behind the earlier records of its project; ``done`` gets each.
 
-        ``done`` is called on the sink's delivery thread with the record's result: an outcome, or
-        ``StopRequested`` (shutdown, or its partition was revoked), or the error that must fail the stage.
+        Deliveries progress while :meth:`run_for` runs. ``done`` is called with the record's result set: an
+        outcome, or ``StopRequested`` (shutdown, or its partition was revoked), or the error that must fail
+        the stage.
         """
         self._lanes.submit(pending, done=done)
+
+    @property
+    def busy(self) -> bool:
+        """Whether deliveries are under way."""
+        return self._lanes.busy
+
+    def run_for(self, seconds: float) -> None:
+        """Deliver for ``seconds`` (less once nothing is left to deliver)."""
+        self._lanes.run_for(seconds)
+
+    def run_until_idle(self) -> None:
+        """Deliver until everything submitted was handled (a shutdown makes that quick)."""
+        self._lanes.run_until_idle()
 
     def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         """Read the revisions of newly owned partitions before their first task."""

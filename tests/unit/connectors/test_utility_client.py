@@ -11,7 +11,7 @@ from connectors.runtime.metrics import Metrics
 from connectors.settings import BearerAuth, RetrySettings, UtilitySettings
 from connectors.utility.client import UtilityClient
 from routing.errors import DataError
-from tests.unit.connectors.utility_endpoint import Endpoint
+from tests.utility_endpoint import Endpoint
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -20,7 +20,7 @@ from routing.records import UtilityTask
 from routing.revisions import Revision, content_digest, decode_revision
 from schemas import Codec
 from tests.support import make_task
-from tests.unit.connectors.utility_endpoint import Endpoint
+from tests.utility_endpoint import Endpoint
 
 UTILITY = "yantai-water"
 

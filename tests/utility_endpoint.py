@@ -1,8 +1,8 @@
 """A utility's endpoint on a local port for the sink's and the client's unit tests, answering with a handler.
 
 The sink delivers over aiohttp, which has no mock transport: requests really cross a socket, and each is
-handed, as an ``httpx.Request``, to the test's handler, whose ``httpx.Response`` is sent back. A handler that
-raises ``httpx.TransportError`` drops the connection instead of answering.
+handed, as an ``httpx.Request``, to the test's handler (in a thread, so it may block), whose ``httpx.Response``
+is sent back. A handler that raises ``httpx.TransportError`` drops the connection instead of answering.
 """
 
 import asyncio
@@ -41,7 +41,8 @@ class Endpoint:
         body = await request.read()
         seen = httpx.Request("POST", str(request.url), headers=dict(request.headers), content=body)
         try:
-            answer = self.handler(seen)
+            # in a thread: a handler that holds one request back (a slow utility) holds back no other
+            answer = await asyncio.get_running_loop().run_in_executor(None, self.handler, seen)
         except httpx.TransportError:
             assert request.transport is not None
             request.transport.close()
