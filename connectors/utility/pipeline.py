@@ -2,11 +2,13 @@
 
 The plain stage loop (:mod:`connectors.runtime.stage`) handles a batch, flushes, commits and only then polls
 again, so every batch waits for its slowest delivery. Here each polled record joins its key's lane
-(:mod:`connectors.utility.lanes`) at once and the loop goes on polling; a project's next task waits only for
-that project's previous one. What each record became is produced as soon as it is known (status, revision,
-dead letter), and per partition the offset committed is that of the first record not yet fully handled:
-delivered or dead-lettered, and its outputs acknowledged by Kafka. So a crash repeats work and never loses
-it, exactly as with the plain loop.
+(:mod:`connectors.utility.lanes`) at once, the deliveries progress for a couple of milliseconds on the lanes'
+event loop in this same thread, and the loop polls again; a project's next task waits only for that project's
+previous one. Offsets are committed every 20 ms without waiting for the answer (the next commit covers one
+that failed), and on stop synchronously. What each record became is produced as soon as it is known (status,
+revision, dead letter), and per partition the offset committed is that of the first record not yet fully
+handled: delivered or dead-lettered, and its outputs acknowledged by Kafka. So a crash repeats work and never
+loses it, exactly as with the plain loop.
 
 At most ``max_pending`` records are held: beyond that the assigned partitions are paused (the loop still
 polls, so the group membership stays alive) until the lanes catch up. SIGTERM: polling stops, deliveries

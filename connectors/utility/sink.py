@@ -1,12 +1,13 @@
 """Sink to one utility's business system: its own ``ubridge.tasks.<utility>.v1`` → ``POST /v1/tasks``.
 
-Every utility runs its own sink with its own consumer group, HTTP client and retry state, so a utility
-that is down holds back only its own tasks: the others' groups keep consuming. Within a batch, tasks of
-different projects are delivered concurrently (``max_in_flight``) while each project's tasks go one after
-another, in order, so one task stuck in retries does not hold up every other project. The sink reads only its
-utility's topic; a task of another utility found there all the same is skipped (filtered ``other_utility``).
-Each accepted task is reported on the task-status topic as ``RECEIVED`` (reporter ``sink``, carrying the task
-with its revision), which opens the task's entry in the SLA ledger.
+Every utility runs its own sink with its own consumer group, HTTP client and retry state, so a utility that is
+down holds back only its own tasks: the others' groups keep consuming. Tasks of different projects are
+delivered concurrently (``max_in_flight`` requests, aiohttp, :mod:`connectors.utility.lanes`) while each
+project's tasks go one after another, in order, so one task stuck in retries does not hold up every other
+project; the stage runs pipelined (:mod:`connectors.utility.pipeline`), so neither does it hold up later
+polls. The sink reads only its utility's topic; a task of another utility found there all the same is skipped
+(filtered ``other_utility``). Each accepted task is reported on the task-status topic as ``RECEIVED``
+(reporter ``sink``, carrying the task with its revision), which opens the task's entry in the SLA ledger.
 
 Revisions (:mod:`routing.revisions`): the sink numbers what it delivers. A task whose content differs from
 the revision last delivered is sent as the next revision, with ``Idempotency-Key: <task id>:<revision>``;
