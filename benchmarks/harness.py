@@ -22,6 +22,7 @@ from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop
 from connectors.runtime.workers import WorkerPool
 from connectors.settings import BearerAuth, KafkaSettings, RoutingSettings, UtilitySettings
+from connectors.utility.pipeline import SinkLoop
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink
 from routing.errors import DataError
@@ -258,14 +259,18 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0, endp
             stop=stop,
         )
     expected = count_records(bootstrap, processor.input_topics[0])
-    loop = StageLoop(
-        processor,
-        consumer=make_consumer(kafka, group_id=f"{prefix}{stage}{suffix}"),
-        producer=make_producer(kafka),
-        dlq_topic=_topic(prefix, "dlq"),
-        metrics=metrics,
-        stop=stop,
-        workers=WorkerPool(processor, workers) if workers else None,
+    options = {"consumer": make_consumer(kafka, group_id=f"{prefix}{stage}{suffix}"), "producer": make_producer(kafka)}
+    loop = (
+        SinkLoop(processor, **options, dlq_topic=_topic(prefix, "dlq"), metrics=metrics, stop=stop)
+        if isinstance(processor, UtilitySink)
+        else StageLoop(
+            processor,
+            **options,
+            dlq_topic=_topic(prefix, "dlq"),
+            metrics=metrics,
+            stop=stop,
+            workers=WorkerPool(processor, workers) if workers else None,
+        )
     )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()

@@ -53,6 +53,7 @@ from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
 from connectors.supervision.stage import STAGE as SUPERVISION
 from connectors.supervision.stage import build_supervision
+from connectors.utility.pipeline import SinkLoop
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
 from routing.calendar import load_calendar
@@ -448,7 +449,16 @@ def _sink_builder(utility: UtilitySettings) -> Callable[[Context], Runnable]:
             metrics=ctx.metrics,
             stop=ctx.stop,
         )
-        return _loop(ctx, sink)
+        kafka = ctx.settings.kafka
+        return SinkLoop(
+            sink,
+            consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.{sink.stage}"),
+            producer=make_producer(kafka),
+            dlq_topic=ctx.settings.dlq_topic(sink.stage),
+            metrics=ctx.metrics,
+            stop=ctx.stop,
+            paused=partial(ctx.paused, sink.stage),
+        )
 
     return build
 

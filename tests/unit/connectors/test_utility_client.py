@@ -1,5 +1,6 @@
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -10,14 +11,27 @@ from connectors.runtime.metrics import Metrics
 from connectors.settings import BearerAuth, RetrySettings, UtilitySettings
 from connectors.utility.client import UtilityClient
 from routing.errors import DataError
+from tests.utility_endpoint import Endpoint
 
 Handler = Callable[[httpx.Request], httpx.Response]
+
+
+_endpoint: list[Endpoint] = []
+
+
+@pytest.fixture(autouse=True)
+def endpoint() -> Iterator[Endpoint]:
+    """The utility's endpoint for this test."""
+    served = Endpoint()
+    _endpoint.append(served)
+    yield served
+    _endpoint.pop().close()
 
 
 def settings(max_elapsed_s: float | None = None) -> UtilitySettings:
     return UtilitySettings(
         id="yantai-water",
-        endpoint="http://water.test/v1/tasks",
+        endpoint=_endpoint[-1].url,
         auth=BearerAuth(type="bearer", token="s3cret"),
         retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.01, max_elapsed_s=max_elapsed_s),
     )
@@ -41,15 +55,36 @@ def client(
     handler: Handler, *, stop: threading.Event | None = None, **kw: float | None
 ) -> tuple[UtilityClient, Metrics]:
     metrics = Metrics(CollectorRegistry())
-    transport = httpx.MockTransport(handler)
-    return UtilityClient(settings(**kw), metrics=metrics, stop=stop or threading.Event(), transport=transport), metrics
+    _endpoint[-1].handler = handler
+    return UtilityClient(settings(**kw), metrics=metrics, stop=stop or threading.Event()), metrics
+
+
+def deliver(utility: UtilityClient, task_id: str, revision: int, body: bytes) -> int:
+    """``utility.deliver`` run to its end in an event loop of its own, the client closed after it."""
+
+    async def once() -> int:
+        try:
+            return await utility.deliver(task_id, revision, body)
+        finally:
+            await utility.close()
+
+    return asyncio.run(once())
+
+
+def recorded(waits: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A pause that only notes how long it was asked to be."""
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    return sleep
 
 
 def test_first_success_needs_no_retry() -> None:
     """A 201 is delivered at once, with task id:revision as Idempotency-Key and the bearer token."""
     handler, seen = scripted(httpx.Response(201))
     utility, _ = client(handler)
-    assert utility.deliver("task-1", 3, b"{}") == 0
+    assert deliver(utility, "task-1", 3, b"{}") == 0
     assert (seen[0].headers["Idempotency-Key"], seen[0].headers["Authorization"]) == (
         "task-1:3",
         "Bearer s3cret",
@@ -64,7 +99,7 @@ def test_a_duplicate_of_the_same_revision_is_delivered(answer: bytes, revision: 
     """A repeat of the revision sent (a lost acknowledgement) is delivered; an unreadable 2xx body too."""
     handler, _ = scripted(httpx.Response(200, content=answer))
     utility, _ = client(handler)
-    assert utility.deliver("task-1", revision, b"{}") == 0
+    assert deliver(utility, "task-1", revision, b"{}") == 0
 
 
 def test_a_duplicate_of_another_revision_is_a_data_error() -> None:
@@ -72,7 +107,7 @@ def test_a_duplicate_of_another_revision_is_a_data_error() -> None:
     handler, _ = scripted(httpx.Response(200, json={"status": "duplicate", "revision": 1}))
     utility, _ = client(handler)
     with pytest.raises(DataError, match="answered duplicate to revision 3 naming revision 1") as caught:
-        utility.deliver("task-1", 3, b"{}")
+        deliver(utility, "task-1", 3, b"{}")
     assert caught.value.field == "revision"
 
 
@@ -81,7 +116,7 @@ def test_retriable_statuses_are_retried(status: int) -> None:
     """408, 429 and 5xx are retried until the utility accepts."""
     handler, seen = scripted(httpx.Response(status), httpx.Response(status), httpx.Response(201))
     utility, metrics = client(handler)
-    assert utility.deliver("task-1", 1, b"{}") == 2
+    assert deliver(utility, "task-1", 1, b"{}") == 2
     assert len(seen) == 3
     assert (
         metrics.registry.get_sample_value(
@@ -95,7 +130,7 @@ def test_transport_errors_are_retried() -> None:
     """A refused connection is retried like a 503."""
     handler, _ = scripted(httpx.ConnectError("refused"), httpx.Response(200))
     utility, _ = client(handler)
-    assert utility.deliver("task-1", 1, b"{}") == 1
+    assert deliver(utility, "task-1", 1, b"{}") == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
@@ -104,7 +139,7 @@ def test_other_client_errors_are_data_errors(status: int) -> None:
     handler, seen = scripted(httpx.Response(status, text="bad field"))
     utility, _ = client(handler)
     with pytest.raises(DataError, match=f"refused the task with {status}: bad field"):
-        utility.deliver("task-1", 1, b"{}")
+        deliver(utility, "task-1", 1, b"{}")
     assert len(seen) == 1
 
 
@@ -113,8 +148,8 @@ def test_retry_after_is_honoured() -> None:
     waits: list[float] = []
     handler, _ = scripted(httpx.Response(429, headers={"Retry-After": "0.004"}), httpx.Response(201))
     utility, _ = client(handler)
-    utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", 1, b"{}")
+    utility._sleep = recorded(waits)  # type: ignore[method-assign]
+    deliver(utility, "task-1", 1, b"{}")
     assert waits == [0.004]
 
 
@@ -127,8 +162,8 @@ def test_retry_after_wins_over_the_backoff_cap_up_to_its_own_ceiling() -> None:
         httpx.Response(201),
     )
     utility, _ = client(handler)
-    utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", 1, b"{}")
+    utility._sleep = recorded(waits)  # type: ignore[method-assign]
+    deliver(utility, "task-1", 1, b"{}")
     assert waits == [5.0, 300.0]
 
 
@@ -137,8 +172,8 @@ def test_backoff_is_capped() -> None:
     waits: list[float] = []
     handler, _ = scripted(*([httpx.Response(503)] * 12), httpx.Response(201))
     utility, _ = client(handler)
-    utility._sleep = waits.append  # type: ignore[method-assign]
-    utility.deliver("task-1", 1, b"{}")
+    utility._sleep = recorded(waits)  # type: ignore[method-assign]
+    deliver(utility, "task-1", 1, b"{}")
     assert len(waits) == 12
     assert max(waits) <= 0.01
 
@@ -157,7 +192,7 @@ def test_stop_interrupts_retrying() -> None:
 
     utility, _ = client(handler, stop=stop)
     with pytest.raises(StopRequested):
-        utility.deliver("task-1", 1, b"{}")
+        deliver(utility, "task-1", 1, b"{}")
     assert calls == 3
 
 
@@ -166,4 +201,4 @@ def test_max_elapsed_gives_up_with_retriable_error() -> None:
     handler, _ = scripted(httpx.Response(503))
     utility, _ = client(handler, max_elapsed_s=0.05)
     with pytest.raises(RetriableError, match="answered 503"):
-        utility.deliver("task-1", 1, b"{}")
+        deliver(utility, "task-1", 1, b"{}")

@@ -1,7 +1,7 @@
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
 import httpx
@@ -20,6 +20,7 @@ from routing.records import UtilityTask
 from routing.revisions import Revision, content_digest, decode_revision
 from schemas import Codec
 from tests.support import make_task
+from tests.utility_endpoint import Endpoint
 
 UTILITY = "yantai-water"
 
@@ -44,19 +45,35 @@ class Revisions:
         return {p: dict(self.stored.get(p, {})) for p in partitions}
 
 
+_made: list[UtilitySink] = []
+_endpoint: list[Endpoint] = []
+
+
+@pytest.fixture(autouse=True)
+def endpoint() -> Iterator[Endpoint]:
+    """The utility's endpoint for this test; the sinks made in it are closed after it."""
+    served = Endpoint()
+    _endpoint.append(served)
+    yield served
+    while _made:
+        _made.pop().close()
+    _endpoint.pop().close()
+
+
 def sink(
     handler: Callable[[httpx.Request], httpx.Response],
     stop: threading.Event | None = None,
     revisions: Revisions | None = None,
 ) -> UtilitySink:
+    _endpoint[-1].handler = handler
     settings = UtilitySettings(
         id=UTILITY,
-        endpoint="http://water.test/v1/tasks",
+        endpoint=_endpoint[-1].url,
         auth=BearerAuth(type="bearer", token="t"),
         max_in_flight=4,
         retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.005),
     )
-    return UtilitySink(
+    made = UtilitySink(
         settings,
         input_topic="tasks",
         status_topic="status",
@@ -65,8 +82,9 @@ def sink(
         codec=Codec.default(),
         metrics=Metrics(CollectorRegistry()),
         stop=stop or threading.Event(),
-        transport=httpx.MockTransport(handler),
     )
+    _made.append(made)
+    return made
 
 
 def test_tasks_of_other_utilities_are_filtered_without_a_request() -> None:
