@@ -110,7 +110,7 @@ def test_numbers_out_of_range_are_left_to_fastavro() -> None:
 
 
 def test_schemas_outside_the_subset_are_named_unsupported() -> None:
-    """A union other than ["null", T], or a map, is reported so that the codec keeps fastavro for it."""
+    """A union other than ["null", T] or [enum, "string"], or a map, is reported so that the codec keeps fastavro."""
     for schema in (
         {"type": "record", "name": "R", "fields": [{"name": "u", "type": ["string", "null"]}]},
         {"type": "record", "name": "M", "fields": [{"name": "m", "type": {"type": "map", "values": "string"}}]},
