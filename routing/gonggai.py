@@ -29,6 +29,7 @@ from routing.repairs import (
     repair,
     upper_code,
 )
+from routing.services import shipped_services
 
 TIME_ZONE: Final = "Asia/Shanghai"
 DEFAULT_STATUS_CODES: Final[Mapping[int, ItemStatus]] = MappingProxyType({1: "RECEIVED", 11: "GRANTED", 13: "REFUSED"})
@@ -39,14 +40,6 @@ _MAX_PIPE_DIAMETER_MM: Final = 10_000
 _MAX_SEQ: Final = 2**63
 _SHOWN_CHARS: Final = 40
 _SHOWN_INT_LIMIT: Final = 10**15
-_SERVICES: Final[Mapping[str, Service]] = {
-    "供水": "WATER",
-    "供气": "GAS",
-    "供热": "HEAT",
-    "WATER": "WATER",
-    "GAS": "GAS",
-    "HEAT": "HEAT",
-}
 _DOCUMENT_KINDS: Final = frozenset({"PERMIT", "APPROVAL", "DRAWING", "OTHER"})
 # JSON vocabulary reads better in an operator's error than Python's type names; bool before int because
 # bool is an int.
@@ -245,10 +238,10 @@ def _demand(item: object, prefix: str, repairs: list[Repair]) -> Demand:
     if not isinstance(item, Mapping):
         raise DataError(prefix[:-1], f"demand must be an object, got {_kind(item)}")
     name = _required_str(item, "fwlx", "demands.service", prefix)
-    service = _SERVICES.get(name.upper())
+    service = shipped_services().find(name)
     if service is None:
         path = f"{prefix}fwlx"
-        raise DataError(path, f"demands.service {_show(name)} is not 供水/供气/供热 (WATER/GAS/HEAT)")
+        raise DataError(path, f"demands.service {_show(name)} is not {shipped_services().names()}")
     return {
         "service": service,
         "pipe_diameter_mm": _pipe_diameter(item, prefix, repairs),

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypedDict, cast
+from typing import Any, Final, Literal, TypedDict
 from zoneinfo import ZoneInfo
 
 from routing.errors import DataError
@@ -197,8 +197,7 @@ def utility_of(payment: Payment, areas: ServiceAreaTable) -> str:
     Raises:
         DataError: No utility serves that service there.
     """
-    # the Avro record carries the service as a string, so that a configured service needs no schema change
-    utility = areas.utility_for(payment["region_code"], cast(Service, payment["service"]))
+    utility = areas.utility_for(payment["region_code"], payment["service"])
     if utility is None:
         reason = f"no utility serves {payment['service']} in {payment['region_code']} (service areas)"
         raise DataError("xzqhdm", reason)

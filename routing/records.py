@@ -7,7 +7,8 @@ Field meanings are documented once, in the ``.avsc`` files.
 from datetime import datetime
 from typing import Literal, TypedDict
 
-Service = Literal["WATER", "GAS", "HEAT"]
+# a configured service code (routing/services.py): checked against deploy/config/services.yaml at the edges
+Service = str
 ItemStatus = Literal["RECEIVED", "IN_PROGRESS", "GRANTED", "REFUSED"]
 TaskKind = Literal["PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION", "COMPLAINT"]
 TaskAction = Literal["CREATE", "UPDATE", "CANCEL"]
@@ -28,8 +29,6 @@ ApplicationKind = Literal["CONNECTION", "REPAIR", "SUSPENSION", "TRANSFER"]
 ApplicantType = Literal["PERSON", "ENTERPRISE", "SOLE_PROPRIETOR", "PUBLIC_SERVICE"]
 UserCategory = Literal["ENTERPRISE", "INDIVIDUAL_BUSINESS", "RESIDENT", "PUBLIC_SERVICE"]
 SlaEventKind = Literal["WARNING", "BREACHED", "MET", "REJECTED", "CANCELLED"]
-
-SERVICES: tuple[Service, ...] = ("WATER", "GAS", "HEAT")
 
 
 class Demand(TypedDict):

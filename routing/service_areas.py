@@ -28,8 +28,9 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
-from routing.records import SERVICES, Service
+from routing.records import Service
 from routing.regions import PROVINCES, SHANDONG, is_known_region
+from routing.services import shipped_services
 from routing.spelling import did_you_mean, nearest_code
 from routing.yaml_files import read_yaml
 
@@ -118,10 +119,10 @@ class ServiceAreaTable:
             region_code: The site's 6-digit region code.
 
         Returns:
-            ``(utility, service)`` pairs in :data:`routing.records.SERVICES` order; empty if none is served.
+            ``(utility, service)`` pairs in the order of ``services.yaml``; empty if none is served.
         """
         pairs: list[tuple[str, Service]] = []
-        for service in SERVICES:
+        for service in shipped_services().codes:
             utility = self.utility_for(region_code, service)
             if utility is not None:
                 pairs.append((utility, service))
@@ -219,8 +220,9 @@ def _is_known_prefix(prefix: str) -> bool:
 
 
 def _service(value: object) -> object:
-    if value not in SERVICES:
-        hint = did_you_mean(value, SERVICES) or f"; expected one of {list(SERVICES)}"
+    codes = shipped_services().codes
+    if value not in codes:
+        hint = did_you_mean(value, codes) or f"; expected one of {list(codes)}"
         raise _invalid("service", f"unknown service {value!r}{hint}")
     return value
 
@@ -228,7 +230,7 @@ def _service(value: object) -> object:
 def _distinct(services: tuple[Service, ...]) -> tuple[Service, ...]:
     # Checked after the items, so that an unknown service is not also reported as an empty list.
     if not services:
-        raise _invalid("services_empty", f"must list at least one of {list(SERVICES)}")
+        raise _invalid("services_empty", f"must list at least one of {list(shipped_services().codes)}")
     repeated = sorted({service for service in services if services.count(service) > 1})
     if repeated:
         raise _invalid("service_repeated", f"{', '.join(repeated)} listed twice")

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from routing.records import Service, TaskKind, TaskStage
 from routing.regions import PROVINCES, is_known_region
+from routing.services import configured_service
 from routing.yaml_files import read_yaml
 
 StartEvent = Literal["application_filed", "permit_granted", "received_by_utility", "task_created"]
@@ -101,7 +102,7 @@ class Rule(_Strict):
     quote: Text
     why: str | None = None
     regions: tuple[str, ...] = Field(min_length=1)
-    services: tuple[Service, ...] = Field(min_length=1)
+    services: tuple[Annotated[Service, AfterValidator(configured_service)], ...] = Field(min_length=1)
     task_kinds: tuple[TaskKind, ...] = Field(min_length=1)
     application_kinds: tuple[ApplicationKindName, ...] | None = None
     starts: StartEvent

@@ -28,6 +28,7 @@ from typing import Final, Literal
 from routing.ledger import STAGE_ORDER, Timeline
 from routing.records import Service, StageSpan, TaskKind, TaskLedgerEntry
 from routing.regions import region_name
+from routing.services import shipped_services
 from routing.sla import RuleState
 
 Outcome = Literal["open", "met", "breached", "ended", "unjudged"]
@@ -36,7 +37,6 @@ Level = Literal["total", "city", "district", "utility", "category"]
 CONNECTION_KINDS: Final[frozenset[str]] = frozenset(
     {"PRE_INTERVENTION", "CONSTRUCTION_READY", "CONNECT", "APPLICATION"}
 )
-SERVICE_LABELS: Final[dict[str, str]] = {"WATER": "供水", "GAS": "供气", "HEAT": "供热"}
 # 002's ledger by category ("企业用户、个体工商户、居民用户、公服用户"); entries written before the field have none
 CATEGORY_LABELS: Final[dict[str, str]] = {
     "ENTERPRISE": "企业用户",
@@ -346,7 +346,8 @@ def _utility_label(tasks: list[TaskFacts]) -> Callable[[str], str]:
         services.setdefault(task.utility_id, set()).add(task.service)
 
     def label(utility_id: str) -> str:
-        kinds = "/".join(SERVICE_LABELS[s] for s in ("WATER", "GAS", "HEAT") if s in services.get(utility_id, ()))
+        table = shipped_services()
+        kinds = "/".join(table.name(s) for s in table.codes if s in services.get(utility_id, ()))
         return f"{utility_id}（{kinds}）"
 
     return label

@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Final, NamedTuple
 
 from routing.errors import DataError
-from routing.records import SERVICES, Demand, ProjectEvent, Service, TaskKind, UtilityTask
+from routing.records import Demand, ProjectEvent, Service, TaskKind, UtilityTask
 from routing.service_areas import ServiceAreaTable
+from routing.services import shipped_services
 from routing.triggers import trigger_for
 from routing.user_category import shipped_categories, user_category
 
@@ -99,7 +100,7 @@ def _targets(event: ProjectEvent, areas: ServiceAreaTable) -> tuple[list[_Target
     if not event["demands"]:
         covered = areas.coverage(region)
         if not covered:
-            raise DataError(_REGION_FIELD, _unserved(region, SERVICES))
+            raise DataError(_REGION_FIELD, _unserved(region, shipped_services().codes))
         return [(utility, service, None) for utility, service in covered], []
     served: list[_Target] = []
     unserved: list[Service] = []

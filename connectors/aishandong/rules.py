@@ -1,7 +1,7 @@
 """The settings model of ``deploy/config/aishandong.yaml``: the form's words and the shared materials.
 
 Validated with pydantic when a stage starts; an error names the file and the key, e.g.
-``aishandong.yaml: service_names.供暖: Input should be 'WATER', 'GAS' or 'HEAT'``.
+``aishandong.yaml: service_names.供暖: Value error, unknown service 'HAET'; did you mean 'HEAT'?``.
 
 Example:
     >>> rules = load_application_rules(Path("deploy/config/aishandong.yaml"))
@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from routing.aishandong import ApplicationRules, MaterialSource, Vocabulary
 from routing.records import ApplicantType, ApplicationKind, Service
+from routing.services import configured_service
 from routing.yaml_files import read_yaml
 
 MaterialKind = Literal["PERMIT", "APPROVAL", "DRAWING", "PROPERTY_CERTIFICATE", "ID_CARD", "BUSINESS_LICENSE", "OTHER"]
@@ -29,7 +30,7 @@ class ApplicationRulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     shared_materials: dict[ApplicationKind, dict[MaterialKind, MaterialSource]] = {}
-    service_names: Annotated[dict[_Word, Service], Field(min_length=1)]
+    service_names: Annotated[dict[_Word, Annotated[Service, AfterValidator(configured_service)]], Field(min_length=1)]
     applicant_types: Annotated[dict[_Word, ApplicantType], Field(min_length=1)]
 
 

@@ -38,6 +38,7 @@ from connectors.demo.expected import (
 )
 from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
 from connectors.demo.remote import RemoteUtility, Simulators
+from connectors.demo.services import linked_line, service_areas
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
@@ -104,7 +105,8 @@ class Demo:
     def __init__(self, options: DemoOptions, console: Console) -> None:
         self.options = options
         self.console = console
-        self.areas = load_service_areas(CONFIG_DIR / "service-areas.yaml")
+        self.areas_path = service_areas(CONFIG_DIR / "service-areas.yaml", options.workdir)
+        self.areas = load_service_areas(self.areas_path)
         self.exchange_db = f"sqlite:///{options.workdir / f'exchange-{datetime.now(UTC):%Y%m%d%H%M%S%f}.db'}"
         self.simulators = Simulators(
             {u: _token(u) for u in sorted(self.areas.utilities())},
@@ -312,7 +314,7 @@ class Demo:
                 "metrics_port": self.options.metrics_port,
             },
             "sources": self._sources(approval_url),
-            "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
+            "routing": {"service_areas": str(self.areas_path)},
             "status_callbacks": {"port": _free_port()},
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "payments": self.payments.section(_free_port()),
@@ -376,6 +378,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         f"{exp.filtered} not triggers (filtered)."
     )
     console.print(result.payment_line)
+    console.print(linked_line(result.utilities))
     verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
     console.print(verdict)
 

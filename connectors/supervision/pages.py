@@ -41,8 +41,9 @@ from routing.calendar import WorkingCalendar
 from routing.ledger import timeline
 from routing.monthly import facts_at, monthly
 from routing.records import TaskLedgerEntry
+from routing.services import shipped_services
 from routing.sla_policy import PolicyBook
-from routing.supervision import SERVICE_LABELS, Figures, TaskFacts, figures_of, with_complaints
+from routing.supervision import Figures, TaskFacts, figures_of, with_complaints
 
 COOKIE: Final = "ubridge_supervision"
 _FORM_MAX_BYTES: Final = 4096
@@ -96,7 +97,7 @@ def templates() -> Environment:
         hours=lambda value: "" if value is None else f"{value:.2f}",
         percent=lambda value: "—" if value is None else f"{value * 100:.1f}%",
         score=lambda value: "—" if value is None else f"{value:.1f}",
-        service=lambda value: SERVICE_LABELS.get(value, value),
+        service=lambda value: shipped_services().name(value),
         stage=lambda value: STAGE_LABELS.get(value or "", value or ""),
         outcome=lambda value: OUTCOME_LABELS.get(value, value),
         state=lambda value: STATE_LABELS.get(value, value),

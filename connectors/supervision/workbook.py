@@ -19,7 +19,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from connectors.supervision.labels import LEVEL_LABELS, OUTCOME_LABELS, STAGE_LABELS, local
 from routing.monthly import MonthlyReport
-from routing.supervision import SERVICE_LABELS, GroupFigures, TaskFacts
+from routing.services import shipped_services
+from routing.supervision import GroupFigures, TaskFacts
 
 GROUP_HEADER: Final = ("编码", "名称", "任务数", "已办结", "办理中", "超时任务", "按时（各规则）", "超时（各规则）")
 COMPLAINT_HEADER: Final = ("投诉办理中", "投诉逾期", "已清零", "满意度", "满意度分值")
@@ -129,7 +130,7 @@ def _tasks(sheet: Worksheet, tasks: Iterable[TaskFacts], *, only_breached: bool)
                 [
                     task.task_id,
                     task.utility_id,
-                    SERVICE_LABELS[task.service],
+                    shipped_services().name(task.service),
                     task.region_code,
                     local(task.created_at),
                     STAGE_LABELS.get(task.stage or "", task.stage or ""),

@@ -31,6 +31,8 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     assert ID_NUMBER.search(log) is None, "an ID number reached the log unmasked"
     assert "爱山东 applications:" in result.stdout
     assert "爱山东 payments:" in result.stdout and "each posted once and receipted" in result.stdout
+    linked = r"供电 yantai-power ([1-9][0-9]*)/\1 tasks, 通信 yantai-telecom ([1-9][0-9]*)/\2 tasks delivered"
+    assert re.search(linked, result.stdout), "the power utility and the telecom operator got no tasks"
     assert "supervision:   http://127.0.0.1:" in result.stdout
     assert '"event": "supervision_serving"' in log
 

@@ -24,7 +24,10 @@ def test_shipped_rules_load() -> None:
     ("doc", "message"),
     [
         ({}, "service_names: Field required"),
-        ({"service_names": {"供暖": "WARMTH"}, "applicant_types": {"个人": "PERSON"}}, "service_names.供暖: Input"),
+        (
+            {"service_names": {"供暖": "WARMTH"}, "applicant_types": {"个人": "PERSON"}},
+            "service_names.供暖: Value error, unknown service 'WARMTH'",
+        ),
         ({"service_names": {"水": "WATER"}, "applicant_types": {"机关": "STATE"}}, "applicant_types.机关: Input"),
         (
             {"service_names": {"水": "WATER"}, "applicant_types": {"个人": "PERSON"}, "shared_materials": {"PAY": {}}},

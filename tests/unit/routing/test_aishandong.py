@@ -168,7 +168,7 @@ def test_a_repair_form_with_a_landline_is_accepted(written: str, kept: str) -> N
         ({"sqlx": "缴费"}, "sqlx", "is not one of"),
         ({"fwlx": []}, "fwlx", "non-empty array"),
         ({"fwlx": "供水"}, "fwlx", "got string"),
-        ({"fwlx": ["供水", "供电"]}, "fwlx.1", "is not one of"),
+        ({"fwlx": ["供水", "供油"]}, "fwlx.1", "is not one of"),
         ({"fwlx": ["供水", "自来水"]}, "fwlx.1", "second time"),
         ({"sqrlx": "机关"}, "sqrlx", "is not one of"),
         ({"sqrxm": 12}, "sqrxm", "got number"),

@@ -344,8 +344,8 @@ def test_missing_required_integers_are_named(key: str, canonical: str) -> None:
         ({"xqxx": ["供水"]}, ("xqxx.0", "demand must be an object, got string")),
         ({"xqxx": [{"yl": 1}]}, ("xqxx.0.fwlx", "demands.service is required but missing or empty")),
         (
-            {"xqxx": [{"fwlx": "供电"}]},
-            ("xqxx.0.fwlx", "demands.service '供电' is not 供水/供气/供热 (WATER/GAS/HEAT)"),
+            {"xqxx": [{"fwlx": "供油"}]},
+            ("xqxx.0.fwlx", "demands.service '供油' is not 供水/供气/供热/供电/通信 (WATER/GAS/HEAT/POWER/TELECOM)"),
         ),
         ({"xqxx": [{"fwlx": "供水"}, {"fwlx": "WATER"}]}, ("xqxx.1.fwlx", "demands: WATER is listed twice")),
         (

@@ -192,7 +192,7 @@ def test_services_use_the_forms_words(word: str, service: str) -> None:
 
 def test_unknown_service_is_refused() -> None:
     """A service word the form does not know is a DataError on fwlx."""
-    assert refusal(fwlx="宽带").field == "fwlx"
+    assert refusal(fwlx="供油").field == "fwlx"
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_bad_fields_name_the_apps_field(changes: dict[str, Any], field: str) -> 
 
 def test_reasons_never_quote_the_payer() -> None:
     """No refusal reason carries the payer's name."""
-    for changes in ({"je": "-1"}, {"zq": "x"}, {"qd": "现金"}, {"fwlx": "宽带"}):
+    for changes in ({"je": "-1"}, {"zq": "x"}, {"qd": "现金"}, {"fwlx": "供油"}):
         assert "张伟" not in refusal(**changes).reason
 
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.records import SERVICES, Service
+from routing.records import Service
 from routing.service_areas import ServiceArea, ServiceAreaTable, load_service_areas, parse_service_areas
+from routing.services import shipped_services
 
 DEMO_TABLE = Path(__file__).parents[3] / "deploy" / "config" / "service-areas.yaml"
 
@@ -138,9 +139,9 @@ def test_unquoted_prefix_and_version_are_read_losslessly() -> None:
             "service-areas.yaml: areas[3].utility: Field required",
         ),
         (
-            {"utility": "x-gas", "region_prefix": "3715", "services": ["POWER"]},
-            "service-areas.yaml: areas[3].services[0]: unknown service 'POWER'; "
-            "expected one of ['WATER', 'GAS', 'HEAT']",
+            {"utility": "x-gas", "region_prefix": "3715", "services": ["OIL"]},
+            "service-areas.yaml: areas[3].services[0]: unknown service 'OIL'; "
+            "expected one of ['WATER', 'GAS', 'HEAT', 'POWER', 'TELECOM']",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": ["GAS", "GAS"]},
@@ -148,7 +149,8 @@ def test_unquoted_prefix_and_version_are_read_losslessly() -> None:
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": []},
-            "service-areas.yaml: areas[3].services: must list at least one of ['WATER', 'GAS', 'HEAT']",
+            "service-areas.yaml: areas[3].services: must list at least one of "
+            "['WATER', 'GAS', 'HEAT', 'POWER', 'TELECOM']",
         ),
         (
             {"utility": "x-gas", "region_prefix": "3715", "services": "GAS"},
@@ -225,7 +227,7 @@ def test_direct_construction_rejects_duplicates() -> None:
 
 prefixes = st.sampled_from(["37", "370", "3706", "37068", "370685", "370602", "3715", "371502", "11", "1101"])
 rows = st.lists(
-    st.tuples(prefixes, st.sampled_from(SERVICES), st.sampled_from(["u1", "u2", "u3"])),
+    st.tuples(prefixes, st.sampled_from(shipped_services().codes), st.sampled_from(["u1", "u2", "u3"])),
     unique_by=lambda row: (row[0], row[1]),
 )
 
@@ -234,7 +236,7 @@ rows = st.lists(
 def test_lookup_agrees_with_a_longest_prefix_scan(rows: list[tuple[str, Service, str]], region: str) -> None:
     """The indexed lookup returns what a scan for the longest matching prefix would."""
     table = ServiceAreaTable("1", tuple(ServiceArea(utility, prefix, (service,)) for prefix, service, utility in rows))
-    for service in SERVICES:
+    for service in shipped_services().codes:
         matches = [(len(p), u) for p, s, u in rows if s == service and region.startswith(p)]
         assert (max(matches)[1] if matches else None) == table.utility_for(region, service)
 
@@ -242,6 +244,6 @@ def test_lookup_agrees_with_a_longest_prefix_scan(rows: list[tuple[str, Service,
 def test_a_table_survives_pickling_into_a_worker_process(demo: ServiceAreaTable) -> None:
     """Stage workers receive the table pickled: the copy answers every lookup as the original does."""
     copy = pickle.loads(pickle.dumps(demo))  # noqa: S301 - our own bytes, as between stage and worker
-    sites = [(area.region_prefix.ljust(6, "0"), service) for area in demo.areas for service in SERVICES]
+    sites = [(area.region_prefix.ljust(6, "0"), service) for area in demo.areas for service in shipped_services().codes]
     assert [copy.utility_for(*site) for site in sites] == [demo.utility_for(*site) for site in sites]
     assert copy == demo

@@ -291,7 +291,7 @@ def test_start_day_not_counted_moves_the_due_instant_to_the_next_day() -> None:
     [
         ({"unit": "days"}, "rules[0].unit: Input should be"),
         ({"starts": "filed"}, "rules[0].starts: Input should be"),
-        ({"services": ["POWER"]}, "rules[0].services[0]: Input should be"),
+        ({"services": ["OIL"]}, "rules[0].services[0]: Value error, unknown service 'OIL'; configured: WATER"),
         ({"regions": ["99"]}, "rules[0]: Value error, regions: '99' is not the 2-6 digit prefix"),
         ({"document": "009"}, "rules[0].document: '009' is not under documents"),
         ({"basis": "default"}, "why: a default rule must say"),

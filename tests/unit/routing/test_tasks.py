@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from routing.errors import DataError
 from routing.gonggai import normalise
-from routing.records import SERVICES, ProjectEvent, Service, UtilityTask
+from routing.records import ProjectEvent, Service, UtilityTask
 from routing.service_areas import ServiceAreaTable, load_service_areas
+from routing.services import shipped_services
 from routing.tasks import Routed, project_identity, route_project_event, task_id
 
 ROOT = Path(__file__).parents[3]
@@ -265,7 +266,7 @@ def test_unserved_services_are_flagged_on_the_served_ones() -> None:
             {"xqxx": [{"fwlx": "供水"}, {"fwlx": "供气"}]},
             "no utility serves region 370202 for WATER, GAS",
         ),
-        ({"xqxx": ...}, "no utility serves region 370202 for WATER, GAS, HEAT"),
+        ({"xqxx": ...}, "no utility serves region 370202 for WATER, GAS, HEAT, POWER, TELECOM"),
     ],
 )
 def test_a_site_nobody_serves_is_a_data_error(changes: dict[str, Any], reason: str) -> None:
@@ -319,11 +320,11 @@ def test_a_naive_now_is_refused() -> None:
 regions = st.sampled_from(["370602", "370685", "370102", "371502", "371503", "370202", "370303"])
 
 
-@given(regions, st.lists(st.sampled_from(SERVICES), unique=True))
+@given(regions, st.lists(st.sampled_from(shipped_services().codes), unique=True))
 def test_routing_agrees_with_the_table(region: str, services: list[Service]) -> None:
     """Tasks go to the table's utilities, one per served service with distinct ids, or fail as data."""
     ev = event(jsddxzqh=region, xmdm=f"2026-{region}-47-01-000001", xqxx=[{"fwlx": s} for s in services])
-    wanted = services or list(SERVICES)
+    wanted = services or list(shipped_services().codes)
     served = [(AREAS.utility_for(region, s), s) for s in wanted if AREAS.utility_for(region, s) is not None]
     try:
         routed = route(ev)

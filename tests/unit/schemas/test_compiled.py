@@ -110,7 +110,7 @@ def test_numbers_out_of_range_are_left_to_fastavro() -> None:
 
 
 def test_schemas_outside_the_subset_are_named_unsupported() -> None:
-    """A union other than ["null", T], or a map, is reported so that the codec keeps fastavro for it."""
+    """A union other than ["null", T] or [enum, "string"], or a map, is reported so that the codec keeps fastavro."""
     for schema in (
         {"type": "record", "name": "R", "fields": [{"name": "u", "type": ["string", "null"]}]},
         {"type": "record", "name": "M", "fields": [{"name": "m", "type": {"type": "map", "values": "string"}}]},
@@ -151,3 +151,17 @@ def test_a_codec_sent_to_a_worker_process_compiles_its_writers_again() -> None:
     copy = pickle.loads(pickle.dumps(Codec()))  # noqa: S301 - our own object, as the worker pool sends it
     assert copy.encode("TaskStatus", status()) == Codec.default().encode("TaskStatus", status())
     assert set(copy._compiled_writers) == set(RECORDS)
+
+
+@pytest.mark.parametrize(("service", "expected"), [("GAS", b"\x00\x02"), ("POWER", b"\x02\x0aPOWER")])
+def test_a_configured_service_is_the_enum_branch_when_it_has_a_symbol_else_the_string(
+    service: str, expected: bytes
+) -> None:
+    """[Service, string]: GAS as enum symbol 1 (old readers still read it), POWER as text, both as fastavro does."""
+    enum = {"type": "enum", "name": "Service", "symbols": ["WATER", "GAS", "HEAT"]}
+    schema = {"type": "record", "name": "R", "fields": [{"name": "service", "type": [enum, "string"]}]}
+    out = bytearray()
+    compile_writer(schema)({"service": service}, out)
+    written = io.BytesIO()
+    fastavro.schemaless_writer(written, fastavro.parse_schema(schema), {"service": service})
+    assert (bytes(out), written.getvalue()) == (expected, expected)
