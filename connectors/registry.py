@@ -27,6 +27,9 @@ from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
+from connectors.hotline.pull_source import HotlinePullSource
+from connectors.hotline.push import build_push
+from connectors.hotline.router import HotlineRouter
 from connectors.ledger import build_ledger
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.stage import TaskLedger
@@ -102,6 +105,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     partitions = settings.kafka.partitions
     spec = partial(_topic_spec, settings)
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "task_status"]
+    if settings.hotline is not None:
+        names += ["hotline_work_orders", "hotline_return_visits"]
     specs = [spec(n, partitions) for n in names]
     # one task topic per utility, so that a utility's sink (and principal) reads only its own tasks
     specs += [spec("tasks", partitions, name=settings.task_topic(u.id)) for u in settings.utilities]
@@ -165,6 +170,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
         specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
+    specs += _hotline_specs(settings)
     specs += [
         StageSpec(GonggaiNormaliser.stage, _normaliser, weight=_TRANSFORM),
         StageSpec(ProjectRouter.stage, _router, weight=_TRANSFORM),
@@ -185,6 +191,21 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
     if settings.supervision is not None and settings.supervision.enabled:
         specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
+    return specs
+
+
+def _hotline_specs(settings: Settings) -> list[StageSpec]:
+    """The 12345 hotline's intakes and router, as ``hotline:`` configures them (connectors/hotline)."""
+    hotline = settings.hotline
+    if hotline is None:
+        return []
+    specs = []
+    if hotline.push is not None:
+        specs.append(StageSpec(hotline.push.name, _hotline_push, dead_letters=False, pausable=False))
+    if hotline.pull is not None and hotline.pull.enabled:
+        specs.append(StageSpec(hotline.pull.name, _leased(hotline.pull.name, _hotline_pull)))
+    if hotline.route:
+        specs.append(StageSpec(HotlineRouter.stage, _hotline_router))
     return specs
 
 
@@ -310,6 +331,46 @@ def _aishandong_pull(ctx: Context) -> Runnable:
     topic, dlq = ctx.settings.topic("applications"), ctx.settings.dlq_topic(config.name)
     source = AishandongPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
     return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _hotline_push(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.hotline.push if settings.hotline is not None else None
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured intake
+    return build_push(
+        config,
+        kafka=settings.kafka,
+        work_orders_topic=settings.topic("hotline_work_orders"),
+        return_visits_topic=settings.topic("hotline_return_visits"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        signatures_topic=settings.topic("push_signatures"),
+    )
+
+
+def _hotline_pull(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.hotline.pull if settings.hotline is not None else None
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured source
+    source = HotlinePullSource(
+        config,
+        work_orders_topic=settings.topic("hotline_work_orders"),
+        return_visits_topic=settings.topic("hotline_return_visits"),
+        dlq_topic=settings.dlq_topic(config.name),
+        codec=ctx.codec,
+    )
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _hotline_router(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = HotlineRouter(
+        input_topic=settings.topic("hotline_work_orders"),
+        task_topic=settings.task_topic,
+        areas=load_service_areas(settings.routing.service_areas),
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
 
 
 def _project_table(ctx: Context) -> Runnable:

@@ -43,6 +43,9 @@ TIME_ZONE: Final = "Asia/Shanghai"
 IDENTITY_PREFIX: Final = "hotline:"
 PUSH_SOURCE: Final = "hotline-push"
 PULL_SOURCE: Final = "hotline-pull"
+# A task names the platform and the order, not the intake or event that carried it: a copy of the order sent again
+# (by push and by pull, or under another event id) is then the very same content, a repeat the sink filters.
+TASK_SOURCE: Final = "hotline"
 
 # The platform classifies matters by its own words; these are the ones that concern a utility's service. 排水
 # (drainage) and 污水 are the sewer authority's, not a supplier's, and are refused like any other word.
@@ -228,8 +231,8 @@ def complaint_task(order: HotlineWorkOrder, areas: ServiceAreaTable, *, now: dat
         "documents": [],
         "missing_materials": [],
         "application_id": None,
-        "source": order["source"],
-        "source_event_id": order["source_event_id"],
+        "source": TASK_SOURCE,
+        "source_event_id": order["order_id"],
         "occurred_at": order["dispatched_at"],
         "ingested_at": order["ingested_at"],
         "created_at": now,

@@ -32,6 +32,8 @@ CLASS_OF: Final[Mapping[str, TopicClass]] = MappingProxyType(
         "raw_gonggai_spgl": "raw",
         "project_events": "canonical",
         "applications": "canonical",
+        "hotline_work_orders": "canonical",
+        "hotline_return_visits": "canonical",
         "tasks": "tasks",
         "task_status": "status",
         "sla": "sla",

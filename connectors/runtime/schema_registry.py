@@ -33,6 +33,8 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "project_events": ("ProjectEvent",),
     "projects": ("ProjectEvent",),
     "applications": ("ConnectionApplication",),
+    "hotline_work_orders": ("HotlineWorkOrder",),
+    "hotline_return_visits": ("ReturnVisit",),
     "applications_awaiting": ("ConnectionApplication",),
     "tasks": ("UtilityTask",),
     "task_status": ("TaskStatus",),

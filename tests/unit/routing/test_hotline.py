@@ -19,6 +19,7 @@ from routing.hotline import (
     parse_work_order,
     service_of,
 )
+from routing.revisions import content_digest
 from routing.service_areas import ServiceAreaTable, load_service_areas
 from schemas import Codec
 
@@ -266,10 +267,12 @@ def test_complaint_goes_to_the_utility_of_the_service_and_region(areas: ServiceA
 
 
 def test_a_resent_order_is_the_same_task(areas: ServiceAreaTable) -> None:
-    """The task id depends on the order and utility only: another event or intake carrying it is a repeat."""
+    """Another event or intake carrying the order makes the same task with the same content: a repeat."""
     first = complaint_task(parse(), areas, now=NOW)
     again = parse_work_order(order(sjid="EV-OTHER"), ingested_at=NOW, source=PULL_SOURCE)
-    assert complaint_task(again, areas, now=NOW)["task_id"] == first["task_id"]
+    second = complaint_task(again, areas, now=datetime(2026, 11, 26, tzinfo=UTC))
+    assert second["task_id"] == first["task_id"]
+    assert content_digest(second) == content_digest(first)
     other = complaint_task(parse(gdbh="SD12345-20261125-000124"), areas, now=NOW)
     assert other["task_id"] != first["task_id"]
 
