@@ -25,6 +25,7 @@ from simulators.hotline import UNSERVED_REGION, HotlinePlatform, make_work_order
 PUSH_SECRET: Final = "demo-hotline-push-secret"  # noqa: S105 - the simulated platform's, not a secret
 FEED_TOKEN: Final = "demo-hotline-feed-token"  # noqa: S105 - as above
 REGIONS: Final = ("370602", "370611", "370685", "370102", "371502", UNSERVED_REGION)
+HOTLINE_ORDERS: Final = 36  # a few dozen: every utility gets some, a few are unserved
 RESENT_EVERY: Final = 10  # one order in ten reaches ubridge by both intakes
 
 

@@ -28,6 +28,7 @@ from connectors.demo.expected import (
     expected_tasks,
     interface_events,
 )
+from connectors.demo.hotline import HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
@@ -101,6 +102,7 @@ class Demo:
         self.published_at: dict[int, datetime] = {}
         self.applications: list[dict[str, Any]] = []
         self.applications_refused = 0
+        self.hotline = HotlineDemo(options.seed)
         self.registry = CollectorRegistry()
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
@@ -185,6 +187,7 @@ class Demo:
             self.app.stop()
             self.app.wait(timeout_s=30)
         self.simulators.stop()
+        self.hotline.stop()
 
     def feed(self) -> None:
         """Publish the events upstream at the configured rate, with applications alongside."""
@@ -204,6 +207,7 @@ class Demo:
             self._apply(len(self.published_at), [str(e["xmdm"]) for e in events])
             remaining -= len(events)
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+        self.hotline.replay(HOTLINE_ORDERS)
 
     def _apply(self, chunk: int, project_codes: list[str]) -> None:
         """File 爱山东 applications alongside the approval traffic, some citing the projects just published."""
@@ -233,6 +237,7 @@ class Demo:
         rules = load_application_rules(config.rules)
         calendar = load_calendar(config.calendar)
         expected_application_tasks(self.applications, self.areas, calendar, rules, now=now, into=expectation)
+        expected_complaint_tasks(self.hotline.orders, self.areas, now=now, into=expectation)
         return expectation
 
     def _delivered(self) -> int:
@@ -282,6 +287,7 @@ class Demo:
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(CONFIG_DIR / "service-areas.yaml")},
             "status_callbacks": {"port": _free_port()},
+            "hotline": self.hotline.config(push_port=_free_port()),
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
