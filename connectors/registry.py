@@ -29,6 +29,9 @@ from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
 from connectors.gonggai.spgl_source import SpglSource
 from connectors.gonggai.webhook import build_webhook
+from connectors.hotline.pull_source import HotlinePullSource
+from connectors.hotline.push import build_push
+from connectors.hotline.router import HotlineRouter
 from connectors.ledger import build_ledger
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.ledger.stage import TaskLedger
@@ -109,6 +112,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     partitions = settings.kafka.partitions
     spec = partial(_topic_spec, settings)
     names = ["raw_gonggai", "raw_gonggai_spgl", "project_events", "applications", "task_status", "payments"]
+    if settings.hotline is not None:
+        names += ["hotline_work_orders"]
     specs = [spec(n, partitions) for n in names]
     # one task topic per utility, so that a utility's sink (and principal) reads only its own tasks
     specs += [spec("tasks", partitions, name=settings.task_topic(u.id)) for u in settings.utilities]
@@ -175,6 +180,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
         specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
+    specs += _hotline_specs(settings)
     specs += [
         StageSpec(GonggaiNormaliser.stage, _normaliser, weight=_TRANSFORM),
         StageSpec(ProjectRouter.stage, _router, weight=_TRANSFORM),
@@ -213,6 +219,21 @@ def _payment_specs(settings: Settings) -> list[StageSpec]:
         if payments.gateway is not None:
             specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
         specs.append(StageSpec(PAYMENTS, _payment_delivery))
+    return specs
+
+
+def _hotline_specs(settings: Settings) -> list[StageSpec]:
+    """The 12345 hotline's intakes and router, as ``hotline:`` configures them (connectors/hotline)."""
+    hotline = settings.hotline
+    if hotline is None:
+        return []
+    specs = []
+    if hotline.push is not None:
+        specs.append(StageSpec(hotline.push.name, _hotline_push, dead_letters=False, pausable=False))
+    if hotline.pull is not None and hotline.pull.enabled:
+        specs.append(StageSpec(hotline.pull.name, _leased(hotline.pull.name, _hotline_pull)))
+    if hotline.route:
+        specs.append(StageSpec(HotlineRouter.stage, _hotline_router))
     return specs
 
 
@@ -363,6 +384,46 @@ def _payments_pull(ctx: Context) -> Runnable:
 
 def _payment_delivery(ctx: Context) -> Runnable:
     return _loop(ctx, build_payment_delivery(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec))
+
+
+def _hotline_push(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.hotline.push if settings.hotline is not None else None
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured intake
+    return build_push(
+        config,
+        kafka=settings.kafka,
+        work_orders_topic=settings.topic("hotline_work_orders"),
+        return_visits_topic=settings.topic("hotline_return_visits"),
+        metrics=ctx.metrics,
+        stop=ctx.stop,
+        signatures_topic=settings.topic("push_signatures"),
+    )
+
+
+def _hotline_pull(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    config = settings.hotline.pull if settings.hotline is not None else None
+    assert config is not None  # noqa: S101 - stage_specs only lists a configured source
+    source = HotlinePullSource(
+        config,
+        work_orders_topic=settings.topic("hotline_work_orders"),
+        return_visits_topic=settings.topic("hotline_return_visits"),
+        dlq_topic=settings.dlq_topic(config.name),
+        codec=ctx.codec,
+    )
+    return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _hotline_router(ctx: Context) -> Runnable:
+    settings = ctx.settings
+    processor = HotlineRouter(
+        input_topic=settings.topic("hotline_work_orders"),
+        task_topic=settings.task_topic,
+        areas=load_service_areas(settings.routing.service_areas),
+        codec=ctx.codec,
+    )
+    return _loop(ctx, processor)
 
 
 def _project_table(ctx: Context) -> Runnable:

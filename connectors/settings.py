@@ -37,6 +37,7 @@ from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySetti
 from connectors.complaints.settings import ComplaintSettings
 from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
+from connectors.hotline.settings import HotlinePushSettings
 from connectors.payments.settings import PaymentSettings
 from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.retention import RetentionSettings
@@ -158,6 +159,8 @@ class TopicNames(_Strict):
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
     payments: str = Field("ubridge.payments.v1", description="爱山东 payments (缴费), keyed by payment id.")
+    hotline_work_orders: str = "ubridge.hotline.work-orders.v1"
+    hotline_return_visits: str = "ubridge.hotline.return-visits.v1"
     projects: str = "ubridge.projects.v1"
     sla: str = "ubridge.sla.v1"
     ledger_changelog: str = "ubridge.ledger.changelog.v1"
@@ -169,7 +172,6 @@ class TopicNames(_Strict):
     stage_status: str = "ubridge.stage-status.v1"
     control: str = "ubridge.control.v1"
     audit: str = "ubridge.audit.v1"
-    hotline_return_visits: str = "ubridge.hotline.return-visits.v1"
     complaints_ledger: str = "ubridge.complaints.ledger.v1"
     complaints_escalations: str = "ubridge.complaints.escalations.v1"
     complaints_closes: str = "ubridge.complaints.closes.v1"
@@ -273,6 +275,30 @@ class PaymentPullSettings(AishandongPullSettings):
     """爱山东 payments (缴费) pulled from the app's feed, ``GET /api/v1/payments`` (connectors.payments)."""
 
     name: str = "aishandong-payments-pull"
+
+
+class HotlinePullSettings(_Strict):
+    """The 12345 platform's feeds of work orders and return visits, pulled (``GET /api/v1/work-orders`` …)."""
+
+    enabled: bool = True
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = "hotline-pull"
+    base_url: str
+    token: SecretStr
+    page_size: Annotated[int, Field(ge=1, le=500)] = 100
+    poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retry: RetrySettings = RetrySettings()
+
+
+class HotlineSettings(_Strict):
+    """The 12345 hotline connector (connectors/hotline): push intake, pull source, router to COMPLAINT tasks.
+
+    Either intake or both (an order read by both is one task); ``route: false`` keeps the orders on their topic.
+    """
+
+    push: HotlinePushSettings | None = None
+    pull: HotlinePullSettings | None = None
+    route: bool = Field(True, description="Route work orders to COMPLAINT tasks of the utility serving them.")
 
 
 class SourcesSettings(_Strict):
@@ -472,6 +498,7 @@ class Settings(_Strict):
     utilities: list[UtilitySettings] = []
     ledger: LedgerSettings | None = None
     applications: ApplicationSettings | None = None
+    hotline: HotlineSettings | None = None
     status_callbacks: StatusCallbackSettings | None = None
     stages: dict[ParallelStage, StageTuning] = {}
     admin: AdminSettings | None = None

@@ -36,6 +36,7 @@ from connectors.demo.expected import (
     expected_tasks,
     interface_events,
 )
+from connectors.demo.hotline import HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
 from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.services import linked_line, service_areas
@@ -118,6 +119,7 @@ class Demo:
         self.published_at: dict[int, datetime] = {}
         self.applications: list[dict[str, Any]] = []
         self.applications_refused = 0
+        self.hotline = HotlineDemo(options.seed)
         self.registry = CollectorRegistry()
         self.desk = AnswerDesk(seed=options.seed)
         self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
@@ -218,6 +220,7 @@ class Demo:
         self.simulators.stop()
         self.desk.stop()
         self.payments.stop()
+        self.hotline.stop()
 
     def feed(self) -> None:
         """Publish the events upstream at the configured rate, with applications alongside."""
@@ -238,6 +241,7 @@ class Demo:
             self.payments.push(len(self.published_at))
             remaining -= len(events)
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+        self.hotline.replay(HOTLINE_ORDERS)
 
     def _apply(self, chunk: int, project_codes: list[str]) -> None:
         """File 爱山东 applications alongside the approval traffic, some citing the projects just published."""
@@ -267,6 +271,7 @@ class Demo:
         rules = load_application_rules(config.rules)
         calendar = load_calendar(config.calendar)
         expected_application_tasks(self.applications, self.areas, calendar, rules, now=now, into=expectation)
+        expected_complaint_tasks(self.hotline.orders, self.areas, now=now, into=expectation)
         return expectation
 
     def _delivered(self) -> int:
@@ -316,6 +321,7 @@ class Demo:
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(self.areas_path)},
             "status_callbacks": {"port": _free_port()},
+            "hotline": self.hotline.config(push_port=_free_port()),
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "payments": self.payments.section(_free_port()),
             "applications": {

@@ -33,6 +33,8 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "project_events": ("ProjectEvent",),
     "projects": ("ProjectEvent",),
     "applications": ("ConnectionApplication",),
+    "hotline_work_orders": ("HotlineWorkOrder",),
+    "hotline_return_visits": ("ReturnVisit",),
     "applications_awaiting": ("ConnectionApplication",),
     "payments": ("Payment",),
     "tasks": ("UtilityTask",),
@@ -40,7 +42,6 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "sla": ("SlaEvent",),
     # the ledger's entries, and the statuses it holds back, kept as their original bytes
     "ledger_changelog": ("TaskLedgerEntry", "TaskStatus"),
-    "hotline_return_visits": ("ReturnVisit",),
     # the orders' entries, and the visits and closes held for orders not opened yet
     "complaints_ledger": ("ComplaintLedgerEntry", "ReturnVisit", "ComplaintClose"),
     "complaints_escalations": ("Escalation",),
