@@ -41,7 +41,7 @@ def _reset_logging() -> Iterator[None]:
     reset_logging()
     for name, module in list(sys.modules.items()):
         if name.partition(".")[0] in _OUR_PACKAGES:
-            for value in vars(module).values():
+            for value in list(vars(module).values()):
                 if isinstance(value, BoundLoggerLazyProxy):
                     vars(value).pop("bind", None)
 

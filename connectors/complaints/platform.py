@@ -1,7 +1,7 @@
 """The answer (反馈) of a work order, sent back to the 12345 platform through its interface.
 
-``POST {url}/api/workorders/{order_id}/answer`` with ``Authorization: Bearer <token>`` and the JSON body
-``{"order_id", "utility_id", "answer", "answered_at"}``; ``Idempotency-Key: <order id>:<answered_at>`` so that a
+``POST {url}/api/v1/work-orders/{order_id}/answer`` (simulators/hotline.py documents the platform's side) with ``Authorization: Bearer <token>`` and the JSON body
+``{"order_id", "utility_id", "result", "answered_at"}``; ``Idempotency-Key: <order id>:<answered_at>`` so that a
 repeat after a lost acknowledgement (or a replay) is the same answer to the platform. 2xx is sent; 408, 429,
 5xx and transport errors are retried a few times with a doubling pause (tenacity), then given up; any other
 status is refused for good. Either failure is a :class:`~routing.errors.DataError` the stage dead-letters with
@@ -59,9 +59,9 @@ class PlatformClient:
             StopRequested: The stage is stopping.
         """
         at = answered_at.isoformat()
-        body = {"order_id": order_id, "utility_id": utility_id, "answer": answer, "answered_at": at}
+        body = {"order_id": order_id, "utility_id": utility_id, "result": answer, "answered_at": at}
         headers = {"Idempotency-Key": f"{order_id}:{answered_at.isoformat()}"}
-        url = f"{self._base}/api/workorders/{order_id}/answer"
+        url = f"{self._base}/api/v1/work-orders/{order_id}/answer"
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
             stop=stop_any(stop_after_attempt(self._settings.attempts), stop_when_event_set(self._stop)),

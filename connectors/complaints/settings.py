@@ -12,7 +12,7 @@ class _Strict(BaseModel):
 
 
 class HotlinePlatformSettings(_Strict):
-    """The 12345 platform's interface for answers (反馈): ``POST {url}/api/workorders/{order}/answer``."""
+    """The 12345 platform's interface for answers (反馈): ``POST {url}/api/v1/work-orders/{order}/answer``."""
 
     url: str = Field(description="Base URL of the platform, e.g. https://12345.example.gov.cn")
     token: SecretStr = Field(description="Bearer token the platform issued to ubridge.")

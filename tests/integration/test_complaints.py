@@ -234,11 +234,11 @@ def test_an_order_runs_its_loop_to_a_satisfied_close_and_the_answer_is_retried(
         wait_until(lambda: loop.state("GD-1") == "closed", timeout_s=30, what="the satisfied close")
     finally:
         _stopped(run)
-    assert [path for path, _, _ in platform.requests] == ["/api/workorders/GD-1/answer"] * 2
+    assert [path for path, _, _ in platform.requests] == ["/api/v1/work-orders/GD-1/answer"] * 2
     _, headers, body = platform.requests[-1]
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Idempotency-Key"] == platform.requests[0][1]["Idempotency-Key"]
-    assert (body["order_id"], body["utility_id"], body["answer"]) == (
+    assert (body["order_id"], body["utility_id"], body["result"]) == (
         "GD-1",
         "liaocheng-water",
         "已更换减压阀，水压恢复",
@@ -301,7 +301,7 @@ def test_unsatisfied_goes_on_the_clearing_ledger_and_a_satisfied_revisit_strikes
         "用户诉求属物业管网，已转物业",
         "聊城市城管局",
     )
-    answers = [body["answer"] for path, _, body in platform.requests if path.endswith("GD-1/answer")]
+    answers = [body["result"] for path, _, body in platform.requests if path.endswith("GD-1/answer")]
     assert answers == ["已更换减压阀，水压恢复", "复查后已加装增压泵"]
 
 

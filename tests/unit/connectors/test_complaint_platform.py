@@ -10,6 +10,7 @@ from connectors.complaints.platform import PlatformClient
 from connectors.complaints.settings import HotlinePlatformSettings
 from connectors.runtime.errors import StopRequested
 from routing.errors import DataError
+from simulators.hotline import HotlinePlatform, make_work_orders
 
 ANSWERED = datetime(2026, 11, 25, 2, tzinfo=UTC)
 SETTINGS = HotlinePlatformSettings(url="http://platform/", token="t0ken", attempts=3, backoff_s=0)
@@ -36,13 +37,13 @@ def test_a_503_is_retried_with_the_same_idempotency_key() -> None:
     """503 then 200: two tries, one URL, the bearer token, the same Idempotency-Key, the contract's JSON."""
     seen: list[httpx.Request] = []
     assert send(client([503], seen)) == 2
-    assert {str(r.url) for r in seen} == {"http://platform/api/workorders/GD-1/answer"}
+    assert {str(r.url) for r in seen} == {"http://platform/api/v1/work-orders/GD-1/answer"}
     assert {r.headers["Idempotency-Key"] for r in seen} == {f"GD-1:{ANSWERED.isoformat()}"}
     assert seen[0].headers["Authorization"] == "Bearer t0ken"
     assert httpx.Response(200, content=seen[0].content).json() == {
         "order_id": "GD-1",
         "utility_id": "liaocheng-water",
-        "answer": "已处理",
+        "result": "已处理",
         "answered_at": ANSWERED.isoformat(),
     }
 
@@ -70,3 +71,28 @@ def test_a_stop_ends_the_retries_as_stop_requested() -> None:
     stop.set()
     with pytest.raises(StopRequested):
         send(client([503, 503, 503], [], stop))
+
+
+def test_the_platform_simulator_takes_the_answer_as_its_contract_says() -> None:
+    """The client and the platform's published contract (simulators/hotline.py) agree: the answer is recorded."""
+    platform = HotlinePlatform(token="platform-token-0123456789")
+    base = platform.start()
+    try:
+        order = make_work_orders(1, seed=3)[0]
+        platform.publish([order])
+        settings = HotlinePlatformSettings(url=base, token="platform-token-0123456789", attempts=2, backoff_s=0)
+        sender = PlatformClient(settings, stop=threading.Event())
+        try:
+            tries = sender.send_answer(
+                order_id=order["gdbh"],
+                utility_id="yantai-water",
+                answer="已派员检修，水压恢复正常",
+                answered_at=ANSWERED,
+            )
+        finally:
+            sender.close()
+        assert tries == 1
+        [answer] = platform.answered(order["gdbh"])
+        assert (answer.result, answer.utility_id) == ("已派员检修，水压恢复正常", "yantai-water")
+    finally:
+        platform.stop()
