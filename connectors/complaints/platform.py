@@ -1,6 +1,7 @@
 """The answer (反馈) of a work order, sent back to the 12345 platform through its interface.
 
-``POST {url}/api/v1/work-orders/{order_id}/answer`` (simulators/hotline.py documents the platform's side) with ``Authorization: Bearer <token>`` and the JSON body
+``POST {url}/api/v1/work-orders/{order_id}/answer`` (simulators/hotline.py documents the platform's side)
+with ``Authorization: Bearer <token>`` and the JSON body
 ``{"order_id", "utility_id", "result", "answered_at"}``; ``Idempotency-Key: <order id>:<answered_at>`` so that a
 repeat after a lost acknowledgement (or a replay) is the same answer to the platform. 2xx is sent; 408, 429,
 5xx and transport errors are retried a few times with a doubling pause (tenacity), then given up; any other

@@ -70,6 +70,9 @@ _DETAILS = {
     "EXTERNAL_WORKS": "外线工程开工",
     "CONNECTED": "已完成接入，具备使用条件",
     "CLOSED": "工单已办结归档",
+    "VERIFIED": "已联系来电人核实情况",
+    "HANDLED": "已派员现场处置",
+    "ANSWERED": "已派员检修处置完毕，并电话告知来电人处理结果",
 }
 
 
@@ -146,8 +149,20 @@ class ProgressConfig:
             raise ValueError(message)
 
 
-def plan_steps(rng: random.Random, config: ProgressConfig) -> list[Step]:
-    """Draw one task's statuses and the working hours before each."""
+def plan_steps(rng: random.Random, config: ProgressConfig, *, kind: str = "PRE_INTERVENTION") -> list[Step]:
+    """Draw one task's statuses and the working hours before each.
+
+    A COMPLAINT task (a 12345 work order) goes through the complaint loop's stages instead of a connection's:
+    核实, 办理 and 反馈, the answer in the ANSWERED report's detail; one in ``slow_rate`` takes days to answer.
+    """
+    if kind == "COMPLAINT":
+        slow = rng.random() < config.slow_rate
+        return [
+            Step("RECEIVED", 0.0),
+            Step("VERIFIED", rng.uniform(0.5, 2.0)),
+            Step("HANDLED", rng.uniform(2.0, 8.0)),
+            Step("ANSWERED", rng.uniform(40.0, 60.0) if slow else rng.uniform(0.5, 2.0)),
+        ]
     slow = rng.random() < config.slow_rate
     external = rng.random() < config.external_works_rate
     rejected = rng.random() < config.reject_rate
@@ -339,7 +354,7 @@ class Progression:
             if config is None or self._running is None:
                 return
             elapsed = 0.0
-            for step in plan_steps(self._rng, config):
+            for step in plan_steps(self._rng, config, kind=str(body.get("kind", ""))):
                 elapsed += step.hours
                 self._order += 1
                 due = now + elapsed / config.hours_per_second

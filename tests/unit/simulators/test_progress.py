@@ -122,6 +122,16 @@ def test_plans_walk_the_stages_in_order_with_their_data() -> None:
     assert all(2 <= s.hours <= 48 for s in steps if s.stage == "CONNECTED")
 
 
+def test_a_complaint_walks_the_complaint_loop_with_its_answer() -> None:
+    """A COMPLAINT task is verified, handled and answered (the answer in the detail), never connected."""
+    rng = random.Random(7)
+    config = ProgressConfig(slow_rate=0.5)
+    plans = [plan_steps(rng, config, kind="COMPLAINT") for _ in range(200)]
+    assert {tuple(s.stage for s in plan) for plan in plans} == {("RECEIVED", "VERIFIED", "HANDLED", "ANSWERED")}
+    answer_hours = [plan[-1].hours for plan in plans]
+    assert any(h >= 40 for h in answer_hours) and any(h <= 2 for h in answer_hours)
+
+
 def test_rates_give_those_shares_with_a_fixed_seed() -> None:
     """With seed 42 over 4000 tasks, slow contact, external works and rejection occur at about their rates."""
     rng = random.Random(42)
