@@ -1,5 +1,6 @@
 """Thin factories for kafka-python clients with the settings every ubridge stage shares."""
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,9 +128,34 @@ def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
                 # a principal holding only its stages' ACLs neither sees nor creates other topics; `ubridge acl
                 # apply` created them as administrator
                 continue
+        _await_leaders(admin, created)
         return created
     finally:
         admin.close()
+
+
+_LEADER_WAIT_S = 30.0
+
+
+def _await_leaders(admin: KafkaAdminClient, names: list[str]) -> None:
+    """Wait (bounded) until every partition of the topics just created has a leader in the cluster's metadata.
+
+    A consumer that subscribes before then is assigned no partitions of the topic, and kafka-python only notices
+    them at its next metadata refresh (``metadata_max_age_ms``, five minutes): the stage would sit idle that long.
+    Past the bound the stages start anyway; the refresh still brings the partitions.
+    """
+    deadline = time.monotonic() + _LEADER_WAIT_S
+    waiting = list(names)
+    while waiting and time.monotonic() < deadline:
+        described = admin.describe_topics(waiting)
+        waiting = [t["name"] for t in described if not _led(t)]
+        if waiting:
+            time.sleep(0.1)
+
+
+def _led(topic: Mapping[str, Any]) -> bool:
+    partitions = topic["partitions"]
+    return topic["error_code"] == 0 and bool(partitions) and all(p["leader_id"] >= 0 for p in partitions)
 
 
 def align_topic_configs(

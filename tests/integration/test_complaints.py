@@ -24,8 +24,8 @@ from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
 from connectors.supervision.pages import LedgerView
 from connectors.supervision.stage import supervision_app
-from routing.calendar import SHANGHAI
-from routing.complaints import state_of
+from routing.calendar import SHANGHAI, load_calendar
+from routing.complaints import after_working_days, state_of
 from routing.records import ComplaintLedgerEntry, Escalation, TaskStage, TaskStatus, UtilityTask
 from routing.satisfaction import load_satisfaction_policy
 from schemas import Codec
@@ -289,7 +289,8 @@ def test_unsatisfied_goes_on_the_clearing_ledger_and_a_satisfied_revisit_strikes
         _stopped(run)
     assert clearing is not None
     assert (clearing["clearing_reason"], clearing["clearing_since"]) == ("UNSATISFIED", now - timedelta(hours=1))
-    assert clearing["clearing_due"] is not None and clearing["clearing_due"] > now + timedelta(days=13)
+    ten_working_days = after_working_days(load_calendar(CONFIG / "calendar.yaml"), now - timedelta(hours=1), 10)
+    assert clearing["clearing_due"] == ten_working_days
     one, two = loop.order("GD-1"), loop.order("GD-2")
     assert one is not None and two is not None
     assert (one["closed_how"], [v["result"] for v in one["visits"]]) == (

@@ -106,3 +106,18 @@ def test_start_up_alters_an_existing_topic_and_logs_it(kafka_bootstrap: str, uni
             assert changed == []
     after = described(settings.kafka, [table])[table]
     assert (after["retention.ms"], after["cleanup.policy"]) == ("-1", "compact")
+
+
+def test_created_topics_have_leaders_when_ensure_topics_returns(kafka_bootstrap: str, unique_prefix: str) -> None:
+    """A consumer subscribing right after start-up's creation sees every partition (none idle for 5 min)."""
+    kafka = settings_for(kafka_bootstrap, unique_prefix).kafka
+    names = [f"{unique_prefix}.fresh-{n}" for n in range(6)]
+    assert ensure_topics(kafka, [TopicSpec(name, 4) for name in names]) == names
+    admin = make_admin(kafka)
+    try:
+        described = admin.describe_topics(names)
+    finally:
+        admin.close()
+    assert {t["name"]: sorted(p["leader_id"] >= 0 for p in t["partitions"]) for t in described} == {
+        name: [True] * 4 for name in names
+    }
