@@ -50,13 +50,12 @@ from connectors.runtime.http_intake import (
     IntakeRequest,
     IntakeResponse,
     IntakeRoute,
-    intake_producer,
     reject,
 )
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.replay_log import shared_replays
-from connectors.runtime.signed_push import Refused, ReleasingIntake, SharedReplays, SignatureCheck, json_body
+from connectors.runtime.signed_push import Refused, SharedReplays, SignatureCheck, json_body
+from connectors.runtime.signed_records import serve_signed
 from connectors.settings import ConfigError, KafkaSettings
 from routing.errors import DataError
 from routing.gonggai import normalise
@@ -205,26 +204,15 @@ def build_webhook(
     except ValueError as exc:
         message = f"sources.gonggai_webhook.mapping: {exc}"
         raise ConfigError(message) from exc
-    producer = intake_producer(kafka, settings) if producer is None else producer
-    replays = shared_replays(kafka, settings, producer=producer, topic=signatures_topic)
-    webhook = GonggaiWebhook(
-        name=settings.name,
-        secret=settings.secret,
-        mapping=mapping,
-        raw_topic=raw_topic,
-        replay_window_s=settings.replay_window_s,
-        replay_cache_max_entries=settings.replay_cache_max_entries,
-        replays=replays,
-        clock=clock,
-    )
-    return ReleasingIntake(
-        webhook,
-        replays=replays,
-        host=settings.host,
-        port=settings.port,
-        producer=producer,
+    return serve_signed(
+        settings,
+        lambda options: GonggaiWebhook(
+            name=settings.name, secret=settings.secret, mapping=mapping, raw_topic=raw_topic, **options
+        ),
+        kafka=kafka,
         metrics=metrics,
         stop=stop,
-        max_body_bytes=settings.max_body_bytes,
-        limits=settings,
+        signatures_topic=signatures_topic,
+        producer=producer,
+        clock=clock,
     )
