@@ -255,17 +255,23 @@ class GonggaiSpglSettings(_Strict):
     retry: RetrySettings = RetrySettings()
 
 
-class AishandongPullSettings(_Strict):
-    """爱山东 applications pulled from the gateway's feed, for a platform that cannot push."""
+class FeedPullSettings(_Strict):
+    """A platform's paged feed, pulled with a bearer token (connectors.runtime.feed_pull)."""
 
     enabled: bool = True
-    name: str = "aishandong-pull"
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
     base_url: str
     token: SecretStr
     page_size: Annotated[int, Field(ge=1, le=500)] = 100
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retry: RetrySettings = RetrySettings()
+
+
+class AishandongPullSettings(FeedPullSettings):
+    """爱山东 applications pulled from the gateway's feed, for a platform that cannot push."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = "aishandong-pull"
     rules: ConfigPath = Field(
         SHIPPED_RULES, description="The form's words (aishandong.yaml); the shipped file if absent."
     )
@@ -274,20 +280,13 @@ class AishandongPullSettings(_Strict):
 class PaymentPullSettings(AishandongPullSettings):
     """爱山东 payments (缴费) pulled from the app's feed, ``GET /api/v1/payments`` (connectors.payments)."""
 
-    name: str = "aishandong-payments-pull"
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = "aishandong-payments-pull"
 
 
-class HotlinePullSettings(_Strict):
+class HotlinePullSettings(FeedPullSettings):
     """The 12345 platform's feeds of work orders and return visits, pulled (``GET /api/v1/work-orders`` …)."""
 
-    enabled: bool = True
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")] = "hotline-pull"
-    base_url: str
-    token: SecretStr
-    page_size: Annotated[int, Field(ge=1, le=500)] = 100
-    poll_interval_s: Annotated[float, Field(gt=0)] = 2.0
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    retry: RetrySettings = RetrySettings()
 
 
 class HotlineSettings(_Strict):

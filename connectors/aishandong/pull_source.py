@@ -10,20 +10,13 @@ Example:
     >>> batch = source.poll(cursor=None)
 """
 
-import json
-from datetime import UTC, datetime
-from typing import Any
-
 import httpx
 
 from connectors.aishandong.rules import load_application_rules
-from connectors.runtime.dlq import source_dead_letter
-from connectors.runtime.errors import RetriableError
-from connectors.runtime.http_pull import json_page, raise_for_status
-from connectors.runtime.interface import Output, SourceBatch
+from connectors.runtime.feed_pull import Feed, FeedReader
+from connectors.runtime.interface import SourceBatch
 from connectors.settings import AishandongPullSettings
 from routing.aishandong import parse_application
-from routing.errors import DataError
 from schemas import Codec
 
 PATH = "/api/v1/applications"
@@ -42,16 +35,18 @@ class AishandongPullSource:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = settings.name
-        self._topic = topic
-        self._dlq_topic = dlq_topic
-        self._page_size = settings.page_size
-        self._codec = codec or Codec.default()
-        self._vocabulary = load_application_rules(settings.rules).vocabulary
-        self._client = httpx.Client(
-            base_url=settings.base_url,
-            headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
-            timeout=settings.timeout_s,
-            transport=transport,
+        vocabulary = load_application_rules(settings.rules).vocabulary
+        self._feed = Feed(
+            PATH,
+            "applications",
+            topic,
+            "ConnectionApplication",
+            "application_id",
+            "an application",
+            lambda raw, now: parse_application(raw, ingested_at=now, vocabulary=vocabulary),
+        )
+        self._reader = FeedReader(
+            settings, name=settings.name, who="爱山东 gateway", dlq_topic=dlq_topic, codec=codec, transport=transport
         )
 
     def poll(self, cursor: str | None) -> SourceBatch:
@@ -60,37 +55,9 @@ class AishandongPullSource:
         Raises:
             RetriableError: transport failure, a non-2xx answer, or a page that is not the documented JSON.
         """
-        try:
-            response = self._client.get(PATH, params={"cursor": cursor or "0", "limit": self._page_size})
-        except httpx.HTTPError as exc:
-            message = f"爱山东 gateway unreachable: {type(exc).__name__}"
-            raise RetriableError(message) from exc
-        raise_for_status(response, "爱山东 gateway")
-        page = json_page(response, "applications", "爱山东 gateway")
-        now = datetime.now(UTC)
-        records = [self._record(entry, now) for entry in page["applications"]]
-        return SourceBatch(records=records, cursor=str(page["next_cursor"]), has_more=bool(page.get("has_more")))
+        records, next_cursor, has_more = self._reader.page(self._feed, cursor or "0")
+        return SourceBatch(records=records, cursor=next_cursor, has_more=has_more)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._client.close()
-
-    def _record(self, entry: Any, now: datetime) -> Output:
-        value = json.dumps(entry, ensure_ascii=False).encode()
-        seq = str(entry.get("seq", "")) if isinstance(entry, dict) else ""
-        try:
-            if not isinstance(entry, dict):
-                raise DataError("", "an application must be a JSON object")
-            application = parse_application(
-                {k: v for k, v in entry.items() if k != "seq"}, ingested_at=now, vocabulary=self._vocabulary
-            )
-        except DataError as exc:
-            return source_dead_letter(
-                exc, stage=self.name, topic=self._dlq_topic, key=None, value=value, where=seq, now=now
-            )
-        headers = (
-            ("ubridge.source", self.name.encode()),
-            ("ubridge.ingested_at", now.isoformat(timespec="milliseconds").encode()),
-        )
-        encoded = self._codec.encode("ConnectionApplication", dict(application))
-        return Output(self._topic, application["application_id"].encode(), encoded, headers)
+        self._reader.close()

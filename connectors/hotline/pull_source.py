@@ -12,20 +12,15 @@ Example:
     >>> batch = source.poll(cursor=None)
 """
 
-import json
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import httpx
 
-from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import RetriableError
-from connectors.runtime.http_pull import json_page, raise_for_status
-from connectors.runtime.interface import Output, SourceBatch
+from connectors.runtime.feed_pull import Feed, FeedReader
+from connectors.runtime.interface import SourceBatch
 from connectors.settings import HotlinePullSettings
-from routing.errors import DataError
 from routing.hotline import PULL_SOURCE, parse_return_visit, parse_work_order
 from schemas import Codec
 
@@ -49,15 +44,26 @@ class HotlinePullSource:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = settings.name
-        self._topics = {ORDER_FEED: work_orders_topic, VISIT_FEED: return_visits_topic}
-        self._dlq_topic = dlq_topic
-        self._page_size = settings.page_size
-        self._codec = codec or Codec.default()
-        self._client = httpx.Client(
-            base_url=settings.base_url,
-            headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
-            timeout=settings.timeout_s,
-            transport=transport,
+        self._orders = Feed(
+            ORDER_FEED,
+            "work_orders",
+            work_orders_topic,
+            "HotlineWorkOrder",
+            "order_id",
+            "a feed entry",
+            lambda raw, now: parse_work_order(raw, ingested_at=now, source=PULL_SOURCE),
+        )
+        self._visits = Feed(
+            VISIT_FEED,
+            "return_visits",
+            return_visits_topic,
+            "ReturnVisit",
+            "order_id",
+            "a feed entry",
+            lambda raw, now: parse_return_visit(raw, ingested_at=now, source=PULL_SOURCE),
+        )
+        self._reader = FeedReader(
+            settings, name=settings.name, who=_WHO, dlq_topic=dlq_topic, codec=codec, transport=transport
         )
 
     def poll(self, cursor: str | None) -> SourceBatch:
@@ -68,8 +74,12 @@ class HotlinePullSource:
                 cursor this source never wrote.
         """
         orders, visits = _positions(cursor)
-        order_records, orders_next, orders_more = self._page(ORDER_FEED, "work_orders", orders, "HotlineWorkOrder")
-        visit_records, visits_next, visits_more = self._page(VISIT_FEED, "return_visits", visits, "ReturnVisit")
+        order_records, orders_next, orders_more = self._reader.page(self._orders, orders)
+        visit_records, visits_next, visits_more = self._reader.page(self._visits, visits)
+        for position in (orders_next, visits_next):
+            if not position.isdigit():
+                message = f"{_WHO} page's next_cursor {position[:40]!r} is not a sequence number"
+                raise RetriableError(message)
         return SourceBatch(
             records=[*order_records, *visit_records],
             cursor=f"{orders_next}:{visits_next}",
@@ -78,46 +88,7 @@ class HotlinePullSource:
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._client.close()
-
-    def _page(self, path: str, items: str, position: str, record: str) -> tuple[list[Output], str, bool]:
-        try:
-            response = self._client.get(path, params={"cursor": position, "limit": self._page_size})
-        except httpx.HTTPError as exc:
-            message = f"{_WHO} unreachable: {type(exc).__name__}"
-            raise RetriableError(message) from exc
-        raise_for_status(response, _WHO)
-        page = json_page(response, items, _WHO)
-        next_position = str(page["next_cursor"])
-        if not next_position.isdigit():
-            message = f"{_WHO} page's next_cursor {next_position[:40]!r} is not a sequence number"
-            raise RetriableError(message)
-        now = datetime.now(UTC)
-        parse = _PARSERS[record]
-        outputs = [self._record(entry, now, self._topics[path], record, parse) for entry in page[items]]
-        return outputs, next_position, bool(page.get("has_more"))
-
-    def _record(self, entry: Any, now: datetime, topic: str, record: str, parse: "_Parse") -> Output:
-        value = json.dumps(entry, ensure_ascii=False).encode()
-        seq = str(entry.get("seq", "")) if isinstance(entry, dict) else ""
-        try:
-            if not isinstance(entry, dict):
-                raise DataError("", "a feed entry must be a JSON object")
-            parsed = parse({k: v for k, v in entry.items() if k != "seq"}, ingested_at=now, source=PULL_SOURCE)
-        except DataError as exc:
-            return source_dead_letter(
-                exc, stage=self.name, topic=self._dlq_topic, key=None, value=value, where=seq, now=now
-            )
-        headers = (
-            ("ubridge.source", self.name.encode()),
-            ("ubridge.ingested_at", now.isoformat(timespec="milliseconds").encode()),
-        )
-        order_id: str = parsed["order_id"]
-        return Output(topic, order_id.encode(), self._codec.encode(record, dict(parsed)), headers)
-
-
-_Parse = Callable[..., Any]
-_PARSERS: Final[dict[str, _Parse]] = {"HotlineWorkOrder": parse_work_order, "ReturnVisit": parse_return_visit}
+        self._reader.close()
 
 
 def _positions(cursor: str | None) -> tuple[str, str]:
