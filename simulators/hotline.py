@@ -219,6 +219,11 @@ class HotlinePlatform:
                 if isinstance(order.get("gdbh"), str):
                     self._known.add(order["gdbh"])
 
+    def dispatched(self, orders: Sequence[dict[str, Any]]) -> None:
+        """Record work orders the platform pushes rather than publishes: it takes their answers too."""
+        with self._lock:
+            self._known.update(order["gdbh"] for order in orders if isinstance(order.get("gdbh"), str))
+
     def answered(self, order_id: str) -> list[Answer]:
         """The answers received for one order, in order of arrival."""
         with self._lock:

@@ -37,6 +37,7 @@ class Expectation:
     unserved: int = 0
     filtered: int = 0
     applications: int = 0
+    complaint_orders: set[str] = field(default_factory=set)  # 12345 orders a utility serves
 
     @property
     def total(self) -> int:

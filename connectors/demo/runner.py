@@ -22,13 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.aishandong.rules import load_application_rules
 from connectors.app import App
 from connectors.complaints.cli import read_orders
-from connectors.demo.complaints import (
-    AnswerDesk,
-    complaints_config,
-    complaints_table,
-    replay_complaints,
-    replay_visits,
-)
+from connectors.demo.complaints import answer_again, complaints_config, complaints_table
 from connectors.demo.expected import (
     Expectation,
     exchange_events,
@@ -36,13 +30,14 @@ from connectors.demo.expected import (
     expected_tasks,
     interface_events,
 )
-from connectors.demo.hotline import HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
+from connectors.demo.hotline import FEED_TOKEN, HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
 from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.services import linked_line, service_areas
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
 from connectors.settings import Settings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
+from routing.complaints import state_of
 from routing.records import ComplaintLedgerEntry
 from routing.satisfaction import load_satisfaction_policy
 from routing.service_areas import load_service_areas
@@ -56,7 +51,6 @@ APPLICATION_SHARE = 0.1  # 爱山东 applications per upstream project event
 APPLICATION_REGIONS = ("370602", "370611", "370685", "371502", "370102", "370202")  # 370202: unserved
 GATEWAY_SECRET = "demo-aishandong-gateway-secret"  # noqa: S105 - the simulated gateway's, not a secret
 UNSERVED_SHARE = 0.03
-COMPLAINT_ORDERS = 60  # 12345 work orders through their loop (connectors/demo/complaints.py)
 FAULTS: dict[str, dict[str, Any]] = {
     "yantai-water": {"error_rate": 0.10, "error_status": 503},
     "yantai-gas": {"error_rate": 0.05, "error_status": 429, "retry_after_s": 0.2},
@@ -93,6 +87,7 @@ class DemoResult:
     complaints: list[ComplaintLedgerEntry] = field(default_factory=list)
     payments: list[PaymentFigures] | None = None
     payment_line: str = ""
+    loop_line: str = ""
 
     @property
     def ok(self) -> bool:
@@ -120,8 +115,8 @@ class Demo:
         self.applications: list[dict[str, Any]] = []
         self.applications_refused = 0
         self.hotline = HotlineDemo(options.seed)
+        self.loop = ""
         self.registry = CollectorRegistry()
-        self.desk = AnswerDesk(seed=options.seed)
         self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
@@ -182,7 +177,6 @@ class Demo:
                 progress.update(delivered, completed=self._delivered())
                 time.sleep(0.2)
             progress.update(published, completed=len(self.published_at))
-            replay_complaints(self.settings, orders=COMPLAINT_ORDERS, seed=self.options.seed)
             expectation = self._expectation()
             progress.update(delivered, total=expectation.total)
             deadline = time.monotonic() + self.options.timeout_s
@@ -195,10 +189,31 @@ class Demo:
         with self.console.status("utilities working through their tasks (simulated office hours)"):
             _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
-        with self.console.status("12345 return visits"):
-            replay_visits(self.settings, orders=COMPLAINT_ORDERS, seed=self.options.seed)
-            _settle(self.registry, quiet_s=2.0, timeout_s=30)
+        with self.console.status("12345: answers to the platform, return visits, 清零 and 销号"):
+            self.loop = self._close_the_loop(expectation)
         return expectation
+
+    def _close_the_loop(self, expectation: Expectation) -> str:
+        """The platform visits the callers; the unsatisfied are answered again and visited again. A summary line."""
+        served = len(expectation.complaint_orders)
+        _wait_for(lambda: len(self.hotline.answered()) >= served, timeout_s=60)
+        answered = len(self.hotline.answered())
+        unsatisfied = self.hotline.visit_answered()
+        _wait_for(lambda: self._on_clearing_ledger(unsatisfied), timeout_s=60)
+        answer_again(self.settings, unsatisfied, token_of=_callback_token)
+        _wait_for(lambda: self.hotline.reanswered(unsatisfied), timeout_s=60)
+        self.hotline.revisit(unsatisfied)
+        _settle(self.registry, quiet_s=2.0, timeout_s=30)
+        entries = read_orders(self.settings.kafka, self.settings.topics)
+        cleared = sum(1 for order in unsatisfied if order in entries and state_of(entries[order]) == "cleared")
+        return (
+            f"12345 loop: {answered}/{served} orders answered to the platform, {len(self.hotline.answered())} visited,"
+            f" {len(unsatisfied)} unsatisfied went on the 清零 ledger, {cleared} answered again and cleared (销号)"
+        )
+
+    def _on_clearing_ledger(self, order_ids: list[str]) -> bool:
+        entries = read_orders(self.settings.kafka, self.settings.topics)
+        return all(order in entries and entries[order]["on_clearing_ledger"] for order in order_ids)
 
     def result(self, expectation: Expectation) -> DemoResult:
         """Compare what arrived with what should have, utility by utility."""
@@ -210,7 +225,7 @@ class Demo:
         line = payments_line(payments, pushed=pushed, repeated=self.payments.repeated, refused=refused)
         stages = _stage_figures(self.registry)
         refused_apps = self.applications_refused
-        return DemoResult(rows, stages, expectation, sla, refused_apps, complaints, payments, line)
+        return DemoResult(rows, stages, expectation, sla, refused_apps, complaints, payments, line, self.loop)
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -218,7 +233,6 @@ class Demo:
             self.app.stop()
             self.app.wait(timeout_s=30)
         self.simulators.stop()
-        self.desk.stop()
         self.payments.stop()
         self.hotline.stop()
 
@@ -345,7 +359,7 @@ class Demo:
                 }
                 for utility, url in urls.items()
             ],
-            **complaints_config(self.desk.url),
+            **complaints_config(self.hotline.url, FEED_TOKEN),
         }
         path = self.options.workdir / "ubridge.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -377,6 +391,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
     console.print(utility_table(result.utilities))
     console.print(sla_table(result.sla))
     console.print(complaints_table(result.complaints, load_satisfaction_policy(CONFIG_DIR / "satisfaction.yaml")))
+    console.print(result.loop_line)
     console.print(
         f"爱山东 applications: {exp.applications} routed, {result.applications_refused} refused at the gateway; "
         f"approval-system events: {exp.invalid} invalid (dead-lettered by the normaliser), "

@@ -35,6 +35,9 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     assert re.search(linked, result.stdout), "the power utility and the telecom operator got no tasks"
     assert "supervision:   http://127.0.0.1:" in result.stdout
     assert '"event": "supervision_serving"' in log
+    loop = r"12345 loop: (\d+)/\1 orders answered to the platform, \1 visited, ([1-9]\d*) unsatisfied went on the"
+    loop += r" 清零 ledger, \2 answered again and cleared \(销号\)"
+    assert re.search(loop, " ".join(result.stdout.split())), "the 12345 loop did not close: answers, visits, 销号"
 
 
 def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:

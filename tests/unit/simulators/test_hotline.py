@@ -89,3 +89,16 @@ def test_return_visit_of_an_answered_order_is_on_the_feed(platform: tuple[Hotlin
     assert parse_return_visit(visit, ingested_at=NOW, source=PULL_SOURCE)["result"] == "UNSATISFIED"
     feed = httpx.get(f"{url}/api/v1/return-visits", headers=AUTH).json()
     assert [e["hfbh"] for e in feed["return_visits"]] == [visit["hfbh"]]
+
+
+def test_a_pushed_order_is_answered_without_being_on_the_feed(platform: tuple[HotlinePlatform, str]) -> None:
+    """An order the platform pushed (dispatched) takes answers, and stays off the order feed."""
+    sim, url = platform
+    pushed = make_work_orders(1, seed=8)[0]
+    sim.dispatched([pushed])
+    order_id = pushed["gdbh"]
+    reply = httpx.post(f"{url}/api/v1/work-orders/{order_id}/answer", json=answer(order_id), headers=AUTH)
+    assert reply.status_code == 200
+    assert [a.order_id for a in sim.answered(order_id)] == [order_id]
+    feed = httpx.get(f"{url}/api/v1/work-orders", params={"cursor": 0, "limit": 10}, headers=AUTH).json()
+    assert feed["work_orders"] == []
