@@ -43,6 +43,8 @@ CHART_FILES = {
     "calendar.yaml": CONFIG / "calendar.yaml",
     "sla-policies.yaml": CONFIG / "sla-policies.yaml",
     "vendor-mapping.yaml": CONFIG / "mappings" / "vendor-yantai.yaml",
+    "complaints.yaml": CONFIG / "complaints.yaml",
+    "satisfaction.yaml": CONFIG / "satisfaction.yaml",
 }
 QUERY_DEADLINE_S = 300.0
 
