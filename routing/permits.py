@@ -99,6 +99,10 @@ class PermitPolicy(_Strict):
             raise ValueError(message)
         return self
 
+    def rule_named(self, rule_id: str | None) -> Rule | None:
+        """The rule with this id; None for None or an id the file no longer has."""
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
+
     def rule_for(self, region_code: str) -> Rule | None:
         """The first rule whose regions prefix ``region_code``; None when none does."""
         return next((rule for rule in self.rules if region_code.startswith(rule.regions)), None)
@@ -141,6 +145,7 @@ class PermitStatus(TypedDict):
     state: PermitState
     reason: str | None
     reference: str | None
+    rule_id: str | None
     due_at: datetime | None
     occurred_at: datetime
     reported_at: datetime

@@ -260,6 +260,7 @@ def status(state: PermitState, due: datetime | None) -> PermitStatus:
         "state": state,
         "reason": None,
         "reference": None,
+        "rule_id": None,
         "due_at": due,
         "occurred_at": SUBMITTED,
         "reported_at": SUBMITTED,
