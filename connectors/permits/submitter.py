@@ -35,6 +35,7 @@ from routing.permits import (
     decision_due,
     filings,
 )
+from routing.records import TaskStatus
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -59,6 +60,7 @@ class PermitSubmitter:
         policy: deploy/config/permits.yaml.
         calendar: The working calendar of the departments' deadlines.
         metrics: Process metrics.
+        task_status_topic: Where the task's EXTERNAL_WORKS report goes (the task-status topic; None: nowhere).
         clock: The submission instant (UTC).
     """
 
@@ -74,6 +76,7 @@ class PermitSubmitter:
         policy: PermitPolicy,
         calendar: WorkingCalendar,
         metrics: Metrics,
+        task_status_topic: str | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.input_topics = (input_topic,)
@@ -83,6 +86,7 @@ class PermitSubmitter:
         self._policy = policy
         self._calendar = calendar
         self._metrics = metrics
+        self._task_status_topic = task_status_topic
         self._clock = clock
         self._codec = Codec.default()
         self._pool = ThreadPoolExecutor(max_workers=len(policy.departments), thread_name_prefix=STAGE)
@@ -106,6 +110,10 @@ class PermitSubmitter:
         statuses = [future.result() for future in futures]  # a DataError of any department fails the record
         key = application["application_id"].encode()
         outputs = [Output(self._status_topic, key, self._codec.encode("PermitStatus", dict(s))) for s in statuses]
+        if self._task_status_topic is not None and any(s["state"] == "SUBMITTED" for s in statuses):
+            report = external_works(application, now)
+            value = self._codec.encode("TaskStatus", dict(report))
+            outputs.append(Output(self._task_status_topic, application["task_id"].encode(), value))
         for status in statuses:
             label = COMMITMENT if status["state"] == "COMMITTED" else status["department"]
             self._metrics.permits_filed.labels(label).inc()
@@ -134,6 +142,29 @@ class PermitSubmitter:
         reference = answer.get("reference")
         due = decision_due(now, rule=rule, calendar=self._calendar, now=now)
         return _status(application, filing, "SUBMITTED", now, reference=str(reference) if reference else None, due=due)
+
+
+def external_works(application: PermitApplication, now: datetime) -> TaskStatus:
+    """The task's EXTERNAL_WORKS report, dated when the utility filed its permits.
+
+    The ledger clocks a task's external works out of the utility's limit where the seed does (004: "不含工程设计、
+    施工和专营企业不可控的时间", sla-policies.yaml ``clocked_as: EXTERNAL_WORKS``); the departments' time is such time,
+    so filing a permit with a department starts that span if the utility has not reported it yet (the ledger
+    keeps each stage's earliest time, so an earlier report of the utility's own stands).
+    """
+    return {
+        "task_id": application["task_id"],
+        "utility_id": application["utility_id"],
+        "application_id": None,
+        "stage": "EXTERNAL_WORKS",
+        "occurred_at": application["filed_at"],
+        "reported_at": now,
+        "pipe_length_m": application["pipe_length_m"],
+        "reason": None,
+        "detail": f"permits filed: {', '.join(application['kinds'])}",
+        "reporter": STAGE,
+        "task": None,
+    }
 
 
 def _status(

@@ -46,6 +46,7 @@ class Bridge:
     url: str
     permits: str
     status: str
+    task_status: str
     dlq_intake: str
     dlq_submitter: str
     approval: ApprovalSimulator
@@ -57,10 +58,11 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
     """The intake, the submitter and the follower on the broker, against a simulated approval system."""
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique_prefix)
     permits, status = f"{unique_prefix}ubridge.permits.v1", f"{unique_prefix}ubridge.permit-status.v1"
+    task_status = f"{unique_prefix}ubridge.task-status.v1"
     dlq_intake = f"{unique_prefix}ubridge.dlq.permit-intake.v1"
     dlq_submitter = f"{unique_prefix}ubridge.dlq.permit-submitter.v1"
     dlq_follower = f"{unique_prefix}ubridge.dlq.permit-follower.v1"
-    topics = [TopicSpec(permits, 2), TopicSpec(status, 2)] + [
+    topics = [TopicSpec(permits, 2), TopicSpec(status, 2), TopicSpec(task_status, 2)] + [
         TopicSpec(t, 1) for t in (dlq_intake, dlq_submitter, dlq_follower)
     ]
     ensure_topics(kafka, topics)
@@ -91,6 +93,7 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
         policy=POLICY,
         calendar=CALENDAR,
         metrics=metrics,
+        task_status_topic=task_status,
     )
     follower = PermitFollower(
         status_topic=status,
@@ -123,7 +126,16 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
     for thread in threads:
         thread.start()
     wait_until(lambda: intake.state.ready, timeout_s=30, what="the intake listening")
-    yield Bridge(f"http://127.0.0.1:{intake.port}{PATH}", permits, status, dlq_intake, dlq_submitter, approval, metrics)
+    yield Bridge(
+        f"http://127.0.0.1:{intake.port}{PATH}",
+        permits,
+        status,
+        task_status,
+        dlq_intake,
+        dlq_submitter,
+        approval,
+        metrics,
+    )
     stop.set()
     for thread in threads:
         thread.join(timeout=20)
@@ -184,6 +196,10 @@ def test_permits_go_to_every_department_and_their_decisions_come_back(kafka_boot
     assert sorted(p["permit_id"] for p in bridge.approval.permits.permits()) == sorted(wanted)
     assert {p["department"] for p in bridge.approval.permits.permits()} == {"planning", "road"}
     assert read_topic(kafka_bootstrap, bridge.dlq_submitter) == []
+    reports = [CODEC.decode_as("TaskStatus", r.value) for r in read_topic(kafka_bootstrap, bridge.task_status)]
+    assert {(r["task_id"], r["stage"], r["pipe_length_m"], r["reporter"]) for r in reports} == {
+        ("task-A-1", "EXTERNAL_WORKS", 320.0, "permit-submitter")
+    }
 
 
 def test_a_short_pipe_files_a_commitment_and_the_rest_is_refused_or_asked_for_more(
