@@ -1,11 +1,11 @@
 """Thin factories for kafka-python clients with the settings every ubridge stage shares."""
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
@@ -106,18 +106,6 @@ def make_consumer(kafka: KafkaSettings, *, group_id: str | None, **overrides: An
     }
     options.update(overrides)
     return KafkaConsumer(**options)
-
-
-def subscribe(consumer: KafkaConsumer, topics: Sequence[str], listener: ConsumerRebalanceListener) -> None:
-    """Subscribe once the consumer's metadata knows the topics' partitions.
-
-    The group's leader assigns from its own metadata: a member that joins before it has fetched the topics'
-    partitions is handed none, and kafka-python did not always rejoin once they became known (a stage idled
-    with ``partitions_assigned []`` until restarted). Asking for the partitions first fetches them.
-    """
-    for topic in topics:
-        consumer.partitions_for_topic(topic)
-    consumer.subscribe(list(topics), listener=listener)
 
 
 def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:

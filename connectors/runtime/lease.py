@@ -27,7 +27,6 @@ import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
 from connectors.runtime.interface import StageState
-from connectors.runtime.kafka import subscribe
 from connectors.runtime.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -79,7 +78,7 @@ class SourceLease:
 
     def run(self) -> None:
         """Keep the group membership; run the source while this process owns it; until stopped."""
-        subscribe(self._consumer, [self._topic], _Listener(self.stage, self._owner, self.state))
+        self._consumer.subscribe([self._topic], listener=_Listener(self.stage, self._owner, self.state))
         self.state.started = True
         self._up()
         runner: tuple[threading.Thread, threading.Event] | None = None

@@ -31,7 +31,6 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import StageState
-from connectors.runtime.kafka import subscribe
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop, _Rebalance
 from connectors.utility.lanes import Pending
@@ -97,7 +96,7 @@ class SinkLoop(StageLoop):
     def run(self) -> None:
         """Consume until stopped; always closes the clients and the sink."""
         listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._assigned)
-        subscribe(self._consumer, self.processor.input_topics, listener)
+        self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
         log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics), pipelined=True)
