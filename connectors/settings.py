@@ -159,6 +159,8 @@ class TopicNames(_Strict):
     source_offsets: str = "ubridge.source-offsets.v1"
     applications: str = "ubridge.canonical.applications.v1"
     payments: str = Field("ubridge.payments.v1", description="爱山东 payments (缴费), keyed by payment id.")
+    permits: str = Field("ubridge.permits.v1", description="External-works permit applications, by application id.")
+    permit_status: str = Field("ubridge.permit-status.v1", description="Permits at their departments, by application.")
     hotline_work_orders: str = "ubridge.hotline.work-orders.v1"
     hotline_return_visits: str = "ubridge.hotline.return-visits.v1"
     projects: str = "ubridge.projects.v1"

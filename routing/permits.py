@@ -1,36 +1,55 @@
-"""External-works permits a utility files for its pipe (issue 18 item 1), on plain data: which, where, how long.
+"""External-works permits a utility files through ubridge (seeds 001, 002, 004), on plain data.
 
-Seed 001: "将水气报装工程涉及规划、道路挖掘（占用）、砍伐树木、占用绿地等行政审批的，由供水、燃气经营企业负责申办，办理
-部门并联审批、容缺受理，3个工作日内办结；150米以下的管线工程建设项目及其附属设施，实行规划许可豁免…实行告知承诺备案制".
-A utility asks for the permits its route needs; :func:`plan_filings` says, by the region's policy
-(``deploy/config/permits.yaml``, each rule with its source), what each becomes: an application to the department
-that grants it, a 告知承诺 record instead (a commitment filed, no approval awaited), or nothing (exempt, 零审批).
-The applications go to every department at once (并联), each due :attr:`RegionPermits.limit_working_days` working
-days after it was filed (:func:`department_due`). Where the region's policy says the departments' time is not the
-utility's (004: "不含工程设计、施工和专营企业不可控的时间"), :func:`excluded_working_hours` is the working time
-during which at least one permit was pending, to be left out of the utility's own limit.
+001: "将水气报装工程涉及规划、道路挖掘（占用）、砍伐树木、占用绿地等行政审批的，由供水、燃气经营企业负责申办，办理部门
+并联审批、容缺受理，3个工作日内办结；150米以下的管线工程建设项目及其附属设施，实行规划许可豁免…实行告知承诺备案制".
 
-Example:
-    >>> policy = load_permit_policy(Path("deploy/config/permits.yaml"))
-    >>> plan_filings(PermitRequest(("PLANNING", "ROAD_EXCAVATION"), 120.0, "370602"), policy)
-    [Filing(kind='PLANNING', how='COMMITMENT', ...), Filing(kind='ROAD_EXCAVATION', how='APPLICATION', ...)]
+* :func:`parse_application` — the utility's JSON → a :class:`PermitApplication` (a :class:`DataError` names the
+  bad field); its id is a digest of the utility and its own number, so a resent application is the same one;
+* :func:`filings` — one filing per permit kind, each with its department, all at once (并联); the planning permit
+  of a pipe below the region's threshold becomes a 告知承诺 record instead of a submission;
+* :func:`advance` — the department's next state for a permit, refused when it would go backwards or leave a
+  decision;
+* :func:`decision_due` — the department's deadline in working days from the submission, the time the permit
+  waited for the utility's 补正 material left out (:class:`routing.sla.RuleClock` with excluded spans);
+* :func:`overdue` — whether a permit still undecided is past it.
+
+The rules are data: ``deploy/config/permits.yaml`` (:func:`load_policy`).
 """
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Final, Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
+from routing.sla import ExcludedSpan, RuleClock
 from routing.yaml_files import read_model
 
 PermitKind = Literal["PLANNING", "ROAD_EXCAVATION", "ROAD_OCCUPATION", "TREE_FELLING", "GREEN_SPACE"]
-FilingHow = Literal["APPLICATION", "COMMITMENT", "EXEMPT"]
-PERMIT_KINDS: tuple[PermitKind, ...] = ("PLANNING", "ROAD_EXCAVATION", "ROAD_OCCUPATION", "TREE_FELLING", "GREEN_SPACE")
+PermitState = Literal["SUBMITTED", "ACCEPTED", "MORE_REQUIRED", "GRANTED", "REFUSED", "COMMITTED"]
+KINDS: Final[tuple[PermitKind, ...]] = get_args(PermitKind)
+DECIDED: Final[frozenset[PermitState]] = frozenset({"GRANTED", "REFUSED", "COMMITTED"})
+# From a state, where a department may take a permit next (a repeat of the same state is a no-op, not a move).
+_NEXT: Final[Mapping[PermitState, frozenset[PermitState]]] = {
+    "SUBMITTED": frozenset({"ACCEPTED", "MORE_REQUIRED", "GRANTED", "REFUSED"}),
+    "ACCEPTED": frozenset({"MORE_REQUIRED", "GRANTED", "REFUSED"}),
+    "MORE_REQUIRED": frozenset({"ACCEPTED", "GRANTED", "REFUSED"}),
+    "GRANTED": frozenset(),
+    "REFUSED": frozenset(),
+    "COMMITTED": frozenset(),
+}
+_FIELDS: Final = frozenset(
+    {"application_no", "task_id", "project_code", "region_code", "kinds", "pipe_length_m", "route", "filed_at"}
+)
+_MAX_PIPE_M: Final = 100_000.0
+_MAX_TEXT: Final = 500
+_ID_LENGTH: Final = 32
 Text = Annotated[str, Field(min_length=1)]
 
 
@@ -38,171 +57,257 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Department(_Strict):
+    """The department deciding one kind of permit: its code at the approval system, and its name."""
+
+    code: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    name: Text
+
+
 class Source(_Strict):
-    """The seed a rule comes from: the document and its sentence."""
+    """The seed a rule comes from, and its words."""
 
     document: Text
     quote: Text
 
 
-class Exemption(_Strict):
-    """Pipe shorter than ``below_m`` needs no application for ``kinds``: a 告知承诺 record, or nothing at all."""
+class Rule(_Strict):
+    """A region's permit rule: the departments' limit and its short-pipe 告知承诺 threshold (None: none)."""
 
-    below_m: Annotated[float, Field(gt=0)]
-    kinds: Annotated[frozenset[PermitKind], Field(min_length=1)]
-    filing: Literal["COMMITMENT", "EXEMPT"]
-    simple_low_risk_only: bool = Field(
-        False, description="Only for 社会投资简易低风险 projects (the approval system's flag on the task)."
-    )
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    regions: tuple[Annotated[str, Field(pattern=r"^[0-9]{2,6}$")], ...] = Field(min_length=1)
+    decision_working_days: Annotated[float, Field(gt=0, le=365)]
+    planning_exempt_below_metres: Annotated[float, Field(gt=0)] | None
     source: Source
 
 
-class RegionPermits(_Strict):
-    """One region's departments, their limit, its exemptions, and whether their time is the utility's."""
+class PermitPolicy(_Strict):
+    """deploy/config/permits.yaml: a department for every kind, and the regions' rules."""
 
-    regions: tuple[Annotated[str, Field(pattern=r"^[0-9]{2,6}$")], ...] = Field(
-        (), description="Division code prefixes (a province, city or county) it applies to; the longest wins."
-    )
-    departments: dict[PermitKind, Text] = Field(description="Who grants each kind of permit there.")
-    limit_working_days: Annotated[int, Field(ge=1, le=60)]
-    limit_source: Source
-    exemptions: tuple[Exemption, ...] = ()
-    departments_time_excluded: bool = Field(
-        description="Whether the time a permit is pending is left out of the utility's own connection limit."
-    )
-    exclusion_source: Source | None = None
+    departments: dict[PermitKind, Department]
+    rules: tuple[Rule, ...] = ()
 
     @model_validator(mode="after")
-    def _complete(self) -> Self:
-        missing = [kind for kind in PERMIT_KINDS if kind not in self.departments]
+    def _complete(self) -> "PermitPolicy":
+        missing = [kind for kind in KINDS if kind not in self.departments]
         if missing:
             message = f"departments: no department for {', '.join(missing)}"
             raise ValueError(message)
-        if self.departments_time_excluded and self.exclusion_source is None:
-            message = "exclusion_source: required when departments_time_excluded is true (the seed that says so)"
+        ids = [rule.id for rule in self.rules]
+        if len(ids) != len(set(ids)):
+            message = "rules: ids must be unique"
             raise ValueError(message)
         return self
 
+    def rule_named(self, rule_id: str | None) -> Rule | None:
+        """The rule with this id; None for None or an id the file no longer has."""
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
 
-class PermitPolicy(_Strict):
-    """Every region's permit policy; ``default`` where none of them applies."""
-
-    default: RegionPermits
-    regions: tuple[RegionPermits, ...] = ()
-
-    @model_validator(mode="after")
-    def _distinct(self) -> Self:
-        if self.default.regions:
-            message = "default.regions: the default applies wherever no region's policy does; it names no regions"
-            raise ValueError(message)
-        seen: set[str] = set()
-        for index, region in enumerate(self.regions):
-            if not region.regions:
-                message = f"regions[{index}].regions: name at least one division code prefix"
-                raise ValueError(message)
-            twice = seen.intersection(region.regions)
-            if twice:
-                message = f"regions[{index}].regions: {', '.join(sorted(twice))} already has a policy"
-                raise ValueError(message)
-            seen.update(region.regions)
-        return self
-
-    def for_region(self, region_code: str) -> RegionPermits:
-        """The policy of the longest prefix of ``region_code`` that has one; else the default."""
-        best: tuple[int, RegionPermits] = (0, self.default)
-        for region in self.regions:
-            for prefix in region.regions:
-                if region_code.startswith(prefix) and len(prefix) > best[0]:
-                    best = (len(prefix), region)
-        return best[1]
+    def rule_for(self, region_code: str) -> Rule | None:
+        """The first rule whose regions prefix ``region_code``; None when none does."""
+        return next((rule for rule in self.rules if region_code.startswith(rule.regions)), None)
 
 
-def load_permit_policy(path: Path) -> PermitPolicy:
-    """The policy file, validated.
-
-    Raises:
-        OSError: The file cannot be read.
-        ValueError: It is not valid; the message names the file and the bad key.
-    """
+def load_policy(path: Path) -> PermitPolicy:
+    """Read and validate the permit policy; a :class:`routing.errors.ConfigError` names the bad key."""
     return read_model(path, PermitPolicy)
 
 
-@dataclass(frozen=True)
-class PermitRequest:
-    """What a utility asks for: the permits its route needs, the pipe's length, where, and the project's kind."""
+class PermitApplication(TypedDict):
+    """ubridge.v1.PermitApplication."""
 
-    kinds: Sequence[PermitKind]
-    pipe_length_m: float
+    application_id: str
+    application_no: str
+    utility_id: str
+    task_id: str
+    project_code: str
     region_code: str
-    simple_low_risk: bool = False
+    kinds: list[PermitKind]
+    pipe_length_m: float
+    route: str
+    commitment_notice: bool
+    rule_id: str | None
+    filed_at: datetime
+    source: str
+    ingested_at: datetime
+
+
+class PermitStatus(TypedDict):
+    """ubridge.v1.PermitStatus."""
+
+    permit_id: str
+    application_id: str
+    utility_id: str
+    task_id: str
+    project_code: str
+    kind: PermitKind
+    department: str
+    state: PermitState
+    reason: str | None
+    reference: str | None
+    rule_id: str | None
+    due_at: datetime | None
+    occurred_at: datetime
+    reported_at: datetime
 
 
 @dataclass(frozen=True)
 class Filing:
-    """What one permit of a request becomes: an application to its department, a 告知承诺 record, or nothing."""
+    """One permit of an application as it is filed: submitted to ``department``, or recorded as 告知承诺."""
 
+    permit_id: str
     kind: PermitKind
-    how: FilingHow
-    department: str
-    source: Source
+    department: Department
+    commitment: bool
 
 
-def plan_filings(request: PermitRequest, policy: PermitPolicy) -> list[Filing]:
-    """One filing per permit asked for, in the order asked, by the region's policy.
-
-    Raises:
-        DataError: No permit asked for, one asked twice, or a pipe length that is not a positive number of metres.
-    """
-    if not request.kinds:
-        raise DataError("kinds", "name at least one permit (PLANNING, ROAD_EXCAVATION, …)")
-    twice = sorted({kind for kind in request.kinds if request.kinds.count(kind) > 1})
-    if twice:
-        raise DataError("kinds", f"{', '.join(twice)} asked more than once")
-    if not request.pipe_length_m > 0:
-        raise DataError("pipe_length_m", "must be a positive length in metres")
-    region = policy.for_region(request.region_code)
-    return [_filing(kind, request, region) for kind in request.kinds]
+def application_id(utility_id: str, application_no: str) -> str:
+    """The id ubridge gives a utility's application: the same for the same utility and number."""
+    return hashlib.sha256(f"{utility_id}\x1f{application_no}".encode()).hexdigest()[:_ID_LENGTH]
 
 
-def _filing(kind: PermitKind, request: PermitRequest, region: RegionPermits) -> Filing:
-    department = region.departments[kind]
-    for exemption in region.exemptions:
-        applies = request.pipe_length_m < exemption.below_m and kind in exemption.kinds
-        if applies and (request.simple_low_risk or not exemption.simple_low_risk_only):
-            return Filing(kind, exemption.filing, department, exemption.source)
-    return Filing(kind, "APPLICATION", department, region.limit_source)
+def permit_id(application: str, kind: PermitKind) -> str:
+    """The id of one permit of an application (the approval system's idempotency key)."""
+    return f"{application}:{kind}"
 
 
-def department_due(filed_at: datetime, region: RegionPermits, calendar: WorkingCalendar) -> datetime:
-    """When the department must have decided an application filed at ``filed_at`` (working days of the calendar)."""
-    return calendar.add_working_hours(filed_at, region.limit_working_days * calendar.hours_per_day)
+def commitment_applies(rule: Rule | None, pipe_length_m: float) -> bool:
+    """Whether a pipe of this length files a 告知承诺 record instead of the planning permit under ``rule``."""
+    threshold = None if rule is None else rule.planning_exempt_below_metres
+    return threshold is not None and pipe_length_m < threshold
 
 
-def excluded_working_hours(
-    pending: Iterable[tuple[datetime, datetime]], region: RegionPermits, calendar: WorkingCalendar
-) -> float:
-    """Working hours during which at least one permit was pending, where the region leaves them out; else 0.
-
-    Permits run in parallel: overlapping intervals count once.
+def parse_application(
+    payload: Mapping[str, Any], *, utility_id: str, policy: PermitPolicy, source: str, now: datetime
+) -> PermitApplication:
+    """The utility's application, checked field by field.
 
     Raises:
-        DataError: An interval ends before it starts.
+        DataError: A field is missing, unknown or invalid (``field`` names it).
     """
-    if not region.departments_time_excluded:
-        return 0.0
-    intervals = sorted(pending)
-    for start, end in intervals:
-        if end < start:
-            raise DataError("decided_at", f"a permit decided at {end.isoformat()} before it was filed")
-    total = 0.0
-    current: tuple[datetime, datetime] | None = None
-    for start, end in intervals:
-        if current is not None and start <= current[1]:
-            current = (current[0], max(current[1], end))
-            continue
-        if current is not None:
-            total += calendar.working_hours_between(*current)
-        current = (start, end)
-    if current is not None:
-        total += calendar.working_hours_between(*current)
-    return total
+    unknown = sorted(set(payload) - _FIELDS)
+    if unknown:
+        raise DataError(unknown[0], f"{unknown[0]}: unknown field")
+    number = _text(payload, "application_no", 64)
+    region = _text(payload, "region_code", 6)
+    if not region.isascii() or not region.isdigit() or len(region) != 6:  # noqa: PLR2004 - GB/T 2260
+        raise DataError("region_code", "region_code: a 6-digit GB/T 2260 division code")
+    length = _length(payload.get("pipe_length_m"))
+    rule = policy.rule_for(region)
+    return {
+        "application_id": application_id(utility_id, number),
+        "application_no": number,
+        "utility_id": utility_id,
+        "task_id": _text(payload, "task_id", 128),
+        "project_code": _text(payload, "project_code", 64),
+        "region_code": region,
+        "kinds": _kinds(payload.get("kinds")),
+        "pipe_length_m": length,
+        "route": _text(payload, "route", _MAX_TEXT),
+        "commitment_notice": commitment_applies(rule, length),
+        "rule_id": None if rule is None else rule.id,
+        "filed_at": _instant(payload.get("filed_at")),
+        "source": source,
+        "ingested_at": now.astimezone(UTC),
+    }
+
+
+def filings(application: PermitApplication, policy: PermitPolicy) -> tuple[Filing, ...]:
+    """One filing per permit kind asked for, in the order asked; all go out at once (并联审批)."""
+    return tuple(
+        Filing(
+            permit_id(application["application_id"], kind),
+            kind,
+            policy.departments[kind],
+            commitment=kind == "PLANNING" and application["commitment_notice"],
+        )
+        for kind in application["kinds"]
+    )
+
+
+def advance(current: PermitState | None, new: PermitState) -> bool:
+    """Whether ``new`` is a move from ``current`` (False: a repeat, ignored).
+
+    Raises:
+        DataError: ``new`` cannot follow ``current`` (a decided permit, or a step backwards).
+    """
+    if current is None or current == new:
+        return current is None
+    if new not in _NEXT[current]:
+        raise DataError("state", f"state: a {current} permit cannot become {new}")
+    return True
+
+
+def decision_due(
+    submitted_at: datetime,
+    *,
+    rule: Rule | None,
+    calendar: WorkingCalendar,
+    waits: Sequence[tuple[datetime, datetime | None]] = (),
+    now: datetime,
+) -> datetime | None:
+    """The department's deadline: ``decision_working_days`` after the submission, 补正 waits left out.
+
+    Args:
+        submitted_at: When ubridge submitted the permit.
+        rule: The region's rule; None: no deadline.
+        calendar: Working days and office hours.
+        waits: The spans the permit waited for the utility's material (MORE_REQUIRED to its next state), the
+            last one open (None) while it still waits.
+        now: Where an open wait ends for now.
+    """
+    if rule is None:
+        return None
+    excluded = tuple(ExcludedSpan(start, end, "补正") for start, end in sorted(waits, key=lambda span: span[0]))
+    clock = RuleClock(rule.id, "permit", submitted_at, None, None, natural=False, excluded=excluded)
+    return clock.instant(calendar, rule.decision_working_days * calendar.hours_per_day, now)
+
+
+def overdue(status: PermitStatus, now: datetime) -> bool:
+    """Whether a permit still undecided is past its deadline (a 补正 wait has no deadline running)."""
+    due = status["due_at"]
+    return due is not None and status["state"] not in DECIDED and status["state"] != "MORE_REQUIRED" and now > due
+
+
+def _text(payload: Mapping[str, Any], name: str, longest: int) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(name, f"{name}: required, a non-empty string")
+    if len(value) > longest:
+        raise DataError(name, f"{name}: at most {longest} characters")
+    return value.strip()
+
+
+def _length(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError("pipe_length_m", "pipe_length_m: required, a number of metres")
+    length = float(value)
+    if not math.isfinite(length) or not 0 < length <= _MAX_PIPE_M:
+        raise DataError("pipe_length_m", f"pipe_length_m: must be above 0 and at most {_MAX_PIPE_M:g} metres")
+    return length
+
+
+def _kinds(value: Any) -> list[PermitKind]:
+    if not isinstance(value, list) or not value:
+        raise DataError("kinds", f"kinds: required, a non-empty list of {', '.join(KINDS)}")
+    kinds: list[PermitKind] = []
+    for item in value:
+        kind = next((known for known in KINDS if known == item), None)
+        if kind is None:
+            raise DataError("kinds", f"kinds: {str(item)[:40]!r} is not one of {', '.join(KINDS)}")
+        if kind in kinds:
+            raise DataError("kinds", f"kinds: {kind} is listed twice")
+        kinds.append(kind)
+    return kinds
+
+
+def _instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise DataError("filed_at", "filed_at: required, an ISO 8601 instant with its offset")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise DataError("filed_at", f"filed_at: not an ISO 8601 instant: {value[:40]!r}") from exc
+    if instant.tzinfo is None:
+        raise DataError("filed_at", "filed_at: the instant needs its UTC offset (e.g. +08:00)")
+    return instant.astimezone(UTC)

@@ -43,6 +43,8 @@ RECORDS = (
     "Escalation",
     "ComplaintClose",
     "Payment",
+    "PermitApplication",
+    "PermitStatus",
 )
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10

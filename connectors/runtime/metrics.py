@@ -184,3 +184,23 @@ class Metrics:
             ["peer", "reason"],
             registry=registry,
         )
+        # External-works permits (connectors/permits): labels are the department and the state, never the project
+        self.permits_filed = Counter(
+            "ubridge_permits_filed_total",
+            "Permits filed with a department, or recorded as 告知承诺 (department commitment), by department.",
+            ["department"],
+            registry=registry,
+        )
+        self.permit_states = Counter(
+            "ubridge_permit_states_total",
+            "Permit state changes the departments reported (ACCEPTED, MORE_REQUIRED, GRANTED, REFUSED).",
+            ["department", "state"],
+            registry=registry,
+        )
+        self.permits_overdue = Gauge(
+            "ubridge_permits_overdue",
+            "Permits undecided past the department's deadline (001: 3个工作日内办结), by department.",
+            ["department"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )

@@ -33,6 +33,8 @@ CLASS_OF: Final[Mapping[str, TopicClass]] = MappingProxyType(
         "project_events": "canonical",
         "applications": "canonical",
         "payments": "canonical",
+        "permits": "canonical",
+        "permit_status": "status",
         "hotline_work_orders": "canonical",
         "hotline_return_visits": "canonical",
         "tasks": "tasks",

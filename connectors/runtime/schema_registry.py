@@ -37,6 +37,8 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "hotline_return_visits": ("ReturnVisit",),
     "applications_awaiting": ("ConnectionApplication",),
     "payments": ("Payment",),
+    "permits": ("PermitApplication",),
+    "permit_status": ("PermitStatus",),
     "tasks": ("UtilityTask",),
     "task_status": ("TaskStatus",),
     "sla": ("SlaEvent",),

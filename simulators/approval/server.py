@@ -6,6 +6,7 @@ Contract (vendor format "default"):
   ``{"events": [...seq > N, ascending...], "next_cursor": <last seq or N>, "has_more": bool}``; ``limit`` is
   1..500 (default 100), ``cursor`` a non-negative integer (default 0). 401 on a bad token, 400 on bad
   parameters, both as ``{"error": "..."}``.
+- The departments' permit desks: :mod:`simulators.approval.permits`.
 - Control plane, never faulted or delayed: ``GET /_sim/events`` (all events), ``POST /_sim/generate`` with
   ``{"events": n, "invalid_rate": x, "unserved_rate": y}`` (answers ``{"events": [...new...]}``) and
   ``POST /_sim/faults`` with the keyword names of `ApprovalSimulator.set_faults` (answers 204).
@@ -37,6 +38,7 @@ from simulators._http import (
     unauthorized,
 )
 from simulators.approval.generator import EventGenerator
+from simulators.approval.permits import PermitDesks
 
 FEED_PATH = "/api/v1/project-events"
 MAX_LIMIT = 500
@@ -62,7 +64,9 @@ class ApprovalSimulator:
         self._events: list[dict[str, Any]] = []
         self._faults = FaultPlan(seed)
         self._http = JsonHttpServer(self._handle, host=host, port=port)
+        self.permits = PermitDesks(token=token, seed=seed)
         self._routes = {
+            **self.permits.routes(),
             ("GET", FEED_PATH): self._feed,
             ("GET", "/_sim/events"): lambda _: json_response(200, {"events": self.events()}),
             ("POST", "/_sim/generate"): self._generate_route,

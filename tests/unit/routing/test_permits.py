@@ -1,170 +1,286 @@
-"""External-works permits by region (issue 18 item 1): filings, 告知承诺, 零审批, the departments' clock."""
+"""External-works permits (issue 18 item 1), on plain data: the policy, the application, the filings, the clock."""
 
-import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from routing.calendar import SHANGHAI, load_calendar
 from routing.errors import DataError
 from routing.permits import (
-    PERMIT_KINDS,
-    PermitPolicy,
-    PermitRequest,
-    Source,
-    department_due,
-    excluded_working_hours,
-    load_permit_policy,
-    plan_filings,
+    DECIDED,
+    KINDS,
+    PermitApplication,
+    PermitState,
+    PermitStatus,
+    advance,
+    application_id,
+    commitment_applies,
+    decision_due,
+    filings,
+    load_policy,
+    overdue,
+    parse_application,
 )
+from schemas import Codec
 
-ROOT = Path(__file__).resolve().parents[3]
-POLICY = load_permit_policy(ROOT / "deploy" / "config" / "permits.yaml")
-CAL = load_calendar(ROOT / "deploy" / "config" / "calendar.yaml")
-SEEDS = ROOT / "tests" / "data" / "seeds"
-YANTAI, LIAOCHENG, ZHENGZHOU = "370602", "371502", "410105"
-
-
-def seed_text(document: str) -> str:
-    """The seed's text without whitespace."""
-    (path,) = SEEDS.glob(f"{document}_*.txt")
-    return re.sub(r"\s+", "", path.read_text(encoding="utf-8"))
+CONFIG = Path(__file__).parents[3] / "deploy" / "config"
+CAL = load_calendar(CONFIG / "calendar.yaml")
+POLICY = load_policy(CONFIG / "permits.yaml")
+NOW = datetime(2026, 3, 9, 1, tzinfo=UTC)
+SUBMITTED = datetime(2026, 3, 9, 9, tzinfo=SHANGHAI)  # a Monday, office hours
 
 
-def sources(policy: PermitPolicy) -> list[Source]:
-    """Every source the policy quotes."""
-    found = []
-    for region in (policy.default, *policy.regions):
-        found += [region.limit_source, *(e.source for e in region.exemptions)]
-        found += [region.exclusion_source] if region.exclusion_source is not None else []
-    return found
+def body(**changes: Any) -> dict[str, Any]:
+    """A valid application of a Zhengzhou utility, with ``changes``."""
+    payload: dict[str, Any] = {
+        "application_no": "ZZ-2026-0001",
+        "task_id": "task-1",
+        "project_code": "2026-410105-47-01-000001",
+        "region_code": "410105",
+        "kinds": ["PLANNING", "ROAD_EXCAVATION", "TREE_FELLING"],
+        "pipe_length_m": 320.0,
+        "route": "花园路 经三路口 至 地块红线",
+        "filed_at": "2026-03-09T09:00:00+08:00",
+    }
+    payload.update(changes)
+    return payload
 
 
-@pytest.mark.parametrize("source", sources(POLICY), ids=lambda s: s.quote[:20])
-def test_every_rule_quotes_its_seed_verbatim(source: Source) -> None:
-    """Each quoted sentence (parts joined by …) is the cited seed's own text."""
-    document = re.search(r"\((\d{3})\)", source.document)
-    assert document is not None, f"{source.document} names no seed"
-    text = seed_text(document[1])
-    assert [part for part in re.sub(r"\s+", "", source.quote).split("…") if part not in text] == []
+def parse(**changes: Any) -> PermitApplication:
+    """The application of ``body(**changes)`` filed by zhengzhou-water."""
+    return parse_application(body(**changes), utility_id="zhengzhou-water", policy=POLICY, source="test", now=NOW)
 
 
-def kinds_and_how(request: PermitRequest) -> list[tuple[str, str]]:
-    """(kind, how) of each filing."""
-    return [(f.kind, f.how) for f in plan_filings(request, POLICY)]
+def test_the_shipped_policy_quotes_its_seeds() -> None:
+    """Every rule cites its seed's words; 001's carries the 3 working days and the 150 m threshold."""
+    assert set(POLICY.departments) == set(KINDS)
+    zhengzhou = POLICY.rule_for("410105")
+    assert zhengzhou is not None
+    assert zhengzhou.source.document == "001"
+    assert "3个工作日内办结" in zhengzhou.source.quote
+    assert "150米以下" in zhengzhou.source.quote
+    assert (zhengzhou.decision_working_days, zhengzhou.planning_exempt_below_metres) == (3, 150)
+    assert all(rule.source.quote for rule in POLICY.rules)
 
 
-APPLY, COMMIT, EXEMPT = "APPLICATION", "COMMITMENT", "EXEMPT"
+def test_a_region_without_a_rule_has_none() -> None:
+    """A site outside the configured regions gets no rule, hence no deadline and no 告知承诺."""
+    assert POLICY.rule_for("110101") is None
+    assert decision_due(SUBMITTED, rule=None, calendar=CAL, now=SUBMITTED) is None
+
+
+def test_a_policy_missing_a_department_is_refused(tmp_path: Path) -> None:
+    """Every kind needs its department; the error names the missing kind."""
+    text = (CONFIG / "permits.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "permits.yaml"
+    bad.write_text(
+        text.replace("  GREEN_SPACE: {code: greening, name: 园林绿化局（占用绿地）}\n", ""), encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="GREEN_SPACE"):
+        load_policy(bad)
 
 
 @pytest.mark.parametrize(
-    ("request_", "expected"),
+    ("old", "new", "key"),
     [
-        (PermitRequest(("PLANNING", "ROAD_EXCAVATION"), 120.0, YANTAI), [COMMIT, APPLY]),
-        (PermitRequest(("PLANNING",), 150.0, YANTAI), [APPLY]),  # 150米以下: 150 m is not below
-        (PermitRequest(("PLANNING",), 149.9, LIAOCHENG), [COMMIT]),
-        (PermitRequest(("TREE_FELLING", "GREEN_SPACE"), 80.0, LIAOCHENG), [APPLY, APPLY]),
-        (PermitRequest(("PLANNING", "ROAD_OCCUPATION"), 90.0, ZHENGZHOU, simple_low_risk=True), [EXEMPT, EXEMPT]),
-        (PermitRequest(("PLANNING", "ROAD_OCCUPATION"), 90.0, ZHENGZHOU), [COMMIT, APPLY]),
-        (PermitRequest(("ROAD_OCCUPATION",), 200.0, ZHENGZHOU, simple_low_risk=True), [APPLY]),
-        (PermitRequest(("PLANNING",), 10.0, "110105"), [COMMIT]),  # no region's policy: the default's
+        ("decision_working_days: 3", "decision_working_days: 0", "decision_working_days"),
+        ("planning_exempt_below_metres: 150", "planning_exempt_below_metres: -1", "planning_exempt_below_metres"),
+        ('regions: ["4101"]', 'regions: ["41x"]', "regions"),
+        ("ROAD_OCCUPATION:", "ROAD_CLOSURE:", "ROAD_CLOSURE"),
     ],
 )
-def test_each_permit_becomes_what_its_region_says(request_: PermitRequest, expected: list[str]) -> None:
-    """Short pipe: 告知承诺 for planning (001/002); 零审批 only for Zhengzhou's simple low-risk projects; else apply."""
-    assert kinds_and_how(request_) == list(zip(request_.kinds, expected, strict=True))
+def test_a_bad_key_is_named(tmp_path: Path, old: str, new: str, key: str) -> None:
+    """A bad value or an unknown kind fails validation naming the file and the key."""
+    bad = tmp_path / "permits.yaml"
+    bad.write_text((CONFIG / "permits.yaml").read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"permits\.yaml[\s\S]*{key}"):
+        load_policy(bad)
 
 
-def test_each_filing_names_the_regions_department_and_its_source() -> None:
-    """Yantai's departments are Yantai's; the commitment cites 001's exemption, the application the 3-day limit."""
-    planning, road = plan_filings(PermitRequest(("PLANNING", "ROAD_EXCAVATION"), 60.0, YANTAI), POLICY)
-    assert (planning.department, road.department) == ("烟台市自然资源和规划局", "烟台市城市管理局")
-    assert "规划许可豁免" in planning.source.quote and "3个工作日内办结" in road.source.quote
-
-
-@pytest.mark.parametrize(
-    ("request_", "field"),
-    [
-        (PermitRequest((), 50.0, YANTAI), "kinds"),
-        (PermitRequest(("PLANNING", "PLANNING"), 50.0, YANTAI), "kinds"),
-        (PermitRequest(("PLANNING",), 0.0, YANTAI), "pipe_length_m"),
-        (PermitRequest(("PLANNING",), float("nan"), YANTAI), "pipe_length_m"),
-    ],
-)
-def test_a_bad_request_is_refused_naming_its_field(request_: PermitRequest, field: str) -> None:
-    """No permit, one twice, or a length that is not a positive number: a DataError on that field."""
-    with pytest.raises(DataError) as refused:
-        plan_filings(request_, POLICY)
-    assert refused.value.field == field
-
-
-def test_the_departments_three_working_days_skip_the_weekend() -> None:
-    """Filed on Thursday 2026-12-03 at 10:00: due Tuesday 2026-12-08 at 10:00 (three working days)."""
-    filed = datetime(2026, 12, 3, 10, tzinfo=SHANGHAI)
-    assert department_due(filed, POLICY.for_region(YANTAI), CAL) == datetime(2026, 12, 8, 10, tzinfo=SHANGHAI)
-
-
-def test_parallel_permits_are_left_out_once_where_the_region_excludes_them() -> None:
-    """Yantai (004: 不含…不可控的时间): overlapping permits count once; Liaocheng keeps the utility's clock whole."""
-    monday = datetime(2026, 12, 7, 9, tzinfo=SHANGHAI)
-    pending = [
-        (monday, monday.replace(hour=11)),
-        (monday.replace(hour=10), monday.replace(hour=12)),  # overlaps the first: 9-12 counts once
-        (monday.replace(day=8, hour=9), monday.replace(day=8, hour=10)),
+def test_an_application_is_parsed_with_its_rule() -> None:
+    """A Zhengzhou application of 320 m gets 001's rule and files every permit, planning included."""
+    application = parse()
+    assert application["rule_id"] == "zhengzhou-001-parallel"
+    assert application["commitment_notice"] is False
+    assert application["filed_at"] == datetime(2026, 3, 9, 1, tzinfo=UTC)
+    assert application["application_id"] == application_id("zhengzhou-water", "ZZ-2026-0001")
+    assert [(f.kind, f.department.code, f.commitment) for f in filings(application, POLICY)] == [
+        ("PLANNING", "planning", False),
+        ("ROAD_EXCAVATION", "road", False),
+        ("TREE_FELLING", "greening", False),
     ]
-    expected = CAL.working_hours_between(monday, monday.replace(hour=12)) + 1.0
-    assert excluded_working_hours(pending, POLICY.for_region(YANTAI), CAL) == pytest.approx(expected)
-    assert excluded_working_hours(pending, POLICY.for_region(LIAOCHENG), CAL) == 0.0
-    assert excluded_working_hours([], POLICY.for_region(YANTAI), CAL) == 0.0
 
 
-def test_a_permit_decided_before_it_was_filed_is_refused() -> None:
-    """An interval that ends before it starts is a DataError, not a negative pause."""
-    monday = datetime(2026, 12, 7, 9, tzinfo=SHANGHAI)
-    with pytest.raises(DataError, match="before it was filed"):
-        excluded_working_hours([(monday, monday.replace(hour=8))], POLICY.for_region(YANTAI), CAL)
-
-
-def test_the_longest_region_prefix_wins(tmp_path: Path) -> None:
-    """A county's policy beats its city's, the city's the province default."""
-    document = yaml.safe_load((ROOT / "deploy" / "config" / "permits.yaml").read_text(encoding="utf-8"))
-    county = {**document["regions"][0], "regions": ["370685"], "limit_working_days": 2}
-    document["regions"].append(county)
-    path = tmp_path / "permits.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    policy = load_permit_policy(path)
-    days = [policy.for_region(code).limit_working_days for code in ("370685", "370602", "371502")]
-    assert days == [2, 3, 3]
-    assert policy.for_region("370602").departments_time_excluded is True
-    assert policy.for_region("371502") == policy.default
+def test_a_short_pipe_in_zhengzhou_files_a_commitment_instead_of_planning() -> None:
+    """Below 150 m the planning permit becomes a 告知承诺 record; the other permits are still submitted."""
+    application = parse(pipe_length_m=149.9)
+    assert application["commitment_notice"] is True
+    marked = {f.kind: f.commitment for f in filings(application, POLICY)}
+    assert marked == {"PLANNING": True, "ROAD_EXCAVATION": False, "TREE_FELLING": False}
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("region", "length", "expected"),
     [
-        (lambda d: d["default"]["departments"].pop("GREEN_SPACE"), "no department for GREEN_SPACE"),
-        (lambda d: d["regions"][0].pop("exclusion_source"), "exclusion_source: required"),
-        (lambda d: d["regions"].append(dict(d["regions"][0])), "3706 already has a policy"),
-        (lambda d: d["default"]["exemptions"][0].update(filing="MAYBE"), "default.exemptions[0].filing"),
-        (lambda d: d["default"].update(limit_working_days=0), "limit_working_days"),
-        (lambda d: d["default"].update(regions=["37"]), "default.regions: the default applies wherever"),
-        (lambda d: d["regions"][1].update(regions=[]), "regions[1].regions: name at least one"),
+        ("410105", 150.0, False),
+        ("410105", 10.0, True),
+        ("371502", 10.0, False),
+        ("370602", 10.0, False),
+        ("110101", 10.0, False),
     ],
 )
-def test_a_bad_policy_file_names_the_key(tmp_path: Path, change: object, message: str) -> None:
-    """Validation at start-up: the message names the file and the bad key."""
-    document = yaml.safe_load((ROOT / "deploy" / "config" / "permits.yaml").read_text(encoding="utf-8"))
-    assert callable(change)
-    change(document)
-    path = tmp_path / "permits.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(ValueError, match=re.escape(message)):
-        load_permit_policy(path)
+def test_the_exemption_holds_only_where_the_region_says(region: str, length: float, expected: bool) -> None:
+    """150 m exactly is not "below"; 聊城 and 烟台 state no threshold; an unconfigured region has none."""
+    assert commitment_applies(POLICY.rule_for(region), length) is expected
+    assert parse(region_code=region, pipe_length_m=length)["commitment_notice"] is expected
 
 
-def test_every_kind_has_a_department_everywhere() -> None:
-    """The shipped policy names a department for each kind in every region."""
-    for region in (POLICY.default, *POLICY.regions):
-        assert set(region.departments) == set(PERMIT_KINDS)
+def test_the_same_number_of_the_same_utility_is_the_same_application() -> None:
+    """A resent application keeps its id; another utility's same number is another application."""
+    assert application_id("a", "1") == application_id("a", "1")
+    assert application_id("a", "1") != application_id("b", "1")
+    assert application_id("a", "1") != application_id("a", "2")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"application_no": ""}, "application_no"),
+        ({"task_id": None}, "task_id"),
+        ({"project_code": 7}, "project_code"),
+        ({"region_code": "4101"}, "region_code"),
+        ({"region_code": "４１０１０５"}, "region_code"),
+        ({"kinds": []}, "kinds"),
+        ({"kinds": "PLANNING"}, "kinds"),
+        ({"kinds": ["PLANNING", "PLANNING"]}, "kinds"),
+        ({"kinds": ["ROAD_CLOSURE"]}, "kinds"),
+        ({"pipe_length_m": 0}, "pipe_length_m"),
+        ({"pipe_length_m": -5}, "pipe_length_m"),
+        ({"pipe_length_m": True}, "pipe_length_m"),
+        ({"pipe_length_m": "30"}, "pipe_length_m"),
+        ({"pipe_length_m": float("inf")}, "pipe_length_m"),
+        ({"pipe_length_m": 100_001}, "pipe_length_m"),
+        ({"route": " "}, "route"),
+        ({"route": "路" * 501}, "route"),
+        ({"filed_at": "2026-03-09T09:00:00"}, "filed_at"),
+        ({"filed_at": "yesterday"}, "filed_at"),
+        ({"filed_at": None}, "filed_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_field_is_named(changes: dict[str, Any], field: str) -> None:
+    """Each missing, unknown or invalid field raises a DataError naming it."""
+    with pytest.raises(DataError) as caught:
+        parse(**changes)
+    assert caught.value.field == field
+
+
+def test_a_missing_field_is_named() -> None:
+    """An application without its route names route."""
+    payload = body()
+    del payload["route"]
+    with pytest.raises(DataError) as caught:
+        parse_application(payload, utility_id="u", policy=POLICY, source="test", now=NOW)
+    assert caught.value.field == "route"
+
+
+MOVES: list[tuple[PermitState, PermitState]] = [
+    ("SUBMITTED", "ACCEPTED"),
+    ("SUBMITTED", "MORE_REQUIRED"),
+    ("SUBMITTED", "GRANTED"),
+    ("SUBMITTED", "REFUSED"),
+    ("ACCEPTED", "MORE_REQUIRED"),
+    ("ACCEPTED", "GRANTED"),
+    ("ACCEPTED", "REFUSED"),
+    ("MORE_REQUIRED", "ACCEPTED"),
+    ("MORE_REQUIRED", "GRANTED"),
+    ("MORE_REQUIRED", "REFUSED"),
+]
+STATES: tuple[PermitState, ...] = ("SUBMITTED", "ACCEPTED", "MORE_REQUIRED", "GRANTED", "REFUSED", "COMMITTED")
+
+
+@pytest.mark.parametrize("current", STATES)
+@pytest.mark.parametrize("new", STATES)
+def test_every_move_of_a_permit(current: PermitState, new: PermitState) -> None:
+    """Forward moves are taken, a repeat is ignored, anything else (leaving a decision, going back) refused."""
+    if current == new:
+        assert advance(current, new) is False
+    elif (current, new) in MOVES:
+        assert advance(current, new) is True
+    else:
+        with pytest.raises(DataError, match=f"a {current} permit cannot become {new}"):
+            advance(current, new)
+
+
+@pytest.mark.parametrize("new", STATES)
+def test_a_first_state_is_always_a_move(new: PermitState) -> None:
+    """A permit not seen yet takes any state."""
+    assert advance(None, new) is True
+
+
+def test_three_working_days_skip_the_weekend() -> None:
+    """Submitted Thursday 9:00, the departments have until Tuesday 9:00 (Saturday and Sunday are not counted)."""
+    rule = POLICY.rule_for("410105")
+    thursday = datetime(2026, 3, 12, 9, tzinfo=SHANGHAI)
+    due = decision_due(thursday, rule=rule, calendar=CAL, now=thursday)
+    assert due == datetime(2026, 3, 17, 9, tzinfo=SHANGHAI)
+
+
+def test_a_more_required_wait_is_left_out_of_the_clock() -> None:
+    """A 补正 from Monday 10:00 to Tuesday 10:00 pushes the Thursday 9:00 deadline to Friday 9:00."""
+    rule = POLICY.rule_for("410105")
+    waits = [(datetime(2026, 3, 9, 10, tzinfo=SHANGHAI), datetime(2026, 3, 10, 10, tzinfo=SHANGHAI))]
+    plain = decision_due(SUBMITTED, rule=rule, calendar=CAL, now=SUBMITTED)
+    paused = decision_due(SUBMITTED, rule=rule, calendar=CAL, waits=waits, now=SUBMITTED)
+    assert plain == datetime(2026, 3, 12, 9, tzinfo=SHANGHAI)
+    assert paused == datetime(2026, 3, 13, 9, tzinfo=SHANGHAI)
+
+
+def test_an_open_wait_holds_the_clock_until_now() -> None:
+    """While the utility still owes the material, the deadline moves with the wait."""
+    rule = POLICY.rule_for("410105")
+    start = datetime(2026, 3, 9, 10, tzinfo=SHANGHAI)
+    later = datetime(2026, 3, 11, 10, tzinfo=SHANGHAI)
+    due = decision_due(SUBMITTED, rule=rule, calendar=CAL, waits=[(start, None)], now=later)
+    assert due == datetime(2026, 3, 16, 9, tzinfo=SHANGHAI)
+
+
+def status(state: PermitState, due: datetime | None) -> PermitStatus:
+    """A ROAD_EXCAVATION permit in ``state`` due at ``due``."""
+    return {
+        "permit_id": "a:ROAD_EXCAVATION",
+        "application_id": "a",
+        "utility_id": "u",
+        "task_id": "t",
+        "project_code": "p",
+        "kind": "ROAD_EXCAVATION",
+        "department": "road",
+        "state": state,
+        "reason": None,
+        "reference": None,
+        "rule_id": None,
+        "due_at": due,
+        "occurred_at": SUBMITTED,
+        "reported_at": SUBMITTED,
+    }
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_only_an_undecided_permit_past_its_deadline_is_overdue(state: PermitState) -> None:
+    """Past due, SUBMITTED and ACCEPTED are overdue; decided ones and one waiting for 补正 are not."""
+    due = SUBMITTED + timedelta(days=3)
+    assert overdue(status(state, due), due + timedelta(seconds=1)) is (state in {"SUBMITTED", "ACCEPTED"})
+    assert overdue(status(state, due), due) is False
+    assert overdue(status(state, None), due + timedelta(days=30)) is False
+    assert ("COMMITTED" in DECIDED) is True
+
+
+def test_the_records_round_trip_through_avro() -> None:
+    """The application and a status encode and decode unchanged with the current schemas."""
+    codec = Codec.default()
+    application = parse()
+    assert codec.decode(codec.encode("PermitApplication", dict(application)))[1] == application
+    record = status("MORE_REQUIRED", SUBMITTED)
+    assert codec.decode(codec.encode("PermitStatus", dict(record)))[1] == record

@@ -1,0 +1,219 @@
+"""The permit intake: a utility files an external-works permit application with ``POST /v1/permits``.
+
+The same contract as the status callbacks (:mod:`connectors.status.callback`): the utility's bearer token, a
+JSON body in its declared charset, every answer JSON. Each accepted application becomes one Avro
+``PermitApplication`` on the permits topic, keyed by its id, durable before the 202; the id is a digest of the
+utility and its own ``application_no``, so a resent application is the same one (the approval system takes a
+permit once per id). A refused body is answered 4xx with ``{"error", "field"}`` *and* written, as it came, to
+the stage's dead-letter topic with the reason, so nothing a utility sent is lost from sight.
+
+Answers: 202 ``{"accepted", "application_id", "commitment_notice", "permits"}`` · 400 body not a JSON object ·
+401 missing or unknown token · 403 the body names another utility · 405 wrong method · 413 body too large · 415
+not JSON · 422 a field is missing, unknown or invalid (``field`` names it) · 503 Kafka unavailable, retry.
+"""
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.runtime.dlq import source_dead_letter
+from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, IntakeRoute, reject
+from connectors.runtime.interface import Output
+from connectors.runtime.metrics import Metrics
+from connectors.runtime.strict_json import JsonRefused, loads
+from connectors.runtime.trace_context import TRACEPARENT, child
+from routing.errors import DataError
+from routing.permits import PermitApplication, PermitKind, PermitPolicy, filings, parse_application
+from schemas import Codec
+
+log = structlog.get_logger(__name__)
+
+STAGE = "permit-intake"
+PATH = "/v1/permits"
+
+
+class PermitBody(BaseModel):
+    """An external-works permit application (001: 规划、道路挖掘（占用）、砍伐树木、占用绿地)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    application_no: str = Field(description="The utility's own number; resending it files nothing new.")
+    task_id: str = Field(description="The utility task the external works belong to.")
+    project_code: str = Field(description="The approval system's project code (项目代码).")
+    region_code: str = Field(description="6-digit GB/T 2260 division code of the works.")
+    kinds: list[PermitKind] = Field(description="The permits asked for, each filed with its department at once.")
+    pipe_length_m: float = Field(gt=0, description="External pipe length in metres (below 150 m in 郑州: 告知承诺).")
+    route: str = Field(description="The pipe's route (streets, from-to).")
+    filed_at: datetime = Field(description="When the utility filed it, with its UTC offset.")
+
+
+class PermitAccepted(BaseModel):
+    """The application is durable; ``permits`` says how each kind goes (submitted, or 告知承诺 recorded)."""
+
+    accepted: bool
+    application_id: str
+    commitment_notice: bool
+    permits: dict[str, str]
+
+
+ROUTE = IntakeRoute(
+    path=PATH,
+    summary="File an external-works permit application with the approval system's departments",
+    body=PermitBody,
+    accepted=PermitAccepted,
+    refusals={
+        400: "The body is not a JSON object.",
+        401: "Missing or unknown bearer token.",
+        403: "The body names another utility.",
+        413: "Body larger than max_body_bytes.",
+        415: "Not application/json, or an unknown charset.",
+        422: "A field is missing, unknown or invalid (field names it); the body is dead-lettered with the reason.",
+        503: "Kafka unavailable; retry after Retry-After.",
+    },
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PermitIntakeHandler:
+    """Turns a utility's application into a ``PermitApplication``; an :class:`IntakeHandler`.
+
+    Args:
+        tokens: Bearer token → the utility id it authenticates (the utilities' callback tokens).
+        topic: The permits topic.
+        dlq_topic: Where refused bodies go, with their reason.
+        policy: deploy/config/permits.yaml.
+        clock: Gives ``ingested_at`` (UTC).
+    """
+
+    stage = STAGE
+    routes = (ROUTE,)
+
+    def __init__(
+        self,
+        *,
+        tokens: Mapping[str, str],
+        topic: str,
+        dlq_topic: str,
+        policy: PermitPolicy,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        if any(not token.strip() for token in tokens):
+            message = "a permit-intake token must not be empty"
+            raise ValueError(message)
+        self._utilities = {_digest(token): utility for token, utility in tokens.items()}
+        self._topic = topic
+        self._dlq_topic = dlq_topic
+        self._policy = policy
+        self._clock = clock
+        self._codec = Codec.default()
+
+    def handle(self, request: IntakeRequest) -> IntakeResponse:
+        """Answer one request (never raises for bad input)."""
+        utility = self._utility_of(request)
+        if isinstance(utility, IntakeResponse):
+            return utility
+        payload = self._json_object(request, utility)
+        if isinstance(payload, IntakeResponse):
+            return payload
+        claimed = payload.pop("utility_id", utility)
+        if claimed != utility:
+            reason = f"utility_id: the token files for {utility!r}, not {str(claimed)[:40]!r}"
+            return reject(403, reason, field="utility_id")
+        try:
+            application = parse_application(
+                payload, utility_id=utility, policy=self._policy, source=STAGE, now=self._clock()
+            )
+        except DataError as exc:
+            return self._refuse(request, utility, exc, 422)
+        return self._accepted(application)
+
+    def _utility_of(self, request: IntakeRequest) -> str | IntakeResponse:
+        """The utility the request's token authenticates, or the 404/405/401/415 answer."""
+        if request.path != PATH:
+            return reject(404, f"no such resource: {request.path[:200]}")
+        if request.method != "POST":
+            return IntakeResponse(405, {"error": "use POST"}, headers=(("Allow", "POST"),))
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        utility = self._utilities.get(_digest(token.strip())) if scheme.lower() == "bearer" else None
+        if utility is None:
+            return IntakeResponse(
+                401, {"error": "missing or unknown bearer token"}, headers=(("WWW-Authenticate", "Bearer"),)
+            )
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return reject(415, "Content-Type must be application/json")
+        return utility
+
+    def _json_object(self, request: IntakeRequest, utility: str) -> dict[str, Any] | IntakeResponse:
+        """The body as a JSON object, or the refusal (with its dead letter) saying why not."""
+        try:
+            payload = loads(request.body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return self._refuse(request, utility, DataError("", "the body is not valid utf-8"), 400)
+        except JsonRefused as exc:
+            return self._refuse(request, utility, DataError(exc.field or "", exc.reason), exc.status)
+        if not isinstance(payload, dict):
+            return self._refuse(request, utility, DataError("", "the body must be a JSON object"), 400)
+        return payload
+
+    def _accepted(self, application: PermitApplication) -> IntakeResponse:
+        """The 202, with the application to store."""
+        key = application["application_id"].encode()
+        value = self._codec.encode("PermitApplication", dict(application))
+        utility = application["utility_id"]
+        headers = (("ubridge.source", STAGE.encode()), ("ubridge.utility", utility.encode()))
+        plan = {f.kind: "COMMITTED" if f.commitment else f.department.code for f in filings(application, self._policy)}
+        log.info("permit_filed", stage=STAGE, utility=utility, application_id=application["application_id"])
+        return IntakeResponse(
+            202,
+            {
+                "accepted": True,
+                "application_id": application["application_id"],
+                "commitment_notice": application["commitment_notice"],
+                "permits": plan,
+            },
+            outputs=(Output(self._topic, key, value, headers),),
+        )
+
+    def _refuse(self, request: IntakeRequest, utility: str, error: DataError, status: int) -> IntakeResponse:
+        """The 4xx answer, carrying the body's dead letter for the intake to store."""
+        letter = source_dead_letter(
+            error,
+            stage=STAGE,
+            topic=self._dlq_topic,
+            key=utility.encode(),
+            value=request.body,
+            where=utility,
+            now=self._clock(),
+        )
+        extra: dict[str, Any] = {"field": error.field} if error.field else {}
+        return IntakeResponse(status, {"error": str(error), **extra}, outputs=(letter,))
+
+
+class PermitIntake(HttpIntake):
+    """An :class:`HttpIntake` that also stores the dead letters of the requests it refuses."""
+
+    def __init__(self, handler: PermitIntakeHandler, *, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(handler, metrics=metrics, **kwargs)
+        self._permit_metrics = metrics
+
+    def answer(self, request: IntakeRequest) -> IntakeResponse:
+        """As :meth:`HttpIntake.answer`; a refusal's dead letter is made durable before the 4xx is sent."""
+        response = super().answer(request)
+        if response.status < 400 or not response.outputs:  # noqa: PLR2004 - HTTP classes
+            return response
+        failed = self._store(response.outputs, child(request.headers.get(TRACEPARENT)))
+        if failed is not None:  # the sender retries; its request is not lost from sight
+            return failed
+        self._permit_metrics.records_dead_lettered.labels(STAGE, "DataError").inc(len(response.outputs))
+        return IntakeResponse(response.status, response.body, headers=response.headers)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
