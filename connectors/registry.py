@@ -39,6 +39,16 @@ from connectors.payments.gateway import build_payment_gateway
 from connectors.payments.pull_source import PaymentPullSource
 from connectors.payments.stage import STAGE as PAYMENTS
 from connectors.payments.wiring import build_payment_delivery
+from connectors.permits.follower import STAGE as PERMIT_FOLLOWER
+from connectors.permits.intake import STAGE as PERMIT_INTAKE
+from connectors.permits.notices import STAGE as PERMIT_NOTICES
+from connectors.permits.submitter import STAGE as PERMIT_SUBMITTER
+from connectors.permits.wiring import (
+    build_permit_follower,
+    build_permit_intake,
+    build_permit_notices,
+    build_permit_submitter,
+)
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.runtime.compacted import CompactedReader
@@ -142,6 +152,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     # the 12345 loop (connectors/complaints): visits and closes in, the 清零 ledger (compacted, key order id), 督办 out
     specs += [spec("hotline_return_visits", partitions), spec("complaints_closes", partitions)]
     specs += [spec("complaints_ledger", partitions, compacted=True), spec("complaints_escalations", partitions)]
+    if settings.permits is not None and settings.permits.enabled:
+        specs += [spec("permits", partitions), spec("permit_status", partitions)]
     dlq = [s.name for s in stage_specs(settings) if s.dead_letters]
     specs += [spec("dlq", 1, name=settings.dlq_topic(stage)) for stage in dlq]
     return specs
@@ -190,6 +202,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(ApplicationRouter.stage, _application_router, weight=_TRANSFORM))
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     specs += _payment_specs(settings)
+    specs += _permit_specs(settings)
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
         specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
@@ -220,6 +233,20 @@ def _payment_specs(settings: Settings) -> list[StageSpec]:
             specs.append(StageSpec(payments.gateway.name, _payment_gateway, dead_letters=False, pausable=False))
         specs.append(StageSpec(PAYMENTS, _payment_delivery))
     return specs
+
+
+def _permit_specs(settings: Settings) -> list[StageSpec]:
+    """The external-works permit stages (connectors/permits), when ``permits:`` is configured."""
+    permits = settings.permits
+    if permits is None or not permits.enabled:
+        return []
+    return [
+        StageSpec(PERMIT_INTAKE, _permit_intake, pausable=False),
+        StageSpec(PERMIT_SUBMITTER, _permit_submitter),
+        # it follows every permit at the approval system: one process at a time
+        StageSpec(PERMIT_FOLLOWER, _leased(PERMIT_FOLLOWER, _permit_follower)),
+        StageSpec(PERMIT_NOTICES, _permit_notices),
+    ]
 
 
 def _hotline_specs(settings: Settings) -> list[StageSpec]:
@@ -380,6 +407,22 @@ def _payments_pull(ctx: Context) -> Runnable:
     topic, dlq = ctx.settings.topic("payments"), ctx.settings.dlq_topic(config.name)
     source = PaymentPullSource(config, topic=topic, dlq_topic=dlq, codec=ctx.codec)
     return _source_runner(ctx, source, poll_interval_s=config.poll_interval_s, retry=config.retry)
+
+
+def _permit_intake(ctx: Context) -> Runnable:
+    return build_permit_intake(ctx.settings, metrics=ctx.metrics, stop=ctx.stop)
+
+
+def _permit_submitter(ctx: Context) -> Runnable:
+    return _loop(ctx, build_permit_submitter(ctx.settings, metrics=ctx.metrics, stop=ctx.stop))
+
+
+def _permit_follower(ctx: Context) -> Runnable:
+    return _loop(ctx, build_permit_follower(ctx.settings, metrics=ctx.metrics))
+
+
+def _permit_notices(ctx: Context) -> Runnable:
+    return _loop(ctx, build_permit_notices(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec))
 
 
 def _payment_delivery(ctx: Context) -> Runnable:

@@ -39,6 +39,7 @@ from connectors.config_paths import ConfigPath
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.hotline.settings import HotlinePushSettings
 from connectors.payments.settings import PaymentSettings
+from connectors.permits.settings import PermitSettings
 from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.retention import RetentionSettings
 
@@ -510,6 +511,7 @@ class Settings(_Strict):
     acl: AclSettings | None = None
     schema_registry: SchemaRegistrySettings | None = None
     payments: PaymentSettings | None = None
+    permits: PermitSettings | None = None
 
     @model_validator(mode="after")
     def _acl_utilities_configured(self) -> "Settings":

@@ -10,22 +10,14 @@ Example::
 """
 
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.aishandong.settings import SHIPPED_RULES, AishandongGatewaySettings
 from connectors.config_paths import ConfigPath
+from connectors.runtime.peer_post import BoundedRetry, http_url, http_urls, on_origin
 
 PAYMENTS_PATH = "/v1/payments"
-
-
-def _http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        message = f"must be an http(s) URL, not {url!r}"
-        raise ValueError(message)
-    return url
 
 
 class _Strict(BaseModel):
@@ -40,17 +32,6 @@ class PaymentGatewaySettings(AishandongGatewaySettings):
     max_body_bytes: Annotated[int, Field(ge=1)] = 16_384
 
 
-class PaymentRetry(_Strict):
-    """Bounded retries: a payment whose peer stays down goes to the dead-letter topic, never holding the others."""
-
-    initial_backoff_s: Annotated[float, Field(gt=0)] = 0.2
-    max_backoff_s: Annotated[float, Field(gt=0)] = 30.0
-    max_retry_after_s: Annotated[float, Field(gt=0)] = 60.0
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
-        8, description="Attempts per peer (utility, then 爱山东) before the payment is dead-lettered with the reason."
-    )
-
-
 class AcknowledgementSettings(_Strict):
     """爱山东's endpoint for the utility's receipts (入账回执): ``POST`` with a bearer token."""
 
@@ -58,7 +39,7 @@ class AcknowledgementSettings(_Strict):
     token: SecretStr
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
-    _url = field_validator("url")(_http_url)
+    _url = field_validator("url")(http_url)
 
 
 class PaymentSettings(_Strict):
@@ -72,24 +53,14 @@ class PaymentSettings(_Strict):
         description="Utility id → its payments endpoint; absent: the origin of its task endpoint + /v1/payments.",
     )
     max_in_flight: Annotated[int, Field(ge=1, le=64)] = 8
-    retry: PaymentRetry = PaymentRetry()
+    retry: BoundedRetry = BoundedRetry()
     rules: ConfigPath = Field(
         SHIPPED_RULES, description="The form's service words (aishandong.yaml); the shipped file if absent."
     )
 
-    @field_validator("endpoints")
-    @classmethod
-    def _urls(cls, endpoints: dict[str, str]) -> dict[str, str]:
-        for utility, url in endpoints.items():
-            try:
-                _http_url(url)
-            except ValueError as exc:
-                message = f"{utility}: {exc}"
-                raise ValueError(message) from exc
-        return endpoints
+    _endpoints = field_validator("endpoints")(http_urls)
 
 
 def payments_endpoint(task_endpoint: str) -> str:
     """The default payments endpoint of a utility: its task endpoint's origin + ``/v1/payments``."""
-    parts = urlsplit(task_endpoint)
-    return f"{parts.scheme}://{parts.netloc}{PAYMENTS_PATH}"
+    return on_origin(task_endpoint, PAYMENTS_PATH)

@@ -35,10 +35,10 @@ from typing import Any, Final, cast
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors.payments.client import PaymentPoster
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import Delivered, Outcome, outcome_of
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import PeerPoster
 from routing.errors import DataError
 from routing.payments import Payment, check_repeat, utility_of, yuan
 from routing.service_areas import ServiceAreaTable
@@ -57,7 +57,7 @@ class Target:
     """Where a utility's payments go."""
 
     url: str
-    poster: PaymentPoster
+    poster: PeerPoster
 
 
 def utility_body(payment: Payment, utility_id: str) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class PaymentDelivery:
         areas: ServiceAreaTable,
         targets: Mapping[str, Target],
         acknowledgement_url: str,
-        acknowledger: PaymentPoster,
+        acknowledger: PeerPoster,
         codec: Codec,
         metrics: Metrics,
         max_in_flight: int = 8,

@@ -2,10 +2,10 @@
 
 import threading
 
-from connectors.payments.client import PaymentPoster
 from connectors.payments.settings import payments_endpoint
 from connectors.payments.stage import ACK_PEER, PaymentDelivery, Target
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import PeerPoster
 from connectors.settings import Settings
 from routing.service_areas import load_service_areas
 from schemas import Codec
@@ -20,12 +20,13 @@ def build_payment_delivery(
     targets = {
         utility.id: Target(
             url=config.endpoints.get(utility.id, payments_endpoint(utility.endpoint)),
-            poster=PaymentPoster(
+            poster=PeerPoster(
                 utility.id,
                 token=utility.auth.token,
                 timeout_s=utility.timeout_s,
+                subject="payment",
                 retry=config.retry,
-                metrics=metrics,
+                retries=metrics.payment_retries,
                 stop=stop,
             ),
         )
@@ -37,8 +38,14 @@ def build_payment_delivery(
         areas=load_service_areas(settings.routing.service_areas),
         targets=targets,
         acknowledgement_url=ack.url,
-        acknowledger=PaymentPoster(
-            ACK_PEER, token=ack.token, timeout_s=ack.timeout_s, retry=config.retry, metrics=metrics, stop=stop
+        acknowledger=PeerPoster(
+            ACK_PEER,
+            subject="payment",
+            token=ack.token,
+            timeout_s=ack.timeout_s,
+            retry=config.retry,
+            retries=metrics.payment_retries,
+            stop=stop,
         ),
         codec=codec,
         metrics=metrics,

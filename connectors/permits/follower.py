@@ -94,15 +94,28 @@ class PermitFollower:
         )
 
     def learn(self, statuses: Iterable[PermitStatus]) -> None:
-        """Take statuses read from the topic (at start-up, or in the loop) into the followed permits."""
+        """Take statuses read from the topic (at start-up, or in the loop) into the followed permits.
+
+        A status is taken only when it is a move by the rules (:func:`routing.permits.advance`): the topic is
+        at least once, so a repeat, or a submission replayed after the department had moved, changes nothing.
+        """
         for status in statuses:
             followed = self._permits.get(status["permit_id"])
             if followed is None:
                 self._permits[status["permit_id"]] = Followed(status, status["occurred_at"])
                 continue
-            if status["occurred_at"] >= followed.status["occurred_at"] and status["state"] != followed.status["state"]:
-                _track_wait(followed, followed.status["state"], status["state"], status["occurred_at"])
+            current = followed.status["state"]
+            try:
+                moved = advance(current, status["state"])
+            except DataError:
+                moved = False
+            if moved:
+                _track_wait(followed, current, status["state"], status["occurred_at"])
                 followed.status = status
+
+    def followed(self) -> list[Followed]:
+        """Every permit known, decided or not, in the order first seen."""
+        return list(self._permits.values())
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """Learn the statuses read; a record that is not a ``PermitStatus`` is a ``DataError``."""
@@ -194,8 +207,8 @@ def _track_wait(followed: Followed, current: PermitState, new: PermitState, at: 
         followed.waits[-1] = (followed.waits[-1][0], at)
 
 
-def catch_up(consumer: KafkaConsumer, topic: str, follower: PermitFollower) -> None:
-    """Read the whole permit-status topic into ``follower`` (the consumer is unsubscribed, without a group)."""
+def read_statuses(consumer: KafkaConsumer, topic: str) -> Iterator[PermitStatus]:
+    """Every status on the permit-status topic, from its start to its end now (the consumer has no group)."""
     codec = Codec.default()
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(partitions)
@@ -205,6 +218,11 @@ def catch_up(consumer: KafkaConsumer, topic: str, follower: PermitFollower) -> N
         for records in consumer.poll(timeout_ms=1000).values():
             for record in records:
                 try:
-                    follower.learn([cast("PermitStatus", codec.decode_as("PermitStatus", record.value))])
+                    yield cast("PermitStatus", codec.decode_as("PermitStatus", record.value))
                 except DataError as exc:
-                    log.warning("permit_status_unreadable", stage=STAGE, offset=record.offset, reason=str(exc))
+                    log.warning("permit_status_unreadable", offset=record.offset, reason=str(exc))
+
+
+def catch_up(consumer: KafkaConsumer, topic: str, follower: PermitFollower) -> None:
+    """Read the whole permit-status topic into ``follower`` (the consumer is unsubscribed, without a group)."""
+    follower.learn(read_statuses(consumer, topic))

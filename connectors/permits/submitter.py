@@ -7,13 +7,19 @@ region's short-pipe rule exempts is recorded as 告知承诺 (``COMMITTED``) wit
 ``PermitStatus`` on the permit-status topic (``SUBMITTED`` with the department's deadline in working days, or
 ``COMMITTED``), which the follower (:mod:`connectors.permits.follower`) takes from there.
 
+A permit is published once: the submitter knows the permits already on the status topic (read at start-up,
+then every one it publishes), and a resent application, or one replayed after a crash, files only the permits
+it does not know; so the topic never shows a submission after the department's answer. A permit posted but not
+yet published when the process died is posted again (the approval system answers a repeat with the permit it
+has) and published then.
+
 Posts are retried a bounded number of times (:mod:`connectors.payments.client`'s rules: 408, 429, 5xx and
 transport errors with backoff; any other 4xx is final). An application one of whose departments refuses the
 filing, or stays unreachable, is dead-lettered with the reason and the others go on; the approval system takes
 a permit once per id, so a replay from the dead-letter topic files nothing twice.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -21,9 +27,9 @@ from typing import Any, Final, cast
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors.payments.client import PaymentPoster
 from connectors.runtime.interface import Delivered, Outcome, Output, outcome_of
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import PeerPoster
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
 from routing.permits import (
@@ -61,6 +67,7 @@ class PermitSubmitter:
         calendar: The working calendar of the departments' deadlines.
         metrics: Process metrics.
         task_status_topic: Where the task's EXTERNAL_WORKS report goes (the task-status topic; None: nowhere).
+        published: The permit ids already on the status topic (:func:`connectors.permits.follower.read_statuses`).
         clock: The submission instant (UTC).
     """
 
@@ -72,11 +79,12 @@ class PermitSubmitter:
         input_topic: str,
         status_topic: str,
         approval_url: str,
-        poster: PaymentPoster,
+        poster: PeerPoster,
         policy: PermitPolicy,
         calendar: WorkingCalendar,
         metrics: Metrics,
         task_status_topic: str | None = None,
+        published: Iterable[str] = (),
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.input_topics = (input_topic,)
@@ -88,6 +96,7 @@ class PermitSubmitter:
         self._metrics = metrics
         self._task_status_topic = task_status_topic
         self._clock = clock
+        self._published = set(published)
         self._codec = Codec.default()
         self._pool = ThreadPoolExecutor(max_workers=len(policy.departments), thread_name_prefix=STAGE)
 
@@ -104,10 +113,10 @@ class PermitSubmitter:
     def _file(self, record: ConsumerRecord) -> Delivered:
         application = cast("PermitApplication", self._codec.decode_as("PermitApplication", record.value))
         now = self._clock()
-        futures = [
-            self._pool.submit(self._one, application, filing, now) for filing in filings(application, self._policy)
-        ]
+        new = [f for f in filings(application, self._policy) if f.permit_id not in self._published]
+        futures = [self._pool.submit(self._one, application, filing, now) for filing in new]
         statuses = [future.result() for future in futures]  # a DataError of any department fails the record
+        self._published.update(f.permit_id for f in new)
         key = application["application_id"].encode()
         outputs = [Output(self._status_topic, key, self._codec.encode("PermitStatus", dict(s))) for s in statuses]
         if self._task_status_topic is not None and any(s["state"] == "SUBMITTED" for s in statuses):
@@ -117,7 +126,13 @@ class PermitSubmitter:
         for status in statuses:
             label = COMMITMENT if status["state"] == "COMMITTED" else status["department"]
             self._metrics.permits_filed.labels(label).inc()
-        log.info("permits_filed", stage=STAGE, application_id=application["application_id"], permits=len(statuses))
+        log.info(
+            "permits_filed",
+            stage=STAGE,
+            application_id=application["application_id"],
+            permits=len(statuses),
+            already_filed=len(filings(application, self._policy)) - len(new),
+        )
         return Delivered(outputs=outputs)
 
     def _one(self, application: PermitApplication, filing: Filing, now: datetime) -> PermitStatus:

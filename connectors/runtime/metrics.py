@@ -197,6 +197,12 @@ class Metrics:
             ["department", "state"],
             registry=registry,
         )
+        self.permit_retries = Counter(
+            "ubridge_permit_retries_total",
+            "Retried permit posts, by peer (the approval system, or a utility told of a permit's state) and reason.",
+            ["peer", "reason"],
+            registry=registry,
+        )
         self.permits_overdue = Gauge(
             "ubridge_permits_overdue",
             "Permits undecided past the department's deadline (001: 3个工作日内办结), by department.",

@@ -4,7 +4,8 @@ Contract (mounted on :class:`simulators.approval.ApprovalSimulator`, same bearer
 
 - ``POST /api/v1/permits`` with ``{"permit_id", "department", "kind", "project_code", "utility_id",
   "pipe_length_m", "route"}``: 201 ``{"permit_id", "reference", "state": "SUBMITTED"}`` the first time, 200 with
-  the same answer for a repeat of the same ``permit_id`` (idempotent); 400 when a field is missing, 404 for an
+  the permit as it stands (its current state) for a repeat of the same ``permit_id``, as a real desk answers a
+  resubmission (idempotent); 400 when a field is missing, 404 for an
   unknown department, 401 on a bad token.
 - ``GET /api/v1/permits/status?permit_id=X``: 200 ``{"permit_id", "reference", "state", "reason",
   "updated_at"}``; 404 unknown permit. Each read takes the department's next scripted step, if any, so a
@@ -141,7 +142,7 @@ class PermitDesks:
                     "script": [list(step) for step in self._scripts.get(department, _DEFAULT_SCRIPT)],
                 }
                 self._permits[permit_id] = permit
-            answer = {"permit_id": permit_id, "reference": permit["reference"], "state": "SUBMITTED"}
+            answer = {"permit_id": permit_id, "reference": permit["reference"], "state": permit["state"]}
         return json_response(status, answer)
 
     def _status(self, request: Request) -> Response:

@@ -24,6 +24,8 @@ Contract:
   ``GET /v1/task-status?cursor=<n>&limit=<m>`` → ``{"statuses": [{"seq", "task_id", "stage", "occurred_at",
   "pipe_length_m"?, "reason"?, "detail"?}], "next_cursor", "has_more"}`` and, when a callback URL is set,
   POSTed to ``{callback_url}/v1/tasks/{task_id}/status``. The feed is never faulted.
+- ``POST /v1/payments`` (:mod:`simulators.utility.payments`) and ``POST /v1/permits/status``
+  (:mod:`simulators.utility.permits`): the billing desk and the permit states ubridge tells the utility.
 
 Example:
     >>> simulator = UtilitySimulator("yantai-water", token="T")
@@ -54,6 +56,7 @@ from simulators._http import (
     unauthorized,
 )
 from simulators.utility.payments import PAYMENTS_PATH, PaymentBook
+from simulators.utility.permits import NOTICES_PATH, PermitNoticeBook
 from simulators.utility.progress import Progression, StatusReport
 
 TASKS_PATH = "/v1/tasks"
@@ -129,6 +132,7 @@ class UtilitySimulator:
         self._faults = FaultPlan(seed)
         self._progress = Progression(utility_id, seed=seed)
         self.payments = PaymentBook(utility_id, token=token, seed=seed)  # POST /v1/payments
+        self.permits = PermitNoticeBook(utility_id, token=token, seed=seed)  # POST /v1/permits/status
         self._http = JsonHttpServer(self._handle, host=host, port=port)
         self._routes = {
             ("POST", TASKS_PATH): self._receive,
@@ -139,6 +143,9 @@ class UtilitySimulator:
             ("POST", PAYMENTS_PATH): self.payments.receive,
             ("GET", "/_sim/payments"): self.payments.listing,
             ("POST", "/_sim/payment-faults"): self.payments.faults_route,
+            ("POST", NOTICES_PATH): self.permits.receive,
+            ("GET", "/_sim/permit-notices"): self.permits.listing,
+            ("POST", "/_sim/permit-faults"): self.permits.faults_route,
             ("POST", "/_sim/progress"): self._progress_route,
             ("GET", "/_sim/progress"): lambda _: json_response(
                 200, {"settings": self._progress.settings(), **self._progress.counts()}

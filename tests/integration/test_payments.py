@@ -13,14 +13,14 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from connectors.app import App
-from connectors.payments.client import PaymentPoster
 from connectors.payments.gateway import build_payment_gateway
-from connectors.payments.settings import PAYMENTS_PATH, PaymentGatewaySettings, PaymentRetry
+from connectors.payments.settings import PAYMENTS_PATH, PaymentGatewaySettings
 from connectors.payments.stage import ACK_PEER, PaymentDelivery, Target
 from connectors.runtime.dlq import error_context
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.logs import configure_logging
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import BoundedRetry, PeerPoster
 from connectors.runtime.stage import StageLoop
 from connectors.settings import KafkaSettings
 from routing.service_areas import load_service_areas
@@ -37,7 +37,7 @@ TOKEN = "utility-token"
 RECEIPT_TOKEN = "aishandong-receipts"
 CODEC = Codec.default()
 UTILITIES = ("yantai-water", "yantai-gas", "yantai-heat")
-RETRY = PaymentRetry(initial_backoff_s=0.05, max_backoff_s=0.3, max_retry_after_s=0.5, max_attempts=10)
+RETRY = BoundedRetry(initial_backoff_s=0.05, max_backoff_s=0.3, max_retry_after_s=0.5, max_attempts=10)
 
 
 @dataclass
@@ -74,8 +74,16 @@ def pipeline(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Pipeline]:
         stop=stop,
     )
 
-    def poster(peer: str, token: str) -> PaymentPoster:
-        return PaymentPoster(peer, token=SecretStr(token), timeout_s=5, retry=RETRY, metrics=metrics, stop=stop)
+    def poster(peer: str, token: str) -> PeerPoster:
+        return PeerPoster(
+            peer,
+            subject="payment",
+            token=SecretStr(token),
+            timeout_s=5,
+            retry=RETRY,
+            retries=metrics.payment_retries,
+            stop=stop,
+        )
 
     delivery = PaymentDelivery(
         input_topic=payments,

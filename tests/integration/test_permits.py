@@ -10,35 +10,37 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
-from connectors.payments.client import PaymentPoster
-from connectors.payments.settings import PaymentRetry
-from connectors.permits.follower import PermitFollower, catch_up
-from connectors.permits.intake import PATH, PermitIntake, PermitIntakeHandler
-from connectors.permits.submitter import PermitSubmitter
+from connectors.permits.follower import STAGE as PERMIT_FOLLOWER
+from connectors.permits.intake import PATH
+from connectors.permits.intake import STAGE as PERMIT_INTAKE
+from connectors.permits.notices import STAGE as PERMIT_NOTICES
+from connectors.permits.submitter import STAGE as PERMIT_SUBMITTER
+from connectors.permits.wiring import (
+    build_permit_follower,
+    build_permit_intake,
+    build_permit_notices,
+    build_permit_submitter,
+)
 from connectors.runtime.dlq import error_context
-from connectors.runtime.http_intake import intake_producer
-from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import BoundedRetry
 from connectors.runtime.stage import StageLoop
-from connectors.settings import KafkaSettings
-from routing.calendar import load_calendar
-from routing.permits import application_id, load_policy
+from routing.permits import application_id
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
-from tests.support import read_topic, wait_until
+from simulators.utility import UtilitySimulator
+from tests.support import read_topic, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).parents[2] / "deploy" / "config"
-POLICY = load_policy(CONFIG / "permits.yaml")
-CALENDAR = load_calendar(CONFIG / "calendar.yaml")
 CODEC = Codec.default()
-TOKEN = "zz-water-token"
+UTILITY = "zhengzhou-water"
+TOKEN = "zz-water-callback-token"
 APPROVAL_TOKEN = "approval-token"
-RETRY = PaymentRetry(initial_backoff_s=0.05, max_backoff_s=0.2, max_retry_after_s=0.2, max_attempts=4)
+RETRY = BoundedRetry(initial_backoff_s=0.05, max_backoff_s=0.2, max_retry_after_s=0.2, max_attempts=4)
 
 
 @dataclass
@@ -49,76 +51,55 @@ class Bridge:
     task_status: str
     dlq_intake: str
     dlq_submitter: str
+    dlq_notices: str
     approval: ApprovalSimulator
+    utility: UtilitySimulator
     metrics: Metrics
 
 
 @pytest.fixture
 def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
-    """The intake, the submitter and the follower on the broker, against a simulated approval system."""
-    kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique_prefix)
-    permits, status = f"{unique_prefix}ubridge.permits.v1", f"{unique_prefix}ubridge.permit-status.v1"
-    task_status = f"{unique_prefix}ubridge.task-status.v1"
-    dlq_intake = f"{unique_prefix}ubridge.dlq.permit-intake.v1"
-    dlq_submitter = f"{unique_prefix}ubridge.dlq.permit-submitter.v1"
-    dlq_follower = f"{unique_prefix}ubridge.dlq.permit-follower.v1"
-    topics = [TopicSpec(permits, 2), TopicSpec(status, 2), TopicSpec(task_status, 2)] + [
-        TopicSpec(t, 1) for t in (dlq_intake, dlq_submitter, dlq_follower)
-    ]
-    ensure_topics(kafka, topics)
+    """The four permit stages as ``ubridge run`` builds them, against simulated departments and utility."""
     approval = ApprovalSimulator(token=APPROVAL_TOKEN)
     approval_url = approval.start()
+    utility = UtilitySimulator(UTILITY, token=f"token-{UTILITY}")
+    utility_url = utility.start()
+    settings = settings_for(
+        kafka_bootstrap,
+        unique_prefix,
+        utilities=[utility_config(UTILITY, utility_url, callback_token=TOKEN)],
+        permits={
+            "intake": {"port": 0},
+            "approval": {"url": approval_url, "token": APPROVAL_TOKEN, "timeout_s": 5},
+            "calendar": str(CONFIG / "calendar.yaml"),
+            "poll_interval_s": 0.2,
+            "retry": RETRY.model_dump(),
+        },
+    )
+    # one partition of permits: the submitter takes applications in the order they were filed
+    topics = [TopicSpec(settings.topic("permits"), 1)] + [
+        TopicSpec(settings.topic(name), 2) for name in ("permit_status", "task_status")
+    ]
+    stages = (PERMIT_SUBMITTER, PERMIT_FOLLOWER, PERMIT_NOTICES, PERMIT_INTAKE)
+    ensure_topics(settings.kafka, topics + [TopicSpec(settings.dlq_topic(stage), 1) for stage in stages])
     metrics = Metrics(CollectorRegistry())
     stop = threading.Event()
-    limits = IntakeLimits()
-    handler = PermitIntakeHandler(tokens={TOKEN: "zhengzhou-water"}, topic=permits, dlq_topic=dlq_intake, policy=POLICY)
-    intake = PermitIntake(
-        handler,
-        host="127.0.0.1",
-        port=0,
-        producer=intake_producer(kafka, limits),
-        metrics=metrics,
-        stop=stop,
-        max_body_bytes=65536,
-        limits=limits,
+    intake = build_permit_intake(settings, metrics=metrics, stop=stop)
+    processors = (
+        build_permit_submitter(settings, metrics=metrics, stop=stop),
+        build_permit_follower(settings, metrics=metrics),
+        build_permit_notices(settings, metrics=metrics, stop=stop, codec=CODEC),
     )
-    poster = PaymentPoster(
-        "approval", token=SecretStr(APPROVAL_TOKEN), timeout_s=5, retry=RETRY, metrics=metrics, stop=stop
-    )
-    submitter = PermitSubmitter(
-        input_topic=permits,
-        status_topic=status,
-        approval_url=approval_url,
-        poster=poster,
-        policy=POLICY,
-        calendar=CALENDAR,
-        metrics=metrics,
-        task_status_topic=task_status,
-    )
-    follower = PermitFollower(
-        status_topic=status,
-        approval_url=approval_url,
-        token=SecretStr(APPROVAL_TOKEN),
-        policy=POLICY,
-        calendar=CALENDAR,
-        metrics=metrics,
-        poll_interval_s=0.2,
-    )
-    reader = make_consumer(kafka, group_id=None)
-    try:
-        catch_up(reader, status, follower)
-    finally:
-        reader.close()
     loops = [
         StageLoop(
             processor,
-            consumer=make_consumer(kafka, group_id=f"{unique_prefix}{processor.stage}"),
-            producer=make_producer(kafka),
-            dlq_topic=dlq,
+            consumer=make_consumer(settings.kafka, group_id=f"{unique_prefix}{processor.stage}"),
+            producer=make_producer(settings.kafka),
+            dlq_topic=settings.dlq_topic(processor.stage),
             metrics=metrics,
             stop=stop,
         )
-        for processor, dlq in ((submitter, dlq_submitter), (follower, dlq_follower))
+        for processor in processors
     ]
     threads = [threading.Thread(target=intake.run, daemon=True)] + [
         threading.Thread(target=loop.run, daemon=True) for loop in loops
@@ -128,12 +109,14 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
     wait_until(lambda: intake.state.ready, timeout_s=30, what="the intake listening")
     yield Bridge(
         f"http://127.0.0.1:{intake.port}{PATH}",
-        permits,
-        status,
-        task_status,
-        dlq_intake,
-        dlq_submitter,
+        settings.topic("permits"),
+        settings.topic("permit_status"),
+        settings.topic("task_status"),
+        settings.dlq_topic(PERMIT_INTAKE),
+        settings.dlq_topic(PERMIT_SUBMITTER),
+        settings.dlq_topic(PERMIT_NOTICES),
         approval,
+        utility,
         metrics,
     )
     stop.set()
@@ -141,6 +124,7 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
         thread.join(timeout=20)
         assert not thread.is_alive()
     approval.stop()
+    utility.stop()
 
 
 def file(bridge: Bridge, body: dict[str, Any] | bytes, *, token: str = TOKEN) -> tuple[int, dict[str, Any]]:
@@ -289,3 +273,48 @@ def test_a_bad_body_and_a_bad_token_are_refused(kafka_bootstrap: str, bridge: Br
     assert file(bridge, application("E-1"), token="wrong")[0] == 401
     assert len(read_topic(kafka_bootstrap, bridge.dlq_intake)) == 1
     assert read_topic(kafka_bootstrap, bridge.permits) == []
+
+
+def test_a_resend_after_the_decision_files_nothing_and_the_utility_is_told_each_state_once(
+    kafka_bootstrap: str, bridge: Bridge
+) -> None:
+    """Granted, then resent: no new submission on the topic; the utility got SUBMITTED, ACCEPTED, GRANTED once."""
+    assert file(bridge, application("F-1", kinds=("ROAD_OCCUPATION",)))[0] == 202
+    permit = f"{application_id(UTILITY, 'F-1')}:ROAD_OCCUPATION"
+    wait_until(
+        lambda: states(kafka_bootstrap, bridge).get(permit, [])[-1:] == [("GRANTED", None)],
+        timeout_s=60,
+        what="F-1 granted",
+    )
+    assert file(bridge, application("F-1", kinds=("ROAD_OCCUPATION",)))[0] == 202
+    # applications are taken in order (one partition): once F-2 is filed, the resend of F-1 was handled
+    assert file(bridge, application("F-2", kinds=("GREEN_SPACE",)))[0] == 202
+    later = f"{application_id(UTILITY, 'F-2')}:GREEN_SPACE"
+    wait_until(lambda: later in states(kafka_bootstrap, bridge), timeout_s=60, what="F-2 filed")
+    assert states(kafka_bootstrap, bridge)[permit] == [("SUBMITTED", None), ("ACCEPTED", None), ("GRANTED", None)]
+    assert [p["permit_id"] for p in bridge.approval.permits.permits()].count(permit) == 1
+    wait_until(
+        lambda: bridge.utility.permits.states().get(permit) == ["SUBMITTED", "ACCEPTED", "GRANTED"],
+        timeout_s=60,
+        what="the utility told of each state",
+    )
+    (granted,) = [n for n in bridge.utility.permits.notices() if n["permit_id"] == permit and n["state"] == "GRANTED"]
+    assert (granted["department"], granted["kind"], granted["task_id"]) == ("traffic", "ROAD_OCCUPATION", "task-F-1")
+
+
+def test_a_utility_refusing_notices_gets_them_dead_lettered_and_the_others_go_on(
+    kafka_bootstrap: str, bridge: Bridge
+) -> None:
+    """The utility's permit desk answers 400: each notice is dead-lettered with why, and the permits move on."""
+    bridge.utility.permits.set_faults(error_rate=1.0, error_status=400)
+    assert file(bridge, application("G-1", kinds=("GREEN_SPACE",)))[0] == 202
+    permit = f"{application_id(UTILITY, 'G-1')}:GREEN_SPACE"
+    wait_until(
+        lambda: len(read_topic(kafka_bootstrap, bridge.dlq_notices)) == 3,
+        timeout_s=60,
+        what="three notices dead-lettered",
+    )
+    assert states(kafka_bootstrap, bridge)[permit][-1] == ("GRANTED", None)
+    letters = read_topic(kafka_bootstrap, bridge.dlq_notices)
+    assert [CODEC.decode_as("PermitStatus", r.value)["state"] for r in letters] == ["SUBMITTED", "ACCEPTED", "GRANTED"]
+    assert all("refused the permit notice with 400" in error_context(r.headers)["message"] for r in letters)

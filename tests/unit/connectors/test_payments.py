@@ -13,16 +13,16 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from connectors.aishandong.rules import load_application_rules
-from connectors.payments.client import PaymentPoster
 from connectors.payments.gateway import PaymentGateway
 from connectors.payments.pull_source import PaymentPullSource
-from connectors.payments.settings import PAYMENTS_PATH, PaymentRetry, payments_endpoint
+from connectors.payments.settings import PAYMENTS_PATH, payments_endpoint
 from connectors.payments.stage import receipt_body, utility_body
 from connectors.runtime.dlq import error_context
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.http_intake import IntakeRequest
 from connectors.runtime.interface import SourceBatch
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.peer_post import BoundedRetry, PeerPoster
 from connectors.settings import ConfigError, PaymentPullSettings, parse_settings
 from routing.errors import DataError
 from routing.payments import Payment
@@ -34,7 +34,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "config"
 SECRET = "payments-secret-0123456789"
 NOW = 1_795_573_860.0  # 2026-11-25 02:31 UTC
 TOPIC = "t.ubridge.payments.v1"
-RETRY = PaymentRetry(initial_backoff_s=0.001, max_backoff_s=0.01, max_retry_after_s=0.01, max_attempts=3)
+RETRY = BoundedRetry(initial_backoff_s=0.001, max_backoff_s=0.01, max_retry_after_s=0.01, max_attempts=3)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -86,16 +86,17 @@ def test_the_default_endpoint_is_the_task_endpoints_origin() -> None:
     assert payments_endpoint("https://w.example:8443/api/v1/tasks") == "https://w.example:8443/v1/payments"
 
 
-def poster(handler: Handler, stop: threading.Event | None = None) -> tuple[PaymentPoster, Metrics]:
+def poster(handler: Handler, stop: threading.Event | None = None) -> tuple[PeerPoster, Metrics]:
     metrics = Metrics(CollectorRegistry())
     transport = httpx.MockTransport(handler)
     event = stop or threading.Event()
-    return PaymentPoster(
+    return PeerPoster(
         "yantai-water",
+        subject="payment",
         token=SecretStr("s3"),
         timeout_s=1,
         retry=RETRY,
-        metrics=metrics,
+        retries=metrics.payment_retries,
         stop=event,
         transport=transport,
     ), metrics

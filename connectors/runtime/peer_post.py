@@ -1,22 +1,25 @@
-"""One JSON POST to a peer (a utility's billing system, 爱山东's receipt endpoint), retried a bounded number of times.
+"""One JSON POST to a peer (a utility's system, 爱山东, the approval system), retried a bounded number of times.
 
 The utility sink's rules (:mod:`connectors.utility.client`): 2xx is done; 408, 429, 5xx and transport errors
 are retried with capped exponential backoff and full jitter, honouring ``Retry-After`` up to its ceiling; any
-other 4xx is a ``DataError``. Unlike the sink, which stops its stage rather than skip a task, a payment's
-attempts are bounded (``max_attempts``): one that still fails is a ``DataError`` naming the peer and the last
-answer, dead-lettered so that the payments behind it go on. The ``Idempotency-Key`` is the payment id on every
-attempt, so a replay from the dead-letter topic, or a retry after a lost answer, never posts twice.
+other 4xx is a ``DataError``. Unlike the sink, which stops its stage rather than skip a task, a post's attempts
+are bounded (``max_attempts``): one that still fails is a ``DataError`` naming the peer and the last answer,
+dead-lettered so that the records behind it go on. The ``Idempotency-Key`` is the record's id (a payment's, a
+permit's) on every attempt, so a replay from the dead-letter topic, or a retry after a lost answer, never posts
+twice.
 """
 
 import json
 import random
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from pydantic import SecretStr
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -26,10 +29,8 @@ from tenacity import (
     stop_when_event_set,
 )
 
-from connectors.payments.settings import PaymentRetry
 from connectors.runtime.errors import BackpressureError, RetriableError, StopRequested
 from connectors.runtime.http_pull import retry_after_s
-from connectors.runtime.metrics import Metrics
 from routing.errors import DataError
 from routing.privacy import mask_text
 
@@ -38,15 +39,59 @@ log = structlog.get_logger(__name__)
 _RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class PaymentPoster:
+class BoundedRetry(BaseModel):
+    """Bounded retries: a record whose peer stays down goes to the dead-letter topic, never holding the others."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_backoff_s: Annotated[float, Field(gt=0)] = 0.2
+    max_backoff_s: Annotated[float, Field(gt=0)] = 30.0
+    max_retry_after_s: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        8, description="Attempts per peer before the record is dead-lettered with the reason."
+    )
+
+
+def http_url(url: str) -> str:
+    """``url`` when it is an absolute http(s) URL (a pydantic validator of peers' endpoints).
+
+    Raises:
+        ValueError: It is not.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        message = f"must be an http(s) URL, not {url!r}"
+        raise ValueError(message)
+    return url
+
+
+def http_urls(endpoints: dict[str, str]) -> dict[str, str]:
+    """``endpoints`` (peer → URL) when every URL is an http(s) URL; the error names the peer."""
+    for peer, url in endpoints.items():
+        try:
+            http_url(url)
+        except ValueError as exc:
+            message = f"{peer}: {exc}"
+            raise ValueError(message) from exc
+    return endpoints
+
+
+def on_origin(endpoint: str, path: str) -> str:
+    """``path`` on the origin of ``endpoint``: where a utility's other interfaces are, next to its task one."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class PeerPoster:
     """POSTs JSON bodies to one peer with its bearer token; one per peer, each with its own pool.
 
     Args:
-        peer: The peer's name in logs, metrics and reasons (a utility id, or ``aishandong``).
+        peer: The peer's name in logs, metrics and reasons (a utility id, ``aishandong``, ``approval``).
+        subject: What is posted, in reasons and logs (``payment``, ``permit``).
         token: Its bearer token.
         timeout_s: Per request.
         retry: The bounded retry policy.
-        metrics: Process metrics (retries by peer and reason).
+        retries: The counter of retries, labelled by peer and reason.
         stop: When set, an ongoing retry gives up with :class:`StopRequested`.
         transport: Swap point for tests.
     """
@@ -55,16 +100,18 @@ class PaymentPoster:
         self,
         peer: str,
         *,
+        subject: str,
         token: SecretStr,
         timeout_s: float,
-        retry: PaymentRetry,
-        metrics: Metrics,
+        retry: BoundedRetry,
+        retries: Counter,
         stop: threading.Event,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.peer = peer
+        self._subject = subject
         self._retry = retry
-        self._metrics = metrics
+        self._retries = retries
         self._stop = stop
         self._client = httpx.Client(
             headers={
@@ -122,7 +169,7 @@ class PaymentPoster:
                 raise BackpressureError(message, retry_after)
             raise RetriableError(message)
         text = mask_text(response.text[:300])
-        raise DataError("", f"{self.peer} refused the payment with {response.status_code}: {text}")
+        raise DataError("", f"{self.peer} refused the {self._subject} with {response.status_code}: {text}")
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -137,11 +184,12 @@ class PaymentPoster:
     def _log_retry(self, key: str, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         reason = "backpressure" if isinstance(error, BackpressureError) else "failure"
-        self._metrics.payment_retries.labels(self.peer, reason).inc()
+        self._retries.labels(self.peer, reason).inc()
         log.warning(
-            "payment_post_retried",
+            "peer_post_retried",
             peer=self.peer,
-            payment_id=key,
+            subject=self._subject,
+            key=key,
             attempt=state.attempt_number,
             error=str(error),
             retry_in_s=round(state.next_action.sleep, 3) if state.next_action else None,
