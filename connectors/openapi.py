@@ -26,6 +26,8 @@ from connectors.gonggai.webhook import ROUTE as WEBHOOK_ROUTE
 from connectors.gonggai.webhook_settings import GonggaiWebhookSettings
 from connectors.payments.gateway import ROUTE as PAYMENTS_ROUTE
 from connectors.payments.settings import PaymentGatewaySettings
+from connectors.permits.intake import ROUTE as PERMIT_ROUTE
+from connectors.permits.intake import STAGE as PERMIT_STAGE
 from connectors.runtime.health import health_router
 from connectors.runtime.http_intake import intake_router
 from connectors.runtime.web_app import build_app
@@ -36,7 +38,7 @@ from connectors.status.callback import STAGE as CALLBACK_STAGE
 COMMITTED: Final = Path(__file__).parents[1] / "deploy" / "openapi.json"
 DESCRIPTION: Final = (
     "Every HTTP surface of a ubridge process. Each intake listens on its own port (sources.gonggai_webhook.port, "
-    "sources.aishandong_gateway.port, status_callbacks.port); /metrics, /healthz and /readyz on "
+    "sources.aishandong_gateway.port, status_callbacks.port, permits.intake.port); /metrics, /healthz and /readyz on "
     "observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) on admin.port. Every answer "
     "that is not a success is JSON: {error, field?, index?}; a 500 carries an error_id to quote."
 )
@@ -53,6 +55,7 @@ def document() -> dict[str, Any]:
         intake_router(AishandongGatewaySettings.model_fields["name"].default, (GATEWAY_ROUTE,), _documentation_only),
         intake_router(PaymentGatewaySettings.model_fields["name"].default, (PAYMENTS_ROUTE,), _documentation_only),
         intake_router(CALLBACK_STAGE, (CALLBACK_ROUTE,), _documentation_only),
+        intake_router(PERMIT_STAGE, (PERMIT_ROUTE,), _documentation_only),
         health_router(CollectorRegistry(), dict, dict),
         # the admin routes are described, not served: the service behind them is never called here
         admin_router(AdminService(parse_settings({"routing": {"service_areas": "-"}}), stale_after_s=1), {}),

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.settings import Settings, parse_settings
-from routing.records import UtilityTask
+from routing.records import TaskStatus, UtilityTask
 from simulators.utility import UtilitySimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +115,16 @@ def make_task(utility: str, n: int, *, project: str = "2026-370602-47-01-000123"
         "answer_due": None,
         "complaint": None,
     }
+
+
+def received_status(utility: str, task_id: str, created: datetime = NOW) -> TaskStatus:
+    """The sink's RECEIVED of a task delivered to ``utility`` at ``created``, the task embedded."""
+    task = {**make_task(utility, 1), "task_id": task_id, "created_at": created}
+    return {
+        "task_id": task_id, "utility_id": utility, "application_id": None, "stage": "RECEIVED",
+        "occurred_at": created, "reported_at": created, "pipe_length_m": None, "reason": None,
+        "detail": None, "reporter": "sink", "task": task,  # type: ignore[typeddict-item]
+    }  # fmt: skip
 
 
 @contextmanager

@@ -8,24 +8,28 @@ permit once per id). A refused body is answered 4xx with ``{"error", "field"}`` 
 the stage's dead-letter topic with the reason, so nothing a utility sent is lost from sight.
 
 Answers: 202 ``{"accepted", "application_id", "commitment_notice", "permits"}`` · 400 body not a JSON object ·
-401 missing or unknown token · 403 the body names another utility · 405 wrong method · 413 body too large · 415
+401 missing or unknown token · 403 the body names another utility · 404 the task was not delivered to this
+utility (dead-lettered) · 405 wrong method · 413 body too large · 415
 not JSON · 422 a field is missing, unknown or invalid (``field`` names it) · 503 Kafka unavailable, retry.
 """
 
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.runtime.dlq import source_dead_letter
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse, IntakeRoute, reject
+from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, IntakeRoute, reject
 from connectors.runtime.interface import Output
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.strict_json import JsonRefused, loads
 from connectors.runtime.trace_context import TRACEPARENT, child
+from connectors.status.admission import KnownTask, Refusal
+from connectors.status.callback_intake import ViewedIntake
+from connectors.status.task_view import TaskView
 from routing.errors import DataError
 from routing.permits import PermitApplication, PermitKind, PermitPolicy, filings, parse_application
 from schemas import Codec
@@ -69,16 +73,25 @@ ROUTE = IntakeRoute(
         400: "The body is not a JSON object.",
         401: "Missing or unknown bearer token.",
         403: "The body names another utility.",
+        404: "task_id is not a task delivered to this utility; the body is dead-lettered with the reason.",
         413: "Body larger than max_body_bytes.",
         415: "Not application/json, or an unknown charset.",
         422: "A field is missing, unknown or invalid (field names it); the body is dead-lettered with the reason.",
-        503: "Kafka unavailable; retry after Retry-After.",
+        503: "Kafka unavailable, or the delivered tasks cannot be read now; retry after Retry-After.",
     },
 )
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class TaskFinder(Protocol):
+    """Finds a delivered task (:class:`connectors.status.task_view.TaskView`)."""
+
+    def find(self, task_id: str) -> KnownTask | Refusal | None:
+        """The task; None when it was never delivered; a refusal when that cannot be told now."""
+        ...
 
 
 class PermitIntakeHandler:
@@ -89,6 +102,7 @@ class PermitIntakeHandler:
         topic: The permits topic.
         dlq_topic: Where refused bodies go, with their reason.
         policy: deploy/config/permits.yaml.
+        tasks: Finds the delivered tasks (the task view): a utility files permits for its own tasks only.
         clock: Gives ``ingested_at`` (UTC).
     """
 
@@ -102,6 +116,7 @@ class PermitIntakeHandler:
         topic: str,
         dlq_topic: str,
         policy: PermitPolicy,
+        tasks: TaskFinder,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         if any(not token.strip() for token in tokens):
@@ -111,6 +126,7 @@ class PermitIntakeHandler:
         self._topic = topic
         self._dlq_topic = dlq_topic
         self._policy = policy
+        self._tasks = tasks
         self._clock = clock
         self._codec = Codec.default()
 
@@ -132,7 +148,19 @@ class PermitIntakeHandler:
             )
         except DataError as exc:
             return self._refuse(request, utility, exc, 422)
-        return self._accepted(application)
+        return self._owned(request, application) or self._accepted(application)
+
+    def _owned(self, request: IntakeRequest, application: PermitApplication) -> IntakeResponse | None:
+        """None when the application's task was delivered to its utility; else the 404 (or 503) saying why."""
+        utility = application["utility_id"]
+        found = self._tasks.find(application["task_id"])
+        if isinstance(found, Refusal):  # the view cannot become current: Kafka is unreachable
+            return IntakeResponse(503, {"error": found.reason, "field": "task_id"}, headers=(("Retry-After", "5"),))
+        if found is None or found.utility_id != utility:
+            # another utility's task is answered as unknown: whose tasks exist is not the caller's business
+            reason = f"task_id: no task {application['task_id'][:80]!r} was delivered to {utility}"
+            return self._refuse(request, utility, DataError("task_id", reason), 404)
+        return None
 
     def _utility_of(self, request: IntakeRequest) -> str | IntakeResponse:
         """The utility the request's token authenticates, or the 404/405/401/415 answer."""
@@ -196,11 +224,11 @@ class PermitIntakeHandler:
         return IntakeResponse(status, {"error": str(error), **extra}, outputs=(letter,))
 
 
-class PermitIntake(HttpIntake):
-    """An :class:`HttpIntake` that also stores the dead letters of the requests it refuses."""
+class PermitIntake(ViewedIntake):
+    """A :class:`ViewedIntake` that also stores the dead letters of the requests it refuses."""
 
-    def __init__(self, handler: PermitIntakeHandler, *, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(handler, metrics=metrics, **kwargs)
+    def __init__(self, handler: PermitIntakeHandler, *, view: TaskView, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(handler, view=view, metrics=metrics, **kwargs)
         self._permit_metrics = metrics
 
     def answer(self, request: IntakeRequest) -> IntakeResponse:

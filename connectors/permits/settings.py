@@ -22,6 +22,9 @@ class PermitIntakeSettings(IntakeLimits):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8097
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65536
+    unknown_task_wait_s: Annotated[float, Field(gt=0, le=30)] = Field(
+        3.0, description="An application for a task not seen yet waits this long for its delivery before 404."
+    )
 
 
 class ApprovalDesks(_Strict):

@@ -17,6 +17,7 @@ from connectors.runtime.kafka import make_consumer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.peer_post import PeerPoster
 from connectors.settings import Settings
+from connectors.status.task_view import TaskView
 from routing.calendar import load_calendar
 from routing.permits import load_policy
 from schemas import Codec
@@ -31,17 +32,24 @@ def _config(settings: Settings) -> PermitSettings:
 
 
 def build_permit_intake(settings: Settings, *, metrics: Metrics, stop: threading.Event) -> PermitIntake:
-    """The intake, bound to its port; a utility authenticates with its status-callback token."""
+    """The intake, bound to its port; a utility authenticates with its status-callback token.
+
+    It reads the task-status topic into a temporary task view of its own (the status callbacks' one): a utility
+    files permits only for tasks delivered to it.
+    """
     config = _config(settings)
     tokens = {u.callback_token.get_secret_value(): u.id for u in settings.utilities if u.callback_token is not None}
+    view = TaskView(settings.kafka, settings.topic("task_status"), wait_s=config.intake.unknown_task_wait_s)
     handler = PermitIntakeHandler(
         tokens=tokens,
         topic=settings.topic("permits"),
         dlq_topic=settings.dlq_topic(PermitIntakeHandler.stage),
         policy=load_policy(config.policy),
+        tasks=view,
     )
     return PermitIntake(
         handler,
+        view=view,
         host=config.intake.host,
         port=config.intake.port,
         producer=intake_producer(settings.kafka, config.intake),

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import structlog
 
-from connectors.runtime.http_intake import HttpIntake, IntakeRequest, IntakeResponse
+from connectors.runtime.http_intake import HttpIntake, IntakeHandler, IntakeRequest, IntakeResponse
 from connectors.status.callback import StatusCallbackHandler
 from connectors.status.task_view import TaskView
 
@@ -20,12 +20,11 @@ log = structlog.get_logger(__name__)
 _CATCH_UP_STEP_S: Final = 5.0  # how often a stop is noticed, and the wait logged, while the view catches up
 
 
-class CallbackIntake(HttpIntake):
-    """An :class:`HttpIntake` serving a :class:`StatusCallbackHandler` checked against ``view``."""
+class ViewedIntake(HttpIntake):
+    """An :class:`HttpIntake` whose answers are checked against the delivered tasks (``view``)."""
 
-    def __init__(self, handler: StatusCallbackHandler, *, view: TaskView, **kwargs: Any) -> None:
+    def __init__(self, handler: IntakeHandler, *, view: TaskView, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self._callbacks = handler
         self._view = view
 
     def run(self) -> None:
@@ -41,6 +40,14 @@ class CallbackIntake(HttpIntake):
         finally:
             view_stop.set()
             reader.join()
+
+
+class CallbackIntake(ViewedIntake):
+    """A :class:`ViewedIntake` serving a :class:`StatusCallbackHandler`."""
+
+    def __init__(self, handler: StatusCallbackHandler, *, view: TaskView, **kwargs: Any) -> None:
+        super().__init__(handler, view=view, **kwargs)
+        self._callbacks = handler
 
     def answer(self, request: IntakeRequest) -> IntakeResponse:
         """As :meth:`HttpIntake.answer`; a report not stored is released from the view."""

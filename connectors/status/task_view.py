@@ -129,25 +129,40 @@ class TaskView:
         topic when the report arrived, and ``wait_s`` has passed without its RECEIVED. When the view cannot
         become current (Kafka unreachable), the answer is 503: whether the task exists cannot be told.
         """
-        asked = time.monotonic()
-        patience, limit = asked + self._wait_s, asked + self._wait_s + _BEHIND_LIMIT_S
         with self._changed:
-            self._waiting += 1
-            try:
-                while (known := self._known(status["task_id"])) is None:
-                    now = time.monotonic()
-                    if self._synced_at >= asked and now >= patience:
-                        break
-                    if now >= limit:
-                        log.warning("task_view_behind", task_id=status["task_id"], waited_s=round(now - asked, 3))
-                        return Refusal(503, "cannot tell whether the task exists right now; retry shortly", "task_id")
-                    self._changed.wait((patience if now < patience else limit) - now)
-            finally:
-                self._waiting -= 1
+            known = self._await_known(status["task_id"])
+            if isinstance(known, Refusal):
+                return known
             refusal = admit(known, status)
             if refusal is None:
                 self._pending[ticket] = status
             return refusal
+
+    def find(self, task_id: str) -> KnownTask | Refusal | None:
+        """``task_id`` as the view knows it; None: no such task was delivered; a 503 refusal: cannot tell now.
+
+        An unknown task is waited for as :meth:`decide` waits for it (a current view, then ``wait_s``).
+        """
+        with self._changed:
+            return self._await_known(task_id)
+
+    def _await_known(self, task_id: str) -> KnownTask | Refusal | None:
+        """What is known of ``task_id``, waiting for it when unknown; called holding ``_changed``."""
+        asked = time.monotonic()
+        patience, limit = asked + self._wait_s, asked + self._wait_s + _BEHIND_LIMIT_S
+        self._waiting += 1
+        try:
+            while (known := self._known(task_id)) is None:
+                now = time.monotonic()
+                if self._synced_at >= asked and now >= patience:
+                    break
+                if now >= limit:
+                    log.warning("task_view_behind", task_id=task_id, waited_s=round(now - asked, 3))
+                    return Refusal(503, "cannot tell whether the task exists right now; retry shortly", "task_id")
+                self._changed.wait((patience if now < patience else limit) - now)
+        finally:
+            self._waiting -= 1
+        return known
 
     def forget(self, ticket: int) -> None:
         """Drop the pending report of ``ticket``: Kafka did not take it."""

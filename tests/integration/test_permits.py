@@ -3,7 +3,7 @@
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,12 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, ma
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.peer_post import BoundedRetry
 from connectors.runtime.stage import StageLoop
+from connectors.settings import KafkaSettings
 from routing.permits import application_id
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
 from simulators.utility import UtilitySimulator
-from tests.support import read_topic, settings_for, utility_config, wait_until
+from tests.support import read_topic, received_status, settings_for, utility_config, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,8 @@ class Bridge:
     approval: ApprovalSimulator
     utility: UtilitySimulator
     metrics: Metrics
+    kafka: KafkaSettings
+    delivered: set[str] = field(default_factory=set)
 
 
 @pytest.fixture
@@ -118,6 +121,7 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
         approval,
         utility,
         metrics,
+        settings.kafka,
     )
     stop.set()
     for thread in threads:
@@ -127,8 +131,21 @@ def bridge(kafka_bootstrap: str, unique_prefix: str) -> Iterator[Bridge]:
     utility.stop()
 
 
+def deliver(bridge: Bridge, task_id: str, utility: str = UTILITY) -> None:
+    """Write the sink's RECEIVED of ``task_id``, as a sink does once the utility took the task."""
+    producer = make_producer(bridge.kafka)
+    try:
+        value = CODEC.encode("TaskStatus", dict(received_status(utility, task_id)))
+        producer.send(bridge.task_status, key=task_id.encode(), value=value).get(10)
+    finally:
+        producer.close()
+
+
 def file(bridge: Bridge, body: dict[str, Any] | bytes, *, token: str = TOKEN) -> tuple[int, dict[str, Any]]:
-    """POST an application; the status and the JSON answer."""
+    """POST an application (its task delivered first, once); the status and the JSON answer."""
+    if isinstance(body, dict) and body.get("task_id") not in bridge.delivered:
+        deliver(bridge, body["task_id"])
+        bridge.delivered.add(body["task_id"])
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     response = httpx.post(bridge.url, content=data, headers=headers, timeout=30)
@@ -181,6 +198,7 @@ def test_permits_go_to_every_department_and_their_decisions_come_back(kafka_boot
     assert {p["department"] for p in bridge.approval.permits.permits()} == {"planning", "road"}
     assert read_topic(kafka_bootstrap, bridge.dlq_submitter) == []
     reports = [CODEC.decode_as("TaskStatus", r.value) for r in read_topic(kafka_bootstrap, bridge.task_status)]
+    reports = [r for r in reports if r["reporter"] != "sink"]
     assert {(r["task_id"], r["stage"], r["pipe_length_m"], r["reporter"]) for r in reports} == {
         ("task-A-1", "EXTERNAL_WORKS", 320.0, "permit-submitter")
     }
@@ -318,3 +336,16 @@ def test_a_utility_refusing_notices_gets_them_dead_lettered_and_the_others_go_on
     letters = read_topic(kafka_bootstrap, bridge.dlq_notices)
     assert [CODEC.decode_as("PermitStatus", r.value)["state"] for r in letters] == ["SUBMITTED", "ACCEPTED", "GRANTED"]
     assert all("refused the permit notice with 400" in error_context(r.headers)["message"] for r in letters)
+
+
+def test_a_utility_files_only_for_its_own_delivered_tasks(kafka_bootstrap: str, bridge: Bridge) -> None:
+    """Another utility's task and a task never delivered: 404 naming task_id, dead-lettered, nothing filed."""
+    deliver(bridge, "task-H-1", utility="zhengzhou-gas")
+    bridge.delivered.update({"task-H-1", "task-H-2"})  # H-2 is never delivered
+    for number in ("H-1", "H-2"):
+        status, answer = file(bridge, application(number))
+        assert (status, answer["field"]) == (404, "task_id")
+        assert f"no task 'task-{number}' was delivered to zhengzhou-water" in answer["error"]
+    letters = read_topic(kafka_bootstrap, bridge.dlq_intake)
+    assert [json.loads(r.value)["application_no"] for r in letters] == ["H-1", "H-2"]
+    assert read_topic(kafka_bootstrap, bridge.permits) == []

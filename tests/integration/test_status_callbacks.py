@@ -22,7 +22,7 @@ from routing.errors import DataError
 from routing.ledger import apply_status, open_entry
 from routing.records import TaskLedgerEntry, TaskStatus
 from schemas import Codec
-from tests.support import ROOT, make_task, read_topic
+from tests.support import ROOT, read_topic, received_status
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +42,7 @@ class Callbacks:
 
     def deliver(self, utility: str, task_id: str, *, created: datetime = CREATED) -> None:
         """Write the sink's RECEIVED of a task, as a sink does once the utility took it."""
-        task = {**make_task(utility, 1), "task_id": task_id, "created_at": created}
-        received: TaskStatus = {
-            "task_id": task_id, "utility_id": utility, "application_id": None, "stage": "RECEIVED",
-            "occurred_at": created, "reported_at": created, "pipe_length_m": None, "reason": None,
-            "detail": None, "reporter": "sink", "task": task,  # type: ignore[typeddict-item]
-        }  # fmt: skip
+        received = received_status(utility, task_id, created)
         producer = make_producer(self.kafka)
         try:
             producer.send(self.topic, key=task_id.encode(), value=CODEC.encode("TaskStatus", dict(received))).get(10)
