@@ -61,6 +61,23 @@ class RemoteUtility:
         """Make new tasks move through their stages, reported by callback (see the simulator's set_progress)."""
         self._http.post("/_sim/progress", json=plan).raise_for_status()
 
+    def task_bodies(self) -> dict[str, dict[str, Any]]:
+        """Task id → the body of the revision held."""
+        tasks = self._http.get("/_sim/tasks").raise_for_status().json()["tasks"]
+        return {t["task_id"]: t["body"] for t in tasks}
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every status the utility reported, in the order of its change feed."""
+        statuses: list[dict[str, Any]] = self._http.get("/_sim/task-status").raise_for_status().json()["statuses"]
+        return statuses
+
+    def permit_states(self) -> dict[str, list[str]]:
+        """Permit id → the states ubridge told the utility, in order."""
+        seen: dict[str, list[str]] = {}
+        for notice in self._http.get("/_sim/permit-notices").raise_for_status().json()["notices"]:
+            seen.setdefault(notice["permit_id"], []).append(notice["state"])
+        return seen
+
 
 class RemoteApproval:
     """The simulated approval system."""
@@ -79,6 +96,16 @@ class RemoteApproval:
         """Every event published so far (the ground truth)."""
         events: list[dict[str, Any]] = self._http.get("/_sim/events").raise_for_status().json()["events"]
         return events
+
+    def script_permit(self, permit_id: str, steps: tuple[tuple[str, str | None], ...]) -> None:
+        """The steps its department will take on ``permit_id`` once submitted."""
+        body = {"permit_id": permit_id, "steps": [list(step) for step in steps]}
+        self._http.post("/_sim/permits/script-permit", json=body).raise_for_status()
+
+    def permits(self) -> list[dict[str, Any]]:
+        """Every permit the departments hold, with its history of states."""
+        permits: list[dict[str, Any]] = self._http.get("/_sim/permits").raise_for_status().json()["permits"]
+        return permits
 
 
 class Simulators:

@@ -32,6 +32,7 @@ from connectors.demo.expected import (
 )
 from connectors.demo.hotline import FEED_TOKEN, HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
 from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
+from connectors.demo.permits import DemoPermits
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.services import linked_line, service_areas
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
@@ -88,6 +89,7 @@ class DemoResult:
     payments: list[PaymentFigures] | None = None
     payment_line: str = ""
     loop_line: str = ""
+    permit_line: str = ""
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,8 @@ class Demo:
         self.loop = ""
         self.registry = CollectorRegistry()
         self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
+        self.permits = DemoPermits(self.approval, seed=options.seed, approval_token=APPROVAL_TOKEN)
+        self.permit_line = ""
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
         self.settings: Settings
@@ -189,6 +193,12 @@ class Demo:
         with self.console.status("utilities working through their tasks (simulated office hours)"):
             _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
+        with self.console.status("external-works permits filed with the departments, their decisions told"):
+            permits = self.settings.permits
+            assert permits is not None  # noqa: S101 - written by _write_config
+            self.permits.file(self.utilities, port=permits.intake.port, token_of=_callback_token)
+            _wait_for(lambda: self.permits.settled(self.utilities), timeout_s=60)
+            self.permit_line = self.permits.line(self.utilities)
         with self.console.status("12345: answers to the platform, return visits, 清零 and 销号"):
             self.loop = self._close_the_loop(expectation)
         return expectation
@@ -225,7 +235,9 @@ class Demo:
         line = payments_line(payments, pushed=pushed, repeated=self.payments.repeated, refused=refused)
         stages = _stage_figures(self.registry)
         refused_apps = self.applications_refused
-        return DemoResult(rows, stages, expectation, sla, refused_apps, complaints, payments, line, self.loop)
+        return DemoResult(
+            rows, stages, expectation, sla, refused_apps, complaints, payments, line, self.loop, self.permit_line
+        )
 
     def stop(self) -> None:
         """Stop ubridge (commits in-flight work) and the simulators."""
@@ -317,7 +329,7 @@ class Demo:
         gateway = {"aishandong_gateway": {"port": _free_port(), "secret": GATEWAY_SECRET}}
         if self.options.source == "spgl":
             return {"gonggai_spgl": {"url": self.exchange_db, "poll_interval_s": 0.2, "page_size": 2000}, **gateway}
-        interface = {"base_url": approval_url, "token": "approval-token", "page_size": 200, "poll_interval_s": 0.2}
+        interface = {"base_url": approval_url, "token": APPROVAL_TOKEN, "page_size": 200, "poll_interval_s": 0.2}
         return {"gonggai_interface": interface, **gateway}
 
     def _write_config(self, approval_url: str, urls: dict[str, str]) -> Path:
@@ -338,6 +350,7 @@ class Demo:
             "hotline": self.hotline.config(push_port=_free_port()),
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "payments": self.payments.section(_free_port()),
+            "permits": self.permits.section(_free_port(), str(CONFIG_DIR / "calendar.yaml")),
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "rules": str(CONFIG_DIR / "aishandong.yaml"),
@@ -367,6 +380,7 @@ class Demo:
 
 
 SUPERVISION_TOKEN = "demo-supervision-token"  # noqa: S105 - the demo's, printed for the person watching
+APPROVAL_TOKEN = "approval-token"  # noqa: S105 - the approval simulator's
 
 
 def _token(utility: str) -> str:
@@ -399,6 +413,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         f"{exp.filtered} not triggers (filtered)."
     )
     console.print(result.payment_line)
+    console.print(result.permit_line)
     console.print(linked_line(result.utilities))
     verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
     console.print(verdict)

@@ -13,6 +13,7 @@ Contract (mounted on :class:`simulators.approval.ApprovalSimulator`, same bearer
 - Control plane, never faulted: ``GET /_sim/permits`` (every permit with its history), ``POST /_sim/permits/script``
   ``{"department": [["ACCEPTED", null], ["MORE_REQUIRED", "缺少管线路由图"], ["GRANTED", null]]}`` (the steps a
   department takes on each permit submitted afterwards; default ACCEPTED then GRANTED), ``POST
+  /_sim/permits/script-permit`` ``{"permit_id", "steps"}`` (one permit's own steps, if submitted afterwards), ``POST
   /_sim/permits/decide`` ``{"permit_id", "state", "reason"}`` and ``POST /_sim/permits/faults`` (keyword names of
   :meth:`simulators._http.FaultPlan.configure`; faults the two business routes only).
 """
@@ -53,6 +54,7 @@ class PermitDesks:
         self._lock = threading.Lock()
         self._permits: dict[str, dict[str, Any]] = {}
         self._scripts: dict[str, tuple[Step, ...]] = {}
+        self._permit_scripts: dict[str, tuple[Step, ...]] = {}
         self._faults = FaultPlan(seed + 1)
         self.submissions = 0  # every business POST that reached a desk, repeats included (tests count retries)
 
@@ -63,6 +65,7 @@ class PermitDesks:
             ("GET", STATUS_PATH): self._status,
             ("GET", "/_sim/permits"): lambda _: json_response(200, {"permits": self.permits()}),
             ("POST", "/_sim/permits/script"): self._script_route,
+            ("POST", "/_sim/permits/script-permit"): self._script_permit_route,
             ("POST", "/_sim/permits/decide"): self._decide_route,
             ("POST", "/_sim/permits/faults"): self._faults_route,
         }
@@ -81,12 +84,19 @@ class PermitDesks:
         if department not in DEPARTMENTS:
             message = f"unknown department {department!r}"
             raise ValueError(message)
-        checked = tuple((str(state), None if reason is None else str(reason)) for state, reason in steps)
-        if any(state not in STATES for state, _ in checked):
-            message = f"a step's state must be one of {', '.join(STATES)}"
-            raise ValueError(message)
+        checked = _checked(steps)
         with self._lock:
             self._scripts[department] = checked
+
+    def script_permit(self, permit_id: str, steps: list[Step] | tuple[Step, ...]) -> None:
+        """The steps its department takes on ``permit_id`` once submitted, instead of the department's script.
+
+        Raises:
+            ValueError: An unknown state.
+        """
+        checked = _checked(steps)
+        with self._lock:
+            self._permit_scripts[permit_id] = checked
 
     def decide(self, permit_id: str, state: str, reason: str | None = None) -> None:
         """Move a permit to ``state`` now, whatever its script says (its script is dropped).
@@ -106,6 +116,11 @@ class PermitDesks:
     def set_faults(self, **plan: Any) -> None:
         """Replace the fault plan of the business routes (see :meth:`FaultPlan.configure`)."""
         self._faults.configure(**plan)
+
+    def _script_of(self, permit_id: str, department: str) -> tuple[Step, ...]:
+        """The steps a new permit will take: its own script, else its department's; called holding the lock."""
+        own = self._permit_scripts.get(permit_id)
+        return own if own is not None else self._scripts.get(department, _DEFAULT_SCRIPT)
 
     def _submit(self, request: Request) -> Response:
         fault = self._faults.intercept()
@@ -139,7 +154,7 @@ class PermitDesks:
                     "reason": None,
                     "updated_at": _now(),
                     "history": [["SUBMITTED", None]],
-                    "script": [list(step) for step in self._scripts.get(department, _DEFAULT_SCRIPT)],
+                    "script": [list(step) for step in self._script_of(permit_id, department)],
                 }
                 self._permits[permit_id] = permit
             answer = {"permit_id": permit_id, "reference": permit["reference"], "state": permit["state"]}
@@ -170,6 +185,14 @@ class PermitDesks:
             return error_response(400, f"bad script: {exc}")
         return NO_CONTENT
 
+    def _script_permit_route(self, request: Request) -> Response:
+        try:
+            body = request.json_object()
+            self.script_permit(str(body["permit_id"]), [(state, reason) for state, reason in body["steps"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            return error_response(400, f"bad script: {exc}")
+        return NO_CONTENT
+
     def _decide_route(self, request: Request) -> Response:
         try:
             payload = request.json_object()
@@ -186,6 +209,19 @@ class PermitDesks:
         except (TypeError, ValueError) as exc:
             return error_response(400, f"bad fault plan: {exc}")
         return NO_CONTENT
+
+
+def _checked(steps: list[Step] | tuple[Step, ...]) -> tuple[Step, ...]:
+    """The steps, each state one a department can take.
+
+    Raises:
+        ValueError: An unknown state.
+    """
+    checked = tuple((str(state), None if reason is None else str(reason)) for state, reason in steps)
+    if any(state not in STATES for state, _ in checked):
+        message = f"a step's state must be one of {', '.join(STATES)}"
+        raise ValueError(message)
+    return checked
 
 
 def _move(permit: dict[str, Any], state: str, reason: str | None) -> None:

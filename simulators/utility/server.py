@@ -15,7 +15,8 @@ Contract:
   names another utility.
 - Faults strike before the task is stored, except ``fail_after_store_rate``: the task is stored and the
   answer is a 503 (a lost acknowledgement). 429 and 503 answers carry ``Retry-After``.
-- Control plane, never faulted or delayed: ``GET /_sim/tasks``, ``GET /_sim/stats``, ``POST /_sim/faults``
+- Control plane, never faulted or delayed: ``GET /_sim/tasks``, ``GET /_sim/stats``, ``GET /_sim/task-status``
+  (every status reported, as the feed has them), ``POST /_sim/faults``
   with the keyword names of `UtilitySimulator.set_faults` (answers 204), ``POST /_sim/progress`` with the
   keyword names of `UtilitySimulator.set_progress` (answers 204) and ``GET /_sim/progress`` (the plan and
   the progression counters).
@@ -138,6 +139,9 @@ class UtilitySimulator:
             ("POST", TASKS_PATH): self._receive,
             ("GET", "/_sim/tasks"): lambda _: json_response(200, {"tasks": list(map(_task_json, self.tasks()))}),
             ("GET", "/_sim/stats"): lambda _: json_response(200, self._request_counts()),
+            ("GET", "/_sim/task-status"): lambda _: json_response(
+                200, {"statuses": [report.to_json() for report in self.statuses()]}
+            ),
             ("POST", "/_sim/faults"): self._faults_route,
             ("GET", STATUS_FEED_PATH): self._status_feed,
             ("POST", PAYMENTS_PATH): self.payments.receive,

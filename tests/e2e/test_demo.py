@@ -38,6 +38,11 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     loop = r"12345 loop: (\d+)/\1 orders answered to the platform, \1 visited, ([1-9]\d*) unsatisfied went on the"
     loop += r" 清零 ledger, \2 answered again and cleared \(销号\)"
     assert re.search(loop, " ".join(result.stdout.split())), _failure(result, tmp_path)
+    permits = r"external-works permits: ([1-9]\d*) applications filed through ubridge \(0 refused\), ([1-9]\d*) permits"
+    permits += r" to [1-9] departments at once \(并联审批\): (\d+) granted, (\d+) refused, [1-9]\d* asked for more"
+    found = re.search(permits, " ".join(result.stdout.split()))
+    assert found is not None, _failure(result, tmp_path)
+    assert int(found[3]) + int(found[4]) == int(found[2]), "a permit filed was never decided, or its utility not told"
 
 
 def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:
