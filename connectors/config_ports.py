@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from connectors.config_problems import Problem
+from connectors.permits.intake import STAGE as PERMIT_INTAKE
 from connectors.settings import Settings
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.supervision.stage import STAGE as SUPERVISION
@@ -46,6 +47,9 @@ def listeners(settings: Settings) -> list[Listener]:
     payments = settings.payments.gateway if settings.payments and settings.payments.enabled else None
     if payments is not None:
         found.append(Listener("payments.gateway.port", payments.host, payments.port, payments.name))
+    permits = settings.permits.intake if settings.permits and settings.permits.enabled else None
+    if permits is not None:
+        found.append(Listener("permits.intake.port", permits.host, permits.port, PERMIT_INTAKE))
     if settings.status_callbacks is not None and settings.status_callbacks.enabled:
         callbacks = settings.status_callbacks
         found.append(Listener("status_callbacks.port", callbacks.host, callbacks.port, STATUS_CALLBACKS))

@@ -20,7 +20,7 @@ class PermitIntakeSettings(IntakeLimits):
     """Where utilities file permit applications (``POST /v1/permits``, their status-callback tokens)."""
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8097
+    port: Annotated[int, Field(ge=0, le=65535)] = 8098
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65536
     unknown_task_wait_s: Annotated[float, Field(gt=0, le=30)] = Field(
         3.0, description="An application for a task not seen yet waits this long for its delivery before 404."
