@@ -149,6 +149,7 @@ class PermitStatus(TypedDict):
     due_at: datetime | None
     occurred_at: datetime
     reported_at: datetime
+    working_hours: float | None
 
 
 @dataclass(frozen=True)
@@ -258,9 +259,27 @@ def decision_due(
     """
     if rule is None:
         return None
-    excluded = tuple(ExcludedSpan(start, end, "补正") for start, end in sorted(waits, key=lambda span: span[0]))
-    clock = RuleClock(rule.id, "permit", submitted_at, None, None, natural=False, excluded=excluded)
+    clock = _department_clock(submitted_at, rule.id, waits)
     return clock.instant(calendar, rule.decision_working_days * calendar.hours_per_day, now)
+
+
+def working_hours_taken(
+    submitted_at: datetime,
+    *,
+    calendar: WorkingCalendar,
+    waits: Sequence[tuple[datetime, datetime | None]] = (),
+    at: datetime,
+) -> float:
+    """The department's working hours from the submission to ``at``, 补正 waits left out."""
+    clock = _department_clock(submitted_at, "permit", waits)
+    return round(clock.elapsed(calendar, at).total_seconds() / 3600, 3)
+
+
+def _department_clock(
+    submitted_at: datetime, rule_id: str, waits: Sequence[tuple[datetime, datetime | None]]
+) -> RuleClock:
+    excluded = tuple(ExcludedSpan(start, end, "补正") for start, end in sorted(waits, key=lambda span: span[0]))
+    return RuleClock(rule_id, "permit", submitted_at, None, None, natural=False, excluded=excluded)
 
 
 def overdue(status: PermitStatus, now: datetime) -> bool:

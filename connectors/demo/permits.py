@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -94,15 +95,17 @@ class DemoPermits:
 
     def settled(self, utilities: dict[str, RemoteUtility]) -> bool:
         """Every permit filed is decided, and its utility was told so."""
-        told = {u: utilities[u].permit_states() for u in {f.utility for f in self.filed}}
-        return all(set(told[f.utility].get(p, ())) & DECIDED for f in self.filed for p in f.permits)
+        told = {u: utilities[u].permit_notices() for u in {f.utility for f in self.filed}}
+        return all(_decision(told[f.utility].get(p, [])) is not None for f in self.filed for p in f.permits)
 
     def line(self, utilities: dict[str, RemoteUtility]) -> str:
         """The summary's line: what was filed, where it went, what the departments decided, who was told."""
-        told = {u: utilities[u].permit_states() for u in {f.utility for f in self.filed}}
+        told = {u: utilities[u].permit_notices() for u in {f.utility for f in self.filed}}
         permits = {p: f.utility for f in self.filed for p in f.permits}
         desk = {p["permit_id"]: p for p in self._approval.permits()}
-        finals = Counter(_final(told[u].get(p, [])) for p, u in permits.items())
+        decisions = [_decision(told[u].get(p, [])) for p, u in permits.items()]
+        finals = Counter("UNDECIDED" if d is None else d["state"] for d in decisions)
+        on_time = sum(1 for d in decisions if d is not None and _on_time(d))
         asked = sum(1 for p in permits if p in desk and any(s == "MORE_REQUIRED" for s, _ in desk[p]["history"]))
         notices = sum(len(states) for by_permit in told.values() for states in by_permit.values())
         departments = len({desk[p]["department"] for p in permits if p in desk})
@@ -110,7 +113,8 @@ class DemoPermits:
             f"external-works permits: {len(self.filed)} applications filed through ubridge "
             f"({self.refused} refused), {len(permits)} permits to {departments} departments at once (并联审批): "
             f"{finals['GRANTED']} granted, {finals['REFUSED']} refused, {asked} asked for more (补正), "
-            f"{finals['COMMITTED']} 告知承诺; the utilities were told {notices} states"
+            f"{finals['COMMITTED']} 告知承诺, {on_time} decided within the departments' working days "
+            f"(3个工作日内办结); the utilities were told {notices} states"
         )
 
 
@@ -123,6 +127,13 @@ def _external_works(sim: RemoteUtility) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _final(states: list[str]) -> str:
-    decided = [state for state in states if state in DECIDED]
-    return decided[-1] if decided else "UNDECIDED"
+def _decision(notices: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The notice of the permit's decision (GRANTED, REFUSED, or its 告知承诺), if it came."""
+    decided = [notice for notice in notices if notice["state"] in DECIDED]
+    return decided[-1] if decided else None
+
+
+def _on_time(notice: dict[str, Any]) -> bool:
+    """Whether the decision came by the department's deadline (a 告知承诺 has none, and no wait)."""
+    due = notice["due_at"]
+    return due is None or datetime.fromisoformat(notice["occurred_at"]) <= datetime.fromisoformat(due)

@@ -71,11 +71,11 @@ class RemoteUtility:
         statuses: list[dict[str, Any]] = self._http.get("/_sim/task-status").raise_for_status().json()["statuses"]
         return statuses
 
-    def permit_states(self) -> dict[str, list[str]]:
-        """Permit id → the states ubridge told the utility, in order."""
-        seen: dict[str, list[str]] = {}
+    def permit_notices(self) -> dict[str, list[dict[str, Any]]]:
+        """Permit id → the notices of its states ubridge sent the utility, in order."""
+        seen: dict[str, list[dict[str, Any]]] = {}
         for notice in self._http.get("/_sim/permit-notices").raise_for_status().json()["notices"]:
-            seen.setdefault(notice["permit_id"], []).append(notice["state"])
+            seen.setdefault(notice["permit_id"], []).append(notice)
         return seen
 
 

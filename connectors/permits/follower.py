@@ -4,7 +4,8 @@ It reads the permit-status topic (the submitter's ``SUBMITTED``, and its own lat
 permit not decided yet, and on each tick (at most every ``poll_interval_s``) asks the approval system where each
 stands: ``GET {approval}/api/v1/permits/status?permit_id=…``. A state the department moved to becomes a new
 ``PermitStatus`` (the department's reason with a 补正 or a refusal), its deadline recomputed with the 补正 waits
-left out (:func:`routing.permits.decision_due`); the utility reads them from that topic's feed. A move the
+left out (:func:`routing.permits.decision_due`) and the department's working hours so far: the clock of
+"3个工作日内办结", which ``ubridge_permit_decisions_total{on_time}`` counts at each decision. A move the
 rules refuse (a decided permit changing its mind) is logged and not published. The approval system unreachable,
 or answering an error, is logged and asked again on the next tick: a read never loses anything.
 
@@ -27,7 +28,16 @@ from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from connectors.runtime.metrics import Metrics
 from routing.calendar import WorkingCalendar
 from routing.errors import DataError
-from routing.permits import DECIDED, PermitPolicy, PermitState, PermitStatus, advance, decision_due, overdue
+from routing.permits import (
+    DECIDED,
+    PermitPolicy,
+    PermitState,
+    PermitStatus,
+    advance,
+    decision_due,
+    overdue,
+    working_hours_taken,
+)
 from schemas import Codec
 
 log = structlog.get_logger(__name__)
@@ -162,11 +172,15 @@ class PermitFollower:
             return None
         now = self._clock()
         _track_wait(followed, current, new, now)
-        due = None
-        if new not in DECIDED:
-            rule = self._policy.rule_named(followed.status["rule_id"])
-            due = decision_due(followed.submitted_at, rule=rule, calendar=self._calendar, waits=followed.waits, now=now)
-        status = _changed(followed.status, state=new, reason=reason, due_at=due, occurred_at=now, reported_at=now)
+        rule = self._policy.rule_named(followed.status["rule_id"])
+        due = decision_due(followed.submitted_at, rule=rule, calendar=self._calendar, waits=followed.waits, now=now)
+        taken = working_hours_taken(followed.submitted_at, calendar=self._calendar, waits=followed.waits, at=now)
+        status = _changed(
+            followed.status, state=new, reason=reason, due_at=due, occurred_at=now, reported_at=now, working_hours=taken
+        )
+        if new in DECIDED:
+            on_time = "none" if due is None else "yes" if now <= due else "no"
+            self._metrics.permit_decisions.labels(status["department"], on_time).inc()
         followed.status = status
         self._metrics.permit_states.labels(status["department"], new).inc()
         log.info("permit_moved", stage=STAGE, permit_id=permit, state=new, department=status["department"])

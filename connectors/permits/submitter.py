@@ -206,4 +206,5 @@ def _status(
         "due_at": due,
         "occurred_at": now,
         "reported_at": now,
+        "working_hours": None,
     }

@@ -197,6 +197,13 @@ class Metrics:
             ["department", "state"],
             registry=registry,
         )
+        self.permit_decisions = Counter(
+            "ubridge_permit_decisions_total",
+            "Permits decided (GRANTED or REFUSED), by department and on_time: yes within the department's working "
+            "days (补正 waits left out), no past them, none where no rule sets a deadline.",
+            ["department", "on_time"],
+            registry=registry,
+        )
         self.permit_retries = Counter(
             "ubridge_permit_retries_total",
             "Retried permit posts, by peer (the approval system, or a utility told of a permit's state) and reason.",

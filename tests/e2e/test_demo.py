@@ -40,6 +40,7 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     assert re.search(loop, " ".join(result.stdout.split())), _failure(result, tmp_path)
     permits = r"external-works permits: ([1-9]\d*) applications filed through ubridge \(0 refused\), ([1-9]\d*) permits"
     permits += r" to [1-9] departments at once \(并联审批\): (\d+) granted, (\d+) refused, [1-9]\d* asked for more"
+    permits += r" \(补正\), \d+ 告知承诺, \2 decided within the departments' working days"
     found = re.search(permits, " ".join(result.stdout.split()))
     assert found is not None, _failure(result, tmp_path)
     assert int(found[3]) + int(found[4]) == int(found[2]), "a permit filed was never decided, or its utility not told"

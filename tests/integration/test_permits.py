@@ -194,6 +194,13 @@ def test_permits_go_to_every_department_and_their_decisions_come_back(kafka_boot
     )
     seen = states(kafka_bootstrap, bridge)
     assert {p: seen[p][-3:] for p in wanted} == dict.fromkeys(wanted, done)
+    granted = [CODEC.decode_as("PermitStatus", r.value) for r in read_topic(kafka_bootstrap, bridge.status)]
+    for status in (s for s in granted if s["state"] == "GRANTED"):
+        # decided within seconds of the submission: the department's clock shows (almost) none of its 3 days
+        assert status["due_at"] is not None and status["occurred_at"] <= status["due_at"]
+        assert status["working_hours"] is not None and 0 <= status["working_hours"] < 1
+    on_time = {"department": "planning", "on_time": "yes"}
+    assert bridge.metrics.registry.get_sample_value("ubridge_permit_decisions_total", on_time) == 1
     assert sorted(p["permit_id"] for p in bridge.approval.permits.permits()) == sorted(wanted)
     assert {p["department"] for p in bridge.approval.permits.permits()} == {"planning", "road"}
     assert read_topic(kafka_bootstrap, bridge.dlq_submitter) == []

@@ -135,6 +135,7 @@ def status(state: str, minutes: int) -> PermitStatus:
         "due_at": None,
         "occurred_at": at,
         "reported_at": at,
+        "working_hours": None,
     }
 
 

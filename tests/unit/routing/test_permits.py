@@ -23,6 +23,7 @@ from routing.permits import (
     load_policy,
     overdue,
     parse_application,
+    working_hours_taken,
 )
 from schemas import Codec
 
@@ -242,6 +243,16 @@ def test_a_more_required_wait_is_left_out_of_the_clock() -> None:
     assert paused == datetime(2026, 3, 13, 9, tzinfo=SHANGHAI)
 
 
+def test_the_departments_working_hours_leave_out_the_wait_and_the_weekend() -> None:
+    """Monday 9:00 to the next Monday 9:00 with a 补正 wait of one working day: four days' hours, not seven."""
+    waits = [(datetime(2026, 3, 9, 10, tzinfo=SHANGHAI), datetime(2026, 3, 10, 10, tzinfo=SHANGHAI))]
+    decided = datetime(2026, 3, 16, 9, tzinfo=SHANGHAI)
+    plain = working_hours_taken(SUBMITTED, calendar=CAL, at=decided)
+    assert plain == 5 * CAL.hours_per_day
+    assert working_hours_taken(SUBMITTED, calendar=CAL, waits=waits, at=decided) == plain - CAL.hours_per_day
+    assert working_hours_taken(SUBMITTED, calendar=CAL, waits=[(waits[0][0], None)], at=decided) == 1.0
+
+
 def test_an_open_wait_holds_the_clock_until_now() -> None:
     """While the utility still owes the material, the deadline moves with the wait."""
     rule = POLICY.rule_for("410105")
@@ -268,6 +279,7 @@ def status(state: PermitState, due: datetime | None) -> PermitStatus:
         "due_at": due,
         "occurred_at": SUBMITTED,
         "reported_at": SUBMITTED,
+        "working_hours": 2.5,
     }
 
 
