@@ -162,6 +162,8 @@ class TopicNames(_Strict):
     payments: str = Field("ubridge.payments.v1", description="爱山东 payments (缴费), keyed by payment id.")
     permits: str = Field("ubridge.permits.v1", description="External-works permit applications, by application id.")
     permit_status: str = Field("ubridge.permit-status.v1", description="Permits at their departments, by application.")
+    surveys: str = Field("ubridge.surveys.v1", description="Joint site surveys (联合踏勘) as they change, by project.")
+    survey_replies: str = Field("ubridge.survey-replies.v1", description="The utilities' answers, by survey id.")
     hotline_work_orders: str = "ubridge.hotline.work-orders.v1"
     hotline_return_visits: str = "ubridge.hotline.return-visits.v1"
     projects: str = "ubridge.projects.v1"

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -141,6 +141,7 @@ class Reply:
     answer: Answer
     slot: Slot | None
     at: datetime
+    round: int | None = None  # the round answered; None: the one on the table
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def apply_reply(survey: Survey, reply: Reply, region: RegionSurveys) -> Survey:
 
     An acceptance counts for the slot on the table; when every utility accepted it the survey is AGREED. A
     counter-proposal opens the next round with its slot, which its proposer accepts; past ``max_rounds`` the
-    survey is SEPARATE. Replies to a survey no longer PROPOSED change nothing.
+    survey is SEPARATE. Replies to a survey no longer PROPOSED, or to an earlier round, change nothing.
 
     Raises:
         DataError: The reply is from a utility not in the survey, or a counter-proposal without a slot or with
@@ -217,7 +218,7 @@ def apply_reply(survey: Survey, reply: Reply, region: RegionSurveys) -> Survey:
     """
     if reply.utility_id not in survey.tasks:
         raise DataError("utility_id", f"{reply.utility_id} is not one of the survey's utilities")
-    if survey.state != "PROPOSED":
+    if survey.state != "PROPOSED" or reply.round not in (None, survey.round):
         return survey
     if reply.answer == "ACCEPT":
         accepted = survey.accepted | {reply.utility_id}
@@ -239,3 +240,43 @@ def _next_working_day(day: date, calendar: WorkingCalendar) -> date:
             return day
     message = f"no working day in the year after {day.isoformat()}"
     raise CalendarError(message)
+
+
+def proposal_record(survey: Survey, *, proposed_by: str | None, at: datetime) -> dict[str, Any]:
+    """The survey as an Avro ``SurveyProposal``."""
+    return {
+        "survey_id": survey.survey_id,
+        "project_code": survey.project_code,
+        "region_code": survey.region_code,
+        "round": survey.round,
+        "state": survey.state,
+        "slot_start": survey.slot.start,
+        "slot_end": survey.slot.end,
+        "lead_department": survey.lead_department,
+        "participants": [{"utility_id": u, "task_id": t} for u, t in sorted(survey.tasks.items())],
+        "accepted": sorted(survey.accepted),
+        "proposed_by": proposed_by,
+        "occurred_at": at,
+    }
+
+
+def survey_of(record: Mapping[str, Any]) -> Survey:
+    """The survey a ``SurveyProposal`` record holds."""
+    return Survey(
+        survey_id=record["survey_id"],
+        project_code=record["project_code"],
+        region_code=record["region_code"],
+        tasks={p["utility_id"]: p["task_id"] for p in record["participants"]},
+        lead_department=record["lead_department"],
+        round=record["round"],
+        slot=Slot(record["slot_start"], record["slot_end"]),
+        accepted=frozenset(record["accepted"]),
+        state=record["state"],
+    )
+
+
+def reply_of(record: Mapping[str, Any]) -> Reply:
+    """The reply a ``SurveyReply`` record holds."""
+    start, end = record["slot_start"], record["slot_end"]
+    slot = None if start is None or end is None else Slot(start, end)
+    return Reply(record["utility_id"], record["answer"], slot, record["replied_at"], record["round"])

@@ -45,6 +45,8 @@ RECORDS = (
     "Payment",
     "PermitApplication",
     "PermitStatus",
+    "SurveyProposal",
+    "SurveyReply",
 )
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = 10

@@ -13,23 +13,18 @@ utility (dead-lettered) · 405 wrong method · 413 body too large · 415
 not JSON · 422 a field is missing, unknown or invalid (``field`` names it) · 503 Kafka unavailable, retry.
 """
 
-import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, IntakeRoute, reject
 from connectors.runtime.interface import Output
-from connectors.runtime.metrics import Metrics
-from connectors.runtime.strict_json import JsonRefused, loads
-from connectors.runtime.trace_context import TRACEPARENT, child
+from connectors.runtime.utility_intake import RefusalLetters, UtilityJsonHandler
 from connectors.status.admission import KnownTask, Refusal
 from connectors.status.callback_intake import ViewedIntake
-from connectors.status.task_view import TaskView
 from routing.errors import DataError
 from routing.permits import PermitApplication, PermitKind, PermitPolicy, filings, parse_application
 from schemas import Codec
@@ -94,7 +89,7 @@ class TaskFinder(Protocol):
         ...
 
 
-class PermitIntakeHandler:
+class PermitIntakeHandler(UtilityJsonHandler):
     """Turns a utility's application into a ``PermitApplication``; an :class:`IntakeHandler`.
 
     Args:
@@ -119,23 +114,20 @@ class PermitIntakeHandler:
         tasks: TaskFinder,
         clock: Callable[[], datetime] = _now,
     ) -> None:
-        if any(not token.strip() for token in tokens):
-            message = "a permit-intake token must not be empty"
-            raise ValueError(message)
-        self._utilities = {_digest(token): utility for token, utility in tokens.items()}
+        super().__init__(stage=STAGE, tokens=tokens, dlq_topic=dlq_topic, clock=clock)
         self._topic = topic
-        self._dlq_topic = dlq_topic
         self._policy = policy
         self._tasks = tasks
-        self._clock = clock
         self._codec = Codec.default()
 
     def handle(self, request: IntakeRequest) -> IntakeResponse:
         """Answer one request (never raises for bad input)."""
-        utility = self._utility_of(request)
+        if request.path != PATH:
+            return reject(404, f"no such resource: {request.path[:200]}")
+        utility = self.caller(request)
         if isinstance(utility, IntakeResponse):
             return utility
-        payload = self._json_object(request, utility)
+        payload = self.json_object(request, utility)
         if isinstance(payload, IntakeResponse):
             return payload
         claimed = payload.pop("utility_id", utility)
@@ -147,7 +139,7 @@ class PermitIntakeHandler:
                 payload, utility_id=utility, policy=self._policy, source=STAGE, now=self._clock()
             )
         except DataError as exc:
-            return self._refuse(request, utility, exc, 422)
+            return self.refuse(request, utility, exc, 422)
         return self._owned(request, application) or self._accepted(application)
 
     def _owned(self, request: IntakeRequest, application: PermitApplication) -> IntakeResponse | None:
@@ -159,36 +151,8 @@ class PermitIntakeHandler:
         if found is None or found.utility_id != utility:
             # another utility's task is answered as unknown: whose tasks exist is not the caller's business
             reason = f"task_id: no task {application['task_id'][:80]!r} was delivered to {utility}"
-            return self._refuse(request, utility, DataError("task_id", reason), 404)
+            return self.refuse(request, utility, DataError("task_id", reason), 404)
         return None
-
-    def _utility_of(self, request: IntakeRequest) -> str | IntakeResponse:
-        """The utility the request's token authenticates, or the 404/405/401/415 answer."""
-        if request.path != PATH:
-            return reject(404, f"no such resource: {request.path[:200]}")
-        if request.method != "POST":
-            return IntakeResponse(405, {"error": "use POST"}, headers=(("Allow", "POST"),))
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        utility = self._utilities.get(_digest(token.strip())) if scheme.lower() == "bearer" else None
-        if utility is None:
-            return IntakeResponse(
-                401, {"error": "missing or unknown bearer token"}, headers=(("WWW-Authenticate", "Bearer"),)
-            )
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            return reject(415, "Content-Type must be application/json")
-        return utility
-
-    def _json_object(self, request: IntakeRequest, utility: str) -> dict[str, Any] | IntakeResponse:
-        """The body as a JSON object, or the refusal (with its dead letter) saying why not."""
-        try:
-            payload = loads(request.body.decode("utf-8"))
-        except UnicodeDecodeError:
-            return self._refuse(request, utility, DataError("", "the body is not valid utf-8"), 400)
-        except JsonRefused as exc:
-            return self._refuse(request, utility, DataError(exc.field or "", exc.reason), exc.status)
-        if not isinstance(payload, dict):
-            return self._refuse(request, utility, DataError("", "the body must be a JSON object"), 400)
-        return payload
 
     def _accepted(self, application: PermitApplication) -> IntakeResponse:
         """The 202, with the application to store."""
@@ -209,39 +173,6 @@ class PermitIntakeHandler:
             outputs=(Output(self._topic, key, value, headers),),
         )
 
-    def _refuse(self, request: IntakeRequest, utility: str, error: DataError, status: int) -> IntakeResponse:
-        """The 4xx answer, carrying the body's dead letter for the intake to store."""
-        letter = source_dead_letter(
-            error,
-            stage=STAGE,
-            topic=self._dlq_topic,
-            key=utility.encode(),
-            value=request.body,
-            where=utility,
-            now=self._clock(),
-        )
-        extra: dict[str, Any] = {"field": error.field} if error.field else {}
-        return IntakeResponse(status, {"error": str(error), **extra}, outputs=(letter,))
 
-
-class PermitIntake(ViewedIntake):
+class PermitIntake(RefusalLetters, ViewedIntake):
     """A :class:`ViewedIntake` that also stores the dead letters of the requests it refuses."""
-
-    def __init__(self, handler: PermitIntakeHandler, *, view: TaskView, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(handler, view=view, metrics=metrics, **kwargs)
-        self._permit_metrics = metrics
-
-    def answer(self, request: IntakeRequest) -> IntakeResponse:
-        """As :meth:`HttpIntake.answer`; a refusal's dead letter is made durable before the 4xx is sent."""
-        response = super().answer(request)
-        if response.status < 400 or not response.outputs:  # noqa: PLR2004 - HTTP classes
-            return response
-        failed = self._store(response.outputs, child(request.headers.get(TRACEPARENT)))
-        if failed is not None:  # the sender retries; its request is not lost from sight
-            return failed
-        self._permit_metrics.records_dead_lettered.labels(STAGE, "DataError").inc(len(response.outputs))
-        return IntakeResponse(response.status, response.body, headers=response.headers)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()

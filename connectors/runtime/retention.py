@@ -35,6 +35,8 @@ CLASS_OF: Final[Mapping[str, TopicClass]] = MappingProxyType(
         "payments": "canonical",
         "permits": "canonical",
         "permit_status": "status",
+        "surveys": "status",
+        "survey_replies": "status",
         "hotline_work_orders": "canonical",
         "hotline_return_visits": "canonical",
         "tasks": "tasks",

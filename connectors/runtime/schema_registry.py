@@ -39,6 +39,8 @@ TOPIC_RECORDS: Final[Mapping[str, tuple[str, ...]]] = {
     "payments": ("Payment",),
     "permits": ("PermitApplication",),
     "permit_status": ("PermitStatus",),
+    "surveys": ("SurveyProposal",),
+    "survey_replies": ("SurveyReply",),
     "tasks": ("UtilityTask",),
     "task_status": ("TaskStatus",),
     "sla": ("SlaEvent",),

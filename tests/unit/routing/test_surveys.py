@@ -21,9 +21,12 @@ from routing.surveys import (
     apply_reply,
     joint_groups,
     load_survey_policy,
+    proposal_record,
     propose,
     survey_id,
+    survey_of,
 )
+from schemas import Codec
 
 ROOT = Path(__file__).resolve().parents[3]
 POLICY = load_survey_policy(ROOT / "deploy" / "config" / "surveys.yaml")
@@ -172,3 +175,20 @@ def test_a_bad_policy_file_names_the_key(tmp_path: Path, change: object, message
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(message)):
         load_survey_policy(path)
+
+
+def test_an_answer_to_an_earlier_round_changes_nothing() -> None:
+    """Gas accepts round 1 after water's counter opened round 2: round 2's slot is not taken as accepted."""
+    countered = apply_reply(survey("water", "gas"), counter("water", FRIDAY + timedelta(days=4)), ZY)
+    late = apply_reply(countered, Reply("gas", "ACCEPT", None, FRIDAY, round=1), ZY)
+    assert late == countered
+    agreed = apply_reply(countered, Reply("gas", "ACCEPT", None, FRIDAY, round=2), ZY)
+    assert (agreed.accepted, agreed.state) == ({"water", "gas"}, "AGREED")
+
+
+def test_a_survey_round_trips_through_its_avro_record() -> None:
+    """proposal_record then survey_of gives the survey back, through the codec."""
+    held = apply_reply(survey("water", "gas", "heat"), accept("gas"), ZY)
+    codec = Codec.default()
+    record = codec.decode(codec.encode("SurveyProposal", proposal_record(held, proposed_by=None, at=FRIDAY)))[1]
+    assert survey_of(record) == held
