@@ -18,6 +18,7 @@ from connectors.permits.intake import STAGE as PERMIT_INTAKE
 from connectors.settings import Settings
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.supervision.stage import STAGE as SUPERVISION
+from connectors.surveys.intake import STAGE as SURVEY_REPLIES
 
 Probe = Callable[[str, int], str | None]
 
@@ -50,6 +51,9 @@ def listeners(settings: Settings) -> list[Listener]:
     permits = settings.permits.intake if settings.permits and settings.permits.enabled else None
     if permits is not None:
         found.append(Listener("permits.intake.port", permits.host, permits.port, PERMIT_INTAKE))
+    replies = settings.surveys.intake if settings.surveys and settings.surveys.enabled else None
+    if replies is not None:
+        found.append(Listener("surveys.intake.port", replies.host, replies.port, SURVEY_REPLIES))
     if settings.status_callbacks is not None and settings.status_callbacks.enabled:
         callbacks = settings.status_callbacks
         found.append(Listener("status_callbacks.port", callbacks.host, callbacks.port, STATUS_CALLBACKS))

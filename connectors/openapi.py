@@ -34,12 +34,15 @@ from connectors.runtime.web_app import build_app
 from connectors.settings import parse_settings
 from connectors.status.callback import ROUTE as CALLBACK_ROUTE
 from connectors.status.callback import STAGE as CALLBACK_STAGE
+from connectors.surveys.intake import ROUTE as SURVEY_ROUTE
+from connectors.surveys.intake import STAGE as SURVEY_STAGE
 
 COMMITTED: Final = Path(__file__).parents[1] / "deploy" / "openapi.json"
 DESCRIPTION: Final = (
     "Every HTTP surface of a ubridge process. Each intake listens on its own port (sources.gonggai_webhook.port, "
-    "sources.aishandong_gateway.port, status_callbacks.port, permits.intake.port); /metrics, /healthz and /readyz on "
-    "observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) on admin.port. Every answer "
+    "sources.aishandong_gateway.port, status_callbacks.port, permits.intake.port, surveys.intake.port); "
+    "/metrics, /healthz and /readyz on observability.metrics_port; the admin API (/admin/v1, bearer AdminToken) "
+    "on admin.port. Every answer "
     "that is not a success is JSON: {error, field?, index?}; a 500 carries an error_id to quote."
 )
 
@@ -56,6 +59,7 @@ def document() -> dict[str, Any]:
         intake_router(PaymentGatewaySettings.model_fields["name"].default, (PAYMENTS_ROUTE,), _documentation_only),
         intake_router(CALLBACK_STAGE, (CALLBACK_ROUTE,), _documentation_only),
         intake_router(PERMIT_STAGE, (PERMIT_ROUTE,), _documentation_only),
+        intake_router(SURVEY_STAGE, (SURVEY_ROUTE,), _documentation_only),
         health_router(CollectorRegistry(), dict, dict),
         # the admin routes are described, not served: the service behind them is never called here
         admin_router(AdminService(parse_settings({"routing": {"service_areas": "-"}}), stale_after_s=1), {}),

@@ -66,6 +66,10 @@ from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
 from connectors.supervision.stage import STAGE as SUPERVISION
 from connectors.supervision.stage import build_supervision
+from connectors.surveys.intake import STAGE as SURVEY_REPLIES
+from connectors.surveys.notices import STAGE as SURVEY_NOTICES
+from connectors.surveys.stage import STAGE as JOINT_SURVEYS
+from connectors.surveys.wiring import build_joint_surveys, build_survey_notices, build_survey_replies
 from connectors.utility.pipeline import SinkLoop
 from connectors.utility.revisions import KafkaRevisionReader
 from connectors.utility.sink import UtilitySink, stage_name
@@ -154,6 +158,8 @@ def topics(settings: Settings) -> list[TopicSpec]:
     specs += [spec("complaints_ledger", partitions, compacted=True), spec("complaints_escalations", partitions)]
     if settings.permits is not None and settings.permits.enabled:
         specs += [spec("permits", partitions), spec("permit_status", partitions)]
+    if settings.surveys is not None and settings.surveys.enabled:
+        specs += [spec("surveys", partitions), spec("survey_replies", partitions)]
     dlq = [s.name for s in stage_specs(settings) if s.dead_letters]
     specs += [spec("dlq", 1, name=settings.dlq_topic(stage)) for stage in dlq]
     return specs
@@ -203,6 +209,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     specs += [StageSpec(stage_name(u.id), _sink_builder(u)) for u in settings.utilities]
     specs += _payment_specs(settings)
     specs += _permit_specs(settings)
+    specs += _survey_specs(settings)
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
         specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
@@ -246,6 +253,19 @@ def _permit_specs(settings: Settings) -> list[StageSpec]:
         # it follows every permit at the approval system: one process at a time
         StageSpec(PERMIT_FOLLOWER, _leased(PERMIT_FOLLOWER, _permit_follower)),
         StageSpec(PERMIT_NOTICES, _permit_notices),
+    ]
+
+
+def _survey_specs(settings: Settings) -> list[StageSpec]:
+    """The joint-survey stages (connectors/surveys), when ``surveys:`` is configured."""
+    surveys = settings.surveys
+    if surveys is None or not surveys.enabled:
+        return []
+    return [
+        StageSpec(SURVEY_REPLIES, _survey_replies, pausable=False),
+        # it holds every project's open tasks: one process at a time
+        StageSpec(JOINT_SURVEYS, _leased(JOINT_SURVEYS, _joint_surveys)),
+        StageSpec(SURVEY_NOTICES, _survey_notices),
     ]
 
 
@@ -423,6 +443,18 @@ def _permit_follower(ctx: Context) -> Runnable:
 
 def _permit_notices(ctx: Context) -> Runnable:
     return _loop(ctx, build_permit_notices(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec))
+
+
+def _survey_replies(ctx: Context) -> Runnable:
+    return build_survey_replies(ctx.settings, metrics=ctx.metrics, stop=ctx.stop)
+
+
+def _joint_surveys(ctx: Context) -> Runnable:
+    return _loop(ctx, build_joint_surveys(ctx.settings, codec=ctx.codec))
+
+
+def _survey_notices(ctx: Context) -> Runnable:
+    return _loop(ctx, build_survey_notices(ctx.settings, metrics=ctx.metrics, stop=ctx.stop, codec=ctx.codec))
 
 
 def _payment_delivery(ctx: Context) -> Runnable:

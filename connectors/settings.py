@@ -42,6 +42,7 @@ from connectors.payments.settings import PaymentSettings
 from connectors.permits.settings import PermitSettings
 from connectors.runtime.intake_settings import IntakeLimits
 from connectors.runtime.retention import RetentionSettings
+from connectors.surveys.settings import SurveySettings
 
 _MIN_TOKEN_CHARS = 16
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -514,6 +515,7 @@ class Settings(_Strict):
     schema_registry: SchemaRegistrySettings | None = None
     payments: PaymentSettings | None = None
     permits: PermitSettings | None = None
+    surveys: SurveySettings | None = None
 
     @model_validator(mode="after")
     def _acl_utilities_configured(self) -> "Settings":

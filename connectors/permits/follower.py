@@ -20,10 +20,11 @@ from typing import Final, cast
 
 import httpx
 import structlog
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
+from connectors.runtime.compacted import decoded_to_end
 from connectors.runtime.interface import Delivered, Outcome, Output, each_record
 from connectors.runtime.metrics import Metrics
 from routing.calendar import WorkingCalendar
@@ -223,18 +224,7 @@ def _track_wait(followed: Followed, current: PermitState, new: PermitState, at: 
 
 def read_statuses(consumer: KafkaConsumer, topic: str) -> Iterator[PermitStatus]:
     """Every status on the permit-status topic, from its start to its end now (the consumer has no group)."""
-    codec = Codec.default()
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
-    while any(consumer.position(tp) < end[tp] for tp in partitions):
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
-                try:
-                    yield cast("PermitStatus", codec.decode_as("PermitStatus", record.value))
-                except DataError as exc:
-                    log.warning("permit_status_unreadable", offset=record.offset, reason=str(exc))
+    return cast("Iterator[PermitStatus]", decoded_to_end(consumer, topic, "PermitStatus", Codec.default()))
 
 
 def catch_up(consumer: KafkaConsumer, topic: str, follower: PermitFollower) -> None:

@@ -7,13 +7,18 @@ Example:
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
+import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.kafka import make_consumer
 from connectors.settings import KafkaSettings
+from routing.errors import DataError
+from schemas import Codec
+
+log = structlog.get_logger(__name__)
 
 _READ_TIMEOUT_S: Final = 120.0
 _POLL_MS: Final = 500
@@ -84,6 +89,24 @@ def records_to_end(
             raise TimeoutError(message)
         for tp, records in consumer.poll(timeout_ms=_POLL_MS).items():
             yield from ((tp.partition, record) for record in records if record.offset < end[tp])
+
+
+def decoded_to_end(consumer: KafkaConsumer, topic: str, record: str, codec: Codec) -> Iterator[dict[str, Any]]:
+    """Every ``record`` of ``topic``, all partitions from their start to the end seen on entry, decoded.
+
+    The consumer has no group; a tombstone is skipped, and so is an unreadable record (logged with its reason:
+    the stage that wrote it dead-lettered nothing, and the rest of the topic still counts).
+    """
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    for partition, item in records_to_end(consumer, tps, what=topic):
+        if not item.value:
+            continue
+        try:
+            yield codec.decode_as(record, item.value)
+        except DataError as exc:
+            log.warning("record_unreadable", topic=topic, partition=partition, offset=item.offset, reason=str(exc))
 
 
 def read_partitions(

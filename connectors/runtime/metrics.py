@@ -210,6 +210,12 @@ class Metrics:
             ["peer", "reason"],
             registry=registry,
         )
+        self.survey_retries = Counter(
+            "ubridge_survey_retries_total",
+            "Retried survey notices, by utility and reason.",
+            ["peer", "reason"],
+            registry=registry,
+        )
         self.permits_overdue = Gauge(
             "ubridge_permits_overdue",
             "Permits undecided past the department's deadline (001: 3个工作日内办结), by department.",
