@@ -25,8 +25,10 @@ Contract:
   ``GET /v1/task-status?cursor=<n>&limit=<m>`` → ``{"statuses": [{"seq", "task_id", "stage", "occurred_at",
   "pipe_length_m"?, "reason"?, "detail"?}], "next_cursor", "has_more"}`` and, when a callback URL is set,
   POSTed to ``{callback_url}/v1/tasks/{task_id}/status``. The feed is never faulted.
-- ``POST /v1/payments`` (:mod:`simulators.utility.payments`) and ``POST /v1/permits/status``
-  (:mod:`simulators.utility.permits`): the billing desk and the permit states ubridge tells the utility.
+- ``POST /v1/payments`` (:mod:`simulators.utility.payments`), ``POST /v1/permits/status``
+  (:mod:`simulators.utility.permits`) and ``POST /v1/surveys`` (:mod:`simulators.utility.surveys`, answered
+  once ``POST /_sim/survey-answers`` gives ``reply_url``, ``reply_token`` and ``counter_rate``): the billing
+  desk, the permit states ubridge tells the utility, and the joint surveys it proposes.
 
 Example:
     >>> simulator = UtilitySimulator("yantai-water", token="T")
@@ -59,6 +61,7 @@ from simulators._http import (
 from simulators.utility.payments import PAYMENTS_PATH, PaymentBook
 from simulators.utility.permits import NOTICES_PATH, PermitNoticeBook
 from simulators.utility.progress import Progression, StatusReport
+from simulators.utility.surveys import SURVEYS_PATH, SurveyDesk
 
 TASKS_PATH = "/v1/tasks"
 STATUS_FEED_PATH = "/v1/task-status"
@@ -134,6 +137,7 @@ class UtilitySimulator:
         self._progress = Progression(utility_id, seed=seed)
         self.payments = PaymentBook(utility_id, token=token, seed=seed)  # POST /v1/payments
         self.permits = PermitNoticeBook(utility_id, token=token, seed=seed)  # POST /v1/permits/status
+        self.surveys = SurveyDesk(utility_id, token=token, seed=seed)  # POST /v1/surveys
         self._http = JsonHttpServer(self._handle, host=host, port=port)
         self._routes = {
             ("POST", TASKS_PATH): self._receive,
@@ -150,6 +154,10 @@ class UtilitySimulator:
             ("POST", NOTICES_PATH): self.permits.receive,
             ("GET", "/_sim/permit-notices"): self.permits.listing,
             ("POST", "/_sim/permit-faults"): self.permits.faults_route,
+            ("POST", SURVEYS_PATH): self.surveys.receive,
+            ("GET", "/_sim/surveys"): self.surveys.listing,
+            ("POST", "/_sim/survey-faults"): self.surveys.faults_route,
+            ("POST", "/_sim/survey-answers"): self._survey_answers_route,
             ("POST", "/_sim/progress"): self._progress_route,
             ("GET", "/_sim/progress"): lambda _: json_response(
                 200, {"settings": self._progress.settings(), **self._progress.counts()}
@@ -163,8 +171,9 @@ class UtilitySimulator:
         return url
 
     def stop(self) -> None:
-        """Stop serving, stop the progression and release the port."""
+        """Stop serving, stop the progression and the survey answers, and release the port."""
         self._progress.stop()
+        self.surveys.stop()
         self._http.stop()
 
     def set_faults(
@@ -317,6 +326,13 @@ class UtilitySimulator:
             self.set_progress(**request.json_object())
         except (TypeError, ValueError) as exc:
             return error_response(400, f"bad progress plan: {exc}")
+        return NO_CONTENT
+
+    def _survey_answers_route(self, request: Request) -> Response:
+        try:
+            self.surveys.configure(**request.json_object())
+        except (TypeError, ValueError) as exc:
+            return error_response(400, f"bad survey answers: {exc}")
         return NO_CONTENT
 
     def _status_feed(self, request: Request) -> Response:
