@@ -280,3 +280,17 @@ def reply_of(record: Mapping[str, Any]) -> Reply:
     start, end = record["slot_start"], record["slot_end"]
     slot = None if start is None or end is None else Slot(start, end)
     return Reply(record["utility_id"], record["answer"], slot, record["replied_at"], record["round"])
+
+
+def standing(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Survey id → its ``SurveyProposal`` record as it stands last: the latest round, its decision over it."""
+    last: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        held = last.get(record["survey_id"])
+        if held is None or _progress(record) >= _progress(held):
+            last[record["survey_id"]] = record
+    return last
+
+
+def _progress(record: Mapping[str, Any]) -> tuple[int, bool]:
+    return record["round"], record["state"] != "PROPOSED"

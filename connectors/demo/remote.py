@@ -61,6 +61,14 @@ class RemoteUtility:
         """Make new tasks move through their stages, reported by callback (see the simulator's set_progress)."""
         self._http.post("/_sim/progress", json=plan).raise_for_status()
 
+    def answer_surveys(self, **plan: Any) -> None:
+        """Make the utility answer joint-survey proposals (see the simulator's SurveyDesk.configure)."""
+        self._http.post("/_sim/survey-answers", json=plan).raise_for_status()
+
+    def survey_notices(self) -> int:
+        """How many survey notices the utility kept."""
+        return len(self._http.get("/_sim/surveys").raise_for_status().json()["notices"])
+
     def task_bodies(self) -> dict[str, dict[str, Any]]:
         """Task id → the body of the revision held."""
         tasks = self._http.get("/_sim/tasks").raise_for_status().json()["tasks"]

@@ -36,6 +36,7 @@ from connectors.demo.permits import DemoPermits
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.services import linked_line, service_areas
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
+from connectors.demo.surveys import answer_surveys, read_surveys, settled, surveys_config, surveys_line
 from connectors.settings import Settings, load_settings
 from routing.calendar import SHANGHAI, load_calendar
 from routing.complaints import state_of
@@ -90,6 +91,7 @@ class DemoResult:
     payment_line: str = ""
     loop_line: str = ""
     permit_line: str = ""
+    survey_line: str = ""
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ class Demo:
         self.payments = DemoPayments(self.areas, seed=options.seed, faults=options.faults)
         self.permits = DemoPermits(self.approval, seed=options.seed, approval_token=APPROVAL_TOKEN)
         self.permit_line = ""
+        self.survey_line = ""
         self.app: App | None = None
         self.config_path = options.workdir / "ubridge.yaml"
         self.settings: Settings
@@ -168,6 +171,10 @@ class Demo:
                 reject_rate=0.03,
                 seed=self.options.seed + index,
             )
+        surveys = self.settings.surveys
+        assert surveys is not None  # noqa: S101 - written by _write_config
+        reply_url = f"http://127.0.0.1:{surveys.intake.port}"
+        answer_surveys(self.utilities, reply_url=reply_url, token_of=_callback_token)
 
     def replay(self) -> Expectation:
         """Publish the events upstream at the configured rate while showing delivery progress."""
@@ -193,6 +200,10 @@ class Demo:
         with self.console.status("utilities working through their tasks (simulated office hours)"):
             _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
+        with self.console.status("joint site surveys agreed"):
+            _wait_for(lambda: settled(read_surveys(self.settings)), timeout_s=60)
+            notices = sum(sim.survey_notices() for sim in self.utilities.values())
+            self.survey_line = surveys_line(read_surveys(self.settings), notices)
         with self.console.status("external-works permits filed with the departments, their decisions told"):
             permits = self.settings.permits
             assert permits is not None  # noqa: S101 - written by _write_config
@@ -236,7 +247,17 @@ class Demo:
         stages = _stage_figures(self.registry)
         refused_apps = self.applications_refused
         return DemoResult(
-            rows, stages, expectation, sla, refused_apps, complaints, payments, line, self.loop, self.permit_line
+            rows,
+            stages,
+            expectation,
+            sla,
+            refused_apps,
+            complaints,
+            payments,
+            line,
+            self.loop,
+            self.permit_line,
+            self.survey_line,
         )
 
     def stop(self) -> None:
@@ -351,6 +372,7 @@ class Demo:
             "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
             "payments": self.payments.section(_free_port()),
             "permits": self.permits.section(_free_port(), str(CONFIG_DIR / "calendar.yaml")),
+            "surveys": surveys_config(CONFIG_DIR, self.options.workdir, _free_port()),
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "rules": str(CONFIG_DIR / "aishandong.yaml"),
@@ -414,6 +436,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
     )
     console.print(result.payment_line)
     console.print(result.permit_line)
+    console.print(result.survey_line)
     console.print(linked_line(result.utilities))
     verdict = "[green]every expected task reached its utility exactly once[/]" if result.ok else "[red]MISMATCH[/]"
     console.print(verdict)

@@ -5,7 +5,8 @@ and prints its stages (the 台账), then each rule of ``sla-policies.yaml`` gove
 (document and quoted sentence), what starts and stops it, unit and counting, and per clock (the rule's own and
 one per step): the limit, the due instant, used and remaining time, met/breached/open (or how the task ended),
 the excluded intervals with their reason, and ``provisional`` or ``unclocked`` where the working-day calendar
-is not official for the days counted. A task no rule governs says what applies instead.
+is not official for the days counted. A task no rule governs says what applies instead. Last, the task's joint
+site survey (联合踏勘), once however many rounds it took, from the surveys topic.
 
 Example::
 
@@ -18,12 +19,12 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
 
-from connectors.runtime.compacted import read_latest
+from connectors.runtime.compacted import decoded_to_end, read_latest
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import ConfigError, KafkaSettings, LedgerSettings, load_settings
@@ -31,9 +32,11 @@ from routing.calendar import SHANGHAI, load_calendar
 from routing.ledger import RuleTimeline, StageRow, Timeline, timeline
 from routing.records import TaskLedgerEntry
 from routing.sla_policy import load_policies
+from routing.surveys import standing
 from schemas import Codec
 
 CHANGELOG_TOPIC = "ubridge.ledger.changelog.v1"
+SURVEYS_TOPIC = "ubridge.surveys.v1"
 _CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "config"
 DEFAULT_CALENDAR = _CONFIG_DIR / "calendar.yaml"
 DEFAULT_POLICIES = _CONFIG_DIR / "sla-policies.yaml"
@@ -59,7 +62,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def run(args: argparse.Namespace) -> int:
     """Print the task's timeline; 2 when the task, the topic or the configuration is unknown."""
     try:
-        kafka, topic, ledger = _where(args)
+        kafka, topic, ledger, surveys_topic = _where(args)
         entry = find_entry(kafka, topic, args.task_id)
     except (ConfigError, LookupError, SchemaRegistryError) as exc:
         print(f"ubridge: {exc}", file=sys.stderr)
@@ -79,10 +82,13 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=_PIPE_WIDTH)
     for line in render(entry, view, uncovered=book.uncovered):
         console.print(line)
+    survey = survey_line(find_surveys(kafka, surveys_topic), args.task_id)
+    if survey is not None:
+        console.print(survey)
     return 0
 
 
-def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, LedgerSettings | None]:
+def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, LedgerSettings | None, str]:
     prefix = args.topic_prefix
     if args.config is not None:
         settings = load_settings(args.config)
@@ -90,10 +96,11 @@ def _where(args: argparse.Namespace) -> tuple[KafkaSettings, str, LedgerSettings
         kafka = settings.kafka
         if prefix is not None:
             kafka = kafka.model_copy(update={"topic_prefix": prefix})
-        return kafka, kafka.topic_prefix + settings.topics.ledger_changelog, settings.ledger
+        changelog, surveys = settings.topics.ledger_changelog, settings.topics.surveys
+        return kafka, kafka.topic_prefix + changelog, settings.ledger, kafka.topic_prefix + surveys
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix or "")
-    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC, None
+    return kafka, kafka.topic_prefix + CHANGELOG_TOPIC, None, kafka.topic_prefix + SURVEYS_TOPIC
 
 
 def find_entry(kafka: KafkaSettings, topic: str, task_id: str) -> TaskLedgerEntry | None:
@@ -113,6 +120,31 @@ def find_entry(kafka: KafkaSettings, topic: str, task_id: str) -> TaskLedgerEntr
         return None
     record = max(found, key=lambda r: r.timestamp)
     return cast(TaskLedgerEntry, Codec.default().decode_as("TaskLedgerEntry", record.value))
+
+
+def find_surveys(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
+    """Every record of the surveys topic (none when joint surveys never ran), in the order written."""
+    consumer = make_consumer(kafka, group_id=None)
+    try:
+        return list(decoded_to_end(consumer, topic, "SurveyProposal", Codec.default()))
+    finally:
+        consumer.close()
+
+
+def survey_line(surveys: list[dict[str, Any]], task_id: str) -> str | None:
+    """The task's joint survey (联合踏勘) as it stands last: once per task, whatever its rounds; None without one."""
+    mine = [s for s in standing(surveys).values() if any(p["task_id"] == task_id for p in s["participants"])]
+    if not mine:
+        return None
+    last = mine[-1]
+    (utility,) = [p["utility_id"] for p in last["participants"] if p["task_id"] == task_id]
+    others = ", ".join(p["utility_id"] for p in last["participants"] if p["utility_id"] != utility)
+    lead = f"; led by {last['lead_department']}" if last["lead_department"] else ""
+    slot = f"{_local(last['slot_start'])}–{last['slot_end'].astimezone(SHANGHAI):%H:%M}"
+    return (
+        f"joint survey (联合踏勘) {last['survey_id']}: {last['state']} {slot} (round {last['round']}), "
+        f"with {others}{lead}"
+    )
 
 
 def render(entry: TaskLedgerEntry, view: Timeline, *, uncovered: str) -> list[Table | str]:

@@ -44,6 +44,8 @@ def test_demo_delivers_every_task_exactly_once(tmp_path: Path, kafka_bootstrap: 
     found = re.search(permits, " ".join(result.stdout.split()))
     assert found is not None, _failure(result, tmp_path)
     assert int(found[3]) + int(found[4]) == int(found[2]), "a permit filed was never decided, or its utility not told"
+    joint = r"joint surveys \(联合踏勘\): ([1-9]\d*) proposed for \d+ tasks of [2-9] utilities, \1 agreed"
+    assert re.search(joint, " ".join(result.stdout.split())), _failure(result, tmp_path)
 
 
 def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:

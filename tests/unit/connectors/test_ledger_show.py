@@ -1,8 +1,9 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from rich.console import Console
 
-from connectors.ledger.show import render
+from connectors.ledger.show import render, survey_line
 from routing.calendar import SHANGHAI, load_calendar
 from routing.ledger import apply_status, open_entry, timeline
 from routing.records import TaskLedgerEntry, TaskStage, TaskStatus, UtilityTask
@@ -100,3 +101,22 @@ def test_show_prints_how_a_cancelled_task_ended() -> None:
     cancel = report("RECEIVED", FILED + timedelta(days=1, hours=1), task=application(action="CANCEL"))
     out = shown(apply_status(entry, cancel, CALENDAR), FILED + timedelta(days=5))
     assert ("ended: CANCELLED at 2026-03-10T10:00:00+08:00" in out, "cancelled" in out) == (True, True)
+
+
+def test_a_tasks_joint_survey_is_shown_once_as_it_stands_last() -> None:
+    """Three records of one survey (two rounds, then agreed): one line, the agreed slot, the other utilities."""
+    start = datetime(2026, 12, 8, 1, 30, tzinfo=UTC)
+    participants = [{"utility_id": u, "task_id": f"t-{u}"} for u in ("yantai-gas", "yantai-water")]
+
+    def record(round_: int, state: str, shift: int) -> dict[str, Any]:
+        """The survey at ``round_`` in ``state``, its slot ``shift`` days after the first."""
+        slot = start + timedelta(days=shift)
+        return {"survey_id": "survey-1", "round": round_, "state": state, "slot_start": slot,
+                "slot_end": slot + timedelta(hours=2), "participants": participants, "lead_department": "住建局",
+                "occurred_at": start + timedelta(minutes=round_ * 10 + (state == "AGREED"))}  # fmt: skip
+
+    history = [record(1, "PROPOSED", 0), record(2, "PROPOSED", 1), record(2, "AGREED", 1)]
+    assert survey_line(history, "t-yantai-water") == (
+        "joint survey (联合踏勘) survey-1: AGREED 2026-12-09 09:30–11:30 (round 2), with yantai-gas; led by 住建局"
+    )
+    assert survey_line(history, "t-other") is None
