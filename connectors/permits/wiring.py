@@ -9,13 +9,14 @@ import threading
 
 from connectors.permits.follower import PermitFollower, catch_up, read_statuses
 from connectors.permits.intake import PermitIntake, PermitIntakeHandler
-from connectors.permits.notices import PermitNotices, notices_endpoint
+from connectors.permits.notices import NOTICES_PATH, PermitNotices
 from connectors.permits.settings import PermitSettings
 from connectors.permits.submitter import PermitSubmitter
 from connectors.runtime.http_intake import intake_producer
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.peer_post import PeerPoster
+from connectors.runtime.utility_notices import utility_targets
 from connectors.settings import Settings
 from connectors.status.task_view import TaskView
 from routing.calendar import load_calendar
@@ -116,19 +117,13 @@ def build_permit_follower(settings: Settings, *, metrics: Metrics) -> PermitFoll
 def build_permit_notices(settings: Settings, *, metrics: Metrics, stop: threading.Event, codec: Codec) -> PermitNotices:
     """The notices stage: every configured utility is a target, with its task credentials."""
     config = _config(settings)
-    targets = {
-        utility.id: (
-            config.endpoints.get(utility.id, notices_endpoint(utility.endpoint)),
-            PeerPoster(
-                utility.id,
-                subject="permit notice",
-                token=utility.auth.token,
-                timeout_s=utility.timeout_s,
-                retry=config.retry,
-                retries=metrics.permit_retries,
-                stop=stop,
-            ),
-        )
-        for utility in settings.utilities
-    }
+    targets = utility_targets(
+        settings.utilities,
+        path=NOTICES_PATH,
+        endpoints=config.endpoints,
+        subject="permit notice",
+        retry=config.retry,
+        retries=metrics.permit_retries,
+        stop=stop,
+    )
     return PermitNotices(input_topic=settings.topic("permit_status"), targets=targets, codec=codec)

@@ -12,10 +12,10 @@ from connectors.runtime.compacted import decoded_to_end
 from connectors.runtime.http_intake import intake_producer
 from connectors.runtime.kafka import make_consumer
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.peer_post import PeerPoster
+from connectors.runtime.utility_notices import utility_targets
 from connectors.settings import Settings
 from connectors.surveys.intake import SurveyReplyHandler, SurveyReplyIntake
-from connectors.surveys.notices import SurveyNotices, notices_endpoint
+from connectors.surveys.notices import NOTICES_PATH, SurveyNotices
 from connectors.surveys.settings import SurveySettings
 from connectors.surveys.stage import JointSurveys, catch_up
 from routing.calendar import load_calendar
@@ -57,21 +57,15 @@ def build_joint_surveys(settings: Settings, *, codec: Codec) -> JointSurveys:
 def build_survey_notices(settings: Settings, *, metrics: Metrics, stop: threading.Event, codec: Codec) -> SurveyNotices:
     """The notices stage: every configured utility is a target, with its task credentials."""
     config = _config(settings)
-    targets = {
-        utility.id: (
-            config.endpoints.get(utility.id, notices_endpoint(utility.endpoint)),
-            PeerPoster(
-                utility.id,
-                subject="survey",
-                token=utility.auth.token,
-                timeout_s=utility.timeout_s,
-                retry=config.retry,
-                retries=metrics.survey_retries,
-                stop=stop,
-            ),
-        )
-        for utility in settings.utilities
-    }
+    targets = utility_targets(
+        settings.utilities,
+        path=NOTICES_PATH,
+        endpoints=config.endpoints,
+        subject="survey",
+        retry=config.retry,
+        retries=metrics.survey_retries,
+        stop=stop,
+    )
     return SurveyNotices(input_topic=settings.topic("surveys"), targets=targets, codec=codec)
 
 
