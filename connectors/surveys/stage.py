@@ -97,11 +97,12 @@ class JointSurveys:
         self._surveys: dict[str, str] = {}  # survey id → project code
 
     def learn_status(self, status: TaskStatus) -> None:
-        """Open or close a task for the surveys (at start-up, or in the loop)."""
+        """Open or close a task for the surveys (at start-up, or in the loop); only regions with surveys count."""
         task, task_id = status["task"], status["task_id"]
         if status["stage"] == "RECEIVED" and task is not None:
             code = task["project_code"]
-            if task["kind"] in _SURVEYED_KINDS and task["action"] != "CANCEL" and code:
+            wanted = task["kind"] in _SURVEYED_KINDS and self._policy.for_region(task["region_code"]).enabled
+            if code and wanted and task["action"] != "CANCEL":
                 project = self._projects.setdefault(code, Project())
                 if task_id not in project.tasks and project.survey is None:
                     project.tasks[task_id] = OpenTask(task_id, status["utility_id"], code, task["region_code"])
