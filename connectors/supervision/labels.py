@@ -32,6 +32,7 @@ STATE_LABELS: Final[dict[str, str]] = {
     "rejected": "已退回",
     "cancelled": "已撤销",
 }
+SURVEY_LABELS: Final[dict[str, str]] = {"PROPOSED": "协商中", "AGREED": "已约定", "SEPARATE": "分别踏勘"}
 LEVEL_LABELS: Final[dict[str, str]] = {"total": "全部", "city": "市", "district": "区县", "utility": "单位"}
 
 

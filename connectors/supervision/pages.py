@@ -22,7 +22,7 @@ import io
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from connectors.complaints.follower import ComplaintSource
 from connectors.runtime.web_app import read_body
 from connectors.supervision import charts
-from connectors.supervision.labels import OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, local
+from connectors.supervision.labels import OUTCOME_LABELS, STAGE_LABELS, STATE_LABELS, SURVEY_LABELS, local
 from connectors.supervision.workbook import write_workbook
 from routing.calendar import WorkingCalendar
 from routing.ledger import timeline
@@ -61,6 +61,7 @@ class LedgerView:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     refresh_s: float = 0.0  # the figures are computed again once older than this (0: on every page)
     complaints: ComplaintSource | None = None  # the 12345 loop's figures, from its ledger topic, when it runs
+    survey: Callable[[str], Mapping[str, Any] | None] | None = None  # a task's joint survey, when surveys run
 
 
 class _Snapshot:
@@ -101,6 +102,7 @@ def templates() -> Environment:
         stage=lambda value: STAGE_LABELS.get(value or "", value or ""),
         outcome=lambda value: OUTCOME_LABELS.get(value, value),
         state=lambda value: STATE_LABELS.get(value, value),
+        survey_state=lambda value: SURVEY_LABELS.get(value, value),
     )
     return env
 
@@ -189,7 +191,8 @@ def supervision_router(view: LedgerView, token: str) -> APIRouter:
             raise HTTPException(404, detail={"field": "task_id", "reason": f"task {task_id} is not in the ledger"})
         now = view.now()
         shown = timeline(entry, view.book, view.calendar, now)
-        return render("task.html", entry=entry, timeline=shown, uncovered=view.book.uncovered, now=now)
+        survey = None if view.survey is None else view.survey(task_id)
+        return render("task.html", entry=entry, timeline=shown, uncovered=view.book.uncovered, now=now, survey=survey)
 
     @router.get("/report/monthly")
     def report(_: Annotated[None, Depends(gate.download)], month: Annotated[str, Query(max_length=7)]) -> Response:

@@ -6,11 +6,11 @@ Example:
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from connectors.complaints.follower import ComplaintFollower, follower_figures
 from connectors.ledger.show import DEFAULT_CALENDAR, DEFAULT_POLICIES
 from connectors.runtime.interface import StageState
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.topic_follower import TopicFollower, by_field
 from connectors.runtime.web_app import build_app
 from connectors.runtime.web_server import WebServer
 from connectors.settings import Settings
@@ -74,7 +75,7 @@ class SupervisionView:
         port: Port to bind; 0 picks a free one (see :attr:`port`).
         metrics: Process metrics.
         stop: Set to stop.
-        complaints: The complaint ledger's orders in memory, when the 12345 loop runs.
+        also: The other topics the pages read, followed alongside (the complaint ledger, the joint surveys).
     """
 
     stage = STAGE
@@ -89,10 +90,10 @@ class SupervisionView:
         port: int,
         metrics: Metrics,
         stop: threading.Event,
-        complaints: ComplaintFollower | None = None,
+        also: Sequence[TopicFollower[Any]] = (),
     ) -> None:
         self.state = StageState()
-        self._complaints = complaints
+        self._also = list(also)
         self._follower = follower
         self._metrics = metrics
         self._stop = stop
@@ -108,12 +109,12 @@ class SupervisionView:
         reader_stop = threading.Event()
         reader = threading.Thread(target=self._follower.run, args=(reader_stop,), name=f"{STAGE}-ledger", daemon=True)
         reader.start()
-        complaints = None
-        if self._complaints is not None:
-            complaints = threading.Thread(
-                target=self._complaints.run, args=(reader_stop,), name=f"{STAGE}-complaints", daemon=True
-            )
-            complaints.start()
+        readers = [
+            threading.Thread(target=f.run, args=(reader_stop,), name=f"{STAGE}-follower", daemon=True)
+            for f in self._also
+        ]
+        for thread in readers:
+            thread.start()
         try:
             while not self._follower.wait_caught_up(_CATCH_UP_STEP_S):
                 if self._stop.is_set():
@@ -129,8 +130,8 @@ class SupervisionView:
             self._server.stop()
             reader_stop.set()
             reader.join()
-            if complaints is not None:
-                complaints.join()
+            for thread in readers:
+                thread.join()
             self._metrics.stage_up.labels(STAGE).set(0)
 
 
@@ -155,6 +156,12 @@ def build_supervision(settings: Settings, *, metrics: Metrics, stop: threading.E
         view = replace(
             view, complaints=follower_figures(complaints, load_satisfaction_policy(settings.complaints.satisfaction))
         )
+    surveys = None
+    if settings.surveys is not None and settings.surveys.enabled:
+        surveys = TopicFollower[Mapping[str, Any]](
+            settings.kafka, settings.topic("surveys"), record="SurveyProposal", key_of=by_field("survey_id")
+        )
+        view = replace(view, survey=survey_of_task(surveys.entries))
     token = config.token.get_secret_value()
     return SupervisionView(
         follower,
@@ -164,5 +171,15 @@ def build_supervision(settings: Settings, *, metrics: Metrics, stop: threading.E
         port=config.port,
         metrics=metrics,
         stop=stop,
-        complaints=complaints,
+        also=[f for f in (complaints, surveys) if f is not None],
     )
+
+
+def survey_of_task(surveys: Callable[[], list[Mapping[str, Any]]]) -> Callable[[str], Mapping[str, Any] | None]:
+    """The joint survey (as it stands) a task takes part in, for the task's page."""
+
+    def survey(task_id: str) -> Mapping[str, Any] | None:
+        mine = [s for s in surveys() if any(p["task_id"] == task_id for p in s["participants"])]
+        return mine[-1] if mine else None
+
+    return survey

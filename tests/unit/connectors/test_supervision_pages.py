@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from connectors.runtime.web_server import WebServer
 from connectors.supervision import charts
 from connectors.supervision.pages import COOKIE, LedgerView, session_value, templates
-from connectors.supervision.stage import latest_report, supervision_app
+from connectors.supervision.stage import latest_report, supervision_app, survey_of_task
 from routing.monthly import facts_at
 from routing.supervision import ComplaintFigures, figures_of, with_complaints
 from tests.supervision_data import BOOK, CALENDAR, entry, november, sh
@@ -167,3 +167,34 @@ def test_a_login_body_larger_than_a_form_is_refused_with_413(client: httpx.Clien
     answer = client.post("/login", data={"token": "x" * 5000})
     assert answer.status_code == 413
     assert "set-cookie" not in answer.headers
+
+
+def test_the_task_page_shows_its_joint_survey_once_as_it_stands_last() -> None:
+    """The survey as the follower holds it last (agreed): the task's page says 已约定 once, with the other utility."""
+    entries = {e["task_id"]: e for e in november()}
+    slot = sh(11, 24, 9)
+    survey = {"survey_id": "survey-7", "state": "PROPOSED", "round": 1, "slot_start": slot,
+              "slot_end": sh(11, 24, 11), "lead_department": "烟台市住房和城乡建设局",
+              "participants": [{"utility_id": "yantai-water", "task_id": "yantai-water-00002"},
+                               {"utility_id": "yantai-gas", "task_id": "yantai-gas-00001"}]}  # fmt: skip
+    agreed = {**survey, "state": "AGREED"}
+    view = LedgerView(
+        lambda: list(entries.values()),
+        entries.get,
+        BOOK,
+        CALENDAR,
+        now=lambda: NOW,
+        survey=survey_of_task(lambda: [agreed]),
+    )
+    server = WebServer(supervision_app(view, TOKEN), host="127.0.0.1", port=0, name="supervision-test")
+    server.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as http:
+            html = http.get("/tasks/yantai-water-00002", headers=bearer()).text
+            other = http.get("/tasks/yantai-water-00003", headers=bearer()).text
+    finally:
+        server.stop()
+    assert html.count('id="survey"') == 1
+    assert 'data-state="AGREED"' in html and "已约定" in html and "yantai-gas" in html
+    assert "2026-11-24 09:00" in html and "烟台市住房和城乡建设局" in html
+    assert 'id="survey"' not in other
