@@ -126,6 +126,8 @@ def find_surveys(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     """Every record of the surveys topic (none when joint surveys never ran), in the order written."""
     consumer = make_consumer(kafka, group_id=None)
     try:
+        if topic not in consumer.topics():  # asking for an absent topic's partitions may have the broker create it
+            return []
         return list(decoded_to_end(consumer, topic, "SurveyProposal", Codec.default()))
     finally:
         consumer.close()

@@ -98,6 +98,8 @@ def decoded_to_end(consumer: KafkaConsumer, topic: str, record: str, codec: Code
     the stage that wrote it dead-lettered nothing, and the rest of the topic still counts).
     """
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not tps:
+        return
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     for partition, item in records_to_end(consumer, tps, what=topic):

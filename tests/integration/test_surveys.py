@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from connectors.ledger.show import find_surveys, survey_line
 from connectors.runtime.dlq import error_context
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
@@ -158,6 +159,10 @@ def test_one_proposal_reaches_every_utility_and_a_counter_proposal_is_agreed_by_
     assert {u: seen(sim) for u, sim in bridge.utilities.items()} == dict.fromkeys(UTILITIES, expected)
     (notice,) = [n for n in bridge.utilities["yantai-gas"].surveys.notices() if n["state"] == "AGREED"]
     assert (notice["task_id"], sorted(notice["other_utilities"])) == ("task-1", ["yantai-heat", "yantai-water"])
+    shown = survey_line(find_surveys(bridge.settings.kafka, bridge.settings.topic("surveys")), "task-1")
+    assert shown is not None
+    assert shown.startswith(f"joint survey (联合踏勘) {first['survey_id']}: AGREED ")
+    assert shown.endswith("(round 2), with yantai-heat, yantai-water; led by 烟台市住房和城乡建设局")
 
 
 def test_a_region_without_joint_surveys_gets_none_and_a_restart_proposes_nothing_again(bridge: Bridge) -> None:
