@@ -235,7 +235,7 @@ def _demands(value: object, repairs: list[Repair]) -> list[Demand]:
 
 
 def _demand(item: object, prefix: str, repairs: list[Repair]) -> Demand:
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         raise DataError(prefix[:-1], f"demand must be an object, got {_kind(item)}")
     name = _required_str(item, "fwlx", "demands.service", prefix)
     service = shipped_services().find(name)
@@ -272,7 +272,7 @@ def _documents(value: object, repairs: list[Repair]) -> list[Document]:
 
 
 def _document(item: object, prefix: str, repairs: list[Repair]) -> Document:
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         raise DataError(prefix[:-1], f"document must be an object, got {_kind(item)}")
     kind = (_optional_str(item, "wjlx", "documents.kind", prefix) or "OTHER").upper()
     if kind not in _DOCUMENT_KINDS:
@@ -300,11 +300,13 @@ def _document(item: object, prefix: str, repairs: list[Repair]) -> Document:
 
 def _optional_str(record: Mapping[str, Any], key: str, canonical: str, prefix: str = "") -> str | None:
     value = record.get(key)
+    if type(value) is str:  # the usual case first: this runs ~30 times per record
+        return value.strip() or None
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise DataError(prefix + key, f"{canonical} must be a string, got {_kind(value)}")
-    return value.strip() or None
+    if isinstance(value, str):
+        return value.strip() or None
+    raise DataError(prefix + key, f"{canonical} must be a string, got {_kind(value)}")
 
 
 def _required_str(record: Mapping[str, Any], key: str, canonical: str, prefix: str = "") -> str:
@@ -327,6 +329,10 @@ def _optional_number(
     record: Mapping[str, Any], key: str, canonical: str, prefix: str = "", repairs: list[Repair] | None = None
 ) -> float | None:
     value = record.get(key)
+    if type(value) is float:  # as JSON numbers mostly are; checked as below, without the other branches
+        if not math.isfinite(value) or value < 0:
+            raise DataError(prefix + key, f"{canonical} {_show(value)} is not a finite non-negative number")
+        return value
     if value is None:
         return None
     if isinstance(value, str):

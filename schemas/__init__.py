@@ -137,12 +137,13 @@ class Codec:
         self._writers: dict[bytes, Writer] = {}
         self._compiled_writers: dict[str, CompiledWriter] = {}
         self._sources: dict[str, dict[str, Any]] = {}
+        self._current_writers: dict[str, Writer] = {}
         for name in records:
             current = load_current(name)
             parsed = fastavro.parse_schema(current)
             self._current[name] = parsed
             self._header[name] = MAGIC + fingerprint(current)
-            self._writers[fingerprint(current)] = Writer.of(name, current)
+            self._current_writers[name] = self._writers[fingerprint(current)] = Writer.of(name, current)
             self._sources[name] = current
             for _, old in history(name):
                 self._writers.setdefault(fingerprint(old), Writer.of(name, old))
@@ -197,6 +198,14 @@ class Codec:
             raise DataError("", f"unknown schema fingerprint {data[2:_HEADER_LEN].hex()}")
         return writer, _HEADER_LEN
 
+    def writer_of(self, data: bytes) -> Writer | None:
+        """The writer schema of ``data``, or None if it is not ubridge Avro."""
+        try:
+            writer, _ = self._resolve(data)
+        except DataError:
+            return None
+        return writer
+
     def fingerprint_of(self, data: bytes) -> str | None:
         """The CRC-64-AVRO fingerprint (hex, single-object byte order) of the writer schema of ``data``."""
         try:
@@ -231,8 +240,11 @@ class Codec:
             DataError: not single-object encoded, an unknown fingerprint, or a corrupt body.
         """
         writer, start = self._resolve(data)
+        # A record written with the current schema needs no resolution; fastavro would find that out by comparing
+        # the two parsed schemas, whole, on every record.
+        reader = None if writer is self._current_writers.get(writer.name) else self._current[writer.name]
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed, self._current[writer.name])
+            record = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed, reader)
         except Exception as exc:  # fastavro raises bare EOFError/ValueError/IndexError on corrupt bodies
             raise DataError("", f"corrupt {NAMESPACE}.{writer.name} body: {exc}") from exc
         if not isinstance(record, dict):

@@ -1,6 +1,7 @@
 """Reading a raw 工改 record as both normalisers need it: its JSON object and its source headers."""
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,15 +58,21 @@ def _parse(value: bytes | None) -> Any:
 
 def _unusual(parsed: dict[str, Any]) -> bool:
     """Whether ``parsed`` nests deeper than :data:`_DEEP` or holds a float of 2**63 or more in magnitude."""
-    stack: list[tuple[Any, int]] = [(parsed, 0)]
-    while stack:
-        item, depth = stack.pop()
+    return _unusual_in(parsed.values(), 1)
+
+
+def _unusual_in(values: Iterable[Any], depth: int) -> bool:
+    """:func:`_unusual` over the ``values`` of a container at ``depth`` - 1 (recursion stops at :data:`_DEEP`)."""
+    # recursion instead of a stack of (value, depth) pairs: a tuple pushed per value cost half as much as parsing
+    for item in values:
         kind = type(item)
-        if kind is dict or kind is list:
-            if depth == _DEEP:
+        if kind is float:
+            if not -_LONG < item < _LONG:
                 return True
-            stack.extend((child, depth + 1) for child in (item.values() if kind is dict else item))
-        elif kind is float and not -_LONG < item < _LONG:
+        elif kind is dict:
+            if depth == _DEEP or _unusual_in(item.values(), depth + 1):
+                return True
+        elif kind is list and (depth == _DEEP or _unusual_in(item, depth + 1)):
             return True
     return False
 

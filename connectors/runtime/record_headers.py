@@ -13,10 +13,11 @@ its CRC-64-AVRO fingerprint (the same 8 bytes as in the value's single-object he
 Tombstones carry none: they have no value to describe.
 """
 
+from functools import cache
 from typing import Final
 
 from connectors.runtime.interface import Headers, Output
-from schemas import Codec
+from schemas import NAMESPACE, Codec
 
 CONTENT_TYPE: Final = "content-type"
 SCHEMA: Final = "ubridge.schema"
@@ -29,11 +30,15 @@ def value_headers(value: bytes | None, codec: Codec) -> Headers:
     """The headers describing ``value`` (none for a tombstone)."""
     if value is None:
         return ()
-    name = codec.schema_of(value)
-    fingerprint = codec.fingerprint_of(value)
-    if name is not None and fingerprint is not None:
-        return ((CONTENT_TYPE, codec.content_type), (SCHEMA, name.encode()), (FINGERPRINT, fingerprint.encode()))
+    writer = codec.writer_of(value)
+    if writer is not None:
+        return _avro_headers(codec.content_type, writer.name, writer.fingerprint)
     return ((CONTENT_TYPE, JSON),) if value[:1] in (b"{", b"[") else ()
+
+
+@cache  # one entry per published schema version and framing; a stage writes each record's headers from it
+def _avro_headers(content_type: bytes, name: str, fingerprint: str) -> Headers:
+    return ((CONTENT_TYPE, content_type), (SCHEMA, f"{NAMESPACE}.{name}".encode()), (FINGERPRINT, fingerprint.encode()))
 
 
 def described(output: Output, codec: Codec) -> Output:
