@@ -124,16 +124,10 @@ class PermitIntakeHandler(UtilityJsonHandler):
         """Answer one request (never raises for bad input)."""
         if request.path != PATH:
             return reject(404, f"no such resource: {request.path[:200]}")
-        utility = self.caller(request)
-        if isinstance(utility, IntakeResponse):
-            return utility
-        payload = self.json_object(request, utility)
-        if isinstance(payload, IntakeResponse):
-            return payload
-        claimed = payload.pop("utility_id", utility)
-        if claimed != utility:
-            reason = f"utility_id: the token files for {utility!r}, not {str(claimed)[:40]!r}"
-            return reject(403, reason, field="utility_id")
+        read = self.read(request)
+        if isinstance(read, IntakeResponse):
+            return read
+        utility, payload = read
         try:
             application = parse_application(
                 payload, utility_id=utility, policy=self._policy, source=STAGE, now=self._clock()

@@ -38,6 +38,23 @@ class UtilityJsonHandler:
         self._dlq_topic = dlq_topic
         self._clock = clock
 
+    def read(self, request: IntakeRequest) -> tuple[str, dict[str, Any]] | IntakeResponse:
+        """The calling utility and its body (a ``utility_id`` in it, if any, taken out), or the answer refusing them.
+
+        A body naming another utility than the token's is a 403.
+        """
+        utility = self.caller(request)
+        if isinstance(utility, IntakeResponse):
+            return utility
+        payload = self.json_object(request, utility)
+        if isinstance(payload, IntakeResponse):
+            return payload
+        claimed = payload.pop("utility_id", utility)
+        if claimed != utility:
+            reason = f"utility_id: the token is {utility!r}'s, not {str(claimed)[:40]!r}'s"
+            return reject(403, reason, field="utility_id")
+        return utility, payload
+
     def caller(self, request: IntakeRequest) -> str | IntakeResponse:
         """The utility the request's token authenticates, or the 405/401/415 answer."""
         if request.method != "POST":

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 
 STAGE: Final = "survey-replies"
 _PATH = re.compile(r"/v1/surveys/(survey-[0-9a-f]{24})/replies")
-_FIELDS: Final = frozenset({"round", "answer", "slot_start", "slot_end", "replied_at", "utility_id"})
+_FIELDS: Final = frozenset({"round", "answer", "slot_start", "slot_end", "replied_at"})
 _MAX_ROUND: Final = 100
 
 
@@ -97,15 +97,10 @@ class SurveyReplyHandler(UtilityJsonHandler):
         match = _PATH.fullmatch(request.path)
         if match is None:
             return reject(404, f"no such resource: {request.path[:200]}")
-        utility = self.caller(request)
-        if isinstance(utility, IntakeResponse):
-            return utility
-        payload = self.json_object(request, utility)
-        if isinstance(payload, IntakeResponse):
-            return payload
-        claimed = payload.pop("utility_id", utility)
-        if claimed != utility:
-            return reject(403, f"utility_id: the token answers for {utility!r}", field="utility_id")
+        read = self.read(request)
+        if isinstance(read, IntakeResponse):
+            return read
+        utility, payload = read
         try:
             reply = parse_reply(payload, survey_id=match[1], utility_id=utility, now=self._clock())
         except DataError as exc:
