@@ -9,8 +9,9 @@ topic; :mod:`connectors.surveys.notices` sends it to every participant. Each rep
 (:func:`routing.surveys.apply_reply`): another round on a counter-proposal, AGREED when every utility accepted
 the slot on the table, SEPARATE past the policy's rounds; each change is a new record on the surveys topic.
 
-One survey per project: a project already surveyed is not proposed again (a utility whose task comes later
-visits on its own). The stage runs in one process at a time (leased); at start-up it reads the surveys topic
+One survey per project and division (a project spanning two divisions has one in each, under each region's
+policy): one already surveyed is not proposed again (a utility whose task comes later visits on its own).
+The stage runs in one process at a time (leased); at start-up it reads the surveys topic
 and the task-status topic from their start (:func:`catch_up`), so a restart neither forgets an open task nor
 proposes a survey twice. A reply to an unknown survey, or from a utility not in it, is a ``DataError``.
 """
@@ -47,13 +48,16 @@ _SURVEYED_KINDS: Final = frozenset({"PRE_INTERVENTION", "APPLICATION"})
 _PAST_SURVEY: Final = frozenset({"SURVEYED", "PLAN_CONFIRMED", "EXTERNAL_WORKS", "CONNECTED", "CLOSED", "REJECTED"})
 
 
+Place = tuple[str, str]  # a project in one division (project code, region code): one survey each
+
+
 @dataclass
 class Project:
-    """A project's open tasks (task id → task), when the last one arrived, and its survey once proposed."""
+    """A project's open tasks in one division (task id → task), when the last one arrived, and its survey's id."""
 
     tasks: dict[str, OpenTask] = field(default_factory=dict)
     last_arrival: datetime | None = None
-    survey: Survey | None = None
+    survey_id: str | None = None
 
 
 class JointSurveys:
@@ -92,9 +96,9 @@ class JointSurveys:
         self._settle = timedelta(seconds=settle_s)
         self._codec = codec or Codec.default()
         self._clock = clock
-        self._projects: dict[str, Project] = {}
-        self._project_of: dict[str, str] = {}  # open task id → its project code
-        self._surveys: dict[str, str] = {}  # survey id → project code
+        self._projects: dict[Place, Project] = {}
+        self._project_of: dict[str, Place] = {}  # open task id → its project
+        self._surveys: dict[str, Survey] = {}  # survey id → the survey as it stands
 
     def learn_status(self, status: TaskStatus) -> None:
         """Open or close a task for the surveys (at start-up, or in the loop); only regions with surveys count."""
@@ -103,11 +107,12 @@ class JointSurveys:
             code = task["project_code"]
             wanted = task["kind"] in _SURVEYED_KINDS and self._policy.for_region(task["region_code"]).enabled
             if code and wanted and task["action"] != "CANCEL":
-                project = self._projects.setdefault(code, Project())
-                if task_id not in project.tasks and project.survey is None:
+                place = (code, task["region_code"])
+                project = self._projects.setdefault(place, Project())
+                if task_id not in project.tasks and project.survey_id is None:
                     project.tasks[task_id] = OpenTask(task_id, status["utility_id"], code, task["region_code"])
                     project.last_arrival = self._clock()
-                    self._project_of[task_id] = code
+                    self._project_of[task_id] = place
             elif task["action"] == "CANCEL":
                 self._close(task_id)
         elif status["stage"] in _PAST_SURVEY:
@@ -116,10 +121,10 @@ class JointSurveys:
     def learn_survey(self, record: dict[str, Any]) -> None:
         """Take a survey read back from the surveys topic (at start-up): its project is surveyed."""
         survey = survey_of(record)
-        project = self._projects.setdefault(survey.project_code, Project())
-        if project.survey is None or survey.round >= project.survey.round:
-            project.survey = survey
-        self._surveys[survey.survey_id] = survey.project_code
+        self._projects.setdefault((survey.project_code, survey.region_code), Project()).survey_id = survey.survey_id
+        held = self._surveys.get(survey.survey_id)
+        if held is None or survey.round >= held.round:
+            self._surveys[survey.survey_id] = survey
 
     def process(self, records: Sequence[ConsumerRecord]) -> Iterator[Outcome]:
         """Statuses open and close tasks; replies move their survey (a bad reply is a ``DataError``)."""
@@ -127,7 +132,7 @@ class JointSurveys:
 
     def tick(self, now: datetime) -> Sequence[Output]:
         """Propose the survey of each project whose open tasks span utilities and have settled."""
-        settled = [p for p in self._projects.values() if p.survey is None and _settled(p, now, self._settle)]
+        settled = [p for p in self._projects.values() if p.survey_id is None and _settled(p, now, self._settle)]
         outputs = []
         for group in joint_groups((t for p in settled for t in p.tasks.values()), self._policy):
             region = self._policy.for_region(group.region_code)
@@ -136,12 +141,12 @@ class JointSurveys:
             except CalendarError as exc:
                 log.warning("survey_not_proposed", stage=STAGE, project_code=group.project_code, reason=str(exc))
                 continue
-            project = self._projects[group.project_code]
-            project.survey = survey
+            project = self._projects[(group.project_code, group.region_code)]
+            project.survey_id = survey.survey_id
             for task_id in project.tasks:
                 self._project_of.pop(task_id, None)
             project.tasks.clear()  # surveyed: its tasks need no more following here
-            self._surveys[survey.survey_id] = group.project_code
+            self._surveys[survey.survey_id] = survey
             outputs.append(self._output(survey, proposed_by=None, at=now))
             log.info("survey_proposed", stage=STAGE, survey_id=survey.survey_id, utilities=sorted(survey.tasks))
         return outputs
@@ -155,15 +160,14 @@ class JointSurveys:
             return Delivered()
         answer = self._codec.decode_as("SurveyReply", record.value)
         reply = reply_of(answer)
-        project_code = self._surveys.get(answer["survey_id"])
-        survey = None if project_code is None else self._projects[project_code].survey
+        survey = self._surveys.get(answer["survey_id"])
         if survey is None:
             raise DataError("survey_id", "survey_id: no such survey")
         moved = apply_reply(survey, reply, self._policy.for_region(survey.region_code))
         if moved == survey:
             log.info("survey_reply_changed_nothing", stage=STAGE, survey_id=survey.survey_id, round=reply.round)
             return Delivered()
-        self._projects[survey.project_code].survey = moved
+        self._surveys[moved.survey_id] = moved
         proposer = reply.utility_id if moved.round > survey.round else None
         log.info("survey_moved", stage=STAGE, survey_id=moved.survey_id, round=moved.round, state=moved.state)
         return Delivered(outputs=[self._output(moved, proposed_by=proposer, at=self._clock())])
@@ -174,13 +178,13 @@ class JointSurveys:
 
     def _close(self, task_id: str) -> None:
         """The task is no longer open; a project left with no open task and no survey is forgotten."""
-        code = self._project_of.pop(task_id, None)
-        project = None if code is None else self._projects.get(code)
-        if code is None or project is None:
+        place = self._project_of.pop(task_id, None)
+        project = None if place is None else self._projects.get(place)
+        if place is None or project is None:
             return
         project.tasks.pop(task_id, None)
-        if not project.tasks and project.survey is None:
-            del self._projects[code]
+        if not project.tasks and project.survey_id is None:
+            del self._projects[place]
 
 
 def _settled(project: Project, now: datetime, settle: timedelta) -> bool:
