@@ -1,14 +1,17 @@
 """What the intakes utilities call with JSON (permits, survey replies) share: who is calling, the body, refusals.
 
 A utility authenticates with its bearer token (its status-callback token; one token names one utility, kept as
-digests). A body is a JSON object in UTF-8. A refused request is answered 4xx with ``{"error", "field"?}`` and
-its body goes, as it came, to the stage's dead-letter topic with the reason (:class:`RefusalLetters` makes the
-letter durable before the answer), so nothing a utility sent is lost from sight.
+digests). A body is a JSON object in the charset its Content-Type declares (UTF-8 when none; GBK is common). A
+refused request is answered 4xx with ``{"error", "field"?}`` and its body goes, as it came, to the stage's
+dead-letter topic with the reason (:class:`RefusalLetters` makes the letter durable before the answer), so
+nothing a utility sent is lost from sight.
 """
 
+import codecs
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from email.message import Message
 from typing import Any
 
 from connectors.runtime.dlq import source_dead_letter
@@ -65,16 +68,19 @@ class UtilityJsonHandler:
             return IntakeResponse(
                 401, {"error": "missing or unknown bearer token"}, headers=(("WWW-Authenticate", "Bearer"),)
             )
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        if content_type(request) != "application/json":
             return reject(415, "Content-Type must be application/json")
         return utility
 
     def json_object(self, request: IntakeRequest, utility: str) -> dict[str, Any] | IntakeResponse:
         """The body as a JSON object, or the refusal (with its dead letter) saying why not."""
+        charset = declared_charset(request)
         try:
-            payload = loads(request.body.decode("utf-8"))
+            payload = loads(request.body.decode(codecs.lookup(charset).name))
+        except LookupError:
+            return self.refuse(request, utility, DataError("", f"unsupported charset {charset[:40]!r}"), 415)
         except UnicodeDecodeError:
-            return self.refuse(request, utility, DataError("", "the body is not valid utf-8"), 400)
+            return self.refuse(request, utility, DataError("", f"the body is not valid {charset[:40]}"), 400)
         except JsonRefused as exc:
             return self.refuse(request, utility, DataError(exc.field or "", exc.reason), exc.status)
         if not isinstance(payload, dict):
@@ -113,6 +119,22 @@ class RefusalLetters(HttpIntake):
             return failed
         self._letters_metrics.records_dead_lettered.labels(self.stage, "DataError").inc(len(response.outputs))
         return IntakeResponse(response.status, response.body, headers=response.headers)
+
+
+def content_type(request: IntakeRequest) -> str:
+    """The request's media type, lower-case, without its parameters."""
+    return _content_header(request).get_content_type()
+
+
+def declared_charset(request: IntakeRequest) -> str:
+    """The charset the request's Content-Type declares (a utility's system may send GBK); UTF-8 when none."""
+    return str(_content_header(request).get_content_charset("utf-8"))
+
+
+def _content_header(request: IntakeRequest) -> Message:
+    header = Message()
+    header["content-type"] = request.headers.get("content-type", "")
+    return header
 
 
 def _digest(token: str) -> bytes:

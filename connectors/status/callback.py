@@ -21,7 +21,6 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from email.message import Message
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,6 +29,7 @@ import structlog
 from connectors.runtime.http_intake import IntakeRequest, IntakeResponse, IntakeRoute, reject
 from connectors.runtime.interface import Output
 from connectors.runtime.strict_json import JsonRefused, loads
+from connectors.runtime.utility_intake import content_type, declared_charset
 from connectors.status.mapping import check_task_id, claimed_utility, parse_status
 from connectors.status.models import StatusAccepted, StatusReport
 from connectors.status.task_view import TaskView
@@ -212,11 +212,9 @@ def _only(method: str, request: IntakeRequest) -> IntakeResponse | None:
 
 def _json_object(request: IntakeRequest) -> dict[str, Any] | IntakeResponse:
     """The body as a JSON object in its declared charset, or the 415/400 answer explaining why not."""
-    header = Message()
-    header["content-type"] = request.headers.get("content-type", "")
-    if header.get_content_type() not in _JSON_TYPES:
+    if content_type(request) not in _JSON_TYPES:
         return reject(415, "Content-Type must be application/json")
-    charset = header.get_content_charset("utf-8")
+    charset = declared_charset(request)
     try:
         text = request.body.decode(codecs.lookup(charset).name)
     except LookupError:

@@ -57,3 +57,14 @@ def test_an_empty_token_is_refused_at_start_up() -> None:
     """A blank token would let anyone in: the handler refuses to be built."""
     with pytest.raises(ValueError, match="must not be empty"):
         UtilityJsonHandler(stage="s", tokens={" ": "u"}, dlq_topic="d", clock=lambda: NOW)
+
+
+def test_a_body_in_its_declared_charset_is_read_and_an_unknown_charset_is_refused() -> None:
+    """GBK declared: read as GBK; an unknown charset: 415, and the body is kept as a dead letter."""
+    body = '{"route": "花园路 经三路口"}'.encode("gbk")
+    gbk = request(body, headers={**JSON, "content-type": "application/json; charset=GBK"})
+    assert HANDLER.read(gbk) == ("yantai-water", {"route": "花园路 经三路口"})
+    unknown = HANDLER.read(request(body, headers={**JSON, "content-type": "application/json; charset=x-nope"}))
+    assert isinstance(unknown, IntakeResponse)
+    assert (unknown.status, unknown.outputs[0].value) == (415, body)
+    assert isinstance(HANDLER.read(request(body)), IntakeResponse)  # GBK bytes sent as UTF-8: not valid
