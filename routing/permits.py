@@ -120,7 +120,7 @@ class PermitApplication(TypedDict):
     application_no: str
     utility_id: str
     task_id: str
-    project_code: str
+    project_code: str | None
     region_code: str
     kinds: list[PermitKind]
     pipe_length_m: float
@@ -139,7 +139,7 @@ class PermitStatus(TypedDict):
     application_id: str
     utility_id: str
     task_id: str
-    project_code: str
+    project_code: str | None
     kind: PermitKind
     department: str
     state: PermitState
@@ -200,7 +200,7 @@ def parse_application(
         "application_no": number,
         "utility_id": utility_id,
         "task_id": _text(payload, "task_id", 128),
-        "project_code": _text(payload, "project_code", 64),
+        "project_code": _optional_text(payload, "project_code", 64),
         "region_code": region,
         "kinds": _kinds(payload.get("kinds")),
         "pipe_length_m": length,
@@ -295,6 +295,11 @@ def _text(payload: Mapping[str, Any], name: str, longest: int) -> str:
     if len(value) > longest:
         raise DataError(name, f"{name}: at most {longest} characters")
     return value.strip()
+
+
+def _optional_text(payload: Mapping[str, Any], name: str, longest: int) -> str | None:
+    """The field's text; None when it is absent or null (not an empty string: that is a mistake)."""
+    return None if payload.get(name) is None else _text(payload, name, longest)
 
 
 def _length(value: Any) -> float:

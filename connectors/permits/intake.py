@@ -42,7 +42,10 @@ class PermitBody(BaseModel):
 
     application_no: str = Field(description="The utility's own number; resending it files nothing new.")
     task_id: str = Field(description="The utility task the external works belong to.")
-    project_code: str = Field(description="The approval system's project code (项目代码).")
+    project_code: str | None = Field(
+        default=None,
+        description="The approval system's project code (项目代码); absent for a 爱山东 connection, which has none.",
+    )
     region_code: str = Field(description="6-digit GB/T 2260 division code of the works.")
     kinds: list[PermitKind] = Field(description="The permits asked for, each filed with its department at once.")
     pipe_length_m: float = Field(gt=0, description="External pipe length in metres (below 150 m in 郑州: 告知承诺).")

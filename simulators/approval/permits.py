@@ -3,7 +3,8 @@
 Contract (mounted on :class:`simulators.approval.ApprovalSimulator`, same bearer token as the event feed):
 
 - ``POST /api/v1/permits`` with ``{"permit_id", "department", "kind", "project_code", "utility_id",
-  "pipe_length_m", "route"}``: 201 ``{"permit_id", "reference", "state": "SUBMITTED"}`` the first time, 200 with
+  "pipe_length_m", "route"}`` (``project_code`` null for works without a construction project, such as a
+  爱山东 household connection's): 201 ``{"permit_id", "reference", "state": "SUBMITTED"}`` the first time, 200 with
   the permit as it stands (its current state) for a repeat of the same ``permit_id``, as a real desk answers a
   resubmission (idempotent); 400 when a field is missing, 404 for an
   unknown department, 401 on a bad token.
@@ -40,7 +41,7 @@ SUBMIT_PATH: Final = "/api/v1/permits"
 STATUS_PATH: Final = "/api/v1/permits/status"
 DEPARTMENTS: Final = ("planning", "road", "traffic", "greening")
 STATES: Final = ("ACCEPTED", "MORE_REQUIRED", "GRANTED", "REFUSED")
-_REQUIRED: Final = ("permit_id", "department", "kind", "project_code", "utility_id", "pipe_length_m", "route")
+_REQUIRED: Final = ("permit_id", "department", "kind", "utility_id", "pipe_length_m", "route")
 _DEFAULT_SCRIPT: Final = (("ACCEPTED", None), ("GRANTED", None))
 
 Step = tuple[str, str | None]
@@ -132,9 +133,9 @@ class PermitDesks:
             payload = request.json_object()
         except ValueError as exc:
             return error_response(400, f"bad permit: {exc}")
-        missing = [name for name in _REQUIRED if payload.get(name) in (None, "")]
-        if missing:
-            return error_response(400, f"bad permit: {missing[0]} is required")
+        problem = _problem(payload)
+        if problem is not None:
+            return error_response(400, f"bad permit: {problem}")
         department = str(payload["department"])
         if department not in DEPARTMENTS:
             return error_response(404, f"no such department: {department[:40]}")
@@ -209,6 +210,16 @@ class PermitDesks:
         except (TypeError, ValueError) as exc:
             return error_response(400, f"bad fault plan: {exc}")
         return NO_CONTENT
+
+
+def _problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a submitted permit, if anything."""
+    missing = [name for name in _REQUIRED if payload.get(name) in (None, "")]
+    if missing:
+        return f"{missing[0]} is required"
+    if not isinstance(payload.get("project_code"), str | None):
+        return "project_code must be a string or null"
+    return None
 
 
 def _checked(steps: list[Step] | tuple[Step, ...]) -> tuple[Step, ...]:

@@ -327,6 +327,24 @@ def test_a_resend_after_the_decision_files_nothing_and_the_utility_is_told_each_
     assert (granted["department"], granted["kind"], granted["task_id"]) == ("traffic", "ROAD_OCCUPATION", "task-F-1")
 
 
+def test_a_household_connection_without_a_project_code_gets_its_permit(kafka_bootstrap: str, bridge: Bridge) -> None:
+    """A 爱山东 connection has no 项目代码: filed without one, submitted, granted, and the utility told so."""
+    body = application("H-1", kinds=("ROAD_EXCAVATION",))
+    del body["project_code"]
+    assert file(bridge, body)[0] == 202
+    permit = f"{application_id(UTILITY, 'H-1')}:ROAD_EXCAVATION"
+    wait_until(
+        lambda: bridge.utility.permits.states().get(permit, [])[-1:] == ["GRANTED"],
+        timeout_s=60,
+        what="H-1 granted and the utility told",
+    )
+    (submitted,) = [p for p in bridge.approval.permits.permits() if p["permit_id"] == permit]
+    assert submitted["request"]["project_code"] is None
+    published = [CODEC.decode_as("PermitStatus", r.value) for r in read_topic(kafka_bootstrap, bridge.status)]
+    assert {s["project_code"] for s in published if s["permit_id"] == permit} == {None}
+    assert read_topic(kafka_bootstrap, bridge.dlq_intake) == []
+
+
 def test_a_utility_refusing_notices_gets_them_dead_lettered_and_the_others_go_on(
     kafka_bootstrap: str, bridge: Bridge
 ) -> None:

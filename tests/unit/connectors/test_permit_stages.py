@@ -1,5 +1,6 @@
 """The permit stages on plain records: a permit is published once, and a replayed state never moves one back."""
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,12 +35,12 @@ def record(value: bytes, offset: int = 0) -> ConsumerRecord:
     return ConsumerRecord("in", 0, -1, offset, 0, 0, b"k", value, [], None, 0, 0, 0)
 
 
-def application_record() -> bytes:
+def application_record(project_code: str | None = "2026-410105-47-01-000001") -> bytes:
     """A Zhengzhou application for planning and road excavation, encoded."""
     body = {
         "application_no": "A-1",
         "task_id": "task-1",
-        "project_code": "2026-410105-47-01-000001",
+        "project_code": project_code,
         "region_code": "410105",
         "kinds": ["PLANNING", "ROAD_EXCAVATION"],
         "pipe_length_m": 320.0,
@@ -54,7 +55,7 @@ def poster(posted: list[dict[str, Any]], metrics: Metrics, status: int = 201) ->
     """A poster to a desk that records each request and answers ``status``."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        posted.append({"key": request.headers["Idempotency-Key"], "url": str(request.url)})
+        posted.append({"key": request.headers["Idempotency-Key"], "url": str(request.url), "body": request.read()})
         return httpx.Response(status, json={"reference": "SP1", "state": "SUBMITTED"})
 
     return PeerPoster(
@@ -99,6 +100,20 @@ def test_an_application_files_each_permit_once_however_often_it_comes() -> None:
     assert sorted(o.topic for o in first.outputs) == ["status", "status", "task-status"]
     assert len(posted) == 2
     assert again == Delivered(outputs=[])
+
+
+def test_works_without_a_project_are_filed_without_a_project_code() -> None:
+    """A 爱山东 connection's application (no 项目代码) is posted and published with a null project code."""
+    posted: list[dict[str, Any]] = []
+    stage = submitter(posted, set())
+    try:
+        (outcome,) = stage.process([record(application_record(project_code=None))])
+    finally:
+        stage.close()
+    assert isinstance(outcome, Delivered)
+    states = [CODEC.decode_as("PermitStatus", o.value) for o in outcome.outputs if o.topic == "status"]
+    assert [(s["state"], s["project_code"]) for s in states] == [("SUBMITTED", None), ("SUBMITTED", None)]
+    assert [json.loads(p["body"])["project_code"] for p in posted] == [None, None]
 
 
 def test_a_restarted_submitter_files_only_the_permits_not_on_the_topic() -> None:
@@ -194,7 +209,7 @@ def test_a_notice_goes_to_its_utility_with_a_key_per_state_and_an_unknown_utilit
     finally:
         stage.close()
     assert told == Delivered()
-    assert posted == [{"key": "app:ROAD_EXCAVATION:ACCEPTED", "url": "http://zz/v1/permits/status"}]
+    assert [(p["key"], p["url"]) for p in posted] == [("app:ROAD_EXCAVATION:ACCEPTED", "http://zz/v1/permits/status")]
     assert isinstance(refused, DataError)
     assert refused.field == "utility_id"
     assert "nowhere-gas" in str(refused)

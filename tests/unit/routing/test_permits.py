@@ -155,6 +155,7 @@ def test_the_same_number_of_the_same_utility_is_the_same_application() -> None:
         ({"application_no": ""}, "application_no"),
         ({"task_id": None}, "task_id"),
         ({"project_code": 7}, "project_code"),
+        ({"project_code": " "}, "project_code"),
         ({"region_code": "4101"}, "region_code"),
         ({"region_code": "４１０１０５"}, "region_code"),
         ({"kinds": []}, "kinds"),
@@ -189,6 +190,15 @@ def test_a_missing_field_is_named() -> None:
     with pytest.raises(DataError) as caught:
         parse_application(payload, utility_id="u", policy=POLICY, source="test", now=NOW)
     assert caught.value.field == "route"
+
+
+def test_works_without_a_construction_project_have_no_project_code() -> None:
+    """A 爱山东 household connection has no 项目代码: absent or null, the application is taken without one."""
+    absent = body()
+    del absent["project_code"]
+    for payload in (absent, body(project_code=None)):
+        application = parse_application(payload, utility_id="u", policy=POLICY, source="test", now=NOW)
+        assert application["project_code"] is None
 
 
 MOVES: list[tuple[PermitState, PermitState]] = [
