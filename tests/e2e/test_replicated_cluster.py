@@ -117,11 +117,28 @@ def test_topics_take_the_configured_replication_and_a_thinner_one_is_warned_of(
     assert configs["min.insync.replicas"]["value"] == "2"
 
 
-def _settled(log: Path) -> bool:
-    """Whether the router, the normaliser and every sink last got partitions assigned (not an empty set)."""
+# the group coordinators of a new three-broker cluster (50 offsets partitions, 3 replicas each) come up while the
+# brokers share two cores with ubridge and the test: on a loaded machine it takes minutes, not seconds
+_SETTLE_S = 240.0
+
+
+def _unsettled(log: Path) -> dict[str, list[int] | None]:
+    """The router, normaliser and sinks whose last assignment was empty (or that got none yet), with it."""
     last = {e["stage"]: e["partitions"] for e in _events(log) if e["event"] == "partitions_assigned"}
     stages = ["router", "normaliser-gonggai", *(f"sink-{name}" for name in UTILITIES)]
-    return all(last.get(stage) for stage in stages)
+    return {stage: last.get(stage) for stage in stages if not last.get(stage)}
+
+
+def _wait_settled(log: Path) -> None:
+    """Wait until every stage holds partitions; fail naming those that do not, with what they last logged."""
+    try:
+        wait_until(lambda: not _unsettled(log), timeout_s=_SETTLE_S, what="every stage holding its partitions")
+    except AssertionError:
+        waiting = _unsettled(log)
+        story = [e for e in _events(log) if e.get("stage") in waiting or e.get("level") in ("warning", "error")]
+        lines = "\n".join(json.dumps(e, ensure_ascii=False)[:300] for e in story[-30:])
+        message = f"stages without partitions after {_SETTLE_S:g} s: {waiting}; their last events:\n{lines}"
+        raise AssertionError(message) from None
 
 
 def _expected(config: Path, approval: ApprovalSimulator) -> Expectation:
@@ -180,7 +197,7 @@ def test_a_broker_killed_under_traffic_loses_and_repeats_no_task(
     try:
         # the kill comes in steady state: a rebalance still settling while the coordinator dies can leave a
         # member of kafka-python's classic protocol without partitions (seen once; the issue is a broker's death)
-        wait_until(lambda: _settled(log), timeout_s=120, what="every stage holding its partitions")
+        _wait_settled(log)
         feeder = threading.Thread(target=traffic, daemon=True)
         feeder.start()
         time.sleep(4.0)
