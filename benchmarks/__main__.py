@@ -74,6 +74,9 @@ def main() -> int:  # noqa: PLR0915 - one flat list of groups reads best
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument(
+        "--processes", default=None, help="processes.count of the latency runs (default: the configuration's own)"
+    )
+    parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes per parallel run (default: cores)"
     )
     parser.add_argument("--memory-rate", type=float, default=40.0, help="offered rate of the memory run, events/s")
@@ -195,8 +198,12 @@ def _latency(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
     """End-to-end latency at each offered rate, with every hop."""
     for rate in args.rates:
         print(f"# latency: {rate:g} events/s for {args.latency_seconds:g} s", file=sys.stderr, flush=True)
-        run = end_to_end(bootstrap, f"{prefix}e2e{rate:g}.", rate_per_s=rate, seconds=args.latency_seconds)
+        run = end_to_end(
+            bootstrap, f"{prefix}e2e{rate:g}.", rate_per_s=rate, seconds=args.latency_seconds, processes=args.processes
+        )
         note = f"offered {run.offered_per_s:g}/s, achieved {run.achieved_per_s:.1f}/s, load {run.load:.2f}"
+        if args.processes is not None:
+            note += f", processes {args.processes}"
         tag = f"{rate:g}eps"
         _line(f"e2e_tasks_{tag}", run.tasks, "tasks", note)
         _line(f"e2e_p50_{tag}", run.total.p50_ms, "ms", note)

@@ -62,8 +62,13 @@ class EndToEnd:
     load: float  # 1-minute load average at the end of the run
 
 
-def end_to_end(bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float) -> EndToEnd:
-    """Offer ``rate_per_s`` events/s for ``seconds`` to a separate ``ubridge run``; latency of every task."""
+def end_to_end(
+    bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float, processes: str | None = None
+) -> EndToEnd:
+    """Offer ``rate_per_s`` events/s for ``seconds`` to a separate ``ubridge run``; latency of every task.
+
+    ``processes`` sets ``processes.count`` (``auto`` or a number) to compare layouts; None keeps the default.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="ubridge-bench-e2e-"))
     options = DemoOptions(
         events=int(rate_per_s * seconds),
@@ -82,6 +87,8 @@ def end_to_end(bootstrap: str, prefix: str, *, rate_per_s: float, seconds: float
         demo.configure()
         document = yaml.safe_load(demo.config_path.read_text(encoding="utf-8"))
         del document["sources"]["gonggai_spgl"]["poll_interval_s"]  # the demo's 0.2 s; the default applies
+        if processes is not None:
+            document["processes"] = {"count": processes if processes == "auto" else int(processes)}
         demo.config_path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
         command = [sys.executable, "-m", "connectors.cli", "run", "--config", str(demo.config_path)]
         with (workdir / "ubridge.log").open("wb") as log:

@@ -121,10 +121,6 @@ def _answers(bootstrap: str) -> bool:
     from kafka import KafkaAdminClient  # noqa: PLC0415
     from kafka.errors import KafkaError  # noqa: PLC0415
 
-    from connectors.runtime import kafka_sockets  # noqa: PLC0415
-
-    kafka_sockets.install()
-
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
     except KafkaError:

@@ -9,11 +9,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
-from connectors.runtime import kafka_sockets
 from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
-
-kafka_sockets.install()  # before any client of this process connects
 
 
 @dataclass(frozen=True)
