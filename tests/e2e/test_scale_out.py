@@ -108,6 +108,12 @@ def test_three_processes_survive_ten_kills_and_deliver_every_task_once(
             return all(utilities[u][0].stats().unique >= len(expectation.tasks.get(u, set())) for u in UTILITIES)
 
         wait_until(delivered, timeout_s=180, what="every expected task at its utility")
+        # the process restarted last may still be starting: the other two can finish the delivery first
+        wait_until(
+            lambda: all('"event": "stage_started"' in log.read_text(encoding="utf-8") for log in logs),
+            timeout_s=120,
+            what="every process running stages again",
+        )
         assert [p.poll() for p in processes] == [None] * PROCESSES, "a process exited by itself"
     finally:
         for process in processes:
@@ -120,7 +126,6 @@ def test_three_processes_survive_ten_kills_and_deliver_every_task_once(
         assert (name, sorted(received)) == (name, sorted(expectation.tasks.get(name, set())))
     assert sum(len(expectation.tasks.get(u, set())) for u in UTILITIES) > 100
     texts = [log.read_text(encoding="utf-8") for log in logs]
-    assert all(text.count('"event": "stage_started"') > 0 for text in texts), "a process never resumed"
     # The source ran in one process at a time: its lease was taken, and no producer was ever fenced.
     assert sum(text.count('"event": "source_lease_taken"') for text in texts) >= 1
     assert [text for text in texts if "ProducerFenced" in text] == []
