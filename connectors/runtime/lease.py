@@ -28,6 +28,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
 from connectors.runtime.interface import StageState
 from connectors.runtime.metrics import Metrics
+from connectors.runtime.subscribe import subscribe
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +79,8 @@ class SourceLease:
 
     def run(self) -> None:
         """Keep the group membership; run the source while this process owns it; until stopped."""
-        self._consumer.subscribe([self._topic], listener=_Listener(self.stage, self._owner, self.state))
+        listener = _Listener(self.stage, self._owner, self.state)
+        subscribe(self._consumer, [self._topic], listener=listener, stop=self._stop, stage=self.stage)
         self.state.started = True
         self._up()
         runner: tuple[threading.Thread, threading.Event] | None = None

@@ -37,6 +37,7 @@ from connectors.runtime.errors import RecordFailed, StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.record_headers import described
+from connectors.runtime.subscribe import subscribe
 from connectors.runtime.trace_context import child, of_headers, trace_id, traced
 from connectors.runtime.workers import PendingBatch, Timed, WorkerPool
 from routing.errors import DataError
@@ -107,7 +108,7 @@ class StageLoop:
     def run(self) -> None:
         """Consume until stopped; always closes the clients, the workers and the processor."""
         listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._assigned)
-        self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
+        subscribe(self._consumer, self.processor.input_topics, listener=listener, stop=self._stop, stage=self.stage)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
         workers = 0 if self._workers is None else self._workers.workers

@@ -33,6 +33,7 @@ from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import StageState
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop, _Rebalance
+from connectors.runtime.subscribe import subscribe
 from connectors.utility.lanes import Pending
 from connectors.utility.sink import UtilitySink
 from routing.errors import DataError
@@ -96,7 +97,7 @@ class SinkLoop(StageLoop):
     def run(self) -> None:
         """Consume until stopped; always closes the clients and the sink."""
         listener = _Rebalance(self.state, self.stage, self.processor, self._forget, self._assigned)
-        self._consumer.subscribe(list(self.processor.input_topics), listener=listener)
+        subscribe(self._consumer, self.processor.input_topics, listener=listener, stop=self._stop, stage=self.stage)
         self.state.started = True
         self._metrics.stage_up.labels(self.stage).set(1)
         log.info("stage_started", stage=self.stage, topics=list(self.processor.input_topics), pipelined=True)
