@@ -9,8 +9,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
+from connectors.runtime import kafka_rejoin
 from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
+
+kafka_rejoin.install()  # before any consumer of this process joins a group
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,14 @@ class SourceRunner:
 
     def run(self) -> None:
         """Poll, write, commit; back off on retriable errors; always close the source and producer."""
-        self._producer.init_transactions()
-        self.state.started = self.state.ready = True
-        self._metrics.stage_up.labels(self.stage).set(1)
-        log.info("source_started", stage=self.stage, cursor=self.cursor)
         failures = empty_polls = 0
         try:
+            # inside the try: a producer whose initialisation timed out still retries it in its own thread,
+            # and left open it would bump the transactional id's epoch under its successor's feet
+            self._producer.init_transactions()
+            self.state.started = self.state.ready = True
+            self._metrics.stage_up.labels(self.stage).set(1)
+            log.info("source_started", stage=self.stage, cursor=self.cursor)
             while not self._stop.is_set():
                 if self._hold():
                     continue

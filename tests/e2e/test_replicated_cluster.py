@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from connectors.broker.cluster import ClusterInfo, kill_node, restart_node, start_cluster, stop_cluster
@@ -129,16 +129,24 @@ def _unsettled(log: Path) -> dict[str, list[int] | None]:
     return {stage: last.get(stage) for stage in stages if not last.get(stage)}
 
 
+def _story(log: Path, stages: set[str]) -> str:
+    """The last events of ``stages`` and the last warnings and errors of ubridge itself, one per line."""
+    story = [
+        e
+        for e in _events(log)
+        if e.get("stage") in stages or (e.get("level") in ("warning", "error") and e["event"] != "library_logged")
+    ]
+    return "\n".join(json.dumps(e, ensure_ascii=False)[:400] for e in story[-40:])
+
+
 def _wait_settled(log: Path) -> None:
     """Wait until every stage holds partitions; fail naming those that do not, with what they last logged."""
     try:
         wait_until(lambda: not _unsettled(log), timeout_s=_SETTLE_S, what="every stage holding its partitions")
     except AssertionError:
         waiting = _unsettled(log)
-        story = [e for e in _events(log) if e.get("stage") in waiting or e.get("level") in ("warning", "error")]
-        lines = "\n".join(json.dumps(e, ensure_ascii=False)[:300] for e in story[-30:])
-        message = f"stages without partitions after {_SETTLE_S:g} s: {waiting}; their last events:\n{lines}"
-        raise AssertionError(message) from None
+        message = f"stages without partitions after {_SETTLE_S:g} s: {waiting}; their last events:\n"
+        raise AssertionError(message + _story(log, set(waiting))) from None
 
 
 def _expected(config: Path, approval: ApprovalSimulator) -> Expectation:
@@ -151,8 +159,49 @@ def _expected(config: Path, approval: ApprovalSimulator) -> Expectation:
     return expected_tasks(events, published, load_service_areas(SERVICE_AREAS), now=now)
 
 
-def _wait_delivered(expectation: Expectation, utilities: dict[str, tuple[UtilitySimulator, str]]) -> None:
-    """Wait until each utility holds as many tasks as expected; fail naming how many each lacks."""
+def _progress(log: Path) -> dict[str, Any]:
+    """Where each stage of the path got to: the source's cursor, each stage's partitions, failures, restarts."""
+    events = _events(log)
+    seen: dict[str, Any] = {}
+    for e in events:
+        if e["event"] == "source_batch_committed":
+            seen["source cursor"] = e["cursor"]
+        elif e["event"] == "partitions_assigned":
+            seen[f"{e['stage']} partitions"] = e["partitions"]
+        elif e["event"] in ("stage_restarting", "stage_failed", "source_failed"):
+            key = f"{e['stage']} {e['event']}"
+            seen[key] = seen.get(key, 0) + 1
+    return seen
+
+
+def _sink_state(cluster: ClusterInfo, prefix: str, utility: str) -> str:
+    """A sink's task topic (end offsets, leaders) and its group (committed offsets, members), as the cluster says."""
+    topic, group = f"{prefix}ubridge.tasks.{utility}.v1", f"{prefix}ubridge.sink-{utility}"
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap, isolation_level="read_committed")
+    try:
+        (described,) = admin.describe_topics([topic])
+        leaders = {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in leaders])
+        committed = admin.list_consumer_group_offsets(group)
+        (members,) = admin.describe_consumer_groups([group])
+    finally:
+        consumer.close()
+        admin.close()
+    return (
+        f"{utility}: leaders {leaders}, ends { {tp.partition: end for tp, end in ends.items()} }, "
+        f"committed { {tp.partition: meta.offset for tp, meta in committed.items()} }, group {members}"
+    )
+
+
+def _wait_delivered(
+    expectation: Expectation,
+    utilities: dict[str, tuple[UtilitySimulator, str]],
+    log: Path,
+    published: int,
+    kafka: tuple[ClusterInfo, str],
+) -> None:
+    """Wait until each utility holds as many tasks as expected; fail naming how many each lacks, and where it hung."""
 
     def short() -> dict[str, int]:
         return {u: len(expectation.tasks.get(u, set())) - utilities[u][0].stats().unique for u in UTILITIES}
@@ -160,7 +209,11 @@ def _wait_delivered(expectation: Expectation, utilities: dict[str, tuple[Utility
     try:
         wait_until(lambda: max(short().values()) <= 0, timeout_s=180, what="every expected task at its utility")
     except AssertionError:
-        message = f"tasks missing per utility: {short()}"
+        lacking = {utility: count for utility, count in short().items() if count > 0}
+        sinks = "\n".join(_sink_state(*kafka, utility) for utility in lacking)
+        message = f"tasks missing per utility: {lacking}; {published} events published; progress {_progress(log)}"
+        path = {"gonggai-interface", "normaliser-gonggai", "router", *(f"sink-{utility}" for utility in lacking)}
+        message += f"\n{sinks}\nthe path's last events:\n{_story(log, path)}"
         raise AssertionError(message) from None
 
 
@@ -208,7 +261,7 @@ def test_a_broker_killed_under_traffic_loses_and_repeats_no_task(
         back_after_s = time.monotonic() - killed_at
         traffic_done.wait(timeout=120)
         expectation = _expected(config, approval)
-        _wait_delivered(expectation, utilities)
+        _wait_delivered(expectation, utilities, log, len(approval.events()), (cluster, unique_prefix))
         recovered_after_s = time.monotonic() - killed_at
         assert process.poll() is None, "ubridge run exited"
     finally:

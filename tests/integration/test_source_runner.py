@@ -2,6 +2,7 @@ import threading
 import time
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from connectors.runtime.dlq import error_context
@@ -200,3 +201,38 @@ def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
         stop.set()
         thread.join(timeout=15)
     assert source.probes >= 2
+
+
+class Closing(Counting):
+    """A counting source that notes being closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        """Noted."""
+        self.closed = True
+
+
+def test_a_runner_whose_transactions_never_initialise_closes_its_producer(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """init_transactions times out: the runner fails with it, having closed the producer and the source."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    producer = make_producer(kafka, transactional_id=f"{unique_prefix}stalled", max_block_ms=1)
+    source = Closing()
+    runner = SourceRunner(
+        source,
+        producer=producer,
+        offsets_topic=f"{unique_prefix}offsets",
+        poll_interval_s=0.05,
+        retry=RetrySettings(),
+        metrics=Metrics(CollectorRegistry()),
+        stop=threading.Event(),
+        start_cursor=None,
+        dlq_topic=f"{unique_prefix}dlq",
+    )
+    with pytest.raises(KafkaTimeoutError):
+        runner.run()
+    assert (producer._closed, source.closed, source.polls, runner.state.failed) == (True, True, 0, True)
