@@ -5,6 +5,7 @@ from the one it assigned with for one response, then is back. The test makes tha
 metadata snapshot kafka-python compares) and lets the rest happen on the real broker.
 """
 
+import threading
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.coordinator.base import MemberState
 
 import connectors.runtime.kafka  # noqa: F401 - installs the fix, as every ubridge process does
+from connectors.runtime.subscribe import subscribe
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -43,7 +45,8 @@ def test_a_rebalance_begun_on_a_passing_metadata_change_is_finished(kafka_bootst
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
     coordinator = consumer._coordinator
     try:
-        consumer.subscribe([topic], listener=listener)
+        # joins once its metadata has the new topic, as every stage does: the leader assigns only what it knows
+        subscribe(consumer, [topic], listener=listener, stop=threading.Event(), stage="flap")
         _poll_until(consumer, lambda: listener.assigned, 60)
         assert listener.assigned == [{0, 1, 2}]
         seen = coordinator._metadata_snapshot
