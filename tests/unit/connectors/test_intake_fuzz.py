@@ -6,6 +6,7 @@ signature, JSON values such as lone surrogates, deep nesting, huge numbers and y
 Kafka is a fake that always acknowledges, so any 5xx, 503 included, is a bug of the intake.
 """
 
+import io
 import json
 import os
 import threading
@@ -212,24 +213,26 @@ def _mutate_bytes(draw: st.DrawFn, data: bytes) -> bytes:
 
 
 @pytest.fixture(params=TARGETS, ids=[t.name for t in TARGETS])
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[Target, int]]:
-    """One intake, on a free port, writing to a fake Kafka that always acknowledges."""
+def target(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Target, int, io.StringIO]]:
+    """One intake, on a free port, writing to a fake Kafka that always acknowledges; its JSON logs."""
     spec: Target = request.param
+    logs = json_logs(monkeypatch)  # before the intake's thread logs that it listens
     producer, stop = Producer(), threading.Event()
     intake = spec.build(producer, stop)
     thread = threading.Thread(target=intake.run, daemon=True)
     thread.start()
-    yield spec, intake.port
+    yield spec, intake.port, logs
     stop.set()
     thread.join(timeout=10)
 
 
 def test_mutated_requests_always_get_a_json_answer(
-    target: tuple[Target, int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    target: tuple[Target, int, io.StringIO], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Thousands of mutated requests: each gets a JSON answer below 500 on an open socket; logs stay JSON."""
-    spec, port = target
-    logs = json_logs(monkeypatch)
+    spec, port, logs = target
     statuses: dict[int, int] = {}
 
     @settings(
