@@ -10,6 +10,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from connectors.runtime import kafka_rejoin
+from connectors.runtime.kafka_selector import QuietSelector
 from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
 
@@ -38,9 +39,12 @@ _TRANSACTION_DELIVERY_MS = 30_000
 
 
 def security_options(kafka: KafkaSettings) -> dict[str, Any]:
-    """kafka-python's connection options for ``kafka.security``, shared by producers, consumers and admins."""
+    """kafka-python's connection options for ``kafka.security``, shared by producers, consumers and admins.
+
+    They also carry the clients' I/O selector (:mod:`connectors.runtime.kafka_selector`).
+    """
     security = kafka.security
-    options: dict[str, Any] = {"security_protocol": security.protocol}
+    options: dict[str, Any] = {"security_protocol": security.protocol, "selector": QuietSelector}
     if security.protocol in ("SSL", "SASL_SSL"):
         options["ssl_check_hostname"] = security.check_hostname
         if security.ca_file is not None:
