@@ -21,7 +21,9 @@ counts, never a figure alone.
    sustained demo traffic (:mod:`benchmarks.memory`);
 7. ``restore``: the ledger's restore time from its changelog at 10,000 and 100,000 tasks
    (:mod:`benchmarks.ledger_restore`);
-8. ``failover``: seconds from SIGKILL of the source's owner to the standby running it (:mod:`benchmarks.failover`).
+8. ``taskview``: statuses per second a fresh task view folds from the task-status topic into its SQLite table
+   (:mod:`benchmarks.task_view`);
+9. ``failover``: seconds from SIGKILL of the source's owner to the standby running it (:mod:`benchmarks.failover`).
 
 ``--only`` runs some of these groups. Throughput is timed after each run from its outputs' Kafka timestamps
 (first send to last), so consumer-group joins and worker start-up do not count and nothing watches the stage
@@ -54,13 +56,14 @@ from benchmarks.memory import memory_under_load
 from benchmarks.receiver import Receiver
 from benchmarks.spgl import spgl_throughput
 from benchmarks.spgl_backfill import print_figures, spgl_backfill
+from benchmarks.task_view import statuses_per_s
 from connectors.broker.local_kafka import start_broker, stop_broker
 from connectors.runtime.logs import configure_logging
 
-GROUPS = ("throughput", "sink", "spgl", "backfill", "latency", "memory", "restore", "failover")
+GROUPS = ("throughput", "sink", "spgl", "backfill", "latency", "memory", "restore", "taskview", "failover")
 
 
-def main() -> int:  # noqa: PLR0915 - one flat list of groups reads best
+def main() -> int:  # noqa: PLR0912, PLR0915 - one flat list of groups reads best
     """Run every benchmark and print the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="raw events per throughput run")
@@ -130,6 +133,9 @@ def main() -> int:  # noqa: PLR0915 - one flat list of groups reads best
                 print(f"# restore: ledger of {tasks} tasks", file=sys.stderr, flush=True)
                 seconds = restore_seconds(bootstrap, prefix, tasks)
                 _line(f"ledger_restore_{tasks // 1000}k_tasks", seconds, "s", _load_note())
+        if "taskview" in args.only:
+            print("# taskview: a fresh task view catching up with 20,000 statuses", file=sys.stderr, flush=True)
+            _line("task_view_statuses_per_s", statuses_per_s(bootstrap, prefix, 10_000), "statuses/s", _load_note())
         if "failover" in args.only:
             print("# failover: SIGKILL of the source's owner", file=sys.stderr, flush=True)
             failover = failover_seconds(bootstrap, prefix + "fo.", rounds=args.failover_rounds)

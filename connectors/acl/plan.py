@@ -135,7 +135,9 @@ def _routing(w: _Wiring) -> None:
     grants = s.topic("router_grants")
     w.loop(ProjectRouter.stage, reads=[s.topic("project_events"), grants], writes=[*tasks, grants])
     if s.applications is not None and s.applications.enabled:
-        w.loop(ProjectTableWriter.stage, reads=[s.topic("project_events")], writes=[s.topic("projects")])
+        # it reads its own table back on assignment, to rewrite records an earlier version left a contact in
+        table = s.topic("projects")
+        w.loop(ProjectTableWriter.stage, reads=[s.topic("project_events"), table], writes=[table])
         awaiting = s.topic("applications_awaiting")
         reads = [s.topic("applications"), s.topic("projects"), awaiting]
         w.loop(APPLICATION_ROUTER, reads=reads, writes=[*tasks, awaiting])

@@ -85,6 +85,11 @@ class TaskView:
         self._temporary = tempfile.TemporaryDirectory(prefix="ubridge-task-view-") if path is None else None
         file = Path(self._temporary.name) / "tasks.sqlite" if self._temporary is not None else path
         self._db = sqlite3.connect(str(file), check_same_thread=False, isolation_level=None)
+        # Every status is folded in here, one transaction per batch. In WAL mode with synchronous=NORMAL a commit
+        # is a write to the log, not an fsync: a power cut may lose the last batches, and their offsets with
+        # them, so they are read again; the table and its positions never disagree.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             self._db.execute(statement)
         self._changed = threading.Condition()
