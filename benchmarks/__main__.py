@@ -134,7 +134,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one flat list of groups reads bes
                 seconds = restore_seconds(bootstrap, prefix, tasks)
                 _line(f"ledger_restore_{tasks // 1000}k_tasks", seconds, "s", _load_note())
         if "taskview" in args.only:
-            print("# taskview: a fresh task view catching up with 20,000 statuses", file=sys.stderr, flush=True)
+            print("# taskview: a fresh task view reading 20,000 statuses, 10 a poll", file=sys.stderr, flush=True)
             _line("task_view_statuses_per_s", statuses_per_s(bootstrap, prefix, 10_000), "statuses/s", _load_note())
         if "failover" in args.only:
             print("# failover: SIGKILL of the source's owner", file=sys.stderr, flush=True)
