@@ -21,13 +21,22 @@ from connectors.aishandong.router import STAGE as APPLICATION_ROUTER
 from connectors.complaints.stage import STAGE as COMPLAINTS
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.gonggai.spgl_normaliser import SpglNormaliser
+from connectors.hotline.router import HotlineRouter
 from connectors.ledger.stage import TaskLedger
 from connectors.payments.stage import STAGE as PAYMENTS
+from connectors.permits.follower import STAGE as PERMIT_FOLLOWER
+from connectors.permits.intake import STAGE as PERMIT_INTAKE
+from connectors.permits.notices import STAGE as PERMIT_NOTICES
+from connectors.permits.submitter import STAGE as PERMIT_SUBMITTER
 from connectors.router.project_table import ProjectTableWriter
 from connectors.router.stage import ProjectRouter
 from connectors.settings import Settings
 from connectors.status.callback import STAGE as STATUS_CALLBACKS
 from connectors.status.poller import stage_name as poll_stage
+from connectors.supervision.stage import STAGE as SUPERVISION
+from connectors.surveys.intake import STAGE as SURVEY_REPLIES
+from connectors.surveys.notices import STAGE as SURVEY_NOTICES
+from connectors.surveys.stage import STAGE as JOINT_SURVEYS
 from connectors.utility.sink import stage_name as sink_stage
 
 Resource = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID", "CLUSTER"]
@@ -88,23 +97,39 @@ class _Wiring:
         self.needs[name] = built
         return built
 
-    def loop(self, name: str, *, reads: Iterable[str], writes: Iterable[str]) -> None:
-        self.stage(name, reads=reads, writes=writes).groups.add(f"{self.s.kafka.topic_prefix}ubridge.{name}")
+    def loop(self, name: str, *, reads: Iterable[str], writes: Iterable[str]) -> _Builder:
+        built = self.stage(name, reads=reads, writes=writes)
+        built.groups.add(f"{self.s.kafka.topic_prefix}ubridge.{name}")
+        return built
+
+    def leased_loop(self, name: str, *, reads: Iterable[str], writes: Iterable[str]) -> None:
+        # one process runs it at a time (registry._leased), as it holds state over every partition
+        self._lease(name, self.loop(name, reads=reads, writes=writes))
 
     def source(self, name: str, *, writes: Iterable[str]) -> None:
         # leased (connectors/runtime/lease.py), its cursor on the offsets topic, written in its transactions
-        offsets, prefix = self.s.topic("source_offsets"), self.s.kafka.topic_prefix
-        built = self.stage(name, reads=(self.s.topic("coordination"), offsets), writes=(*writes, offsets))
-        built.groups.add(f"{prefix}ubridge.lease.{name}")
-        built.transactional_ids.add(f"{prefix}ubridge-source-{name}")
+        offsets = self.s.topic("source_offsets")
+        built = self.stage(name, reads=[offsets], writes=(*writes, offsets))
+        self._lease(name, built)
+        built.transactional_ids.add(f"{self.s.kafka.topic_prefix}ubridge-source-{name}")
+
+    def _lease(self, name: str, built: _Builder) -> None:
+        built.reads.add(self.s.topic("coordination"))
+        built.groups.add(f"{self.s.kafka.topic_prefix}ubridge.lease.{name}")
 
 
 def stage_needs(settings: Settings) -> dict[str, Needs]:
     """Every configured stage → what it does on the cluster, in :func:`connectors.registry.stage_specs` order."""
     wiring = _Wiring(settings)
     _sources(wiring)
+    _hotline(wiring)
     _routing(wiring)
     _delivery(wiring)
+    _permits(wiring)
+    _surveys(wiring)
+    _statuses(wiring)
+    _complaints(wiring)
+    _supervision(wiring)
     return {name: built.done() for name, built in wiring.needs.items()}
 
 
@@ -124,8 +149,21 @@ def _sources(w: _Wiring) -> None:
         w.stage(sources.aishandong_gateway.name, reads=[signatures], writes=applications, dlq=False)
     if sources.aishandong_pull is not None and sources.aishandong_pull.enabled:
         w.source(sources.aishandong_pull.name, writes=[s.topic("applications")])
-    if sources.aishandong_payments_pull is not None and sources.aishandong_payments_pull.enabled:
-        w.source(sources.aishandong_payments_pull.name, writes=[s.topic("payments")])
+
+
+def _hotline(w: _Wiring) -> None:
+    s, hotline = w.s, w.s.hotline
+    if hotline is None:
+        return
+    orders = [s.topic("hotline_work_orders"), s.topic("hotline_return_visits")]
+    if hotline.push is not None:
+        signatures = s.topic("push_signatures")
+        w.stage(hotline.push.name, reads=[signatures], writes=[*orders, signatures], dlq=False)
+    if hotline.pull is not None and hotline.pull.enabled:
+        w.source(hotline.pull.name, writes=orders)
+    if hotline.route:
+        tasks = [s.task_topic(u.id) for u in s.utilities]
+        w.loop(HotlineRouter.stage, reads=[s.topic("hotline_work_orders")], writes=tasks)
 
 
 def _routing(w: _Wiring) -> None:
@@ -148,29 +186,74 @@ def _delivery(w: _Wiring) -> None:
     revisions, status = s.topic("delivery_revisions"), s.topic("task_status")
     for utility in s.utilities:
         w.loop(sink_stage(utility.id), reads=[s.task_topic(utility.id), revisions], writes=[status, revisions])
-    if s.status_callbacks is not None and s.status_callbacks.enabled:
-        w.stage(STATUS_CALLBACKS, reads=[status], writes=[status], dlq=False)
-    for utility in s.utilities:
-        if utility.status_poll is not None and utility.status_poll.enabled:
-            w.source(poll_stage(utility.id), writes=[status])
+    pull = s.sources.aishandong_payments_pull
+    if pull is not None and pull.enabled:
+        w.source(pull.name, writes=[s.topic("payments")])
     if s.payments is not None and s.payments.enabled:
         if s.payments.gateway is not None:
             signatures = s.topic("push_signatures")
             w.stage(s.payments.gateway.name, reads=[signatures], writes=[s.topic("payments"), signatures], dlq=False)
         w.loop(PAYMENTS, reads=[s.topic("payments")], writes=[])
+
+
+def _permits(w: _Wiring) -> None:
+    s = w.s
+    if s.permits is None or not s.permits.enabled:
+        return
+    permits, states, status = s.topic("permits"), s.topic("permit_status"), s.topic("task_status")
+    # it checks each application against its own view of the delivered tasks; refusals are dead-lettered
+    w.stage(PERMIT_INTAKE, reads=[status], writes=[permits])
+    # it reads the states at start (the permits already published) and reports EXTERNAL_WORKS on the task
+    w.loop(PERMIT_SUBMITTER, reads=[permits, states], writes=[states, status])
+    w.leased_loop(PERMIT_FOLLOWER, reads=[states], writes=[states])
+    w.loop(PERMIT_NOTICES, reads=[states], writes=[])
+
+
+def _surveys(w: _Wiring) -> None:
+    s = w.s
+    if s.surveys is None or not s.surveys.enabled:
+        return
+    surveys, replies = s.topic("surveys"), s.topic("survey_replies")
+    w.stage(SURVEY_REPLIES, writes=[replies])  # refusals are dead-lettered
+    # it reads the surveys topic back at start, with the task statuses
+    w.leased_loop(JOINT_SURVEYS, reads=[s.topic("task_status"), replies, surveys], writes=[surveys])
+    w.loop(SURVEY_NOTICES, reads=[surveys], writes=[])
+
+
+def _statuses(w: _Wiring) -> None:
+    s = w.s
+    status = s.topic("task_status")
+    if s.status_callbacks is not None and s.status_callbacks.enabled:
+        w.stage(STATUS_CALLBACKS, reads=[status], writes=[status], dlq=False)
+    for utility in s.utilities:
+        if utility.status_poll is not None and utility.status_poll.enabled:
+            w.source(poll_stage(utility.id), writes=[status])
     if s.ledger is not None and s.ledger.enabled:
         changelog = s.topic("ledger_changelog")
         w.loop(TaskLedger.stage, reads=[status, changelog], writes=[changelog, s.topic("sla")])
-    if s.complaints is not None and s.complaints.enabled:
-        # leased like a source (one process holds every order); restores its ledger topic at start
-        ledger, visits, closes = (
-            s.topic("complaints_ledger"),
-            s.topic("hotline_return_visits"),
-            s.topic("complaints_closes"),
-        )
-        reads = [status, visits, closes, ledger, s.topic("coordination")]
-        w.loop(COMPLAINTS, reads=reads, writes=[ledger, s.topic("complaints_escalations")])
-        w.needs[COMPLAINTS].groups.add(f"{s.kafka.topic_prefix}ubridge.lease.{COMPLAINTS}")
+
+
+def _complaints(w: _Wiring) -> None:
+    s = w.s
+    if s.complaints is None or not s.complaints.enabled:
+        return
+    ledger = s.topic("complaints_ledger")
+    # it restores its ledger topic at start; the answers it sends the platform go over HTTP
+    reads = [s.topic("task_status"), s.topic("hotline_return_visits"), s.topic("complaints_closes"), ledger]
+    w.leased_loop(COMPLAINTS, reads=reads, writes=[ledger, s.topic("complaints_escalations")])
+
+
+def _supervision(w: _Wiring) -> None:
+    s = w.s
+    if s.supervision is None or not s.supervision.enabled:
+        return
+    # it follows each topic its pages read, without a group; the complaint ledger whenever complaints are set
+    reads = [s.topic("ledger_changelog")]
+    if s.complaints is not None:
+        reads.append(s.topic("complaints_ledger"))
+    if s.surveys is not None and s.surveys.enabled:
+        reads.append(s.topic("surveys"))
+    w.stage(SUPERVISION, reads=reads, dlq=False)
 
 
 def principals(settings: Settings, stages: Iterable[str]) -> dict[str, str]:

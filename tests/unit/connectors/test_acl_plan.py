@@ -20,6 +20,7 @@ def document(**acl: Any) -> dict[str, Any]:
         for u in UTILITIES
     ]
     utilities[1]["status_poll"] = {"base_url": "https://gas.example"}
+    calendar = str(CONFIG / "calendar.yaml")
     return {
         "kafka": {"topic_prefix": P},
         "sources": {
@@ -35,13 +36,30 @@ def document(**acl: Any) -> dict[str, Any]:
             "aishandong_payments_pull": {"base_url": "http://app:8080", "token": "t"},
         },
         "routing": {"service_areas": str(CONFIG / "service-areas.yaml")},
-        "applications": {"calendar": str(CONFIG / "calendar.yaml")},
-        "ledger": {"calendar": str(CONFIG / "calendar.yaml"), "policies": str(CONFIG / "sla-policies.yaml")},
+        "applications": {"calendar": calendar},
+        "ledger": {"calendar": calendar, "policies": str(CONFIG / "sla-policies.yaml")},
         "status_callbacks": {"port": 0},
         "payments": {
             "gateway": {"port": 0, "secret": SECRET},
             "acknowledgement": {"url": "http://aishandong:8080/v1/payment-receipts", "token": "t"},
         },
+        "hotline": {
+            "push": {"port": 0, "secret": SECRET},
+            "pull": {"base_url": "http://platform:8080", "token": "t"},
+        },
+        "permits": {
+            "intake": {"port": 0},
+            "approval": {"url": "http://approval:8080", "token": "t"},
+            "calendar": calendar,
+        },
+        "surveys": {"intake": {"port": 0}, "calendar": calendar},
+        "complaints": {
+            "policy": str(CONFIG / "complaints.yaml"),
+            "satisfaction": str(CONFIG / "satisfaction.yaml"),
+            "calendar": calendar,
+            "platform": {"url": "http://platform:8080", "token": "t"},
+        },
+        "supervision": {"port": 0, "token": "a-department-token-of-32-characters"},
         "utilities": utilities,
         "acl": acl or {"default": "stages", "utilities": {u: u for u in UTILITIES}},
     }
@@ -65,7 +83,21 @@ def test_every_stage_the_configuration_runs_has_its_needs() -> None:
     """The needs follow the registry: one entry per stage it builds, none invented."""
     full = settings()
     assert set(stage_needs(full)) == {spec.name for spec in stage_specs(full)}
-    assert len(stage_needs(full)) == 19
+    assert len(stage_needs(full)) == 31
+
+
+def test_the_needs_are_listed_in_the_registry_s_order() -> None:
+    """Stage by stage as ``stage_specs`` lists them (the first stage without a principal is the one named)."""
+    full = settings()
+    assert list(stage_needs(full)) == [spec.name for spec in stage_specs(full)]
+
+
+def test_a_stage_that_does_not_dead_letter_has_no_dead_letter_topic_and_the_others_have_theirs() -> None:
+    """A DLQ write exactly for the stages the registry builds with ``dead_letters=True``."""
+    full = settings()
+    needs = stage_needs(full)
+    for spec in stage_specs(full):
+        assert (full.dlq_topic(spec.name) in needs[spec.name].writes) == spec.dead_letters, spec.name
 
 
 def test_a_utility_principal_reads_its_own_task_topic_and_no_other() -> None:
@@ -149,7 +181,7 @@ def test_stages_sharing_a_principal_get_the_union_and_are_named_in_the_table() -
     assert status.operations == "DESCRIBE, READ, WRITE"  # the callbacks read it, the ledger too, sinks write it
     assert "sink-jinan-heat" in status.stages and "ledger" in status.stages
     routed = table[("User:stages", f"{P}ubridge.tasks.yantai-water.v1")]  # the routers write it, nobody reads
-    assert (routed.operations, routed.stages) == ("DESCRIBE, WRITE", "router, router-aishandong")
+    assert (routed.operations, routed.stages) == ("DESCRIBE, WRITE", "hotline-router, router, router-aishandong")
     assert table[("User:yantai-water", f"{P}ubridge.tasks.yantai-water.v1")] == Row(
         "User:yantai-water", "TOPIC", f"{P}ubridge.tasks.yantai-water.v1", "DESCRIBE, READ", "sink-yantai-water"
     )
@@ -205,3 +237,100 @@ def test_the_payment_stages_touch_only_the_payments_topic() -> None:
     assert f"{P}ubridge.payments.v1" in needs["aishandong-payments-pull"].writes
     assert needs["payments"].reads == {f"{P}ubridge.payments.v1", f"{P}ubridge.control.v1"}
     assert needs["payments"].writes == {f"{P}ubridge.dlq.payments.v1", f"{P}ubridge.stage-status.v1"}
+
+
+CONTROL, STATUS = f"{P}ubridge.control.v1", f"{P}ubridge.stage-status.v1"  # every process's own two
+
+
+def test_the_hotline_router_reads_the_work_orders_and_writes_every_utility_s_task_topic() -> None:
+    """It routes each order to the task topic of the utility serving it: all of them writable, none read."""
+    needs = stage_needs(settings())["hotline-router"]
+    assert needs.reads == {f"{P}ubridge.hotline.work-orders.v1", CONTROL}
+    tasks = {f"{P}ubridge.tasks.{u}.v1" for u in UTILITIES}
+    assert needs.writes == {*tasks, f"{P}ubridge.dlq.hotline-router.v1", STATUS}
+    assert needs.groups == {f"{P}ubridge.hotline-router"}
+
+
+def test_the_hotline_intakes_write_work_orders_and_return_visits() -> None:
+    """The push intake shares the replay log and has no dead letters; the pull source is leased and transactional."""
+    needs = stage_needs(settings())
+    orders = {f"{P}ubridge.hotline.work-orders.v1", f"{P}ubridge.hotline.return-visits.v1"}
+    signatures = f"{P}ubridge.push-signatures.v1"
+    push = needs["hotline-push"]
+    assert (push.reads, push.writes) == ({signatures, CONTROL}, {*orders, signatures, STATUS})
+    assert push.groups == push.transactional_ids == frozenset()
+    pull = needs["hotline-pull"]
+    assert orders | {f"{P}ubridge.dlq.hotline-pull.v1", f"{P}ubridge.source-offsets.v1"} <= pull.writes
+    assert pull.groups == {f"{P}ubridge.lease.hotline-pull"}
+    assert pull.transactional_ids == {f"{P}ubridge-source-hotline-pull"}
+
+
+def test_leased_loops_hold_their_lease_group_beside_their_own() -> None:
+    """The permit follower, the joint surveys and the complaint loop: both groups, the coordination topic read."""
+    needs = stage_needs(settings())
+    for stage in ("permit-follower", "joint-surveys", "complaints"):
+        assert needs[stage].groups == {f"{P}ubridge.{stage}", f"{P}ubridge.lease.{stage}"}, stage
+        assert f"{P}ubridge.coordination.v1" in needs[stage].reads, stage
+        assert needs[stage].transactional_ids == frozenset(), stage
+    assert needs["permit-submitter"].groups == {f"{P}ubridge.permit-submitter"}  # not leased
+
+
+def test_the_permit_stages_read_and_write_what_they_do() -> None:
+    """Intake: statuses in, permits out; submitter: states read back, states and task reports out; notices: POSTs."""
+    needs = stage_needs(settings())
+    permits, states, tasks = f"{P}ubridge.permits.v1", f"{P}ubridge.permit-status.v1", f"{P}ubridge.task-status.v1"
+    intake = needs["permit-intake"]
+    assert intake.reads == {tasks, CONTROL}
+    assert intake.writes == {permits, f"{P}ubridge.dlq.permit-intake.v1", STATUS}
+    assert intake.groups == frozenset()  # its task view reads without a group
+    submitter = needs["permit-submitter"]
+    assert submitter.reads == {permits, states, CONTROL}
+    assert {states, tasks} <= submitter.writes
+    assert needs["permit-follower"].writes == {states, f"{P}ubridge.dlq.permit-follower.v1", STATUS}
+    assert needs["permit-notices"].writes == {f"{P}ubridge.dlq.permit-notices.v1", STATUS}
+
+
+def test_the_survey_stages_read_and_write_what_they_do() -> None:
+    """Replies in over HTTP; the surveys read back at start with the statuses and replies; notices only POST."""
+    needs = stage_needs(settings())
+    surveys, replies = f"{P}ubridge.surveys.v1", f"{P}ubridge.survey-replies.v1"
+    assert needs["survey-replies"].reads == {CONTROL}
+    assert needs["survey-replies"].writes == {replies, f"{P}ubridge.dlq.survey-replies.v1", STATUS}
+    joint = needs["joint-surveys"]
+    assert {f"{P}ubridge.task-status.v1", replies, surveys} <= joint.reads
+    assert joint.writes == {surveys, f"{P}ubridge.dlq.joint-surveys.v1", STATUS}
+    assert needs["survey-notices"].reads == {surveys, CONTROL}
+
+
+def test_the_supervision_view_only_reads_the_topics_its_pages_show() -> None:
+    """The ledger's changelog, the complaint ledger and the surveys, without a group; it writes nothing of its own."""
+    needs = stage_needs(settings())["supervision-view"]
+    assert needs.reads == {
+        f"{P}ubridge.ledger.changelog.v1",
+        f"{P}ubridge.complaints.ledger.v1",
+        f"{P}ubridge.surveys.v1",
+        CONTROL,
+    }
+    assert needs.writes == {STATUS}
+    assert needs.groups == needs.transactional_ids == frozenset()
+
+
+def test_the_complaint_loop_reads_its_inputs_and_its_ledger_and_writes_the_ledger_and_escalations() -> None:
+    """Statuses, return visits, closes and its own ledger in; the ledger, 督办 and its dead letters out."""
+    needs = stage_needs(settings())["complaints"]
+    ledger = f"{P}ubridge.complaints.ledger.v1"
+    inputs = {f"{P}ubridge.task-status.v1", f"{P}ubridge.hotline.return-visits.v1", f"{P}ubridge.complaints.closes.v1"}
+    assert needs.reads == {*inputs, ledger, f"{P}ubridge.coordination.v1", CONTROL}
+    escalations = f"{P}ubridge.complaints.escalations.v1"
+    assert needs.writes == {ledger, escalations, f"{P}ubridge.dlq.complaints.v1", STATUS}
+
+
+def test_without_their_sections_their_stages_are_not_planned_and_the_view_reads_only_the_ledger() -> None:
+    """No hotline, permits, surveys or complaints: none of their stages; the supervision view follows the ledger."""
+    bare = document()
+    for section in ("hotline", "permits", "surveys", "complaints"):
+        del bare[section]
+    needs = stage_needs(parse_settings(bare))
+    assert len(needs) == 31 - 11
+    assert not set(needs) & {"hotline-push", "hotline-router", "permit-intake", "joint-surveys", "complaints"}
+    assert needs["supervision-view"].reads == {f"{P}ubridge.ledger.changelog.v1", CONTROL}
