@@ -49,7 +49,7 @@ from connectors.runtime.kafka import (
     under_replicated,
 )
 from connectors.runtime.kafka_probe import KafkaProbe
-from connectors.runtime.metrics import Metrics
+from connectors.runtime.metrics import Metrics, per_stage
 from connectors.runtime.schema_registry import codec_for
 from connectors.runtime.web_app import build_app
 from connectors.runtime.web_server import WebServer
@@ -241,6 +241,9 @@ class App:
     def _statuses(self) -> list[StageStatus]:
         """What this process publishes of its stages now (an error text is masked by the supervisor)."""
         host, pid, now = socket.gethostname(), os.getpid(), datetime.now(UTC)
+        records_in = per_stage(self.metrics.records_in)
+        records_out = per_stage(self.metrics.records_out)
+        lags = per_stage(self.metrics.consumer_lag)
         statuses = []
         for supervisor in self.supervisors:
             report, stage = supervisor.report(), supervisor.name
@@ -252,17 +255,13 @@ class App:
                     state=state_of(supervisor.phase, paused=self.control.paused(stage)),
                     last_error=report.get("last_error"),
                     restarts=report["restarts"],
-                    records_in=self._sample("ubridge_records_in_total", stage) or 0.0,
-                    records_out=self._sample("ubridge_records_out_total", stage) or 0.0,
-                    lag=self._sample("ubridge_consumer_lag_records", stage),
+                    records_in=records_in.get(stage, 0.0),
+                    records_out=records_out.get(stage, 0.0),
+                    lag=lags.get(stage),
                     heartbeat_at=now,
                 )
             )
         return statuses
-
-    def _sample(self, metric: str, stage: str) -> float | None:
-        value: float | None = self.metrics.registry.get_sample_value(metric, {"stage": stage})
-        return value
 
     def _ensure_topics(self) -> bool:
         """Create missing topics and read the control topic, waiting out an unreachable Kafka; False if stopped.

@@ -13,10 +13,21 @@ values combine (``multiprocess_mode``: a stage lives in one child, so sums and m
 import platform
 
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
 
 from connectors.runtime.build import VERSION
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def per_stage(metric: MetricWrapperBase) -> dict[str, float]:
+    """A counter's or gauge's value per ``stage`` label, read from that metric alone.
+
+    The stage-status heartbeat reads three metrics of every stage; the registry's ``get_sample_value`` would
+    collect every metric of the process for each, the process collector's reads of /proc included.
+    """
+    samples = (sample for family in metric.collect() for sample in family.samples)
+    return {sample.labels["stage"]: sample.value for sample in samples if not sample.name.endswith("_created")}
 
 
 class Metrics:

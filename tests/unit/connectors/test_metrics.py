@@ -2,7 +2,7 @@ from importlib.metadata import version
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from connectors.runtime.metrics import Metrics
+from connectors.runtime.metrics import Metrics, per_stage
 
 
 def exported(registry: CollectorRegistry) -> dict[str, float]:
@@ -26,3 +26,14 @@ def test_process_metrics_are_exported_by_every_registry() -> None:
         assert samples["process_resident_memory_bytes"] > 0
         assert "process_cpu_seconds_total" in samples
         assert any(name.startswith("python_info{") for name in samples)
+
+
+def test_per_stage_reads_each_stage_s_value_of_one_metric() -> None:
+    """Counters give their running total per stage (not their creation time); a gauge its value; unset stages none."""
+    metrics = Metrics(CollectorRegistry())
+    metrics.records_in.labels("router").inc(3)
+    metrics.records_in.labels("normaliser").inc()
+    metrics.consumer_lag.labels("router").set(7)
+    assert per_stage(metrics.records_in) == {"router": 3.0, "normaliser": 1.0}
+    assert per_stage(metrics.consumer_lag) == {"router": 7.0}
+    assert per_stage(metrics.records_out) == {}
