@@ -1,8 +1,12 @@
 """The one stage loop every consuming stage runs: consume → process → produce → commit.
 
 Offsets are committed only after every output of the batch (dead letters included) is acknowledged, so a
-crash at any point repeats records and never loses one. SIGTERM sets ``stop``: the loop finishes the
-records it holds (a sink still retrying gives up that record, uncommitted), commits, and returns.
+crash at any point repeats records and never loses one. They are committed without waiting for the answer and
+at most every :data:`COMMIT_EVERY_S` (the next commit covers one that failed): a synchronous commit per batch
+cost 6 ms of waiting and 0.6 ms of CPU, more than a small batch's own work, at every hop of the pipeline. A crash
+or a rebalance therefore repeats at most that long's records, which every stage takes idempotently as it
+takes a crash's. SIGTERM sets ``stop``: the loop finishes the records it holds (a sink still retrying gives up
+that record, uncommitted), commits synchronously, and returns.
 
 Kafka going away is waited out: a commit that fails for want of a broker is retried with backoff until it
 succeeds or the stage is stopped (then the batch stays uncommitted and is redone); a flush, a commit and the
@@ -52,6 +56,7 @@ _PIPELINE_DEPTH = 2  # batches in the workers at once: one being transformed whi
 _BLOCK_S = 5.0  # longest a commit attempt or a client's close may block (Kafka down)
 _FLUSH_SLICE_S = 1.0  # a flush waits in slices, so that a stop is noticed
 _COMMIT_BACKOFF_S = (0.5, 10.0)  # first and longest pause between commit attempts while Kafka is away
+COMMIT_EVERY_S = 0.1  # a crash or a rebalance repeats what was handled since
 
 
 class StageLoop:
@@ -104,6 +109,9 @@ class StageLoop:
         self._dropped_from: dict[TopicPartition, int] = {}
         self._paused = paused
         self._holding = False
+        self._to_commit: dict[TopicPartition, int] = {}  # acknowledged, not committed yet
+        self._commit_every_s = COMMIT_EVERY_S
+        self._next_commit_at = 0.0
 
     def run(self) -> None:
         """Consume until stopped; always closes the clients, the workers and the processor."""
@@ -125,9 +133,11 @@ class StageLoop:
                         break
                 else:
                     self._pipeline(self._workers)
+                self._commit_due(force=False)
                 self._tick()
                 self._report_lag()
             self._finish_pending()
+            self._commit_due(force=True)
         except Exception:
             self.state.failed = True
             log.exception("stage_failed", stage=self.stage)
@@ -177,8 +187,11 @@ class StageLoop:
     def _forget(self, revoked: set[TopicPartition]) -> None:
         """Mark the records of ``revoked`` in the workers as not ours, and remember where they began.
 
+        Their offsets not committed yet are not ours to commit either: their new owner repeats those records.
         Runs on the client's I/O thread while ``poll`` blocks this loop, so it must not block itself.
         """
+        for tp in revoked:
+            self._to_commit.pop(tp, None)
         for batch in self._pending:
             batch.revoked.update(revoked)
             for record in batch.records:
@@ -239,8 +252,7 @@ class StageLoop:
             return False
         for future in futures:
             future.get(timeout=0)  # raises if the broker refused it: the batch stays uncommitted
-        if done:
-            self._commit(done)
+        self._to_commit.update(done)
         return finished
 
     def _flush(self) -> bool:
@@ -254,6 +266,25 @@ class StageLoop:
                     return False
                 continue
             return True
+
+    def _commit_due(self, *, force: bool) -> None:
+        """Commit what was acknowledged: synchronously when ``force`` (stop), else if the last was long enough ago."""
+        if not self._to_commit:
+            return
+        if force:
+            self._commit(self._to_commit)
+        elif (now := time.monotonic()) >= self._next_commit_at:
+            self._next_commit_at = now + self._commit_every_s
+            offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._to_commit.items()}
+            self._consumer.commit_async(offsets, callback=self._committed)
+        else:
+            return
+        self._to_commit = {}
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
+        """An asynchronous commit's answer (on the client's I/O thread): a failure waits for the next one."""
+        if isinstance(response, Exception):
+            log.info("commit_deferred", stage=self.stage, error=type(response).__name__, partitions=len(offsets))
 
     def _commit(self, done: dict[TopicPartition, int]) -> None:
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()}

@@ -1,6 +1,6 @@
 """The sink's stage loop, pipelined: it keeps polling while deliveries are on the wire.
 
-The plain stage loop (:mod:`connectors.runtime.stage`) handles a batch, flushes, commits and only then polls
+The plain stage loop (:mod:`connectors.runtime.stage`) handles a batch and flushes it before it polls
 again, so every batch waits for its slowest delivery. Here each polled record joins its key's lane
 (:mod:`connectors.utility.lanes`) at once, the deliveries progress for a couple of milliseconds on the lanes'
 event loop in this same thread, and the loop polls again; a project's next task waits only for that project's
@@ -21,12 +21,11 @@ back is rewound to its first record not handled.
 """
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
@@ -90,8 +89,7 @@ class SinkLoop(StageLoop):
         self._finished: list[Pending] = []
         # per partition, every record polled and not yet committed, in offset order
         self._held: dict[TopicPartition, deque[Pending]] = {}
-        self._to_commit: dict[TopicPartition, int] = {}
-        self._next_commit_at = 0.0
+        self._commit_every_s = _COMMIT_EVERY_S
         self._full = False
 
     def run(self) -> None:
@@ -167,22 +165,7 @@ class SinkLoop(StageLoop):
         for tp, held in self._held.items():
             while held and _handled(held[0]):
                 self._to_commit[tp] = held.popleft().record.offset + 1
-        if not self._to_commit:
-            return
-        if force:
-            self._commit(self._to_commit)
-        elif (now := time.monotonic()) >= self._next_commit_at:
-            # A commit that fails is covered by the next one; only the last, on stop, must be waited for.
-            self._next_commit_at = now + _COMMIT_EVERY_S
-            offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._to_commit.items()}
-            self._consumer.commit_async(offsets, callback=self._committed)
-        else:
-            return
-        self._to_commit = {}
-
-    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: object) -> None:
-        if isinstance(response, Exception):
-            log.info("commit_deferred", stage=self.stage, error=type(response).__name__, partitions=len(offsets))
+        self._commit_due(force=force)
 
     def _follow_load(self) -> None:
         """Pause fetching while ``max_pending`` records are held, resume once the lanes caught up."""

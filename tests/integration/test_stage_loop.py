@@ -1,5 +1,6 @@
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -12,7 +13,7 @@ from connectors.runtime.dlq import error_context
 from connectors.runtime.interface import Delivered, Outcome, Processor, each_record
 from connectors.runtime.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from connectors.runtime.metrics import Metrics
-from connectors.runtime.stage import StageLoop
+from connectors.runtime.stage import COMMIT_EVERY_S, StageLoop
 from connectors.settings import KafkaSettings
 from schemas import Codec
 from simulators.approval import ApprovalSimulator
@@ -127,6 +128,67 @@ def test_offsets_are_committed_after_the_outputs(topics: Topics, valid_event: by
     topics.produce([valid_event, valid_event])
     run_loop(topics, normaliser(topics), Metrics(CollectorRegistry()), until=2)
     assert topics.committed() == 2
+
+
+class CountingConsumer(KafkaConsumer):  # type: ignore[misc]
+    """A real consumer that counts the commits its stage asks for."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.commits = 0
+
+    def commit(self, *args: object, **kwargs: object) -> None:
+        self.commits += 1
+        super().commit(*args, **kwargs)
+
+    def commit_async(self, *args: object, **kwargs: object) -> object:
+        self.commits += 1
+        return super().commit_async(*args, **kwargs)
+
+
+def test_offsets_are_committed_while_running_at_most_every_tenth_of_a_second(
+    topics: Topics, valid_event: bytes
+) -> None:
+    """Records trickling in, a batch each, are committed without a stop by a few commits, not one per batch."""
+    kafka = topics.kafka
+    consumer = CountingConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=topics.group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    stop = threading.Event()
+    metrics = Metrics(CollectorRegistry())
+    loop = StageLoop(
+        normaliser(topics),
+        consumer=consumer,
+        producer=make_producer(kafka),
+        dlq_topic=topics.dlq,
+        metrics=metrics,
+        stop=stop,
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    producer = make_producer(kafka)
+    try:
+        wait_until(lambda: loop.state.ready, timeout_s=30, what="the stage to join its group")
+        started = time.monotonic()
+        for _ in range(30):
+            producer.send(topics.raw, key=b"k", value=valid_event, headers=[("ubridge.source", b"gonggai-interface")])
+            producer.flush()
+            time.sleep(0.01)
+        labels = {"stage": loop.stage}
+        wait_until(
+            lambda: (metrics.registry.get_sample_value("ubridge_records_in_total", labels) or 0) >= 30,
+            timeout_s=10,
+            what="30 records through the stage",
+        )
+        commits, elapsed = consumer.commits, time.monotonic() - started
+        wait_until(lambda: topics.committed() == 30, timeout_s=5, what="the offsets committed while running")
+        assert thread.is_alive()
+        assert commits <= elapsed / COMMIT_EVERY_S + 2, (commits, elapsed)
+    finally:
+        producer.close()
+        stop.set()
+        thread.join(timeout=15)
+    assert not thread.is_alive()
 
 
 class Exploding:
