@@ -4,11 +4,11 @@ The plain stage loop (:mod:`connectors.runtime.stage`) handles a batch and flush
 again, so every batch waits for its slowest delivery. Here each polled record joins its key's lane
 (:mod:`connectors.utility.lanes`) at once, the deliveries progress for a couple of milliseconds on the lanes'
 event loop in this same thread, and the loop polls again; a project's next task waits only for that project's
-previous one. Offsets are committed every 20 ms without waiting for the answer (the next commit covers one
-that failed), and on stop synchronously. What each record became is produced as soon as it is known (status,
-revision, dead letter), and per partition the offset committed is that of the first record not yet fully
-handled: delivered or dead-lettered, and its outputs acknowledged by Kafka. So a crash repeats work and never
-loses it, exactly as with the plain loop.
+previous one. Offsets are committed as the plain loop commits them: at most every 100 ms without waiting for
+the answer (the next commit covers one that failed), and on stop synchronously. What each record became is
+produced as soon as it is known (status, revision, dead letter), and per partition the offset committed is that
+of the first record not yet fully handled: delivered or dead-lettered, and its outputs acknowledged by Kafka. So
+a crash repeats work and never loses it, exactly as with the plain loop.
 
 At most ``max_pending`` records are held: beyond that the assigned partitions are paused (the loop still
 polls, so the group membership stays alive) until the lanes catch up. SIGTERM: polling stops, deliveries
@@ -42,7 +42,6 @@ log = structlog.get_logger(__name__)
 _POLL_MS = 500
 _SLICE_S = 0.002  # deliveries progress for this long between polls
 _ACKS_POLL_MS = 10
-_COMMIT_EVERY_S = 0.02  # a crash repeats what was handled since: a few records
 _PENDING_PER_LANE = 64
 
 
@@ -89,7 +88,6 @@ class SinkLoop(StageLoop):
         self._finished: list[Pending] = []
         # per partition, every record polled and not yet committed, in offset order
         self._held: dict[TopicPartition, deque[Pending]] = {}
-        self._commit_every_s = _COMMIT_EVERY_S
         self._full = False
 
     def run(self) -> None:
