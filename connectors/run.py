@@ -27,6 +27,11 @@ from connectors.settings import Settings
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_S: Final = 25.0  # SIGTERM → exit within this (plus the stages' own bounded closes), even with Kafka down
+# A process running stages has dozens of threads (each stage's loop, each Kafka client's I/O threads) taking the
+# GIL in turn. Python's 5 ms switch interval hands it over more often than their work needs: end to end at 100
+# events/s, 20 ms gave p50/p99 1.21/2.23 and 1.24/2.06 s against 1.63/2.56 and 1.81/3.31 s at 5 ms (alternating
+# runs), and 1 ms made it 3 to 4 times worse.
+SWITCH_INTERVAL_S: Final = 0.02
 
 
 class _Stoppable(Protocol):
@@ -79,6 +84,7 @@ def _on_signals(target: _Stoppable) -> None:
 
 
 def _run_app(settings: Settings, stages: Sequence[str] | None, *, health_port_file: Path | None) -> int:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         app = App(settings, only=stages, health_port_file=health_port_file)
     except UnknownStageError as exc:

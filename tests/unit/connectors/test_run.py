@@ -1,0 +1,30 @@
+"""``ubridge run`` in the process that runs the stages."""
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.run import SWITCH_INTERVAL_S, _run_app
+from connectors.settings import parse_settings
+
+CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "config"
+
+
+@pytest.fixture
+def switch_interval() -> Iterator[None]:
+    """Put the interpreter's switch interval back as it was."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("switch_interval")
+def test_a_process_running_stages_hands_the_gil_over_every_twenty_milliseconds() -> None:
+    """The stages' process takes the longer switch interval before anything else (here: an unknown stage, exit 2)."""
+    sys.setswitchinterval(0.005)
+    settings = parse_settings({"routing": {"service_areas": str(CONFIG / "service-areas.yaml")}})
+    assert _run_app(settings, ["no-such-stage"], health_port_file=None) == 2
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    assert SWITCH_INTERVAL_S == pytest.approx(0.02)
