@@ -28,9 +28,9 @@ log = structlog.get_logger(__name__)
 
 SHUTDOWN_S: Final = 25.0  # SIGTERM → exit within this (plus the stages' own bounded closes), even with Kafka down
 # A process running stages has dozens of threads (each stage's loop, each Kafka client's I/O threads) taking the
-# GIL in turn. Python's 5 ms switch interval hands it over more often than their work needs: end to end at 100
-# events/s, 20 ms gave p50/p99 1.21/2.23 and 1.24/2.06 s against 1.63/2.56 and 1.81/3.31 s at 5 ms (alternating
-# runs), and 1 ms made it 3 to 4 times worse.
+# GIL in turn; Python's 5 ms switch interval hands it over more often than their work needs. End to end at 100
+# events/s, four alternating pairs of runs: medians p50/p99 1.35/2.3 s at 20 ms against 1.83/3.3 s at 5 ms,
+# 20 ms ahead in three pairs of four (the spread between runs is as large); 1 ms was 3 to 4 times worse.
 SWITCH_INTERVAL_S: Final = 0.02
 
 
