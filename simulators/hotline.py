@@ -135,13 +135,18 @@ def working_days_after(moment: datetime, days: int) -> datetime:
 
 
 def make_work_orders(
-    n: int, seed: int, *, regions: Sequence[str] = REGIONS, start: datetime | None = None
+    n: int,
+    seed: int,
+    *,
+    regions: Sequence[str] = REGIONS,
+    start: datetime | None = None,
+    gap_minutes: tuple[int, int] = (5, 90),
 ) -> list[dict[str, Any]]:
     """``n`` realistic work orders in the platform's format, reproducible from ``seed``.
 
     Water, gas and heat in turn-ish (drawn), mostly 投诉, in the everyday words (自来水, 天然气, 暖气…); one caller in
-    ten anonymous; ``pdsj`` runs from ``start`` (Asia/Shanghai, naive) on; ``fkqx`` is the platform's deadline,
-    2-5 working days later by kind of matter.
+    ten anonymous; ``pdsj`` runs from ``start`` (Asia/Shanghai, naive) on, ``gap_minutes`` (at least, below)
+    apart; ``fkqx`` is the platform's deadline, 2-5 working days later by kind of matter.
     """
     rng = random.Random(seed)
     moment = start or datetime(2026, 11, 23, 8, 30)  # noqa: DTZ001 - the platform's wall-clock time
@@ -153,7 +158,7 @@ def make_work_orders(
         region = rng.choice(regions)
         service = rng.choice(tuple(_MATTERS))
         category = rng.choices(kinds, weights)[0]
-        moment += timedelta(minutes=rng.randrange(5, 90))
+        moment += timedelta(minutes=rng.randrange(*gap_minutes))
         anonymous = rng.random() < _ANONYMOUS_SHARE
         street = rng.choice(_STREETS.get(region[:4], ("人民路",)))
         order_id = f"SD12345-{moment:%Y%m%d}-{seed % 100:02d}{index:04d}"

@@ -38,7 +38,7 @@ RESENT_EVERY: Final = 10  # one order in ten reaches ubridge by both intakes
 # satisfied; a demo shows the 清零 path on a few.
 _VERDICTS: Final = ((0.12, "UNSATISFIED"), (0.17, "UNREACHABLE"), (0.37, "BASICALLY_SATISFIED"))
 _VISIT_AFTER: Final = timedelta(days=1)
-_DISPATCHED_BEFORE: Final = timedelta(hours=2)  # the platform calls back the day after the answer
+_DISPATCH_GAP_MINUTES: Final = (1, 4)
 
 
 class HotlineDemo:
@@ -68,9 +68,12 @@ class HotlineDemo:
         if self._push_url is None:
             message = "config() first: the push URL is not known yet"
             raise RuntimeError(message)
-        # dispatched from a little before now on, so that the loop's deadlines run on the demo's own clock
-        start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0) - _DISPATCHED_BEFORE
-        orders = make_work_orders(count, self.seed, regions=REGIONS, start=start)
+        # All dispatched within the last hours, so that the loop's deadlines run on the demo's own clock. An order
+        # dispatched later than now would be verified "before it was dispatched" (the utility starts on it at
+        # once) and never answered: at 10:00 in Shanghai that was a quarter of the orders.
+        now = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
+        start = now - _DISPATCH_GAP_MINUTES[1] * timedelta(minutes=count)
+        orders = make_work_orders(count, self.seed, regions=REGIONS, start=start, gap_minutes=_DISPATCH_GAP_MINUTES)
         pushed = [order for index, order in enumerate(orders) if index % 2 == 0 or index % RESENT_EVERY == 1]
         self.platform.dispatched(pushed)
         self.platform.publish([order for index, order in enumerate(orders) if index % 2 == 1])

@@ -198,7 +198,7 @@ class Demo:
         with self.console.status("payments posted at the utilities, receipts back to 爱山东"):
             _wait_for(self.payments.settled, timeout_s=self.options.timeout_s)
         with self.console.status("utilities working through their tasks (simulated office hours)"):
-            _wait_for(lambda: _sum_samples(self.registry, "ubridge_ledger_open_tasks", {}) == 0, timeout_s=90)
+            _wait_for(lambda: _unanswered_open_tasks(self.registry) == 0, timeout_s=90)
             _settle(self.registry, quiet_s=2.0, timeout_s=30)
         with self.console.status("joint site surveys agreed"):
             _wait_for(lambda: settled(read_surveys(self.settings)), timeout_s=60)
@@ -477,6 +477,12 @@ def _sum_samples(registry: CollectorRegistry, name: str, match: dict[str, str]) 
             if sample.name == name and all(sample.labels.get(k) == v for k, v in match.items()):
                 total += sample.value
     return total
+
+
+def _unanswered_open_tasks(registry: CollectorRegistry) -> float:
+    """Open tasks the utilities still work on: an answered 12345 task stays open until the platform's return visit."""
+    open_tasks = "ubridge_ledger_open_tasks"
+    return _sum_samples(registry, open_tasks, {}) - _sum_samples(registry, open_tasks, {"stage": "ANSWERED"})
 
 
 def _sla_figures(registry: CollectorRegistry, utility: str) -> SlaFigures:

@@ -58,6 +58,8 @@ def test_demo_delivers_everything_on_a_clock_in_2027(tmp_path: Path) -> None:
     assert result.returncode == 0, _failure(result, tmp_path)
     assert "every expected task reached its utility exactly once" in result.stdout
     assert "holiday notice: provisional calendar" in " ".join(result.stdout.split())  # rich wraps the caption
+    answered = r"12345 loop: (\d+)/\1 orders answered to the platform"  # none dispatched after the demo's "now"
+    assert re.search(answered, " ".join(result.stdout.split())), _failure(result, tmp_path)
     log = (tmp_path / "demo.log").read_text(encoding="utf-8")
     assert '"last_official_day": "2026-12-31"' in log
     assert '"timestamp": "2027-01-' in log
