@@ -93,7 +93,10 @@ class TaskView:
         for statement in _SCHEMA:
             self._db.execute(statement)
         self._changed = threading.Condition()
-        self._pending: dict[int, TaskStatus] = {}  # ticket → a report accepted here, not read back yet
+        # task → ticket → a report accepted here, not read back yet; per task, because a busy intake has
+        # hundreds pending and every record read and every lookup would otherwise scan them all
+        self._pending: dict[str, dict[int, TaskStatus]] = {}
+        self._pending_task: dict[int, str] = {}  # ticket → its task
         self._waiting = 0
         self._synced_at = 0.0  # monotonic time whose end offsets the view has read up to
         self._caught_up = threading.Event()
@@ -140,7 +143,8 @@ class TaskView:
                 return known
             refusal = admit(known, status)
             if refusal is None:
-                self._pending[ticket] = status
+                self._pending.setdefault(status["task_id"], {})[ticket] = status
+                self._pending_task[ticket] = status["task_id"]
             return refusal
 
     def find(self, task_id: str) -> KnownTask | Refusal | None:
@@ -169,10 +173,15 @@ class TaskView:
             self._waiting -= 1
         return known
 
+    def pending(self) -> int:
+        """How many reports accepted here were not read back from the topic yet."""
+        with self._changed:
+            return len(self._pending_task)
+
     def forget(self, ticket: int) -> None:
         """Drop the pending report of ``ticket``: Kafka did not take it."""
         with self._changed:
-            self._pending.pop(ticket, None)
+            self._settle(ticket)
 
     def known(self, task_id: str) -> KnownTask | None:
         """What is known of ``task_id`` now, pending reports included."""
@@ -181,10 +190,19 @@ class TaskView:
 
     def _known(self, task_id: str) -> KnownTask | None:
         known = self._stored(task_id)
-        for status in self._pending.values():
-            if status["task_id"] == task_id:
-                known = learn(known, status)
+        for status in self._pending.get(task_id, {}).values():
+            known = learn(known, status)
         return known
+
+    def _settle(self, ticket: int) -> None:
+        """The report of ``ticket`` is pending no more (read back, or refused by Kafka)."""
+        task_id = self._pending_task.pop(ticket, None)
+        if task_id is None:
+            return
+        tickets = self._pending[task_id]
+        del tickets[ticket]
+        if not tickets:
+            del self._pending[task_id]
 
     def _stored(self, task_id: str) -> KnownTask | None:
         row = self._db.execute(
@@ -236,9 +254,9 @@ class TaskView:
                     log.warning("task_view_record_skipped", offset=record.offset, error=type(exc).__name__)
                     continue
                 self._store(status)
-                for ticket, pending in list(self._pending.items()):
+                for ticket, pending in list(self._pending.get(status["task_id"], {}).items()):
                     if _same(pending, status):
-                        del self._pending[ticket]
+                        self._settle(ticket)
             if next_offset is not None:
                 self._db.execute(
                     "INSERT INTO positions VALUES (?, ?) ON CONFLICT(partition) DO UPDATE SET next_offset = ?",
@@ -261,5 +279,16 @@ class TaskView:
 
 
 def _same(pending: TaskStatus, read: TaskStatus) -> bool:
-    keys = ("task_id", "utility_id", "stage", "occurred_at", "reported_at")
-    return all(pending[key] == read[key] for key in keys)  # type: ignore[literal-required]
+    """Whether ``read`` is the record of ``pending``, whose times Avro's timestamp-millis truncated on the way.
+
+    Compared to the microsecond, a report stamped ``datetime.now()`` never matched its own record: it stayed
+    pending for good, and every record read scanned a list that only grew.
+    """
+    if pending["utility_id"] != read["utility_id"] or pending["stage"] != read["stage"]:
+        return False
+    times = ("occurred_at", "reported_at")
+    return all(_millis(pending[key]) == _millis(read[key]) for key in times)  # type: ignore[literal-required]
+
+
+def _millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

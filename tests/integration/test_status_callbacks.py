@@ -17,6 +17,7 @@ from connectors.runtime.kafka import TopicSpec, ensure_topics, make_producer
 from connectors.runtime.metrics import Metrics
 from connectors.settings import KafkaSettings
 from connectors.status import StatusCallbackSettings, build_callback_intake
+from connectors.status.task_view import TaskView
 from routing.calendar import load_calendar
 from routing.errors import DataError
 from routing.ledger import apply_status, open_entry
@@ -238,3 +239,38 @@ def test_the_view_survives_a_restart_in_its_file(kafka_bootstrap: str, unique_pr
         closed = cb.post("water-callback", "w-1", {"stage": "CLOSED", "occurred_at": "2026-11-01T20:00:00Z"})
     assert (later.status_code, second.status_code) == (202, 202)
     assert closed.status_code == 409  # CLOSED before the CONTACTED stored before the restart
+
+
+def test_an_accepted_report_stamped_to_the_microsecond_stops_pending_once_read_back(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """A report the view accepted is pending only until its record is read back, though Avro kept milliseconds."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique_prefix)
+    topic = f"{unique_prefix}ubridge.task-status.v1"
+    ensure_topics(kafka, [TopicSpec(topic, 3)])
+    view, stop = TaskView(kafka, topic, wait_s=1.0), threading.Event()
+    thread = threading.Thread(target=view.run, args=(stop,), daemon=True)
+    thread.start()
+    producer = make_producer(kafka)
+    try:
+        received = received_status("yantai-water", "w-micro", CREATED)
+        producer.send(topic, key=b"w-micro", value=CODEC.encode("TaskStatus", dict(received))).get(10)
+        assert view.wait_caught_up(30)
+        occurred, reported = datetime(2026, 11, 2, 2, 15, 0, 123456, UTC), datetime(2026, 11, 2, 2, 16, 0, 654321, UTC)
+        contacted: TaskStatus = {
+            **received, "stage": "CONTACTED", "occurred_at": occurred, "reported_at": reported,
+            "reporter": "callback", "task": None,
+        }  # fmt: skip
+        assert view.decide(contacted, ticket=1) is None
+        assert view.pending() == 1
+        producer.send(topic, key=b"w-micro", value=CODEC.encode("TaskStatus", dict(contacted))).get(10)
+        deadline = time.monotonic() + 20
+        while view.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        known = view.known("w-micro")
+    finally:
+        producer.close()
+        stop.set()
+        thread.join(timeout=15)
+    assert view.pending() == 0
+    assert known is not None and "CONTACTED" in known.times
