@@ -661,13 +661,28 @@ def _supervision(ctx: Context) -> Runnable:
     return build_supervision(ctx.settings, metrics=ctx.metrics, stop=ctx.stop)
 
 
+# The stages between the upstream systems and the utilities: their consumers fetch each record at once; the
+# others (ledger, notices, permits, surveys) let the broker gather records (``kafka.background_fetch_wait_ms``).
+_DELIVERY_PATH = frozenset(
+    {
+        GonggaiNormaliser.stage,
+        SpglNormaliser.stage,
+        ProjectRouter.stage,
+        ApplicationRouter.stage,
+        HotlineRouter.stage,
+        PAYMENTS,
+    }
+)
+
+
 def _loop(ctx: Context, processor: Processor) -> StageLoop:
     kafka = ctx.settings.kafka
     group = f"{kafka.topic_prefix}ubridge.{processor.stage}"
     workers = ctx.settings.workers(processor.stage)
+    background = processor.stage not in _DELIVERY_PATH
     return StageLoop(
         processor,
-        consumer=make_consumer(kafka, group_id=group),
+        consumer=make_consumer(kafka, group_id=group, background=background),
         producer=make_producer(kafka),
         dlq_topic=ctx.settings.dlq_topic(processor.stage),
         metrics=ctx.metrics,

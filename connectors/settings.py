@@ -111,6 +111,13 @@ class KafkaSettings(_Strict):
     max_poll_records: Annotated[int, Field(ge=1)] = 500
     session_timeout_ms: Annotated[int, Field(ge=6000)] = 10000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300000
+    background_fetch_wait_ms: Annotated[int, Field(ge=0, le=5000)] = Field(
+        200,
+        description=(
+            "How long the broker gathers records for a consumer off the delivery path (ledger, task views, notices,"
+            " followers) before answering its fetch: fewer, fuller fetches. 0: every record at once."
+        ),
+    )
     security: KafkaSecurity = KafkaSecurity()
     retention: RetentionSettings = RetentionSettings()
     value_encoding: Literal["single-object", "registry"] = Field(

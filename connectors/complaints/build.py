@@ -69,7 +69,7 @@ def build_complaints(
     )
     return StageLoop(
         loop,
-        consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.{ComplaintLoop.stage}"),
+        consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.{ComplaintLoop.stage}", background=True),
         producer=make_producer(kafka),
         dlq_topic=settings.dlq_topic(ComplaintLoop.stage),
         metrics=metrics,

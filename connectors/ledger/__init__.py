@@ -66,7 +66,7 @@ def build_ledger(
     )
     return StageLoop(
         ledger,
-        consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.{TaskLedger.stage}"),
+        consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}ubridge.{TaskLedger.stage}", background=True),
         producer=make_producer(kafka),
         dlq_topic=dlq_topic,
         metrics=metrics,

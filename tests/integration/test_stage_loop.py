@@ -275,3 +275,31 @@ def test_a_poison_record_is_one_dead_letter_and_the_stage_moves_on(topics: Topic
     )
     assert (processor.attempts, failed, loop.state.failed, topics.committed()) == (3, 1.0, False, 3)
     assert len(read_topic(topics.kafka.bootstrap, topics.out)) == 2
+
+
+@pytest.mark.parametrize(
+    ("background", "configured", "fetch"), [(True, 300, (1 << 20, 300)), (False, 300, (1, 500)), (True, 0, (1, 500))]
+)
+def test_a_background_consumer_lets_the_broker_gather_records_and_still_gets_each(
+    kafka_bootstrap: str, unique_prefix: str, background: bool, configured: int, fetch: tuple[int, int]
+) -> None:
+    """Off the delivery path a fetch may wait (up to the setting) to fill; on it, or set to 0, it is answered now."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique_prefix, background_fetch_wait_ms=configured)
+    topic = f"{unique_prefix}gathered"
+    ensure_topics(kafka, [TopicSpec(topic, 1)])
+    producer = make_producer(kafka)
+    producer.send(topic, key=b"k", value=b"one").get(10)
+    producer.close()
+    consumer = make_consumer(kafka, group_id=None, background=background)
+    try:
+        assert (consumer.config["fetch_min_bytes"], consumer.config["fetch_max_wait_ms"]) == fetch
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 15
+        while not records and time.monotonic() < deadline:
+            records += [r for batch in consumer.poll(timeout_ms=500).values() for r in batch]
+    finally:
+        consumer.close()
+    assert [r.value for r in records] == [b"one"]
