@@ -474,9 +474,11 @@ def format_cursor(state: Cursor, held: Mapping[str, Any]) -> str:
         "held": held,
         "lsh": dict(state.positions),
         "odd": {table: digests for table, digests in state.odd.items() if digests},
-        "seen": {table: sorted(map(list, ids)) for table, ids in state.seen.items() if ids},
+        "seen": {table: sorted(ids) for table, ids in state.seen.items() if ids},
     }
-    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    # orjson: the source formats its cursor after every poll, and the lookback's ``seen`` pairs made the
+    # standard library's encoder a third of an idle source's time
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _engine(url: str) -> Engine:
