@@ -195,7 +195,8 @@ class SpglSource:
             RetriableError: The database is unreachable or failed.
         """
         if cursor != self._probed[0]:
-            self._probed = (cursor, parse_cursor(cursor).positions)
+            # only the positions: parsing the lookback's ``seen`` pairs after every poll cost more than the probes
+            self._probed = (cursor, {} if cursor is None else dict(orjson.loads(cursor).get("lsh") or {}))
         positions, tables = self._probed[1], self._tables
         try:
             with self._engine.connect() as conn:
@@ -458,7 +459,7 @@ def parse_cursor(cursor: str | None) -> Cursor:
     """
     if cursor is None:
         return Cursor()
-    doc = json.loads(cursor)
+    doc = orjson.loads(cursor)
     positions, held = doc.get("lsh"), doc.get("held")
     if not isinstance(positions, dict) or not all(_is_serial(v) for v in positions.values()):
         message = f"cursor {cursor[:80]!r} lacks an 'lsh' object of integers"

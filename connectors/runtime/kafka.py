@@ -105,10 +105,9 @@ def make_consumer(
     """A consumer that commits only when told to and never sees aborted transactions.
 
     A ``background`` consumer (one off the path from the upstream systems to the utilities) lets the broker
-    gather records for up to ``kafka.background_fetch_wait_ms`` before answering a fetch. Answered record by
-    record, each of the dozen consumers that follow the busy topics cost a fetch round trip and a poll of the
-    stage per record: at 100 events/s that alone kept this 2-core machine's processes busy and put seconds of
-    queueing on the delivery path.
+    gather records for up to ``kafka.background_fetch_wait_ms`` before answering a fetch. Answered at once, a
+    consumer of a busy topic makes a fetch round trip, and its stage a poll, per record or two; the consumers
+    that need not be prompt take their records in fewer, fuller fetches instead.
     """
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,
