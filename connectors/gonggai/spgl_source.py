@@ -196,7 +196,7 @@ class SpglSource:
         """
         if cursor != self._probed[0]:
             # only the positions: parsing the lookback's ``seen`` pairs after every poll cost more than the probes
-            self._probed = (cursor, {} if cursor is None else dict(orjson.loads(cursor).get("lsh") or {}))
+            self._probed = (cursor, cursor_positions(cursor))
         positions, tables = self._probed[1], self._tables
         try:
             with self._engine.connect() as conn:
@@ -460,13 +460,27 @@ def parse_cursor(cursor: str | None) -> Cursor:
     if cursor is None:
         return Cursor()
     doc = orjson.loads(cursor)
-    positions, held = doc.get("lsh"), doc.get("held")
+    positions = _positions(doc, cursor)
+    seen = {table: {(int(lsh), int(d)) for lsh, d in pairs} for table, pairs in doc.get("seen", {}).items()}
+    odd = {table: [int(d) for d in digests] for table, digests in doc.get("odd", {}).items()}
+    return Cursor(positions, doc.get("held"), seen, odd)
+
+
+def cursor_positions(cursor: str | None) -> dict[str, int]:
+    """The table positions of a cursor string alone (``None``: none yet).
+
+    Raises:
+        ValueError: If the cursor is not one :func:`format_cursor` wrote.
+    """
+    return {} if cursor is None else _positions(orjson.loads(cursor), cursor)
+
+
+def _positions(doc: Any, cursor: str) -> dict[str, int]:
+    positions = doc.get("lsh") if isinstance(doc, dict) else None
     if not isinstance(positions, dict) or not all(_is_serial(v) for v in positions.values()):
         message = f"cursor {cursor[:80]!r} lacks an 'lsh' object of integers"
         raise ValueError(message)
-    seen = {table: {(int(lsh), int(d)) for lsh, d in pairs} for table, pairs in doc.get("seen", {}).items()}
-    odd = {table: [int(d) for d in digests] for table, digests in doc.get("odd", {}).items()}
-    return Cursor(dict(positions), held, seen, odd)
+    return dict(positions)
 
 
 def format_cursor(state: Cursor, held: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, insert, select, text, update
 
-from connectors.gonggai.spgl_source import SpglSource, parse_cursor
+from connectors.gonggai.spgl_source import SpglSource, cursor_positions, parse_cursor
 from connectors.runtime.errors import RetriableError
 from connectors.runtime.interface import Output
 from routing.spgl import DETAILS, ITEMS, PROJECTS
@@ -315,3 +315,19 @@ def test_the_probe_reports_an_unreachable_database_as_retriable(tmp_path: Path) 
             source.has_news(None)
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("cursor", ['["lsh"]', '{"lsh": {"SPGL_XMJBXXB": "12"}}', '{"held": {}}', "{not json"])
+def test_a_cursor_that_format_cursor_did_not_write_is_refused_by_both_readers(cursor: str) -> None:
+    """The probe's reading of a cursor (positions alone) refuses what the full reading refuses, with a ValueError."""
+    with pytest.raises(ValueError, match=r"lsh|JSON|unexpected|invalid"):
+        cursor_positions(cursor)
+    with pytest.raises(ValueError, match=r"lsh|JSON|unexpected|invalid"):
+        parse_cursor(cursor)
+
+
+def test_the_probe_reads_the_positions_the_full_reading_reads() -> None:
+    """Positions read alone equal the full cursor's, and no cursor means no positions yet."""
+    cursor = '{"held":null,"lsh":{"SPGL_XMJBXXB":7,"SPGL_XMSPSXBLXXXXB":3},"seen":{"SPGL_XMJBXXB":[[6,11]]}}'
+    assert cursor_positions(cursor) == parse_cursor(cursor).positions == {"SPGL_XMJBXXB": 7, "SPGL_XMSPSXBLXXXXB": 3}
+    assert cursor_positions(None) == {}
