@@ -119,6 +119,9 @@ class StageSpec:
     dead_letters: bool = True  # intakes answer bad input with 4xx instead
     pausable: bool = True  # follows the control topic's pauses (intakes and status pollers do not)
     weight: float = 1.0  # its share of a process's CPU when ``ubridge run`` spreads stages (transforms: more)
+    # off the path from the upstream systems to the utilities: ``ubridge run`` gives these a process of their
+    # own at a lower CPU priority (connectors/runtime/layout.py)
+    background: bool = False
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
@@ -212,19 +215,21 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     specs += _survey_specs(settings)
     callbacks = settings.status_callbacks
     if callbacks is not None and callbacks.enabled:
-        specs.append(StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False))
+        specs.append(
+            StageSpec(STATUS_CALLBACKS, _status_callbacks, dead_letters=False, pausable=False, background=True)
+        )
     specs += [
-        StageSpec(poll_stage(u.id), _leased(poll_stage(u.id), _status_poller(u)), pausable=False)
+        StageSpec(poll_stage(u.id), _leased(poll_stage(u.id), _status_poller(u)), pausable=False, background=True)
         for u in settings.utilities
         if u.status_poll is not None and u.status_poll.enabled
     ]
     if settings.ledger is not None and settings.ledger.enabled:
-        specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM))
+        specs.append(StageSpec(TaskLedger.stage, _ledger, weight=_TRANSFORM, background=True))
     if settings.complaints is not None and settings.complaints.enabled:
         # its state is every order (visits keyed by order, statuses by task): one process runs it at a time
-        specs.append(StageSpec(COMPLAINTS, _leased(COMPLAINTS, _complaints), weight=_TRANSFORM))
+        specs.append(StageSpec(COMPLAINTS, _leased(COMPLAINTS, _complaints), weight=_TRANSFORM, background=True))
     if settings.supervision is not None and settings.supervision.enabled:
-        specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False))
+        specs.append(StageSpec(SUPERVISION, _supervision, dead_letters=False, pausable=False, background=True))
     return specs
 
 
@@ -248,11 +253,11 @@ def _permit_specs(settings: Settings) -> list[StageSpec]:
     if permits is None or not permits.enabled:
         return []
     return [
-        StageSpec(PERMIT_INTAKE, _permit_intake, pausable=False),
-        StageSpec(PERMIT_SUBMITTER, _permit_submitter),
+        StageSpec(PERMIT_INTAKE, _permit_intake, pausable=False, background=True),
+        StageSpec(PERMIT_SUBMITTER, _permit_submitter, background=True),
         # it follows every permit at the approval system: one process at a time
-        StageSpec(PERMIT_FOLLOWER, _leased(PERMIT_FOLLOWER, _permit_follower)),
-        StageSpec(PERMIT_NOTICES, _permit_notices),
+        StageSpec(PERMIT_FOLLOWER, _leased(PERMIT_FOLLOWER, _permit_follower), background=True),
+        StageSpec(PERMIT_NOTICES, _permit_notices, background=True),
     ]
 
 
@@ -262,10 +267,10 @@ def _survey_specs(settings: Settings) -> list[StageSpec]:
     if surveys is None or not surveys.enabled:
         return []
     return [
-        StageSpec(SURVEY_REPLIES, _survey_replies, pausable=False),
+        StageSpec(SURVEY_REPLIES, _survey_replies, pausable=False, background=True),
         # it holds every project's open tasks: one process at a time
-        StageSpec(JOINT_SURVEYS, _leased(JOINT_SURVEYS, _joint_surveys)),
-        StageSpec(SURVEY_NOTICES, _survey_notices),
+        StageSpec(JOINT_SURVEYS, _leased(JOINT_SURVEYS, _joint_surveys), background=True),
+        StageSpec(SURVEY_NOTICES, _survey_notices, background=True),
     ]
 
 
@@ -327,6 +332,7 @@ def _gonggai_spgl(ctx: Context) -> Runnable:
         dialects=None if config.dialects is None else load_dialects(config.dialects),
         cache_rows=config.cache_rows,
         max_record_bytes=config.max_record_bytes,
+        window_every_s=config.poll_interval_s,
     )
     poll_s, probe_s = config.poll_interval_s, config.probe_interval_s
     return _source_runner(ctx, source, poll_interval_s=poll_s, retry=config.retry, probe_interval_s=probe_s)

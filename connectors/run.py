@@ -20,7 +20,7 @@ from connectors.process_tree import ProcessTree
 from connectors.registry import stage_specs
 from connectors.runtime.children import STATE_ENV, die_with_parent
 from connectors.runtime.kafka_access import KafkaAccessError, check_access
-from connectors.runtime.layout import LayoutError, plan_groups, process_count
+from connectors.runtime.layout import LayoutError, is_background, plan_groups, process_count
 from connectors.runtime.schema_registry import SchemaRegistryError, codec_for
 from connectors.settings import Settings
 
@@ -43,6 +43,7 @@ def run(settings: Settings, config: Path, *, stages: Sequence[str] | None, child
     if child:
         if not die_with_parent():
             return 0  # the parent died before this child asked to die with it
+        _yield_cpu_if_background(settings, stages)
         return _run_app(settings, stages, health_port_file=Path(os.environ[STATE_ENV]))
     try:
         check_access(settings.kafka)
@@ -71,7 +72,22 @@ def layout(settings: Settings, stages: Sequence[str] | None) -> list[list[str]]:
     names = {s.name for s in selected}
     kept = [[name for name in group if name in names] for group in pinned]
     count = process_count(settings.processes.count, stages=len(selected), cores=len(os.sched_getaffinity(0)))
-    return plan_groups([(s.name, s.weight) for s in selected], count=count, pinned=[g for g in kept if g])
+    background = {s.name for s in selected if s.background}
+    weighed = [(s.name, s.weight) for s in selected]
+    return plan_groups(weighed, count=count, pinned=[g for g in kept if g], background=background)
+
+
+def _yield_cpu_if_background(settings: Settings, stages: Sequence[str] | None) -> None:
+    """Lower this child's CPU priority when it runs only background stages (``processes.background_nice``).
+
+    On a saturated machine the scheduler then serves the delivery path first; the background stages (ledger,
+    views, notices) catch up when the load falls (the README has the measurements).
+    """
+    background = {s.name for s in stage_specs(settings) if s.background}
+    nice = settings.processes.background_nice
+    if nice and stages and is_background(stages, background):
+        os.nice(nice)
+        log.info("process_priority_lowered", nice=nice, stages=list(stages))
 
 
 def _on_signals(target: _Stoppable) -> None:

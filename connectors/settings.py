@@ -260,7 +260,9 @@ class GonggaiSpglSettings(_Strict):
         None, description="SPGL dialect file (deploy/config/spgl-dialects.yaml if absent)"
     )
     poll_interval_s: Annotated[float, Field(gt=0)] = Field(
-        5.0, description="The longest wait between full polls (which also re-read late commits and NULL lsh)."
+        5.0,
+        description="The longest wait between full polls (which also re-read late commits and NULL lsh), and "
+        "between two readings of the look-back window's row identities (each poll counts its rows).",
     )
     probe_interval_s: Annotated[float, Field(gt=0, le=60)] = Field(
         0.1, description="How often the tables are asked, one index seek each, whether a row is new."
@@ -492,11 +494,16 @@ class ProcessSettings(_Strict):
 
     ``count: auto`` takes one process per core, at most one per stage; 1 runs every stage in one process.
     ``groups`` pins stages together (each list is one process); the stages it does not name are spread over
-    the remaining processes by weight.
+    the remaining processes by weight, the background ones in a process of their own.
     """
 
     count: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = "auto"
     groups: list[Annotated[list[str], Field(min_length=1)]] = []
+    background_nice: Annotated[int, Field(ge=0, le=19)] = Field(
+        10,
+        description="How much lower the CPU priority (nice) of the child running only background stages "
+        "(ledger, views, notices, permits, surveys) is; 0 runs it like the others.",
+    )
 
 
 class Settings(_Strict):

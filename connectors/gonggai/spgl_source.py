@@ -9,8 +9,9 @@ topic, keyed by project code.
 
 Nothing is lost and nothing stops the source:
 
-* **late commits**: ``lsh`` order is not commit order on a busy database. Every poll re-reads the row
-  identities (``lsh``, ``dfsjzj``) of the last ``lookback`` serial numbers below the cursor and reads in full
+* **late commits**: ``lsh`` order is not commit order on a busy database. Every poll counts the rows of the
+  last ``lookback`` serial numbers below the cursor; when the count differs from the identities emitted there
+  (and at least every ``window_every_s``) it re-reads their identities (``lsh``, ``dfsjzj``) and reads in full
   those it has not emitted yet; the identities it emitted in that window travel in the cursor, so the set
   stays bounded and is committed with the records it covers;
 * **duplicate ``lsh``**: rows sharing one ``lsh`` across a page boundary are found by the same window;
@@ -39,6 +40,8 @@ Example:
 """
 
 import json
+import math
+import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +52,7 @@ import orjson
 import structlog
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from sqlalchemy import Connection, Engine, Select, create_engine, event, exc
+from sqlalchemy import ColumnElement, Connection, Engine, Select, create_engine, event, exc, func, select
 
 from connectors.gonggai.spgl_store import DEFAULT_CACHE_ROWS, DatabaseStore, ExchangeTables, Unreadable, decode_text
 from connectors.runtime.dlq import PREFIX
@@ -83,6 +86,7 @@ DEFAULT_LOOKBACK: Final = 2000
 DEFAULT_MAX_HELD_AGE_S: Final = 86400.0
 DEFAULT_MAX_RECORD_BYTES: Final = 1_000_000  # under Kafka's default 1 MiB request limit, headers included
 DEFAULT_MAX_ODD: Final = 10_000
+DEFAULT_WINDOW_EVERY_S: Final = 5.0
 
 
 class _Settable(Protocol):
@@ -125,11 +129,13 @@ class SpglSource:
         held_gauge: Told the number of held rows after each poll (a Gauge child or a callable).
         held_age_gauge: Told the age in seconds of the oldest held row after each poll.
         schema: Database schema holding the tables, when not the default one.
-        lookback: Serial numbers below the cursor re-read each poll for rows committed late.
+        lookback: Serial numbers below the cursor looked at each poll for rows committed late.
         dialects: The vendor dialects (default: ``deploy/config/spgl-dialects.yaml``).
         cache_rows: Bound of each cache of parent rows.
         max_record_bytes: A joined record larger than this is dead-lettered (Kafka would refuse it).
         max_odd: Rows without an integer ``lsh`` remembered per table (beyond it the oldest are forgotten).
+        window_every_s: The longest time between two readings of the look-back window's row identities.
+        clock: Monotonic seconds (tests pass their own).
     """
 
     def __init__(
@@ -150,6 +156,8 @@ class SpglSource:
         cache_rows: int = DEFAULT_CACHE_ROWS,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         max_odd: int = DEFAULT_MAX_ODD,
+        window_every_s: float = DEFAULT_WINDOW_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._raw_topic = raw_topic
@@ -159,6 +167,9 @@ class SpglSource:
         self._max_held_age_s = max_held_age_s
         self._gauges = (held_gauge, held_age_gauge)
         self._lookback = lookback
+        self._window_every_s = window_every_s
+        self._clock = clock
+        self._window_read_at: dict[str, float] = {}  # per table, when the window's identities were last read
         self._dialects = default_dialects() if dialects is None else dialects
         self._max_record_bytes = max_record_bytes
         self._max_odd = max_odd
@@ -227,6 +238,7 @@ class SpglSource:
         state = parse_cursor(cursor)
         rebuild = cursor is None or cursor != self._synced
         if rebuild:
+            self._window_read_at.clear()
             self.store.clear()
             self._joiner = self._new_joiner(state.held)
         outcomes: list[JoinOutcome] = []
@@ -260,9 +272,9 @@ class SpglSource:
         seen = state.seen.setdefault(name, set())
         odd = state.odd.setdefault(name, [])
         base = tables.select(conn, name)
-        if high > 0 and self._lookback > 0:
+        window = (lsh_column > high - self._lookback) & (lsh_column <= high)
+        if high > 0 and self._lookback > 0 and self._window_changed(conn, name, window, seen, high):
             key = tables.column(conn, name, "dfsjzj") if tables.has_column(conn, name, "dfsjzj") else lsh_column
-            window = (lsh_column > high - self._lookback) & (lsh_column <= high)
             ids = conn.execute(tables.select(conn, name).with_only_columns(lsh_column, key).where(window)).all()
             late = sorted({lsh for lsh, k in ids if isinstance(lsh, int) and (lsh, _digest(k)) not in seen})
             for start in range(0, len(late), 900):
@@ -285,6 +297,25 @@ class SpglSource:
         state.seen[name] = {identity for identity in seen if identity[0] > floor}
         del odd[: max(0, len(odd) - self._max_odd)]
         return read
+
+    def _window_changed(
+        self, conn: Connection, name: str, window: ColumnElement[bool], seen: set[tuple[int, int]], high: int
+    ) -> bool:
+        """Whether the look-back window may hold a row not emitted yet, so that its identities must be read.
+
+        Counting the window's rows is one index range scan in the database; reading their identities moved up
+        to ``lookback`` rows per table and poll into Python, which was most of a poll's cost under steady load
+        (and load on a database ubridge does not own). A count equal to the identities emitted in the window
+        means nothing is new there, unless a row was deleted as another came late: the identities are read
+        anyway every ``window_every_s``, and on the first poll of a cursor this reader did not write.
+        """
+        now = self._clock()
+        if now - self._window_read_at.get(name, -math.inf) >= self._window_every_s:
+            self._window_read_at[name] = now
+            return True
+        counted = select(func.count()).select_from(self._tables.table(conn, name)).where(window)
+        floor = high - self._lookback
+        return conn.execute(counted).scalar_one() != sum(1 for lsh, _ in seen if floor < lsh <= high)
 
     def _fetch(self, conn: Connection, name: str, query: Select[Any], state: Cursor, read: _Read) -> list[Any]:
         """The rows of ``query``; when the driver fails on a value, the others, and each failed row as a failure."""

@@ -3,14 +3,16 @@
 Each child is its own interpreter with its own GIL, so the Kafka clients' I/O threads of one group of
 stages do not contend with another group's. Stages are weighed (a transform that decodes and re-encodes
 every record weighs more than a sink or an intake) and placed heaviest first into the lightest process,
-which keeps the busiest stages apart; ``groups`` in the configuration pins stages together.
+which keeps the busiest stages apart; ``groups`` in the configuration pins stages together. The stages off
+the path from the upstream systems to the utilities (ledger, views, notices, permits, surveys) get a process
+of their own, which runs at a lower CPU priority: on a saturated machine they wait, not the deliveries.
 
 Example:
     >>> plan_groups([("normaliser", 3.0), ("router", 3.0), ("sink-a", 1.0), ("sink-b", 1.0)], count=2)
     [['normaliser', 'sink-a'], ['router', 'sink-b']]
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 
 class LayoutError(ValueError):
@@ -24,7 +26,11 @@ def process_count(configured: int | str, *, stages: int, cores: int) -> int:
 
 
 def plan_groups(
-    stages: Sequence[tuple[str, float]], *, count: int, pinned: Sequence[Sequence[str]] = ()
+    stages: Sequence[tuple[str, float]],
+    *,
+    count: int,
+    pinned: Sequence[Sequence[str]] = (),
+    background: Collection[str] = frozenset(),
 ) -> list[list[str]]:
     """The stages of each process, each group in the stages' own (flow) order; empty groups are dropped.
 
@@ -32,6 +38,9 @@ def plan_groups(
         stages: Every stage to run, in flow order, with its weight.
         count: How many processes to spread them over (the pinned groups count among them).
         pinned: Groups the configuration fixes; the other stages fill the remaining processes.
+        background: Stages off the path from the upstream systems to the utilities. When two processes or more
+            are left and both kinds run, these share one process of their own (which :func:`is_background`
+            recognises, to run it at a lower CPU priority) and the others spread over the rest.
 
     Raises:
         LayoutError: A pinned stage is not among ``stages`` or is pinned twice.
@@ -47,11 +56,28 @@ def plan_groups(
         message = f"processes.groups: stage {', '.join(twice)} is in more than one group"
         raise LayoutError(message)
     free = [(name, weight) for name, weight in stages if name not in set(named)]
-    bins: list[list[str]] = [[] for _ in range(max(0, count - len(pinned)) or (1 if free else 0))]
-    loads = [0.0] * len(bins)
-    for name, weight in sorted(free, key=lambda stage: (-stage[1], order[stage[0]])):
+    slots = max(0, count - len(pinned)) or (1 if free else 0)
+    behind = [(name, weight) for name, weight in free if name in background]
+    ahead = [(name, weight) for name, weight in free if name not in background]
+    if behind and ahead and slots > 1:
+        bins = [*_packed(ahead, slots - 1, order), [name for name, _ in behind]]
+    else:
+        bins = _packed(free, slots, order)
+    groups = [list(group) for group in pinned] + bins
+    return [sorted(group, key=order.__getitem__) for group in groups if group]
+
+
+def is_background(group: Collection[str], background: Collection[str]) -> bool:
+    """Whether every stage of ``group`` is a background stage (its process may yield the CPU to the others)."""
+    return bool(group) and all(name in background for name in group)
+
+
+def _packed(stages: Sequence[tuple[str, float]], count: int, order: dict[str, int]) -> list[list[str]]:
+    """``stages`` in ``count`` bins, heaviest first into the lightest bin."""
+    bins: list[list[str]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for name, weight in sorted(stages, key=lambda stage: (-stage[1], order[stage[0]])):
         lightest = loads.index(min(loads))
         bins[lightest].append(name)
         loads[lightest] += weight
-    groups = [list(group) for group in pinned] + bins
-    return [sorted(group, key=order.__getitem__) for group in groups if group]
+    return bins

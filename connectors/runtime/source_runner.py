@@ -42,6 +42,7 @@ _CLOSE_S = 5.0  # longest the producer's close may wait for the broker (a stop m
 # message.max.bytes); inside a transaction one such record would abort the batch, every time, forever.
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 _KEPT_BYTES = 64 * 1024  # how much of an oversized record its dead letter keeps
+_SHOWN_CURSOR = 200  # a cursor's characters a log line carries (an SPGL cursor holds thousands of identities)
 
 
 def read_cursor(consumer: KafkaConsumer, topic: str, source: str) -> str | None:
@@ -163,12 +164,18 @@ class SourceRunner:
             self._stop.wait(idle_wait_s(empty_polls, interval_s=self._poll_interval_s))
             return
         deadline = time.monotonic() + self._poll_interval_s
+        if empty_polls == 0 and self._news(source):
+            return  # rows arrived while the last poll ran: under steady load the probe interval is pure delay
         while not self._stop.wait(probe_s) and time.monotonic() < deadline:
-            try:
-                if source.has_news(self.cursor):
-                    return
-            except RetriableError:
-                return  # the full poll meets the same failure, reports it and backs off
+            if self._news(source):
+                return
+
+    def _news(self, source: Probing) -> bool:
+        """Whether ``source`` says it has news; True on a failure (the full poll reports it and backs off)."""
+        try:
+            return source.has_news(self.cursor)
+        except RetriableError:
+            return True
 
     def _step(self) -> tuple[bool, bool]:
         """One poll written atomically with its cursor; whether it found anything, and whether it has more."""
@@ -203,7 +210,7 @@ class SourceRunner:
         self._metrics.records_out.labels(self.stage).inc(len(batch.records))
         if batch.cursor.isdigit():
             self._metrics.source_cursor.labels(self.stage).set(int(batch.cursor))
-        log.info("source_batch_committed", stage=self.stage, records=len(batch.records), cursor=batch.cursor)
+        log.info("source_batch_committed", stage=self.stage, records=len(batch.records), cursor=_shown(batch.cursor))
         return True, batch.has_more
 
     def _fit(self, record: Output) -> Output:
@@ -233,3 +240,10 @@ class SourceRunner:
             return min(exc.retry_after_s, self._retry.max_retry_after_s)
         ceiling = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2**failures)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _shown(cursor: str) -> str:
+    """``cursor`` for a log line: whole when short, else its start and its length."""
+    if len(cursor) <= _SHOWN_CURSOR:
+        return cursor
+    return f"{cursor[:_SHOWN_CURSOR]}… ({len(cursor)} characters)"

@@ -143,3 +143,45 @@ def test_the_log_says_which_stages_each_child_runs(tree: tuple[subprocess.Popen[
     groups = started[0]["groups"]
     assert sorted(stage for stages in groups.values() for stage in stages) == sorted(STAGES)
     assert len(groups) == 2
+
+
+def _nice(pid: int) -> int:
+    """The nice value of ``pid`` (field 19 of /proc/<pid>/stat; the command name may hold spaces)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_background_stages_run_in_a_child_of_their_own_at_a_lower_priority(
+    tmp_path: Path, kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """Two children: the ledger alone at nice +10, the delivery path at the parent's priority."""
+    config_dir = ROOT / "deploy" / "config"
+    with running_utility(UTILITY) as (_, url):
+        port = free_port()
+        document = {
+            "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix},
+            "observability": {"log_format": "json", "metrics_port": port},
+            "routing": {"service_areas": str(ROOT / "tests" / "data" / "service-areas-yantai-water.yaml")},
+            "utilities": [utility_config(UTILITY, url)],
+            "ledger": {
+                "calendar": str(config_dir / "calendar.yaml"),
+                "policies": str(config_dir / "sla-policies.yaml"),
+            },
+            "processes": {"count": 2},
+        }
+        config = tmp_path / "ubridge.yaml"
+        config.write_text(yaml.safe_dump(document), encoding="utf-8")
+        command = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config)]
+        with (tmp_path / "ubridge.log").open("ab") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _ready(base) is not None, timeout_s=120, what="both children ready")
+            niceness = {}
+            for pid in _child_pids(process.pid):
+                stages = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                named = sorted(s.decode() for s, flag in zip(stages[1:], stages, strict=False) if flag == b"--stage")
+                niceness[",".join(named)] = _nice(pid) - _nice(process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    assert niceness == {"ledger": 10, f"normaliser-gonggai,router,sink-{UTILITY}": 0}

@@ -186,6 +186,51 @@ def test_an_idle_source_with_a_probe_reacts_to_news_long_before_its_interval(
     assert (idle_polls, [r.value for r in read_topic(kafka_bootstrap, source.topic)]) == (1, [b"row"])
 
 
+class Streaming(Probed):
+    """Rows keep arriving: each poll writes the next row, and the probe reports the one written meanwhile."""
+
+    name = "streaming"
+
+    def has_news(self, cursor: str | None) -> bool:
+        self.probes += 1
+        return True
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        self.polls += 1
+        following = int(cursor or 0) + 1
+        return SourceBatch(records=[Output(self.topic, b"k", str(following).encode())], cursor=str(following))
+
+
+def test_a_source_that_just_found_rows_probes_at_once_instead_of_after_its_probe_interval(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """Under steady load the probe interval is not waited after each poll: three polls come well within one."""
+    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Streaming(f"{unique_prefix}raw")
+    offsets = f"{unique_prefix}offsets"
+    ensure_topics(kafka, [TopicSpec(source.topic, 1), TopicSpec(offsets, 1, compacted=True)])
+    stop = threading.Event()
+    runner = SourceRunner(
+        source,
+        producer=make_producer(kafka, transactional_id=f"{unique_prefix}streaming"),
+        offsets_topic=offsets,
+        poll_interval_s=600,
+        probe_interval_s=60,
+        retry=RetrySettings(),
+        metrics=Metrics(CollectorRegistry()),
+        stop=stop,
+        start_cursor=None,
+        dlq_topic=f"{unique_prefix}dlq",
+    )
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: int(runner.cursor or 0) >= 3, timeout_s=30, what="three polls, one after the other")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:3] == [b"1", b"2", b"3"]
+
+
 def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
     kafka_bootstrap: str, unique_prefix: str
 ) -> None:

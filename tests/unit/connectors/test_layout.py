@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.runtime.layout import LayoutError, plan_groups, process_count
+from connectors.runtime.layout import LayoutError, is_background, plan_groups, process_count
 
 FLOW = [
     ("gonggai-interface", 1.0),
@@ -73,3 +73,35 @@ def test_a_stage_pinned_twice_is_refused() -> None:
     """One stage in two groups would run twice in one installation's layout."""
     with pytest.raises(LayoutError, match="stage router is in more than one group"):
         plan_groups(FLOW, count=3, pinned=[["router"], ["router", "ledger"]])
+
+
+def test_background_stages_get_a_process_of_their_own_and_the_others_spread_over_the_rest() -> None:
+    """Three processes: the ledger alone in one (run at a lower priority), the delivery path over two."""
+    groups = plan_groups(FLOW, count=3, background={"ledger"})
+    assert (groups, [is_background(g, {"ledger"}) for g in groups]) == (
+        [["gonggai-interface", "normaliser-gonggai", "sink-b"], ["router", "sink-a"], ["ledger"]],
+        [False, False, True],
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "background", "expected"),
+    [
+        (1, {"ledger"}, [[name for name, _ in FLOW]]),
+        (
+            2,
+            {"gonggai-interface", "normaliser-gonggai", "router", "sink-a", "sink-b", "ledger"},
+            [["normaliser-gonggai", "ledger"], ["gonggai-interface", "router", "sink-a", "sink-b"]],
+        ),
+    ],
+)
+def test_background_stages_share_processes_when_there_is_no_room_or_no_other_kind(
+    count: int, background: set[str], expected: list[list[str]]
+) -> None:
+    """One process holds everything; with only background stages they spread by weight as before."""
+    assert plan_groups(FLOW, count=count, background=background) == expected
+
+
+def test_a_group_is_background_only_when_every_stage_of_it_is() -> None:
+    """A process mixing a delivery stage with background ones keeps its priority; an empty one is not background."""
+    assert [is_background(g, {"ledger"}) for g in (["ledger"], ["ledger", "router"], [])] == [True, False, False]

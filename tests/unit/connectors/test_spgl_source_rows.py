@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
 
 from connectors.gonggai.spgl_source import SpglSource, cursor_positions, parse_cursor
 from connectors.runtime.errors import RetriableError
@@ -210,6 +210,44 @@ def test_a_row_committed_late_below_the_cursor_is_found_once(engine: Engine) -> 
     new = reader.catch_up()
     assert [json.loads(o.value)[DETAILS]["dfsjzj"] for o in new] == [late["dfsjzj"]]
     assert reader.catch_up() == []
+
+
+def test_a_poll_reads_the_window_identities_only_when_its_count_changed(engine: Engine) -> None:
+    """Between two readings of the window, a poll counts its rows; it reads their identities when one came late."""
+    reader = Reader(engine, window_every_s=3600)
+    reader.catch_up()
+    reader.catch_up()  # the first poll with a cursor reads the window's identities
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        add_detail(engine, lsh=top(engine) + 1, dfsjzj="new-1")
+        assert len(reader.catch_up()) == 1
+        identities = f'"{DETAILS}".dfsjzj FROM "{DETAILS}" WHERE'
+        assert ([s for s in statements if identities in s], any("count(*)" in s for s in statements)) == ([], True)
+        late = add_detail(engine, lsh=top(engine) - 1, dfsjzj="late-2")
+        assert [json.loads(o.value)[DETAILS]["dfsjzj"] for o in reader.catch_up()] == [late["dfsjzj"]]
+        assert any(identities in s for s in statements)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_a_late_row_hidden_by_a_deleted_one_is_found_when_the_identities_are_read_again(engine: Engine) -> None:
+    """A deletion and a late row leave the count alone: the next reading of the identities finds the row."""
+    now = [0.0]
+    reader = Reader(engine, window_every_s=5.0, clock=lambda: now[0])
+    reader.catch_up()
+    reader.catch_up()  # the first poll with a cursor reads the window's identities
+    victim = details(engine)[-2]["lsh"]
+    with engine.begin() as conn:
+        conn.execute(delete(DETAIL_TABLE).where(DETAIL_TABLE.c.lsh == victim))
+    late = add_detail(engine, lsh=victim, dfsjzj="late-3")
+    assert reader.catch_up() == []  # the count is what it was: what reading identities less often trades
+    now[0] += 5.0
+    assert [json.loads(o.value)[DETAILS]["dfsjzj"] for o in reader.catch_up()] == [late["dfsjzj"]]
 
 
 def test_a_row_below_the_look_back_window_is_not_looked_for(engine: Engine) -> None:
