@@ -5,9 +5,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from connectors.runtime import kafka_rejoin
 from connectors.runtime.kafka_selector import QuietSelector
@@ -15,6 +16,8 @@ from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
 
 kafka_rejoin.install()  # before any consumer of this process joins a group
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,31 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
         options["delivery_timeout_ms"] = _TRANSACTION_DELIVERY_MS
     options.update(overrides)
     return KafkaProducer(**options)
+
+
+_SENDER_EXIT_S = 2.0
+
+
+def close_producer(producer: KafkaProducer, *, timeout_s: float) -> bool:
+    """Close ``producer``; what the broker has not taken within ``timeout_s`` is dropped. True if nothing was.
+
+    kafka-python's ``close`` flushes first and raises when that times out (a broker away), leaving the producer
+    open: its sender thread lives on, and its finaliser tries again when the object is collected and prints the
+    error. Every caller closes a producer whose pending records cover input it has not committed (a stage, a
+    sink, a source's open transaction), so dropping them loses nothing: they are produced again.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        sender = producer._sender
+        sender.force_close()  # the sender fails the pending batches as it exits, after its current poll
+        sender.join(max(timeout_s, _SENDER_EXIT_S))
+        try:
+            producer.close(timeout=0)
+        except KafkaTimeoutError:
+            log.warning("producer_close_abandoned", after_s=timeout_s)
+        return False
+    return True
 
 
 _BACKGROUND_FETCH_MIN_BYTES = 1 << 20

@@ -28,6 +28,7 @@ from connectors.runtime.dlq import source_dead_letter
 from connectors.runtime.errors import BackpressureError, RetriableError
 from connectors.runtime.idle import idle_wait_s
 from connectors.runtime.interface import Output, Probing, Source, StageState
+from connectors.runtime.kafka import close_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.record_headers import described
 from connectors.runtime.trace_context import new_trace, of_headers, traced
@@ -146,7 +147,7 @@ class SourceRunner:
         finally:
             self._metrics.stage_up.labels(self.stage).set(0)
             self.source.close()
-            self._producer.close(timeout=_CLOSE_S)
+            close_producer(self._producer, timeout_s=_CLOSE_S)
             log.info("source_stopped", stage=self.stage, cursor=self.cursor)
 
     def _hold(self) -> bool:

@@ -39,6 +39,7 @@ from kafka.producer.future import FutureRecordMetadata
 from connectors.runtime.dlq import dead_letter, error_class
 from connectors.runtime.errors import RecordFailed, StopRequested
 from connectors.runtime.interface import Delivered, Outcome, Output, Processor, StageState, Stateful, Ticking
+from connectors.runtime.kafka import close_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.record_headers import described
 from connectors.runtime.subscribe import subscribe
@@ -149,7 +150,7 @@ class StageLoop:
                 self._workers.close()
             self.processor.close()
             self._consumer.close(autocommit=False, timeout_ms=int(_BLOCK_S * 1000))
-            self._producer.close(timeout=_BLOCK_S)
+            close_producer(self._producer, timeout_s=_BLOCK_S)
             log.info("stage_stopped", stage=self.stage)
 
     def _handle(self, records: list[ConsumerRecord]) -> bool:

@@ -30,6 +30,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.runtime.errors import StopRequested
 from connectors.runtime.interface import StageState
+from connectors.runtime.kafka import close_producer
 from connectors.runtime.metrics import Metrics
 from connectors.runtime.stage import StageLoop, _Rebalance
 from connectors.runtime.subscribe import subscribe
@@ -123,7 +124,7 @@ class SinkLoop(StageLoop):
                     item.withdrawn = True
             self._sink.close(wait=not self.state.failed)
             self._consumer.close(autocommit=False, timeout_ms=5000)
-            self._producer.close(timeout=5)
+            close_producer(self._producer, timeout_s=5)
             log.info("stage_stopped", stage=self.stage)
 
     def _poll_ms(self) -> int:
