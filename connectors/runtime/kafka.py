@@ -113,6 +113,7 @@ def close_producer(producer: KafkaProducer, *, timeout_s: float) -> bool:
     try:
         producer.close(timeout=timeout_s)
     except KafkaTimeoutError:
+        log.warning("producer_closed_with_records_pending", after_s=timeout_s)
         sender = producer._sender
         sender.force_close()  # the sender fails the pending batches as it exits, after its current poll
         sender.join(max(timeout_s, _SENDER_EXIT_S))

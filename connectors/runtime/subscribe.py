@@ -5,6 +5,14 @@ topics were created (a fresh installation, a new utility's task topic) can be ha
 rejoins only when a later metadata refresh shows the topic, which may take up to ``metadata.max.age.ms`` (5
 minutes). CI saw a source lease never owned and stages left without partitions that way. Asking for the topics'
 partitions first (kafka-python fetches the metadata when its cache lacks them) closes that window.
+
+The group's leader also remembers what its metadata said when it assigned, and rejoins when a later metadata
+response says something else. kafka-python 3.0.12 takes that reference from a snapshot it refreshes only on
+metadata responses that arrive after ``subscribe``: a member that joined first (every stage, at every start)
+assigned against the empty snapshot of an unsubscribed consumer, so the next metadata response started a
+second rebalance at once, revoking what it had just been given; a sink then delivered its tasks in flight
+twice. The snapshot is taken from the metadata this module has just checked, as the Java consumer does when it
+subscribes.
 """
 
 import threading
@@ -42,6 +50,9 @@ def subscribe(
             log.warning("topics_not_in_metadata", stage=stage, topics=missing, waited_s=wait_s)
             break
     consumer.subscribe(list(topics), listener=listener)
+    # kafka-python offers no public way to refresh the snapshot
+    coordinator, subscription = consumer._coordinator, consumer._subscription
+    coordinator._metadata_snapshot = coordinator._build_metadata_snapshot(subscription, consumer._cluster)
 
 
 def _partitions(consumer: KafkaConsumer, topic: str) -> set[int]:

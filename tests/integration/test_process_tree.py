@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ UTILITY = "yantai-water"
 STAGES = {"normaliser-gonggai", "router", f"sink-{UTILITY}"}
 
 
-@pytest.fixture
-def tree(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``ubridge run`` with two children sharing the normaliser, the router and a sink."""
+@contextmanager
+def _running_tree(
+    tmp_path: Path, kafka_bootstrap: str, unique_prefix: str, **sections: Any
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``ubridge run`` over two children: the normaliser, the router, a sink and the stages ``sections`` add."""
     with running_utility(UTILITY) as (_, url):
         port = free_port()
         document = {
@@ -35,6 +38,7 @@ def tree(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterator[t
             "routing": {"service_areas": str(ROOT / "tests" / "data" / "service-areas-yantai-water.yaml")},
             "utilities": [utility_config(UTILITY, url)],
             "processes": {"count": 2},
+            **sections,
         }
         config = tmp_path / "ubridge.yaml"
         config.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -47,6 +51,13 @@ def tree(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterator[t
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``ubridge run`` with two children sharing the normaliser, the router and a sink."""
+    with _running_tree(tmp_path, kafka_bootstrap, unique_prefix) as running:
+        yield running
 
 
 def _get(url: str) -> httpx.Response | None:
@@ -155,33 +166,14 @@ def test_the_background_stages_run_in_a_child_of_their_own_at_a_lower_priority(
 ) -> None:
     """Two children: the ledger alone at nice +10, the delivery path at the parent's priority."""
     config_dir = ROOT / "deploy" / "config"
-    with running_utility(UTILITY) as (_, url):
-        port = free_port()
-        document = {
-            "kafka": {"bootstrap": kafka_bootstrap, "topic_prefix": unique_prefix},
-            "observability": {"log_format": "json", "metrics_port": port},
-            "routing": {"service_areas": str(ROOT / "tests" / "data" / "service-areas-yantai-water.yaml")},
-            "utilities": [utility_config(UTILITY, url)],
-            "ledger": {
-                "calendar": str(config_dir / "calendar.yaml"),
-                "policies": str(config_dir / "sla-policies.yaml"),
-            },
-            "processes": {"count": 2},
-        }
-        config = tmp_path / "ubridge.yaml"
-        config.write_text(yaml.safe_dump(document), encoding="utf-8")
-        command = [sys.executable, "-m", "connectors.cli", "run", "--config", str(config)]
-        with (tmp_path / "ubridge.log").open("ab") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _ready(base) is not None, timeout_s=120, what="both children ready")
-            niceness = {}
-            for pid in _child_pids(process.pid):
-                stages = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                named = sorted(s.decode() for s, flag in zip(stages[1:], stages, strict=False) if flag == b"--stage")
-                niceness[",".join(named)] = _nice(pid) - _nice(process.pid)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+    ledger = {"calendar": str(config_dir / "calendar.yaml"), "policies": str(config_dir / "sla-policies.yaml")}
+    with _running_tree(tmp_path, kafka_bootstrap, unique_prefix, ledger=ledger) as (process, base):
+        wait_until(lambda: _ready(base) is not None, timeout_s=120, what="both children ready")
+        niceness = {}
+        for pid in _child_pids(process.pid):
+            stages = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            named = sorted(s.decode() for s, flag in zip(stages[1:], stages, strict=False) if flag == b"--stage")
+            niceness[",".join(named)] = _nice(pid) - _nice(process.pid)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
     assert niceness == {"ledger": 10, f"normaliser-gonggai,router,sink-{UTILITY}": 0}

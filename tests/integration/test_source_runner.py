@@ -148,16 +148,22 @@ class Probed:
 
 
 def _runner(
-    kafka: KafkaSettings, prefix: str, source: Probed, stop: threading.Event, *, poll_interval_s: float
+    kafka: KafkaSettings,
+    prefix: str,
+    source: Probed,
+    stop: threading.Event,
+    *,
+    poll_interval_s: float,
+    probe_interval_s: float = 0.05,
 ) -> SourceRunner:
     offsets = f"{prefix}offsets"
     ensure_topics(kafka, [TopicSpec(source.topic, 1), TopicSpec(offsets, 1, compacted=True)])
     return SourceRunner(
         source,
-        producer=make_producer(kafka, transactional_id=f"{prefix}probed"),
+        producer=make_producer(kafka, transactional_id=f"{prefix}{source.name}"),
         offsets_topic=offsets,
         poll_interval_s=poll_interval_s,
-        probe_interval_s=0.05,
+        probe_interval_s=probe_interval_s,
         retry=RetrySettings(),
         metrics=Metrics(CollectorRegistry()),
         stop=stop,
@@ -206,21 +212,8 @@ def test_a_source_that_just_found_rows_probes_at_once_instead_of_after_its_probe
 ) -> None:
     """Under steady load the probe interval is not waited after each poll: three polls come well within one."""
     kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Streaming(f"{unique_prefix}raw")
-    offsets = f"{unique_prefix}offsets"
-    ensure_topics(kafka, [TopicSpec(source.topic, 1), TopicSpec(offsets, 1, compacted=True)])
     stop = threading.Event()
-    runner = SourceRunner(
-        source,
-        producer=make_producer(kafka, transactional_id=f"{unique_prefix}streaming"),
-        offsets_topic=offsets,
-        poll_interval_s=600,
-        probe_interval_s=60,
-        retry=RetrySettings(),
-        metrics=Metrics(CollectorRegistry()),
-        stop=stop,
-        start_cursor=None,
-        dlq_topic=f"{unique_prefix}dlq",
-    )
+    runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600, probe_interval_s=60)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from kafka import KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from structlog.testing import capture_logs
 
@@ -45,3 +45,39 @@ def test_a_topic_that_never_appears_is_named_and_the_join_goes_ahead(kafka_boots
         assert [(e["event"], e["topics"]) for e in logs] == [("topics_not_in_metadata", [topic])]
     finally:
         consumer.close()
+
+
+class _Counting(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts the assignments a consumer is given."""
+
+    def __init__(self) -> None:
+        self.assigned = 0
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing held."""
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        self.assigned += 1
+
+
+def test_the_first_member_of_a_group_is_assigned_once_and_not_rebalanced_at_once(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """The leader's reference metadata is the one it assigned with: no second rebalance follows the first join."""
+    topic = f"{unique_prefix}once"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=f"{unique_prefix}g")
+    listener = _Counting()
+    try:
+        admin.create_topics([NewTopic(topic, 3, 1)])
+        subscribe(consumer, [topic], listener=listener, stop=threading.Event(), stage="s")
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+        settled = time.monotonic() + 4  # a few metadata responses: each one used to start a second rebalance
+        while time.monotonic() < settled:
+            consumer.poll(timeout_ms=200)
+        assert (listener.assigned, {tp.partition for tp in consumer.assignment()}) == (1, {0, 1, 2})
+    finally:
+        consumer.close()
+        admin.close()
