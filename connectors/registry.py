@@ -686,6 +686,9 @@ def _loop(ctx: Context, processor: Processor) -> StageLoop:
     group = f"{kafka.topic_prefix}ubridge.{processor.stage}"
     workers = ctx.settings.workers(processor.stage)
     background = processor.stage not in _DELIVERY_PATH
+    settings = ctx.settings
+    # what the delivery path writes: its first records after a start must not wait for metadata, topic by topic
+    outputs = [settings.topic("project_events"), *(settings.task_topic(u.id) for u in settings.utilities)]
     return StageLoop(
         processor,
         consumer=make_consumer(kafka, group_id=group, background=background),
@@ -695,4 +698,5 @@ def _loop(ctx: Context, processor: Processor) -> StageLoop:
         stop=ctx.stop,
         workers=WorkerPool(processor, workers) if workers else None,
         paused=partial(ctx.paused, processor.stage),
+        warm_topics=() if background else outputs,
     )

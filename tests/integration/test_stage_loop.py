@@ -303,3 +303,27 @@ def test_a_background_consumer_lets_the_broker_gather_records_and_still_gets_eac
     finally:
         consumer.close()
     assert [r.value for r in records] == [b"one"]
+
+
+def test_a_stage_learns_the_topics_it_writes_before_it_joins(topics: Topics) -> None:
+    """Ready means its producer knows each output topic's partitions: the first records wait for no metadata."""
+    producer = make_producer(topics.kafka)
+    stop = threading.Event()
+    loop = StageLoop(
+        normaliser(topics),
+        consumer=make_consumer(topics.kafka, group_id=topics.group),
+        producer=producer,
+        dlq_topic=topics.dlq,
+        metrics=Metrics(CollectorRegistry()),
+        stop=stop,
+        warm_topics=[topics.out, topics.dlq],
+    )
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: loop.state.ready, timeout_s=30, what="the stage joined")
+        known = {t: producer._metadata.partitions_for_topic(t) for t in (topics.out, topics.dlq)}  # its cache
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert known == {topics.out: {0}, topics.dlq: {0}}
