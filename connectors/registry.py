@@ -122,6 +122,9 @@ class StageSpec:
     # off the path from the upstream systems to the utilities: ``ubridge run`` gives these a process of their
     # own at a lower CPU priority (connectors/runtime/layout.py)
     background: bool = False
+    # polls an upstream system (a database, an HTTP feed), mostly waiting on it: ``ubridge run`` gives the
+    # readers a process of their own, where no transform holds the interpreter lock between their round trips
+    reader: bool = False
 
 
 def topics(settings: Settings) -> list[TopicSpec]:
@@ -187,10 +190,10 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
     specs = []
     gonggai = settings.sources.gonggai_interface
     if gonggai is not None and gonggai.enabled:
-        specs.append(StageSpec(gonggai.name, _leased(gonggai.name, _gonggai_interface)))
+        specs.append(StageSpec(gonggai.name, _leased(gonggai.name, _gonggai_interface), reader=True))
     spgl = settings.sources.gonggai_spgl
     if spgl is not None and spgl.enabled:
-        specs.append(StageSpec(spgl.name, _leased(spgl.name, _gonggai_spgl)))
+        specs.append(StageSpec(spgl.name, _leased(spgl.name, _gonggai_spgl), reader=True))
         specs.append(StageSpec(SpglNormaliser.stage, _spgl_normaliser, weight=_TRANSFORM))
     webhook = settings.sources.gonggai_webhook
     if webhook is not None and webhook.enabled:
@@ -200,7 +203,7 @@ def stage_specs(settings: Settings) -> list[StageSpec]:
         specs.append(StageSpec(gateway.name, _aishandong_gateway, dead_letters=False, pausable=False))
     pull = settings.sources.aishandong_pull
     if pull is not None and pull.enabled:
-        specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull)))
+        specs.append(StageSpec(pull.name, _leased(pull.name, _aishandong_pull), reader=True))
     specs += _hotline_specs(settings)
     specs += [
         StageSpec(GonggaiNormaliser.stage, _normaliser, weight=_TRANSFORM),
@@ -238,7 +241,7 @@ def _payment_specs(settings: Settings) -> list[StageSpec]:
     specs = []
     pull = settings.sources.aishandong_payments_pull
     if pull is not None and pull.enabled:
-        specs.append(StageSpec(pull.name, _leased(pull.name, _payments_pull)))
+        specs.append(StageSpec(pull.name, _leased(pull.name, _payments_pull), reader=True))
     payments = settings.payments
     if payments is not None and payments.enabled:
         if payments.gateway is not None:
@@ -283,7 +286,7 @@ def _hotline_specs(settings: Settings) -> list[StageSpec]:
     if hotline.push is not None:
         specs.append(StageSpec(hotline.push.name, _hotline_push, dead_letters=False, pausable=False))
     if hotline.pull is not None and hotline.pull.enabled:
-        specs.append(StageSpec(hotline.pull.name, _leased(hotline.pull.name, _hotline_pull)))
+        specs.append(StageSpec(hotline.pull.name, _leased(hotline.pull.name, _hotline_pull), reader=True))
     if hotline.route:
         specs.append(StageSpec(HotlineRouter.stage, _hotline_router))
     return specs

@@ -71,10 +71,12 @@ def layout(settings: Settings, stages: Sequence[str] | None) -> list[list[str]]:
     plan_groups([(s.name, s.weight) for s in specs], count=len(specs), pinned=pinned)  # names checked here
     names = {s.name for s in selected}
     kept = [[name for name in group if name in names] for group in pinned]
-    count = process_count(settings.processes.count, stages=len(selected), cores=len(os.sched_getaffinity(0)))
+    readers = {s.name for s in selected if s.reader}
+    cores = len(os.sched_getaffinity(0))
+    count = process_count(settings.processes.count, stages=len(selected), cores=cores, readers=bool(readers))
     background = {s.name for s in selected if s.background}
     weighed = [(s.name, s.weight) for s in selected]
-    return plan_groups(weighed, count=count, pinned=[g for g in kept if g], background=background)
+    return plan_groups(weighed, count=count, pinned=[g for g in kept if g], background=background, readers=readers)
 
 
 def _yield_cpu_if_background(settings: Settings, stages: Sequence[str] | None) -> None:

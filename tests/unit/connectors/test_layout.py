@@ -25,6 +25,17 @@ def test_auto_takes_a_process_per_core_and_never_more_than_stages(
     assert process_count(configured, stages=stages, cores=cores) == expected
 
 
+@pytest.mark.parametrize(
+    ("configured", "stages", "cores", "expected"),
+    [("auto", 6, 2, 3), ("auto", 6, 1, 1), ("auto", 2, 4, 2), (2, 6, 8, 2)],
+)
+def test_auto_adds_a_process_for_the_polling_sources_on_a_machine_of_two_cores_or_more(
+    configured: int | str, stages: int, cores: int, expected: int
+) -> None:
+    """The readers' process comes on top of one per core; one core keeps one process; a set count is kept."""
+    assert process_count(configured, stages=stages, cores=cores, readers=True) == expected
+
+
 def test_the_heavy_transforms_go_to_different_processes() -> None:
     """Two processes: the heaviest first, each into the lighter process, so the loads come out even."""
     groups = plan_groups(FLOW, count=2)
@@ -105,3 +116,30 @@ def test_background_stages_share_processes_when_there_is_no_room_or_no_other_kin
 def test_a_group_is_background_only_when_every_stage_of_it_is() -> None:
     """A process mixing a delivery stage with background ones keeps its priority; an empty one is not background."""
     assert [is_background(g, {"ledger"}) for g in (["ledger"], ["ledger", "router"], [])] == [True, False, False]
+
+
+def test_polling_sources_get_a_process_of_their_own_beside_the_delivery_path_and_the_background() -> None:
+    """Three processes: the source alone, the delivery path in one, the ledger in the low-priority one."""
+    groups = plan_groups(FLOW, count=3, background={"ledger"}, readers={"gonggai-interface"})
+    assert groups == [["normaliser-gonggai", "router", "sink-a", "sink-b"], ["ledger"], ["gonggai-interface"]]
+
+
+@pytest.mark.parametrize(
+    ("count", "background", "expected"),
+    [
+        (1, {"ledger"}, [[name for name, _ in FLOW]]),
+        (2, {"ledger"}, [["gonggai-interface", "normaliser-gonggai", "router", "sink-a", "sink-b"], ["ledger"]]),
+        (2, set(), [["normaliser-gonggai", "router", "sink-a", "sink-b", "ledger"], ["gonggai-interface"]]),
+    ],
+)
+def test_polling_sources_join_the_delivery_path_when_no_process_is_left_for_them(
+    count: int, background: set[str], expected: list[list[str]]
+) -> None:
+    """The background process is carved out first; a source never goes to it, nor leaves the path without room."""
+    assert plan_groups(FLOW, count=count, background=background, readers={"gonggai-interface"}) == expected
+
+
+def test_a_pinned_source_stays_where_it_is_pinned() -> None:
+    """``processes.groups`` wins over the readers' process: a pinned source is not moved."""
+    groups = plan_groups(FLOW, count=3, pinned=[["gonggai-interface", "router"]], readers={"gonggai-interface"})
+    assert groups == [["gonggai-interface", "router"], ["normaliser-gonggai", "sink-a"], ["sink-b", "ledger"]]

@@ -212,6 +212,25 @@ def test_a_row_committed_late_below_the_cursor_is_found_once(engine: Engine) -> 
     assert reader.catch_up() == []
 
 
+def test_a_reader_continuing_its_own_cursor_reads_what_a_fresh_reader_of_that_cursor_reads(engine: Engine) -> None:
+    """A poll after the reader's own commit reuses its state; a new reader parsing the same cursor agrees with it."""
+    reader = Reader(engine)
+    reader.catch_up()
+    add_detail(engine, lsh=top(engine) + 1, dfsjzj="new-2")
+    add_detail(engine, lsh=top(engine) - 3, dfsjzj="late-3")
+    fresh = Reader(engine)
+    fresh.cursor = reader.cursor
+    try:
+        ours, theirs = reader.catch_up(), fresh.catch_up()
+        assert sorted(o.value or b"" for o in ours) == sorted(o.value or b"" for o in theirs)
+        assert len(ours) == 2
+        assert reader.cursor == fresh.cursor
+        add_detail(engine, lsh=top(engine) + 1, dfsjzj="new-3")
+        assert [o.value for o in reader.catch_up()] == [o.value for o in fresh.catch_up()]
+    finally:
+        fresh.close()
+
+
 def test_a_poll_reads_the_window_identities_only_when_its_count_changed(engine: Engine) -> None:
     """Between two readings of the window, a poll counts its rows; it reads their identities when one came late."""
     reader = Reader(engine, window_every_s=3600)
