@@ -72,9 +72,14 @@ def layout(settings: Settings, stages: Sequence[str] | None) -> list[list[str]]:
     names = {s.name for s in selected}
     kept = [[name for name in group if name in names] for group in pinned]
     readers = {s.name for s in selected if s.reader}
-    cores = len(os.sched_getaffinity(0))
-    count = process_count(settings.processes.count, stages=len(selected), cores=cores, readers=bool(readers))
     background = {s.name for s in selected if s.background}
+    count = process_count(
+        settings.processes.count,
+        stages=len(selected),
+        cores=len(os.sched_getaffinity(0)),
+        background=bool(background),
+        readers=bool(readers),
+    )
     weighed = [(s.name, s.weight) for s in selected]
     return plan_groups(weighed, count=count, pinned=[g for g in kept if g], background=background, readers=readers)
 

@@ -15,25 +15,32 @@ FLOW = [
 
 
 @pytest.mark.parametrize(
-    ("configured", "stages", "cores", "expected"),
-    [("auto", 6, 2, 2), ("auto", 6, 16, 6), ("auto", 1, 8, 1), (4, 6, 2, 4), (1, 6, 8, 1), (8, 3, 2, 3)],
+    ("configured", "stages", "cores", "kinds", "expected"),
+    [
+        ("auto", 6, 2, set(), 3),
+        ("auto", 20, 2, {"background"}, 4),
+        ("auto", 20, 2, {"readers"}, 4),
+        ("auto", 20, 2, {"background", "readers"}, 5),
+        ("auto", 20, 16, {"background", "readers"}, 19),
+        ("auto", 6, 16, set(), 6),
+        ("auto", 1, 8, set(), 1),
+        ("auto", 20, 1, {"background", "readers"}, 1),
+        (4, 6, 2, {"background", "readers"}, 4),
+        (1, 6, 8, set(), 1),
+        (8, 3, 2, set(), 3),
+    ],
 )
-def test_auto_takes_a_process_per_core_and_never_more_than_stages(
-    configured: int | str, stages: int, cores: int, expected: int
+def test_auto_spreads_the_path_over_one_process_more_than_the_cores_and_never_more_than_stages(
+    configured: int | str, stages: int, cores: int, kinds: set[str], expected: int
 ) -> None:
-    """``auto`` is one per core; any count is capped by the stages to run (an empty process helps nobody)."""
-    assert process_count(configured, stages=stages, cores=cores) == expected
+    """``auto``: cores + 1 for the path, one more each for background and sources; one core, one process.
 
-
-@pytest.mark.parametrize(
-    ("configured", "stages", "cores", "expected"),
-    [("auto", 6, 2, 3), ("auto", 6, 1, 1), ("auto", 2, 4, 2), (2, 6, 8, 2)],
-)
-def test_auto_adds_a_process_for_the_polling_sources_on_a_machine_of_two_cores_or_more(
-    configured: int | str, stages: int, cores: int, expected: int
-) -> None:
-    """The readers' process comes on top of one per core; one core keeps one process; a set count is kept."""
-    assert process_count(configured, stages=stages, cores=cores, readers=True) == expected
+    A set count is kept; any count is capped by the stages to run (an empty process helps nobody).
+    """
+    count = process_count(
+        configured, stages=stages, cores=cores, background="background" in kinds, readers="readers" in kinds
+    )
+    assert count == expected
 
 
 def test_the_heavy_transforms_go_to_different_processes() -> None:

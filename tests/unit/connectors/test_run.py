@@ -33,7 +33,7 @@ def test_a_process_running_stages_hands_the_gil_over_every_twenty_milliseconds()
 
 
 def test_on_two_cores_the_query_account_source_runs_in_a_process_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``processes.count: auto`` on two cores: the polling source alone, the transforms over two more processes."""
+    """``processes.count: auto`` on two cores: the polling source alone, the transforms over three more processes."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     settings = parse_settings(
         {
@@ -42,6 +42,6 @@ def test_on_two_cores_the_query_account_source_runs_in_a_process_of_its_own(monk
         }
     )
     groups = layout(settings, None)
-    assert len(groups) == 3
+    assert len(groups) == 4
     assert ["gonggai-spgl"] in groups
     assert sorted(stage for group in groups for stage in group) == sorted(s.name for s in stage_specs(settings))
