@@ -23,8 +23,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from benchmarks.memory import free_port, wait_ready
-from connectors.demo.runner import Demo, DemoOptions
+from benchmarks.memory import wait_ready
+from connectors.demo.runner import Demo, DemoOptions, free_port
 
 _SOURCE = "gonggai-spgl"
 

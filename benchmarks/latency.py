@@ -33,8 +33,8 @@ from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
 from benchmarks.load import generate
-from benchmarks.memory import free_port, wait_ready
-from connectors.demo.runner import Demo, DemoOptions
+from benchmarks.memory import wait_ready
+from connectors.demo.runner import Demo, DemoOptions, free_port
 from connectors.demo.summary import percentile
 from schemas import Codec
 

@@ -12,7 +12,6 @@ and 50,000 events; the two must differ by less than 20% (issue 11). The peak (``
 """
 
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from connectors.demo.runner import Demo, DemoOptions
+from connectors.demo.runner import Demo, DemoOptions, free_port
 
 _KIB_PER_MIB = 1024
 
@@ -161,10 +160,3 @@ def wait_ready(metrics_url: str, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.5)
     message = "ubridge was not ready within 120 s"
     raise TimeoutError(message)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

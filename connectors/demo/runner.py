@@ -347,7 +347,7 @@ class Demo:
         )
 
     def _sources(self, approval_url: str) -> dict[str, Any]:
-        gateway = {"aishandong_gateway": {"port": _free_port(), "secret": GATEWAY_SECRET}}
+        gateway = {"aishandong_gateway": {"port": free_port(), "secret": GATEWAY_SECRET}}
         if self.options.source == "spgl":
             return {"gonggai_spgl": {"url": self.exchange_db, "poll_interval_s": 0.2, "page_size": 2000}, **gateway}
         interface = {"base_url": approval_url, "token": APPROVAL_TOKEN, "page_size": 200, "poll_interval_s": 0.2}
@@ -367,12 +367,12 @@ class Demo:
             },
             "sources": self._sources(approval_url),
             "routing": {"service_areas": str(self.areas_path)},
-            "status_callbacks": {"port": _free_port()},
-            "hotline": self.hotline.config(push_port=_free_port()),
-            "supervision": {"port": _free_port(), "token": SUPERVISION_TOKEN},
-            "payments": self.payments.section(_free_port()),
-            "permits": self.permits.section(_free_port(), str(CONFIG_DIR / "calendar.yaml")),
-            "surveys": surveys_config(CONFIG_DIR, self.options.workdir, _free_port()),
+            "status_callbacks": {"port": free_port()},
+            "hotline": self.hotline.config(push_port=free_port()),
+            "supervision": {"port": free_port(), "token": SUPERVISION_TOKEN},
+            "payments": self.payments.section(free_port()),
+            "permits": self.permits.section(free_port(), str(CONFIG_DIR / "calendar.yaml")),
+            "surveys": surveys_config(CONFIG_DIR, self.options.workdir, free_port()),
             "applications": {
                 "calendar": str(CONFIG_DIR / "calendar.yaml"),
                 "rules": str(CONFIG_DIR / "aishandong.yaml"),
@@ -413,10 +413,22 @@ def _callback_token(utility: str) -> str:
     return f"demo-callback-{utility}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now and not handed out before by this process.
+
+    The kernel may offer a port again once its probe is closed: two listeners of one configuration then had the
+    same port, and ``ubridge run`` refused the configuration.
+    """
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def print_summary(console: Console, result: DemoResult) -> None:
