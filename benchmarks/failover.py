@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from benchmarks.memory import wait_ready
-from connectors.demo.runner import Demo, DemoOptions, free_port
+from connectors.demo.ports import free_port
+from connectors.demo.runner import Demo, DemoOptions
 
 _SOURCE = "gonggai-spgl"
 

@@ -34,7 +34,8 @@ from rich.console import Console
 
 from benchmarks.load import generate
 from benchmarks.memory import wait_ready
-from connectors.demo.runner import Demo, DemoOptions, free_port
+from connectors.demo.ports import free_port
+from connectors.demo.runner import Demo, DemoOptions
 from connectors.demo.summary import percentile
 from schemas import Codec
 

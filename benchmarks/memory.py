@@ -26,7 +26,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from connectors.demo.runner import Demo, DemoOptions, free_port
+from connectors.demo.ports import free_port
+from connectors.demo.runner import Demo, DemoOptions
 
 _KIB_PER_MIB = 1024
 

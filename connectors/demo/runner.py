@@ -5,7 +5,6 @@ of requests, one answers 429 with Retry-After, one loses some acknowledgements a
 (idempotent re-delivery), one is down for the first seconds (its tasks wait; the others' do not).
 """
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from connectors.demo.expected import (
 from connectors.demo.hotline import FEED_TOKEN, HOTLINE_ORDERS, HotlineDemo, expected_complaint_tasks
 from connectors.demo.payments import DemoPayments, PaymentFigures, payments_line
 from connectors.demo.permits import DemoPermits
+from connectors.demo.ports import free_port
 from connectors.demo.remote import RemoteUtility, Simulators
 from connectors.demo.services import linked_line, service_areas
 from connectors.demo.summary import SlaFigures, UtilityFigures, sla_table, stage_table, utility_table
@@ -411,24 +411,6 @@ def _token(utility: str) -> str:
 
 def _callback_token(utility: str) -> str:
     return f"demo-callback-{utility}"
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now and not handed out before by this process.
-
-    The kernel may offer a port again once its probe is closed: two listeners of one configuration then had the
-    same port, and ``ubridge run`` refused the configuration.
-    """
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def print_summary(console: Console, result: DemoResult) -> None:
