@@ -10,7 +10,8 @@ producer resumes from the committed cursor.
 Between polls a source never sleeps while there is work: a poll that filled its page polls again at once;
 after an empty poll the wait doubles from 50 ms to the configured interval (:mod:`connectors.runtime.idle`).
 A source that can answer "anything new?" cheaply (:class:`~connectors.runtime.interface.Probing`) is asked
-every ``probe_interval_s`` instead, and polled in full when it says yes or the interval is over.
+every ``probe_interval_s`` instead, and polled in full when it says yes or the interval is over; after a poll
+that found rows it is asked again at once, then 10, 20, 40 ms later, doubling up to ``probe_interval_s``.
 """
 
 import json
@@ -39,6 +40,7 @@ from schemas import Codec
 log = structlog.get_logger(__name__)
 
 _CLOSE_S = 5.0  # longest the producer's close may wait for the broker (a stop must be prompt)
+_QUICK_PROBE_S = 0.01  # the first wait between probes after a poll that found rows
 # Kafka's defaults refuse a record over about 1 MiB (the producer's max.request.size, the broker's
 # message.max.bytes); inside a transaction one such record would abort the batch, every time, forever.
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
@@ -165,10 +167,15 @@ class SourceRunner:
             self._stop.wait(idle_wait_s(empty_polls, interval_s=self._poll_interval_s))
             return
         deadline = time.monotonic() + self._poll_interval_s
-        if empty_polls == 0 and self._news(source):
+        busy = empty_polls == 0
+        if busy and self._news(source):
             return  # rows arrived while the last poll ran: under steady load the probe interval is pure delay
-        while not self._stop.wait(probe_s) and time.monotonic() < deadline:
-            if self._news(source):
+        probes = 0
+        while True:
+            # after rows the next ones are likely near: the probes start 10 ms apart and double up to probe_s
+            probes += 1
+            wait = idle_wait_s(probes, interval_s=probe_s, quick_s=_QUICK_PROBE_S) if busy else probe_s
+            if self._stop.wait(wait) or time.monotonic() >= deadline or self._news(source):
                 return
 
     def _news(self, source: Probing) -> bool:

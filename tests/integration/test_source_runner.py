@@ -224,6 +224,42 @@ def test_a_source_that_just_found_rows_probes_at_once_instead_of_after_its_probe
     assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:3] == [b"1", b"2", b"3"]
 
 
+class Trickling(Streaming):
+    """Under load, but each next row is committed 30 ms after the last poll: a probe at once sees nothing yet."""
+
+    name = "trickling"
+    after_s = 0.03
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self.polled_at = time.monotonic()
+
+    def has_news(self, cursor: str | None) -> bool:
+        self.probes += 1
+        return time.monotonic() - self.polled_at >= self.after_s
+
+    def poll(self, cursor: str | None) -> SourceBatch:
+        self.polled_at = time.monotonic()
+        return super().poll(cursor)
+
+
+def test_after_rows_a_source_probes_again_within_milliseconds_not_after_its_probe_interval(
+    kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """Rows 30 ms apart with a one-minute probe interval: the probes ramp from 10 ms, five polls come in seconds."""
+    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Trickling(f"{unique_prefix}raw")
+    stop = threading.Event()
+    runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600, probe_interval_s=60)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: int(runner.cursor or 0) >= 5, timeout_s=30, what="five polls, each after a short wait")
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:5] == [b"1", b"2", b"3", b"4", b"5"]
+
+
 def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
     kafka_bootstrap: str, unique_prefix: str
 ) -> None:
