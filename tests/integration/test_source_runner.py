@@ -1,5 +1,7 @@
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kafka.errors import KafkaTimeoutError
@@ -14,6 +16,18 @@ from connectors.settings import KafkaSettings, RetrySettings
 from tests.support import read_topic, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def _running(runner: SourceRunner, stop: threading.Event) -> Iterator[None]:
+    """``runner`` on a thread of its own for the block; then stopped and joined."""
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=15)
 
 
 class OneBigRow:
@@ -54,13 +68,8 @@ def test_a_record_too_large_for_kafka_is_dead_lettered_and_the_page_commits(
         start_cursor=None,
         dlq_topic=dlq,
     )
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
+    with _running(runner, stop):
         wait_until(lambda: runner.cursor == "1", timeout_s=30, what="the page committed")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
     assert ([r.value for r in read_topic(kafka_bootstrap, raw)], runner.state.failed) == (
         [b"small-1", b"small-2"],
         False,
@@ -110,18 +119,13 @@ def test_a_paused_source_is_not_polled_until_resumed(kafka_bootstrap: str, uniqu
         dlq_topic=f"{unique_prefix}dlq",
         paused=paused.is_set,
     )
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
+    with _running(runner, stop):
         wait_until(lambda: runner.state.started, timeout_s=30, what="the runner started")
         time.sleep(0.5)
         held = source.polls
         held_gauge = runner_metrics.registry.get_sample_value("ubridge_stage_paused", {"stage": "counting"})
         paused.clear()
         wait_until(lambda: source.polls > 3, timeout_s=10, what="polls after the resume")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
     assert (held, held_gauge) == (0, 1.0)
 
 
@@ -179,16 +183,11 @@ def test_an_idle_source_with_a_probe_reacts_to_news_long_before_its_interval(
     kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Probed(f"{unique_prefix}raw")
     stop = threading.Event()
     runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
+    with _running(runner, stop):
         wait_until(lambda: source.probes > 2, timeout_s=30, what="the idle runner probing")
         idle_polls = source.polls
         source.news.set()
         wait_until(lambda: runner.cursor == "1", timeout_s=10, what="the row written after the probe said so")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
     assert (idle_polls, [r.value for r in read_topic(kafka_bootstrap, source.topic)]) == (1, [b"row"])
 
 
@@ -205,23 +204,6 @@ class Streaming(Probed):
         self.polls += 1
         following = int(cursor or 0) + 1
         return SourceBatch(records=[Output(self.topic, b"k", str(following).encode())], cursor=str(following))
-
-
-def test_a_source_that_just_found_rows_probes_at_once_instead_of_after_its_probe_interval(
-    kafka_bootstrap: str, unique_prefix: str
-) -> None:
-    """Under steady load the probe interval is not waited after each poll: three polls come well within one."""
-    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Streaming(f"{unique_prefix}raw")
-    stop = threading.Event()
-    runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600, probe_interval_s=60)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: int(runner.cursor or 0) >= 3, timeout_s=30, what="three polls, one after the other")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
-    assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:3] == [b"1", b"2", b"3"]
 
 
 class Trickling(Streaming):
@@ -243,21 +225,25 @@ class Trickling(Streaming):
         return super().poll(cursor)
 
 
-def test_after_rows_a_source_probes_again_within_milliseconds_not_after_its_probe_interval(
-    kafka_bootstrap: str, unique_prefix: str
+@pytest.mark.parametrize(
+    ("source_class", "polls"),
+    [(Streaming, 3), (Trickling, 5)],
+    ids=["news-while-polling", "news-30-ms-after-each-poll"],
+)
+def test_a_source_under_load_polls_again_within_milliseconds_not_after_its_probe_interval(
+    kafka_bootstrap: str, unique_prefix: str, source_class: type[Streaming], polls: int
 ) -> None:
-    """Rows 30 ms apart with a one-minute probe interval: the probes ramp from 10 ms, five polls come in seconds."""
-    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Trickling(f"{unique_prefix}raw")
+    """A one-minute probe interval is never waited under load: a probe at once, then probes ramping from 10 ms.
+
+    Rows that arrived during the poll are seen by the first probe; rows committed 30 ms after it by the ramp.
+    """
+    kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), source_class(f"{unique_prefix}raw")
     stop = threading.Event()
     runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=600, probe_interval_s=60)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: int(runner.cursor or 0) >= 5, timeout_s=30, what="five polls, each after a short wait")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
-    assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:5] == [b"1", b"2", b"3", b"4", b"5"]
+    with _running(runner, stop):
+        wait_until(lambda: int(runner.cursor or 0) >= polls, timeout_s=30, what=f"{polls} polls, one after the other")
+    expected = [str(n).encode() for n in range(1, polls + 1)]
+    assert [r.value for r in read_topic(kafka_bootstrap, source.topic)][:polls] == expected
 
 
 def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
@@ -267,13 +253,8 @@ def test_a_probe_that_never_sees_news_still_leaves_a_full_poll_every_interval(
     kafka, source = KafkaSettings(bootstrap=kafka_bootstrap), Probed(f"{unique_prefix}raw")
     stop = threading.Event()
     runner = _runner(kafka, unique_prefix, source, stop, poll_interval_s=0.3)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
+    with _running(runner, stop):
         wait_until(lambda: source.polls >= 3, timeout_s=30, what="full polls at the interval")
-    finally:
-        stop.set()
-        thread.join(timeout=15)
     assert source.probes >= 2
 
 
