@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Counter
 
 from benchmarks.anchor import anchor_sink
@@ -180,7 +181,7 @@ def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0) -> Th
     kafka = KafkaSettings(bootstrap=bootstrap)
     expected = count_records(bootstrap, raw_topic)
     consumer = make_consumer(kafka, group_id=f"{prefix}passthrough{run}")
-    producer = make_producer(kafka)
+    producer = make_producer(kafka, partitioner=DefaultPartitioner())  # kafka-python's own, as it comes
     consumer.subscribe([raw_topic])
     out = _topic(prefix, f"pass{run}")
     ensure_topics(kafka, [TopicSpec(out, PARTITIONS)])

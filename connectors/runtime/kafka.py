@@ -11,6 +11,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from connectors.runtime import kafka_rejoin
+from connectors.runtime.kafka_partitioner import KeyHashPartitioner
 from connectors.runtime.kafka_selector import QuietSelector
 from connectors.runtime.retention import config_changes, topic_configs
 from connectors.settings import KafkaSettings
@@ -76,6 +77,9 @@ def make_admin(kafka: KafkaSettings, **overrides: Any) -> KafkaAdminClient:
 def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any) -> KafkaProducer:
     """An idempotent producer that waits for every in-sync replica before acknowledging.
 
+    Records go to the partition kafka-python's default partitioner picks, their keys' hashes remembered
+    (:mod:`connectors.runtime.kafka_partitioner`).
+
     ``kafka.topic_prefix`` is put in front of the client id and the transactional id too: two installations
     sharing a cluster must never fence each other's sources, and quotas and broker logs tell them apart.
     """
@@ -87,6 +91,7 @@ def make_producer(kafka: KafkaSettings, *, transactional_id: str | None = None, 
         "linger_ms": 5,
         "batch_size": 256 * 1024,
         "compression_type": None,
+        "partitioner": KeyHashPartitioner(),
         **security_options(kafka),
     }
     if transactional_id is not None:
