@@ -207,8 +207,10 @@ class SpglSource:
             RetriableError: The database is unreachable or failed.
         """
         if cursor != self._probed[0]:
-            # only the positions: parsing the lookback's ``seen`` pairs after every poll cost more than the probes
-            self._probed = (cursor, cursor_positions(cursor))
+            # the positions alone, and not parsed again when the cursor is the one this source wrote last: parsing
+            # the look-back pairs after every poll cost more than the probes
+            own = cursor is not None and cursor == self._synced
+            self._probed = (cursor, dict(self._state.positions) if own else cursor_positions(cursor))
         positions, tables = self._probed[1], self._tables
         try:
             with self._engine.connect() as conn:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
 
+from connectors.gonggai import spgl_source
 from connectors.gonggai.spgl_source import SpglSource, cursor_positions, parse_cursor
 from connectors.runtime.errors import RetriableError
 from connectors.runtime.interface import Output
@@ -362,6 +363,28 @@ def test_the_probe_sees_a_new_row_and_nothing_once_caught_up(engine: Engine) -> 
     finally:
         reader.close()
     assert (before, idle, after) == (True, False, True)
+
+
+def test_the_probe_after_the_sources_own_poll_reads_its_positions_without_parsing_the_cursor(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probing the cursor the source just wrote answers as a fresh source would, and parses nothing."""
+    reader = Reader(engine)
+    fresh = SpglSource(engine.url.render_as_string(hide_password=False), raw_topic="raw", dlq_topic="dlq")
+    try:
+        reader.catch_up()
+        ExchangeWriter(engine, seed=4).write(EventGenerator(seed=4).generate(1))
+        parsed: list[str | None] = []
+        monkeypatch.setattr(spgl_source, "cursor_positions", lambda cursor: parsed.append(cursor) or {})
+        ours = reader.source.has_news(reader.cursor)
+        monkeypatch.undo()
+        theirs = fresh.has_news(reader.cursor)
+        reader.catch_up()
+        assert (ours, theirs, parsed) == (True, True, [])
+        assert reader.source.has_news(reader.cursor) is fresh.has_news(reader.cursor) is False
+    finally:
+        fresh.close()
+        reader.close()
 
 
 def test_the_probe_reports_an_unreachable_database_as_retriable(tmp_path: Path) -> None:
