@@ -52,8 +52,9 @@ import orjson
 import structlog
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from sqlalchemy import ColumnElement, Connection, Engine, Select, create_engine, event, exc, func, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, exc
 
+from connectors.gonggai.spgl_queries import HIGH, LOW, SERIALS, TableQueries, table_queries
 from connectors.gonggai.spgl_store import DEFAULT_CACHE_ROWS, DatabaseStore, ExchangeTables, Unreadable, decode_text
 from connectors.runtime.dlq import PREFIX
 from connectors.runtime.errors import RetriableError
@@ -182,6 +183,7 @@ class SpglSource:
         self._synced: str | None = None  # the cursor the joiner's state belongs to
         self._state = Cursor()  # what ``_synced`` says, as the poll that wrote it left it
         self._probed: tuple[str | None, Mapping[str, int]] = (None, {})  # a cursor and its positions
+        self._queries: dict[str, TableQueries] = {}
 
     def poll(self, cursor: str | None) -> SourceBatch:
         """Read the rows after ``cursor`` and return the joined records, dead letters and the new cursor.
@@ -211,13 +213,12 @@ class SpglSource:
             # the look-back pairs after every poll cost more than the probes
             own = cursor is not None and cursor == self._synced
             self._probed = (cursor, dict(self._state.positions) if own else cursor_positions(cursor))
-        positions, tables = self._probed[1], self._tables
+        positions = self._probed[1]
         try:
             with self._engine.connect() as conn:
                 for name in TABLES:
-                    lsh = tables.column(conn, name, "lsh")
-                    after = tables.select(conn, name).with_only_columns(lsh).where(lsh > positions.get(name, 0))
-                    if conn.execute(after.limit(1)).first() is not None:
+                    newer = self._queries_of(conn, name).newer
+                    if conn.execute(newer, {HIGH: positions.get(name, 0)}).first() is not None:
                         return True
         except exc.SQLAlchemyError as error:
             raise _database_failed(error) from error
@@ -271,40 +272,36 @@ class SpglSource:
 
     def _read(self, conn: Connection, name: str, state: Cursor) -> _Read:
         """The rows of ``name`` to apply now: those committed late below the cursor, a page, odd ones."""
-        tables, read = self._tables, _Read()
-        lsh_column = tables.column(conn, name, "lsh")
+        read, queries = _Read(), self._queries_of(conn, name)
         high = state.positions.get(name, 0)
         seen = state.seen.setdefault(name, set())
         odd = state.odd.setdefault(name, [])
-        base = tables.select(conn, name)
-        window = (lsh_column > high - self._lookback) & (lsh_column <= high)
-        if high > 0 and self._lookback > 0 and self._window_changed(conn, name, window, seen, high):
-            key = tables.column(conn, name, "dfsjzj") if tables.has_column(conn, name, "dfsjzj") else lsh_column
-            ids = conn.execute(tables.select(conn, name).with_only_columns(lsh_column, key).where(window)).all()
+        window = {LOW: high - self._lookback, HIGH: high}
+        if high > 0 and self._lookback > 0 and self._window_changed(conn, name, queries, window, seen):
+            ids = conn.execute(queries.identities, window).all()
             late = sorted({lsh for lsh, k in ids if isinstance(lsh, int) and (lsh, _digest(k)) not in seen})
             for start in range(0, len(late), 900):
-                query = base.where(lsh_column.in_(late[start : start + 900])).order_by(lsh_column)
+                serials = {SERIALS: late[start : start + 900]}
                 before = len(read.rows)
-                self._take(name, self._fetch(conn, name, query, state, read), state, read)
+                self._take(name, self._fetch(conn, name, queries.serials, serials, state=state, read=read), state, read)
                 read.late += len(read.rows) - before
             if read.late:
                 log.info("late_rows_found", stage=self.name, table=name, rows=read.late, below=high)
-        query = base.where(lsh_column > high).order_by(lsh_column).limit(self._page_size)
         before = state.positions.get(name, 0)
-        page = self._fetch(conn, name, query, state, read)
+        page = self._fetch(conn, name, queries.page, {HIGH: high}, state=state, read=read)
         self._take(name, page, state, read)
         last = page[-1][self._lsh_index(name)] if page else None
         unreadable = state.positions.get(name, 0) > before and not page  # a page of rows the driver failed on
         read.full = (len(page) >= self._page_size and _is_serial(last)) or unreadable
         if not read.full:
-            self._take(name, conn.execute(base.where(lsh_column.is_(None))).all(), state, read)
+            self._take(name, conn.execute(queries.unnumbered).all(), state, read)
         floor = state.positions.get(name, 0) - self._lookback
         state.seen[name] = {identity for identity in seen if identity[0] > floor}
         del odd[: max(0, len(odd) - self._max_odd)]
         return read
 
     def _window_changed(
-        self, conn: Connection, name: str, window: ColumnElement[bool], seen: set[tuple[int, int]], high: int
+        self, conn: Connection, name: str, queries: TableQueries, window: dict[str, int], seen: set[tuple[int, int]]
     ) -> bool:
         """Whether the look-back window may hold a row not emitted yet, so that its identities must be read.
 
@@ -318,15 +315,17 @@ class SpglSource:
         if now - self._window_read_at.get(name, -math.inf) >= self._window_every_s:
             self._window_read_at[name] = now
             return True
-        counted = select(func.count()).select_from(self._tables.table(conn, name)).where(window)
-        floor = high - self._lookback
-        return conn.execute(counted).scalar_one() != sum(1 for lsh, _ in seen if floor < lsh <= high)
+        floor, high = window[LOW], window[HIGH]
+        counted: int = conn.execute(queries.counted, window).scalar_one()
+        return counted != sum(1 for lsh, _ in seen if floor < lsh <= high)
 
-    def _fetch(self, conn: Connection, name: str, query: Select[Any], state: Cursor, read: _Read) -> list[Any]:
+    def _fetch(
+        self, conn: Connection, name: str, query: Select[Any], params: dict[str, Any], *, state: Cursor, read: _Read
+    ) -> list[Any]:
         """The rows of ``query``; when the driver fails on a value, the others, and each failed row as a failure."""
         try:
             with conn.begin_nested():
-                return list(conn.execute(query).all())
+                return list(conn.execute(query, params).all())
         except exc.DBAPIError as error:
             if error.connection_invalidated:
                 raise
@@ -335,7 +334,7 @@ class SpglSource:
         tables = self._tables
         lsh_column = tables.column(conn, name, "lsh")
         rows: list[Any] = []
-        for lsh in dict.fromkeys(conn.execute(query.with_only_columns(lsh_column)).scalars()):
+        for lsh in dict.fromkeys(conn.execute(query.with_only_columns(lsh_column), params).scalars()):
             try:
                 with conn.begin_nested():
                     rows += conn.execute(tables.select(conn, name).where(lsh_column == lsh)).all()
@@ -392,6 +391,13 @@ class SpglSource:
             except Unreadable as error:
                 stub = dict(zip(self._columns(name), (_printable(v) for v in values), strict=True))
                 read.failures.append(JoinFailure(name, stub, DataError(f"{name}.{error.column}", str(error))))
+
+    def _queries_of(self, conn: Connection, name: str) -> TableQueries:
+        """The statements on table ``name``, built again if the table was reflected again."""
+        queries = self._queries.get(name)
+        if queries is None or queries.table is not self._tables.table(conn, name):
+            queries = self._queries[name] = table_queries(self._tables, conn, name, page_size=self._page_size)
+        return queries
 
     def _columns(self, name: str) -> list[str]:
         return self._tables.names(name)
