@@ -263,88 +263,44 @@ def _inline_kind(schema: Any) -> str | None:
     return name if isinstance(name, str) and name in _INLINE else None
 
 
-# One block per inline kind; ``v`` is the field's value. Each is the code of the matching writer above, so the
-# bytes and the errors (which send the record to fastavro) are theirs.
-_INLINE: dict[str, str] = {
-    "string": """
-    d = v.encode()
-    n = len(d) << 1
-    if n < 0x80:
-        out.append(n)
-    else:
-        _write_varint(n, out)
-    out += d""",
-    "optional-string": """
-    if v is None:
-        out.append(0)
-    else:
-        if type(v) is not str:
-            raise TypeError(type(v).__name__)
-        d = v.encode()
-        out.append(2)
-        n = len(d) << 1
-        if n < 0x80:
-            out.append(n)
-        else:
-            _write_varint(n, out)
-        out += d""",
-    "long": """
-    if not -0x8000000000000000 <= v < 0x8000000000000000:
-        raise OverflowError(v)
-    n = (v << 1) ^ (v >> 63)
-    if n < 0x80:
-        out.append(n)
-    else:
-        _write_varint(n, out)""",
-    "int": """
-    if not -0x80000000 <= v < 0x80000000:
-        raise OverflowError(v)
-    n = (v << 1) ^ (v >> 63)
-    if n < 0x80:
-        out.append(n)
-    else:
-        _write_varint(n, out)""",
-    "boolean": """
-    out.append(1 if v else 0)""",
-    "double": """
-    out += _DOUBLE.pack(v)""",
-    "timestamp-millis": """
-    _write_timestamp_millis(v, out)""",
-    "optional-double": """
-    if v is None:
-        out.append(0)
-    else:
-        if type(v) is not float and (type(v) is not int or not -0x8000000000000000 <= v < 0x8000000000000000):
-            raise TypeError(type(v).__name__)
-        out.append(2)
-        out += _DOUBLE.pack(v)""",
-    "optional-int": """
-    if v is None:
-        out.append(0)
-    else:
-        if type(v) is not int or not -0x80000000 <= v < 0x80000000:
-            raise TypeError(type(v).__name__)
-        out.append(2)
-        n = (v << 1) ^ (v >> 63)
-        if n < 0x80:
-            out.append(n)
-        else:
-            _write_varint(n, out)""",
-    "optional-timestamp-millis": """
-    if v is None:
-        out.append(0)
-    else:
-        if type(v) is not datetime and (type(v) is not int or not -0x8000000000000000 <= v < 0x8000000000000000):
-            raise TypeError(type(v).__name__)
-        out.append(2)
-        _write_timestamp_millis(v, out)""",
-    "enum": """
-    n = SYMBOLS[v] << 1
-    if n < 0x80:
-        out.append(n)
-    else:
-        _write_varint(n, out)""",
+# The code writing a value ``v`` inline, per kind, composed from the pieces below; each is the code of the
+# matching writer above, so the bytes and the errors (which send the record to fastavro) are theirs.
+_LONG_FITS = "-0x8000000000000000 <= v < 0x8000000000000000"
+_INT_FITS = "-0x80000000 <= v < 0x80000000"
+_VARINT = "if n < 0x80:\n    out.append(n)\nelse:\n    _write_varint(n, out)"  # n, a length or zigzagged
+_WRITES = {  # the bytes of ``v``
+    "string": f"d = v.encode()\nn = len(d) << 1\n{_VARINT}\nout += d",
+    "long": f"n = (v << 1) ^ (v >> 63)\n{_VARINT}",
+    "int": f"n = (v << 1) ^ (v >> 63)\n{_VARINT}",
+    "boolean": "out.append(1 if v else 0)",
+    "double": "out += _DOUBLE.pack(v)",
+    "timestamp-millis": "_write_timestamp_millis(v, out)",
+    "enum": f"n = SYMBOLS[v] << 1\n{_VARINT}",
 }
+_CHECKS = {  # what a field of the kind refuses before writing
+    "long": f"if not {_LONG_FITS}:\n    raise OverflowError(v)\n",
+    "int": f"if not {_INT_FITS}:\n    raise OverflowError(v)\n",
+}
+_BRANCH_REFUSES = {  # the values that ``["null", T]`` does not write as T, as :func:`_union_writer` decides
+    "string": "type(v) is not str",
+    "double": f"type(v) is not float and (type(v) is not int or not {_LONG_FITS})",
+    "int": f"type(v) is not int or not {_INT_FITS}",
+    "timestamp-millis": f"type(v) is not datetime and (type(v) is not int or not {_LONG_FITS})",
+}
+_INLINE = frozenset({*_WRITES, *(f"optional-{kind}" for kind in _BRANCH_REFUSES)})
+
+
+def _indented(code: str) -> str:
+    return "\n".join(f"    {line}" for line in code.splitlines())
+
+
+def _inline_code(kind: str) -> str:
+    """The statements writing a value ``v`` of an :data:`_INLINE` kind to ``out``."""
+    branch = kind.removeprefix("optional-")
+    if branch == kind:
+        return _CHECKS.get(kind, "") + _WRITES[kind]
+    written = f"if {_BRANCH_REFUSES[branch]}:\n    raise TypeError(type(v).__name__)\nout.append(2)\n{_WRITES[branch]}"
+    return f"if v is None:\n    out.append(0)\nelse:\n{_indented(written)}"
 
 
 def _generated_record(
@@ -370,7 +326,7 @@ def _generated_record(
         else:
             if inline == "enum":
                 scope[f"symbols{number}"] = {symbol: i for i, symbol in enumerate(kind["symbols"])}
-            lines.append(_INLINE[inline].strip("\n").replace("SYMBOLS", f"symbols{number}"))
+            lines.append(_indented(_inline_code(inline)).replace("SYMBOLS", f"symbols{number}"))
     if not fields:
         lines.append("    pass")
     exec(compile("\n".join(lines), f"<avro writer {full}>", "exec"), scope)  # noqa: S102 - our own schema's code
