@@ -61,6 +61,8 @@ def test_a_project_needing_power_reaches_the_power_utility(
             wait_until(lambda: len(sim.tasks()) == 1, timeout_s=60, what="the power utility's task")
         finally:
             app.stop()
+            stopped = app.wait(timeout_s=30)  # its status publisher too, which a bare stop left running
+        assert stopped
         (task,) = sim.tasks()
         assert (task.body["service"], task.body["utility_id"], task.utility_ref[:2]) == ("POWER", POWER, "E-")
     finally:
