@@ -32,14 +32,14 @@ class TableQueries:
 
 def table_queries(tables: ExchangeTables, conn: Connection, name: str, *, page_size: int) -> TableQueries:
     """The statements on table ``name`` as reflected now through ``conn``."""
-    lsh = tables.column(conn, name, "lsh")
+    table, lsh = tables.table(conn, name), tables.column(conn, name, "lsh")
     key = tables.column(conn, name, "dfsjzj") if tables.has_column(conn, name, "dfsjzj") else lsh
     base = tables.select(conn, name)
     window = (lsh > bindparam(LOW)) & (lsh <= bindparam(HIGH))
     return TableQueries(
-        table=tables.table(conn, name),
+        table=table,
         page=base.where(lsh > bindparam(HIGH)).order_by(lsh).limit(page_size),
-        counted=select(func.count()).select_from(tables.table(conn, name)).where(window),
+        counted=select(func.count()).select_from(table).where(window),
         identities=base.with_only_columns(lsh, key).where(window),
         serials=base.where(lsh.in_(bindparam(SERIALS, expanding=True))).order_by(lsh),
         unnumbered=base.where(lsh.is_(None)),
