@@ -7,10 +7,14 @@ counts, never a figure alone.
 1. ``throughput``: a bare kafka-python consume → produce → commit passthrough of the raw events (the ceiling:
    run before, between and after the stages; the median, with its spread), then ubridge's normaliser and
    router on the same data, each in its loop's own thread (the normaliser also with ``--workers`` worker
-   processes); ``normaliser_vs_passthrough`` and ``router_vs_passthrough`` are their ratios to the ceiling;
+   processes); ``normaliser_vs_passthrough`` and ``router_vs_passthrough`` are their ratios to the ceiling; a
+   passthrough writing as many records per event as the router did bounds the router's
+   (``passthrough_router_fanout_vs_passthrough``);
 2. ``sink``: one utility's sink delivering tasks all addressed to it to a receiver that answers at once
    (:mod:`benchmarks.receiver`, a process of its own), against the anchor (:mod:`benchmarks.anchor`: aiokafka
-   + aiohttp, 32 requests in flight, the same work) on the same tasks and receiver: ``sink_vs_anchor``;
+   + aiohttp, 32 requests in flight, the same work) on the same tasks and receiver: ``sink_vs_anchor``; the sink
+   with as many requests in flight; the same anchor on kafka-python, ubridge's Kafka client, shows what that
+   client allows (``anchor_kafka_python_vs_anchor``);
 3. ``spgl``: the 工改 query-account reader, SPGL rows from SQLite into the raw topic;
 4. ``backfill``: the backfill of a PostgreSQL exchange database of ``--spgl-backfill-rows`` rows in both
    dialects (rows/s and the reader's peak RSS at that size and a quarter of it, see benchmarks/spgl_backfill.py);
@@ -38,6 +42,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from benchmarks.anchor import IN_FLIGHT
 from benchmarks.failover import failover_seconds
 from benchmarks.harness import (
     SINK_UTILITY,
@@ -171,6 +176,23 @@ def _throughput(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
     for name, measured in stages.items():
         _line(f"{name}_throughput", measured.rate, "events/s", _note(measured))
         _line(f"{name}_vs_passthrough", measured.rate / ceiling, "x", "target >= 0.70 in the loop's own thread")
+    # The router writes more than it reads (a task per utility served, and the grants): kafka-python's own work for
+    # as many records, with nothing decoded or encoded, bounds what the router can reach against the ceiling.
+    events = count_records(bootstrap, f"{prefix}events")
+    written = count_records(bootstrap, f"{prefix}tasks") + count_records(bootstrap, f"{prefix}grants")
+    fanout = written / events
+    floor = passthrough(
+        bootstrap, raw_topic, prefix, _progress("passthrough, router's fan-out", len(ceilings)), copies=fanout
+    )
+    _line("router_records_written_per_event", fanout, "records/event", f"{written} tasks and grants of {events} events")
+    _line("passthrough_router_fanout_throughput", floor.rate, "events/s", _note(floor))
+    _line(
+        "passthrough_router_fanout_vs_passthrough",
+        floor.rate / ceiling,
+        "x",
+        "kafka-python alone, the router's ceiling",
+    )
+    _line("router_vs_its_fanout_passthrough", stages["router"].rate / floor.rate, "x")
     # a sink reads only its utility's topic: one record per task; on the one task topic of earlier releases it
     # read (and decoded) every utility's tasks to keep its own
     shares = tasks_per_utility(bootstrap, f"{prefix}tasks")
@@ -186,6 +208,9 @@ def _sink(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
     try:
         endpoint = f"{receiver.url}/v1/tasks"
         before = anchor_sink_run(bootstrap, prefix, endpoint, run=_progress("anchor sink", 0))
+        kafka_python = anchor_sink_run(
+            bootstrap, prefix, endpoint, run=_progress("anchor sink on kafka-python", 0), kafka_python=True
+        )
         sink = run_stage("sink", bootstrap, prefix, workers=_progress("sink", 0), endpoint=endpoint)
         after = anchor_sink_run(bootstrap, prefix, endpoint, run=_progress("anchor sink", 1))
     finally:
@@ -193,8 +218,11 @@ def _sink(bootstrap: str, prefix: str, args: argparse.Namespace) -> None:
     anchor = (before.rate + after.rate) / 2
     _line("anchor_sink_run0", before.rate, "tasks/s", _note(before))
     _line("anchor_sink_run1", after.rate, "tasks/s", _note(after))
-    _line("sink_throughput", sink.rate, "tasks/s", _note(sink))
+    _line("anchor_sink_kafka_python", kafka_python.rate, "tasks/s", _note(kafka_python))
+    _line("sink_throughput", sink.rate, "tasks/s", _note(sink) + f", max_in_flight {IN_FLIGHT} as the anchors")
     _line("sink_vs_anchor", sink.rate / anchor, "x", "target >= 1.0; anchor: mean of the two runs")
+    _line("anchor_kafka_python_vs_anchor", kafka_python.rate / anchor, "x", "the same anchor on ubridge's Kafka client")
+    _line("sink_vs_anchor_kafka_python", sink.rate / kafka_python.rate, "x")
     delivered = count_records(bootstrap, f"{prefix}status")  # the sink's RECEIVED, one per task it delivered
     own = f"{sink.records} records read from its own topic, {delivered} tasks delivered"
     _line("sink_records_read_per_task", sink.records / max(delivered, 1), "records/task", own)

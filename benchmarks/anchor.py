@@ -1,4 +1,4 @@
-"""The sink's anchor: a straightforward aiokafka + aiohttp consumer doing a sink's work, for ``sink_vs_anchor``.
+"""The sink's anchors: a straightforward aiokafka + aiohttp consumer doing a sink's work, for ``sink_vs_anchor``.
 
 What a competent engineer would write by hand in an afternoon, with the same duties as ubridge's sink: each
 task is Avro-decoded with the same codec, POSTed as the same JSON body with its ``Idempotency-Key`` and
@@ -7,6 +7,9 @@ requests of different projects are on the wire, one ``RECEIVED`` status record (
 produced per delivered task, and offsets are committed only after every response of the batch arrived and
 every status record was acknowledged. It has none of ubridge's revisions, retries or dead letters: a task
 refused here fails the run.
+
+:func:`kafka_python_anchor_sink` is the same consumer, line for line, on kafka-python, the Kafka client ubridge is
+built on: how fast a sink can be with that client, whatever the code around it (``kafka_python_anchor_vs_anchor``).
 """
 
 import asyncio
@@ -16,12 +19,19 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.consumer.fetcher import ConsumerRecord as KafkaRecord
+from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import OffsetAndMetadata
 
 from connectors.utility.payload import task_body
 from routing.revisions import idempotency_key
 from schemas import Codec
 
 _POLL_MS = 500
+IN_FLIGHT = 32
+_ACK_TIMEOUT_S = 30
 
 
 async def anchor_sink(
@@ -34,7 +44,7 @@ async def anchor_sink(
     token: str,
     utility: str,
     expected: int,
-    in_flight: int = 32,
+    in_flight: int = IN_FLIGHT,
 ) -> int:
     """Deliver ``expected`` tasks of ``input_topic`` to ``endpoint``; returns the tasks delivered."""
     codec = Codec.default()
@@ -55,16 +65,7 @@ async def anchor_sink(
                 acks = []
                 for record in records:
                     task = codec.decode_as("UtilityTask", record.value)
-                    async with (
-                        slots,
-                        http.post(
-                            endpoint,
-                            data=task_body(task),  # type: ignore[arg-type]
-                            headers={"Idempotency-Key": idempotency_key(task["task_id"], task["revision"])},
-                        ) as response,
-                    ):
-                        await response.read()
-                        response.raise_for_status()
+                    await _post(http, slots, endpoint, task)
                     acks.append(await producer.send(status_topic, _received(codec, task, utility), key=record.key))
                 return acks
 
@@ -87,6 +88,78 @@ async def anchor_sink(
         await consumer.stop()
         await producer.stop()
     return delivered
+
+
+async def kafka_python_anchor_sink(
+    bootstrap: str,
+    *,
+    input_topic: str,
+    status_topic: str,
+    group: str,
+    endpoint: str,
+    token: str,
+    utility: str,
+    expected: int,
+    in_flight: int = IN_FLIGHT,
+) -> int:
+    """:func:`anchor_sink` on kafka-python: poll, deliver the batch, wait for the acknowledgements, commit.
+
+    kafka-python's calls block, and the loop has nothing else to run while they do: like the aiokafka anchor, it
+    polls only once the batch before was delivered and committed.
+    """
+    codec = Codec.default()
+    consumer = KafkaConsumer(
+        input_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"}
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    slots = asyncio.Semaphore(in_flight)
+    delivered = 0
+    try:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+            async def lane(records: list[KafkaRecord]) -> list[FutureRecordMetadata]:
+                acks = []
+                for record in records:
+                    task = codec.decode_as("UtilityTask", record.value)
+                    await _post(http, slots, endpoint, task)
+                    acks.append(producer.send(status_topic, _received(codec, task, utility), key=record.key))
+                return acks
+
+            while delivered < expected:
+                batch = consumer.poll(timeout_ms=_POLL_MS)
+                lanes: dict[bytes | None, list[KafkaRecord]] = defaultdict(list)
+                offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
+                for tp, records in batch.items():
+                    for record in records:
+                        lanes[record.key].append(record)
+                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                if not offsets:
+                    continue
+                for acks in await asyncio.gather(*(lane(records) for records in lanes.values())):
+                    for ack in acks:
+                        ack.get(timeout=_ACK_TIMEOUT_S)
+                        delivered += 1
+                consumer.commit(offsets)
+    finally:
+        consumer.close()
+        producer.close()
+    return delivered
+
+
+async def _post(http: aiohttp.ClientSession, slots: asyncio.Semaphore, endpoint: str, task: dict[str, Any]) -> None:
+    """POST one task as the sink does, within the requests allowed in flight; anything but 2xx fails the run."""
+    async with (
+        slots,
+        http.post(
+            endpoint,
+            data=task_body(task),  # type: ignore[arg-type]
+            headers={"Idempotency-Key": idempotency_key(task["task_id"], task["revision"])},
+        ) as response,
+    ):
+        await response.read()
+        response.raise_for_status()
 
 
 def _received(codec: Codec, task: dict[str, Any], utility: str) -> bytes:

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Counter
 
-from benchmarks.anchor import anchor_sink
+from benchmarks.anchor import IN_FLIGHT, anchor_sink, kafka_python_anchor_sink
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.router.stage import ProjectRouter
@@ -176,8 +176,12 @@ def _throughput(records: int, bootstrap: str, output_topic: str) -> Throughput:
     return Throughput(records, seconds, os.getloadavg()[0])
 
 
-def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0) -> Throughput:
-    """Bare kafka-python: consume a batch, produce every value, flush, commit; the ceiling for a stage."""
+def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0, *, copies: float = 1.0) -> Throughput:
+    """Bare kafka-python: consume a batch, produce every value, flush, commit; the ceiling for a stage.
+
+    ``copies`` > 1 writes that many records per record read on average (the router's fan-out): what the client
+    alone allows a stage that writes as much, before any decoding or encoding.
+    """
     kafka = KafkaSettings(bootstrap=bootstrap)
     expected = count_records(bootstrap, raw_topic)
     consumer = make_consumer(kafka, group_id=f"{prefix}passthrough{run}")
@@ -186,11 +190,15 @@ def passthrough(bootstrap: str, raw_topic: str, prefix: str, run: int = 0) -> Th
     out = _topic(prefix, f"pass{run}")
     ensure_topics(kafka, [TopicSpec(out, PARTITIONS)])
     seen = 0
+    owed = 0.0
     while seen < expected:
         batch = consumer.poll(timeout_ms=500)
         for records in batch.values():
             for record in records:
-                producer.send(out, key=record.key, value=record.value)
+                owed += copies
+                while owed >= 1:
+                    producer.send(out, key=record.key, value=record.value)
+                    owed -= 1
             seen += len(records)
         producer.flush()
         consumer.commit()
@@ -247,7 +255,8 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0, endp
     else:
         output = _topic(prefix, "status")
         auth = BearerAuth(type="bearer", token="bench")
-        utility = UtilitySettings(id=SINK_UTILITY, endpoint=endpoint, auth=auth)
+        # as many requests in flight as the anchors: the figure compares the code, not the setting (default 8)
+        utility = UtilitySettings(id=SINK_UTILITY, endpoint=endpoint, auth=auth, max_in_flight=IN_FLIGHT)
         revisions = _topic(prefix, "revisions")
         processor = UtilitySink(
             utility,
@@ -285,18 +294,25 @@ def run_stage(stage: str, bootstrap: str, prefix: str, *, workers: int = 0, endp
     return _throughput(expected, bootstrap, output)
 
 
-def anchor_sink_run(bootstrap: str, prefix: str, endpoint: str, *, run: int = 0) -> Throughput:
-    """The aiokafka + aiohttp anchor (:mod:`benchmarks.anchor`) over the same task topic and receiver."""
+def anchor_sink_run(
+    bootstrap: str, prefix: str, endpoint: str, *, run: int = 0, kafka_python: bool = False
+) -> Throughput:
+    """The aiokafka + aiohttp anchor (:mod:`benchmarks.anchor`) over the same task topic and receiver.
+
+    ``kafka_python``: the same anchor on kafka-python instead of aiokafka.
+    """
     input_topic = _topic(prefix, "sinktasks")
-    output = _topic(prefix, f"status-anchor{run}")
+    client = "kp" if kafka_python else ""
+    output = _topic(prefix, f"status-anchor{client}{run}")
     ensure_topics(KafkaSettings(bootstrap=bootstrap), [TopicSpec(output, PARTITIONS)])
     expected = count_records(bootstrap, input_topic)
+    consume = kafka_python_anchor_sink if kafka_python else anchor_sink
     delivered = asyncio.run(
-        anchor_sink(
+        consume(
             bootstrap,
             input_topic=input_topic,
             status_topic=output,
-            group=f"{prefix}anchor-sink{run}",
+            group=f"{prefix}anchor-sink{client}{run}",
             endpoint=endpoint,
             token="bench",
             utility=SINK_UTILITY,

@@ -22,6 +22,8 @@ import json
 from datetime import datetime
 from typing import Final, NamedTuple
 
+import orjson
+
 from routing.records import UtilityTask
 
 VOLATILE_FIELDS: Final = frozenset({"created_at", "ingested_at", "revision"})
@@ -39,6 +41,10 @@ DIGESTED_AS_OF_V5: Final = frozenset(
     }
 )
 _DIGEST_LENGTH: Final = 32
+_ORJSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+# orjson writes a float below 1e-4 as 1e-5 or 0.00001 where the standard library writes 1e-05: either mark
+# sends the content to the standard library (a text that merely contains one only costs the slower path)
+_FLOAT_FORMS_APART: Final = (b"e-", b"0.0000")
 
 
 class Revision(NamedTuple):
@@ -61,8 +67,7 @@ def content_digest(task: UtilityTask) -> str:
         for name, value in task.items()
         if name not in VOLATILE_FIELDS and (name in DIGESTED_AS_OF_V5 or value not in (None, []))
     }
-    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=_instant, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_LENGTH]
+    return hashlib.sha256(_canonical_json(content)).hexdigest()[:_DIGEST_LENGTH]
 
 
 def next_revision(last: Revision | None, digest: str, offset: int = -1) -> Revision | None:
@@ -99,6 +104,24 @@ def decode_revision(value: bytes) -> Revision:
         msg = f"not a stored revision: {value[:80]!r}"
         raise ValueError(msg)
     return Revision(number, digest, offset)
+
+
+def _canonical_json(content: dict[str, object]) -> bytes:
+    """The digested text: the standard library's sorted, compact, unescaped JSON, the form stored digests have.
+
+    orjson writes the same bytes in a fifth of the time (the sink digests every task it reads), except for what
+    it refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) and tiny floats; those
+    take the standard library's path, so a digest never depends on which library wrote it. The one difference
+    left is NaN or infinity, which orjson writes ``null``: the normalisers refuse both, so no task carries one.
+    """
+    try:
+        text = orjson.dumps(content, default=_instant, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        if not any(mark in text for mark in _FLOAT_FORMS_APART):
+            return text
+    return json.dumps(content, sort_keys=True, ensure_ascii=False, default=_instant, separators=(",", ":")).encode()
 
 
 def _instant(value: object) -> str:

@@ -1,10 +1,16 @@
 """Revisions of a task: what counts as a change, numbering, keys, and the stored form."""
 
-from datetime import timedelta
+import hashlib
+import json
+from datetime import UTC, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing.revisions import (
+    DIGESTED_AS_OF_V5,
+    VOLATILE_FIELDS,
     Revision,
     already_delivered,
     content_digest,
@@ -86,3 +92,50 @@ def test_a_record_at_or_below_the_last_offset_was_delivered() -> None:
     last = Revision(2, "a", 10)
     assert (already_delivered(last, 10), already_delivered(last, 9), already_delivered(last, 11)) == (True, True, False)
     assert not already_delivered(None, 0)
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.datetimes(timezones=st.just(UTC))
+)
+_CONTENT = st.dictionaries(
+    st.text(min_size=1),
+    st.recursive(_SCALARS, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=12),
+)
+
+
+@given(_CONTENT)
+@settings(max_examples=400)
+def test_the_digest_is_the_standard_librarys_json_whatever_the_values(content: dict[str, object]) -> None:
+    """Stored digests were the standard library's sorted compact JSON: tiny floats, huge ints, any text agree."""
+    assert content_digest(content) == _stdlib_digest(content)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [5.3e-05, 8e-9, 1e-4, 1e16, 1.5e300, 2**70, -(2**64), "0.0000 e-1", "\x00"])
+def test_values_orjson_writes_otherwise_digest_as_before(value: object) -> None:
+    """A float orjson formats its own way, an integer or a string it refuses: the standard library's digest."""
+    task = {**make_task("yantai-water", 1), "project_name": value}
+    assert content_digest(task) == _stdlib_digest(task)  # type: ignore[arg-type]
+
+
+def test_a_lone_surrogate_is_refused_as_before() -> None:
+    """Text that is not Unicode has no UTF-8 to digest: the record fails, as it always did, never a new digest."""
+    with pytest.raises(UnicodeEncodeError):
+        content_digest({**make_task("yantai-water", 1), "project_name": "\ud800"})  # type: ignore[typeddict-item]
+
+
+def _stdlib_digest(task: dict[str, object]) -> str:
+    """The digest as releases before orjson computed it (the form of every digest already stored)."""
+    content = {
+        name: value
+        for name, value in task.items()
+        if name not in VOLATILE_FIELDS and (name in DIGESTED_AS_OF_V5 or value not in (None, []))
+    }
+    text = json.dumps(
+        content, sort_keys=True, ensure_ascii=False, default=lambda v: v.isoformat(), separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
