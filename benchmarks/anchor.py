@@ -14,13 +14,14 @@ built on: how fast a sink can be with that client, whatever the code around it (
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from kafka import KafkaConsumer, KafkaProducer
-from kafka import TopicPartition as KafkaTopicPartition
 from kafka.consumer.fetcher import ConsumerRecord as KafkaRecord
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
@@ -30,53 +31,62 @@ from routing.revisions import idempotency_key
 from schemas import Codec
 
 _POLL_MS = 500
-IN_FLIGHT = 32
 _ACK_TIMEOUT_S = 30
+IN_FLIGHT = 32
 
 
-async def anchor_sink(
-    bootstrap: str,
-    *,
-    input_topic: str,
-    status_topic: str,
-    group: str,
-    endpoint: str,
-    token: str,
-    utility: str,
-    expected: int,
-    in_flight: int = IN_FLIGHT,
-) -> int:
-    """Deliver ``expected`` tasks of ``input_topic`` to ``endpoint``; returns the tasks delivered."""
+class _Record(Protocol):
+    """What the anchors read of a record, from either client."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def offset(self) -> int: ...
+
+
+P = TypeVar("P")
+R = TypeVar("R", bound=_Record)
+
+
+@dataclass(frozen=True)
+class SinkJob:
+    """What an anchor delivers: ``expected`` tasks of ``input_topic`` to ``endpoint``, statuses to ``status_topic``."""
+
+    bootstrap: str
+    input_topic: str
+    status_topic: str
+    group: str
+    endpoint: str
+    token: str
+    utility: str
+    expected: int
+    in_flight: int = IN_FLIGHT
+
+
+async def anchor_sink(job: SinkJob) -> int:
+    """Deliver the job's tasks; returns the tasks delivered."""
     codec = Codec.default()
-    consumer = AIOKafkaConsumer(
-        input_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"}
-    connector = aiohttp.TCPConnector(limit=in_flight)
-    slots = asyncio.Semaphore(in_flight)
+    consumer = AIOKafkaConsumer(job.input_topic, **_consumer_options(job))
+    producer = AIOKafkaProducer(bootstrap_servers=job.bootstrap, linger_ms=5)
+    slots = asyncio.Semaphore(job.in_flight)
     delivered = 0
     await consumer.start()
     await producer.start()
     try:
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        async with _session(job) as http:
 
             async def lane(records: list[ConsumerRecord[bytes, bytes]]) -> list[asyncio.Future[Any]]:
                 acks = []
                 for record in records:
                     task = codec.decode_as("UtilityTask", record.value)
-                    await _post(http, slots, endpoint, task)
-                    acks.append(await producer.send(status_topic, _received(codec, task, utility), key=record.key))
+                    await _post(http, slots, job.endpoint, task)
+                    acks.append(
+                        await producer.send(job.status_topic, _received(codec, task, job.utility), key=record.key)
+                    )
                 return acks
 
-            while delivered < expected:
-                batch = await consumer.getmany(timeout_ms=_POLL_MS)
-                lanes: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
-                offsets: dict[TopicPartition, int] = {}
-                for tp, records in batch.items():
-                    for record in records:
-                        lanes[record.key].append(record)
-                    offsets[tp] = records[-1].offset + 1
+            while delivered < job.expected:
+                lanes, offsets = _by_key(await consumer.getmany(timeout_ms=_POLL_MS))
                 if not offsets:
                     continue
                 for acks in await asyncio.gather(*(lane(records) for records in lanes.values())):
@@ -90,62 +100,68 @@ async def anchor_sink(
     return delivered
 
 
-async def kafka_python_anchor_sink(
-    bootstrap: str,
-    *,
-    input_topic: str,
-    status_topic: str,
-    group: str,
-    endpoint: str,
-    token: str,
-    utility: str,
-    expected: int,
-    in_flight: int = IN_FLIGHT,
-) -> int:
+async def kafka_python_anchor_sink(job: SinkJob) -> int:
     """:func:`anchor_sink` on kafka-python: poll, deliver the batch, wait for the acknowledgements, commit.
 
     kafka-python's calls block, and the loop has nothing else to run while they do: like the aiokafka anchor, it
     polls only once the batch before was delivered and committed.
     """
     codec = Codec.default()
-    consumer = KafkaConsumer(
-        input_topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"}
-    connector = aiohttp.TCPConnector(limit=in_flight)
-    slots = asyncio.Semaphore(in_flight)
+    consumer = KafkaConsumer(job.input_topic, **_consumer_options(job))
+    producer = KafkaProducer(bootstrap_servers=job.bootstrap, linger_ms=5)
+    slots = asyncio.Semaphore(job.in_flight)
     delivered = 0
     try:
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        async with _session(job) as http:
 
             async def lane(records: list[KafkaRecord]) -> list[FutureRecordMetadata]:
                 acks = []
                 for record in records:
                     task = codec.decode_as("UtilityTask", record.value)
-                    await _post(http, slots, endpoint, task)
-                    acks.append(producer.send(status_topic, _received(codec, task, utility), key=record.key))
+                    await _post(http, slots, job.endpoint, task)
+                    acks.append(producer.send(job.status_topic, _received(codec, task, job.utility), key=record.key))
                 return acks
 
-            while delivered < expected:
-                batch = consumer.poll(timeout_ms=_POLL_MS)
-                lanes: dict[bytes | None, list[KafkaRecord]] = defaultdict(list)
-                offsets: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
-                for tp, records in batch.items():
-                    for record in records:
-                        lanes[record.key].append(record)
-                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            while delivered < job.expected:
+                lanes, offsets = _by_key(consumer.poll(timeout_ms=_POLL_MS))
                 if not offsets:
                     continue
                 for acks in await asyncio.gather(*(lane(records) for records in lanes.values())):
                     for ack in acks:
                         ack.get(timeout=_ACK_TIMEOUT_S)
                         delivered += 1
-                consumer.commit(offsets)
+                consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
     finally:
         consumer.close()
         producer.close()
     return delivered
+
+
+def _consumer_options(job: SinkJob) -> dict[str, Any]:
+    """The job's consumer group, committing only when told, from the start of a topic it never read."""
+    return {
+        "bootstrap_servers": job.bootstrap,
+        "group_id": job.group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+
+
+def _by_key(batch: Mapping[P, list[R]]) -> tuple[dict[bytes | None, list[R]], dict[P, int]]:
+    """A poll's records by key (one lane each, in order), and the offset to commit per partition once delivered."""
+    lanes: dict[bytes | None, list[R]] = defaultdict(list)
+    offsets: dict[P, int] = {}
+    for tp, records in batch.items():
+        for record in records:
+            lanes[record.key].append(record)
+        offsets[tp] = records[-1].offset + 1
+    return lanes, offsets
+
+
+def _session(job: SinkJob) -> aiohttp.ClientSession:
+    """The HTTP session of a sink: the bearer token and JSON on every request, ``in_flight`` connections."""
+    headers = {"Authorization": f"Bearer {job.token}", "Content-Type": "application/json; charset=utf-8"}
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=job.in_flight), headers=headers)
 
 
 async def _post(http: aiohttp.ClientSession, slots: asyncio.Semaphore, endpoint: str, task: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Counter
 
-from benchmarks.anchor import IN_FLIGHT, anchor_sink, kafka_python_anchor_sink
+from benchmarks.anchor import IN_FLIGHT, SinkJob, anchor_sink, kafka_python_anchor_sink
 from connectors.gonggai.normaliser import GonggaiNormaliser
 from connectors.ledger.changelog import KafkaChangelogReader
 from connectors.router.stage import ProjectRouter
@@ -309,14 +309,16 @@ def anchor_sink_run(
     consume = kafka_python_anchor_sink if kafka_python else anchor_sink
     delivered = asyncio.run(
         consume(
-            bootstrap,
-            input_topic=input_topic,
-            status_topic=output,
-            group=f"{prefix}anchor-sink{client}{run}",
-            endpoint=endpoint,
-            token="bench",
-            utility=SINK_UTILITY,
-            expected=expected,
+            SinkJob(
+                bootstrap,
+                input_topic=input_topic,
+                status_topic=output,
+                group=f"{prefix}anchor-sink{client}{run}",
+                endpoint=endpoint,
+                token="bench",
+                utility=SINK_UTILITY,
+                expected=expected,
+            )
         )
     )
     return _throughput(delivered, bootstrap, output)
