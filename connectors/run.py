@@ -122,7 +122,7 @@ def _run_app(settings: Settings, stages: Sequence[str] | None, *, health_port_fi
         return 2
     # The libraries, the configuration and the stages' start-up state live as long as the process: out of the
     # collector's sight, a full collection walks only what the stages hold since. Walking everything stopped every
-    # thread of the process for 120-510 ms, 2 to 5 times in a 20 s latency run (README, "Latency").
+    # thread of the process for 120-510 ms, 2 to 5 times in a 20 s latency run (README, "Benchmarks").
     gc.freeze()
     while not app.wait(timeout_s=0.5):
         if app.stop_event.is_set():

@@ -109,7 +109,7 @@ def decode_revision(value: bytes) -> Revision:
 def _canonical_json(content: dict[str, object]) -> bytes:
     """The digested text: the standard library's sorted, compact, unescaped JSON, the form stored digests have.
 
-    orjson writes the same bytes in a fifth of the time (the sink digests every task it reads), except for what
+    orjson writes the same bytes faster (the sink digests every task it reads: 14 → 7 µs a digest), except for what
     it refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) and tiny floats; those
     take the standard library's path, so a digest never depends on which library wrote it. The one difference
     left is NaN or infinity, which orjson writes ``null``: the normalisers refuse both, so no task carries one.
