@@ -2,11 +2,11 @@
 
 Written by orjson, in a third of the standard library's time per task (the sink writes one body per
 delivery). The bytes are the standard library's compact form (``separators=(",", ":")``, UTF-8 unescaped),
-except a float beyond the plain range, which orjson writes ``1e16`` where the standard library writes
-``1e+16`` (the same number), and NaN or infinity, which orjson writes as ``null`` where the standard library
-wrote text that is not JSON (a task's numbers are validated finite before). What orjson refuses (an integer
-beyond 64 bits, a key that is not a string) the standard library writes, so every task that had a body has
-the same one.
+except a float below 1e-4, which orjson writes ``0.000053`` or ``8e-9`` where the standard library writes
+``5.3e-05`` or ``8e-09`` (the same number), and NaN or infinity, which orjson writes as ``null`` where the
+standard library wrote text that is not JSON (a task's numbers are validated finite before). What orjson
+refuses (an integer beyond 64 bits, a key that is not a string) the standard library writes, so every task
+that had a body has the same one.
 """
 
 import json
